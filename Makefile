@@ -1,0 +1,59 @@
+# Two commands for a newcomer (Python 3.11, nothing installed):
+#   make demo   -> set up .venv, run the whole workflow on the embedded demo (CPU, minutes)
+#   make test   -> set up .venv, run the test suite
+# Setting up is idempotent: a second run reinstalls nothing unless requirements changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+export TRANSFORMERS_NO_TORCHVISION := 1
+
+.PHONY: setup demo test test-fast lint format bench dryrun report clean-demo
+
+setup: $(STAMP)
+
+# torch first, pinned, so pip takes the local CPU build instead of pulling CUDA wheels.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$$(grep -E '^torch==' requirements.txt)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES) --rerun-incomplete --show-failed-logs
+	@echo "Demo done: open results/demo/report/index.html"
+
+report: $(STAMP)
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.zip
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not slurm and not browser" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/snakefmt Snakefile rules/
+
+dryrun: $(STAMP)
+	$(BIN)/snakemake -n --quiet
+
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/run_all.py
+
+clean-demo:
+	rm -rf resources/demo results/demo logs/demo benchmarks/demo

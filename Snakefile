@@ -1,0 +1,31 @@
+"""Retrieval-conditioned music generation: MAESTRO/URMP/FSD50K -> CLAP -> style bank
+-> FAISS -> AudioLDM1/2 generation x conditions -> evaluation -> reports.
+
+    snakemake --configfile config/demo.yaml --cores 2     # embedded demo, CPU, minutes
+    snakemake --profile slurm                             # the real experiment on a cluster
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/data.smk"
+include: "rules/bank.smk"
+include: "rules/adapter.smk"
+include: "rules/generate.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

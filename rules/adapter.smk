@@ -1,0 +1,51 @@
+# Style adapter per model: CLAP style vector (512) -> the model's conditioning space.
+
+
+rule train_adapter:
+    input:
+        unpack(adapter_inputs),
+    output:
+        checkpoint=R + "/adapters/{model}/style_adapter.safetensors",
+        config=R + "/adapters/{model}/adapter_config.json",
+        metrics=R + "/adapters/{model}/metrics.jsonl",
+        plot=report(
+            R + "/adapters/{model}/loss.png",
+            category="Adapters",
+            subcategory="{model}",
+            caption="../report/adapter_loss.rst",
+        ),
+    params:
+        model_id=model_value("id"),
+        pipeline=model_value("pipeline"),
+        topk=model_value("retrieval", "style_topk"),
+        temp=model_value("retrieval", "style_temp"),
+        clap=config["clap"]["model"],
+        epochs=config["adapter_training"]["epochs"],
+        batch=config["adapter_training"]["batch"],
+        lr=config["adapter_training"]["lr"],
+        wd=config["adapter_training"]["weight_decay"],
+        hidden=config["adapter_training"]["hidden"],
+        val=config["adapter_training"]["val_fraction"],
+        seed=config["adapter_training"]["seed"],
+        out_dir=R + "/adapters/{model}",
+        code=code("train_adapter"),
+    conda:
+        "../envs/torch-gpu.yaml"
+    log:
+        LOGS + "/train_adapter/{model}.log",
+    benchmark:
+        BENCH + "/train_adapter/{model}.tsv"
+    resources:
+        mem_mb=res_attempt("train_adapter", "mem_mb"),
+        runtime=res("train_adapter", "runtime"),
+        cpus_per_task=res("train_adapter", "cpus"),
+        gpu=res("train_adapter", "gpu"),
+        slurm_partition=res("train_adapter", "partition"),
+    shell:
+        "{PY} {S[train_adapter]} --model-key {wildcards.model} --model-id {params.model_id:q} "
+        "--pipeline {params.pipeline} --prompts {input.prompts:q} --clap-model {params.clap:q} "
+        "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
+        "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
+        "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "
+        "--hidden {params.hidden} --val-fraction {params.val} --seed {params.seed} "
+        "--out-dir {params.out_dir} 2> {log}"

@@ -1,0 +1,92 @@
+# Style bank (filter, dedupe, normalise, audit), FAISS index, and the FAD reference stats.
+
+
+rule build_bank:
+    input:
+        unpack(bank_inputs),
+    output:
+        npy=BANK["npy"],
+        mapping=BANK["mapping"],
+        audit=directory(BANK["audit"]),
+    params:
+        dedupe=config["bank"]["dedupe_cosine"],
+        code=code("build_bank"),
+    conda:
+        "../envs/audio.yaml"
+    log:
+        LOGS + "/build_bank.log",
+    benchmark:
+        BENCH + "/build_bank.tsv"
+    resources:
+        mem_mb=res_attempt("build_bank", "mem_mb"),
+        runtime=res("build_bank", "runtime"),
+        cpus_per_task=res("build_bank", "cpus"),
+        slurm_partition=res("build_bank", "partition"),
+    shell:
+        "{PY} {S[build_bank]} --embeddings {input.npy} --mapping {input.mapping} "
+        "--filter {input.filter} --dedupe-cosine {params.dedupe} --out-bank {output.npy} "
+        "--out-mapping {output.mapping} --audit-dir {output.audit} 2> {log}"
+
+
+rule build_index:
+    input:
+        npy=BANK["npy"],
+    output:
+        index=BANK["index"],
+        audit=BANK["index_audit"],
+    params:
+        kind=config["index"]["kind"],
+        nlist=config["index"]["nlist"],
+        nprobe=config["index"]["nprobe"],
+        hnsw_m=config["index"]["hnsw_m"],
+        ef_search=config["index"]["ef_search"],
+        recall_sample=config["index"]["recall_sample"],
+        k=config["index"]["recall_k"],
+        code=code("build_index"),
+    conda:
+        "../envs/audio.yaml"
+    log:
+        LOGS + "/build_index.log",
+    benchmark:
+        BENCH + "/build_index.tsv"
+    threads: res("build_index", "cpus")
+    resources:
+        mem_mb=res_attempt("build_index", "mem_mb"),
+        runtime=res("build_index", "runtime"),
+        cpus_per_task=res("build_index", "cpus"),
+        slurm_partition=res("build_index", "partition"),
+    shell:
+        "{PY} {S[build_index]} --bank {input.npy} --kind {params.kind} --nlist {params.nlist} "
+        "--nprobe {params.nprobe} --hnsw-m {params.hnsw_m} --ef-search {params.ef_search} "
+        "--recall-sample {params.recall_sample} --k {params.k} --threads {threads} "
+        "--out {output.index} --audit {output.audit} 2> {log}"
+
+
+rule reference_stats:
+    input:
+        unpack(reference_inputs),
+    output:
+        REFERENCE_STATS,
+    params:
+        model=config["clap"]["model"],
+        max_items=config["evaluation"]["reference_max_items"],
+        seed=config["evaluation"]["seed"],
+        batch=config["evaluation"]["batch"],
+        device=config["clap"]["device"],
+        code=code("reference_stats"),
+    conda:
+        "../envs/torch-gpu.yaml"
+    log:
+        LOGS + "/reference_stats.log",
+    benchmark:
+        BENCH + "/reference_stats.tsv"
+    resources:
+        mem_mb=res_attempt("reference_stats", "mem_mb"),
+        runtime=res("reference_stats", "runtime"),
+        cpus_per_task=res("reference_stats", "cpus"),
+        gpu=res("reference_stats", "gpu"),
+        slurm_partition=res("reference_stats", "partition"),
+    shell:
+        "{PY} {S[reference_stats]} --shards {input.shards} --clap-model {params.model:q} "
+        "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
+        "--device {params.device} --out {output} 2> {log}"

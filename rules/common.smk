@@ -1,0 +1,336 @@
+# Helpers shared by every rule file: paths, input functions, params builders.
+# No logic inside rules; rules call these.
+
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
+
+from rcmg.codehash import step_code_hash  # noqa: E402  (stdlib only: keeps -n fast)
+from rcmg.config_checks import problems  # noqa: E402
+
+_problems = problems(config, Path.cwd())
+if _problems:
+    raise ValueError(
+        "config problems (fix these in your config file):\n  - " + "\n  - ".join(_problems)
+    )
+
+SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
+PY = sys.executable if not workflow.deployment_settings.deployment_method else "python"
+P = config["paths"]["processed"]
+R = config["paths"]["results"]
+LOGS = config["paths"]["logs"]
+BENCH = config["paths"]["benchmarks"]
+DEMO = config["demo"]["root"]
+DATASETS = config["datasets"]
+MODELS = config["models"]
+CONDITIONS = config["conditions"]
+SEEDS = config["seeds"]
+BANK_DS = config["bank"]["dataset"]
+TINY_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+RUN = R + "/runs/{model}/{condition}/seed{seed}"
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(map(re.escape, MODELS)),
+    condition="|".join(CONDITIONS),
+    seed=r"\d+",
+    shard=r"\d+",
+    demo_kind="maestro|urmp|fsd50k",
+    tiny_kind="|".join(TINY_KINDS),
+
+
+class _Scripts(dict):
+    """``{S[step]}`` in a ``shell:`` expands to the path of workflow_scripts/step.py."""
+
+    def __missing__(self, step):
+        path = SCRIPTS / f"{step}.py"
+        if not path.is_file():
+            raise KeyError(f"no step script {path}")
+        return str(path)
+
+
+S = _Scripts()
+
+
+def code(step):
+    """Content hash of a step's CLI and its local imports: a param, so code edits rerun it."""
+    return step_code_hash(SCRIPTS / f"{step}.py")
+
+
+def res(rule_name, key):
+    """A resource of a rule from config.resources (falling back to resources.default)."""
+    table = config["resources"]
+    value = table.get(rule_name, {}).get(key, table["default"].get(key))
+    return value
+
+
+def res_attempt(rule_name, key):
+    """Scaled with Snakemake's attempt counter, so a job killed over its limit retries bigger."""
+
+    def scaled(wildcards, attempt):
+        return int(res(rule_name, key) * attempt)
+
+    return scaled
+
+
+# ----------------------------------------------------------------- demo assets
+def demo_model_dir(kind):
+    return f"{DEMO}/models/{kind}"
+
+
+def demo_raw_dir(kind):
+    return f"{DEMO}/raw/{kind}"
+
+
+def produced_by_demo(path):
+    """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
+    if not config["demo"]["enabled"]:
+        return False
+    demo_paths = {demo_model_dir(k) for k in TINY_KINDS} | {
+        demo_raw_dir(k) for k in ("maestro", "urmp", "fsd50k")
+    }
+    return str(Path(path)) in {str(Path(p)) for p in demo_paths}
+
+
+def model_input(name_or_path):
+    """A model folder the workflow writes is an input; a hub id (or the user's folder) is not."""
+    return [name_or_path] if produced_by_demo(name_or_path) else []
+
+
+def dataset_root_input(wildcards):
+    """Raw roots are inputs only when the demo writes them.
+
+    The user's raw datasets are not declared, so a dry-run plans the full matrix
+    without the data; index_sources fails with a clear message if a root is missing.
+    """
+    root = DATASETS[wildcards.dataset]["root"]
+    return [root] if produced_by_demo(root) else []
+
+
+# ----------------------------------------------------------------- data paths
+def sources_table(dataset):
+    return f"{P}/{dataset}/sources.parquet"
+
+
+def shard_dir(dataset, shard):
+    return f"{P}/{dataset}/segments/shard{shard}"
+
+
+def shard_dirs(dataset):
+    return [shard_dir(dataset, i) for i in range(DATASETS[dataset]["shards"])]
+
+
+def shard_embeddings(dataset):
+    return [f"{P}/{dataset}/clap/shard{i}.npy" for i in range(DATASETS[dataset]["shards"])]
+
+
+def shard_dirs_of(wildcards):
+    return shard_dirs(wildcards.dataset)
+
+
+def shard_embeddings_of(wildcards):
+    return shard_embeddings(wildcards.dataset)
+
+
+BANK = {
+    "npy": f"{P}/bank/style_bank.npy",
+    "mapping": f"{P}/bank/style_bank.jsonl",
+    "audit": f"{P}/bank/audit",
+    "index": f"{P}/bank/bank.index",
+    "index_audit": f"{P}/bank/index_audit.json",
+}
+REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+
+
+def reference_shards(wildcards):
+    return [d for name in config["evaluation"]["reference_datasets"] for d in shard_dirs(name)]
+
+
+# ----------------------------------------------------------------- adapters
+def adapter_files(model):
+    base = f"{R}/adapters/{model}"
+    return {
+        "checkpoint": f"{base}/style_adapter.safetensors",
+        "config": f"{base}/adapter_config.json",
+        "metrics": f"{base}/metrics.jsonl",
+        "plot": f"{base}/loss.png",
+    }
+
+
+def adapter_model_input(wildcards):
+    return model_input(MODELS[wildcards.model]["id"]) + model_input(config["clap"]["model"])
+
+
+# ----------------------------------------------------------------- generation
+def needs_bank(condition):
+    return CONDITIONS[condition]["type"] in ("prompt_aug", "retrieval")
+
+
+def uses_external_adapter(condition):
+    cond = CONDITIONS[condition]
+    return cond["type"] == "retrieval" and cond.get("adapter") == "external"
+
+
+def generate_inputs(wildcards):
+    inputs = {"prompts": config["prompts"]}
+    model = MODELS[wildcards.model]
+    for i, path in enumerate(model_input(model["id"])):
+        inputs[f"model{i}"] = path
+    if needs_bank(wildcards.condition):
+        inputs.update(bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"])
+        for i, path in enumerate(model_input(config["clap"]["model"])):
+            inputs[f"clap{i}"] = path
+    if uses_external_adapter(wildcards.condition):
+        inputs["adapter"] = adapter_files(wildcards.model)["checkpoint"]
+    return inputs
+
+
+def generate_args(wildcards):
+    """Every config value the generate job depends on, as CLI flags (so params track them).
+
+    Only the values a condition uses are passed: editing the retrieval alpha of one model
+    reruns that model's retrieval runs and nothing else.
+    """
+    model = MODELS[wildcards.model]
+    cond = CONDITIONS[wildcards.condition]
+    s = model["sampling"]
+    args = [
+        f"--model-key {wildcards.model}",
+        f"--model-id {shell_quote(model['id'])}",
+        f"--pipeline {model['pipeline']}",
+        f"--condition {wildcards.condition}",
+        f"--condition-type {cond['type']}",
+        f"--seed {wildcards.seed}",
+        f"--steps {s['steps']}",
+        f"--guidance {s['guidance']}",
+        f"--seconds {s['seconds']}",
+        f"--batch {s['batch']}",
+        f"--dtype {s['dtype']}",
+        f"--scheduler {s['scheduler']}",
+        f"--negative-prompt {shell_quote(s['negative_prompt'])}",
+        f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
+    ]
+    if cond["type"] in ("prompt_aug", "retrieval"):
+        args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
+    if cond["type"] == "prompt_aug":
+        args += [f"--aug-topk {cond.get('topk', 4)}", f"--aug-max-tags {cond.get('max_tags', 6)}"]
+    if cond["type"] == "retrieval":
+        r = model["retrieval"]
+        args += [
+            f"--style-topk {r['style_topk']}",
+            f"--style-temp {r['style_temp']}",
+            f"--blend {cond.get('blend', r['blend'])}",
+            f"--alpha {cond.get('alpha', r['alpha'])}",
+            f"--adapter {cond['adapter']}",
+        ]
+        if model["pipeline"] == "audioldm1":
+            args += [f"--cond-mix {r['cond_mix']}", f"--cond-mix-beta {r['cond_mix_beta']}"]
+    return " ".join(args)
+
+
+def shell_quote(value):
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+def run_dir(model, condition, seed):
+    return RUN.format(model=model, condition=condition, seed=seed)
+
+
+def all_runs():
+    return [run_dir(m, c, s) for m in MODELS for c in CONDITIONS for s in SEEDS]
+
+
+def evaluate_inputs(wildcards):
+    inputs = {
+        "run_config": f"{RUN}/run_config.json".format(**wildcards),
+        "items": f"{RUN}/items.jsonl".format(**wildcards),
+        "reference": REFERENCE_STATS,
+    }
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+def compare_inputs(wildcards):
+    return [f"{run}/metrics/summary.json" for run in all_runs()] + [
+        f"{run}/report.html" for run in all_runs()
+    ]
+
+
+COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
+
+
+def all_targets():
+    embeddings = [f"{P}/{name}/embeddings.npy" for name in DATASETS]
+    return [COMPARE["index"], COMPARE["summary"], BANK["index_audit"], BANK["audit"], *embeddings]
+
+
+def dataset_value(key):
+    """A per-dataset config value as a params function of the {dataset} wildcard."""
+
+    def value(wildcards):
+        return DATASETS[wildcards.dataset][key]
+
+    return value
+
+
+def clap_embed_inputs(wildcards):
+    inputs = {"shard": shard_dir(wildcards.dataset, wildcards.shard)}
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+def bank_inputs(wildcards):
+    return {
+        "npy": f"{P}/{BANK_DS}/embeddings.npy",
+        "mapping": f"{P}/{BANK_DS}/mapping.jsonl",
+        "filter": config["bank"]["filter"],
+    }
+
+
+def reference_inputs(wildcards):
+    inputs = {"shards": reference_shards(wildcards)}
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+def adapter_inputs(wildcards):
+    inputs = {
+        "prompts": config["prompts"],
+        "bank": BANK["npy"],
+        "bank_mapping": BANK["mapping"],
+        "index": BANK["index"],
+    }
+    for i, path in enumerate(adapter_model_input(wildcards)):
+        inputs[f"model{i}"] = path
+    return inputs
+
+
+def model_value(*keys):
+    """A per-model config value (nested keys) as a params function of the {model} wildcard."""
+
+    def value(wildcards):
+        node = MODELS[wildcards.model]
+        for key in keys:
+            node = node[key]
+        return node
+
+    return value
+
+
+def generate_bank_flags(wildcards):
+    if not needs_bank(wildcards.condition):
+        return ""
+    return f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
+
+
+def generate_adapter_flag(wildcards):
+    if not uses_external_adapter(wildcards.condition):
+        return ""
+    return f"--adapter-checkpoint {adapter_files(wildcards.model)['checkpoint']}"

@@ -1,0 +1,53 @@
+"""Shared pytest fixtures: tiny HF-format models and the synthetic demo corpus.
+
+Both are built once per test session from the same library code the workflow's demo
+rules call, so tests exercise the user's code path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Factory: ``tiny_model("clap" | "audioldm" | "audioldm2" | "audioldm2-music") -> Path``.
+
+    Each kind is built once per session (random weights, HF folder format).
+    """
+    from rcmg.tiny_models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    cache: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in cache:
+            cache[kind] = build_tiny_model(kind, root / kind, seed=0)
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    """The deterministic synthetic corpus in the real dataset layouts (maestro/, urmp/, fsd50k/)."""
+    from rcmg.demo_corpus import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("demo_raw")
+    write_demo_corpus(root, seed=0)
+    return root

@@ -1,0 +1,99 @@
+"""The config is validated before any job runs; dry-runs plan the full matrix without data."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from .helpers import copy_workflow, job, planned_jobs, rule_counts, snakemake
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    return copy_workflow(tmp_path / "wf")
+
+
+def _edit(workdir, edit, name="edited.yaml", base="config/config.yaml"):
+    cfg = yaml.safe_load((workdir / base).read_text())
+    edit(cfg)
+    path = workdir / "config" / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return f"config/{name}"
+
+
+def test_real_config_plans_full_matrix_without_data(workdir):
+    out = snakemake(workdir, "-n").stdout
+    counts = rule_counts(planned_jobs(out))
+    cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    n_runs = len(cfg["models"]) * len(cfg["conditions"]) * len(cfg["seeds"])
+    n_shards = sum(d["shards"] for d in cfg["datasets"].values())
+    assert counts["generate"] == n_runs
+    assert counts["evaluate"] == n_runs
+    assert counts["segment"] == n_shards
+    assert counts["clap_embed"] == n_shards
+    assert counts["index_sources"] == len(cfg["datasets"])
+    assert counts["train_adapter"] == len(cfg["models"])
+    for single in ("build_bank", "build_index", "reference_stats", "compare"):
+        assert counts[single] == 1
+    # the real config never writes demo assets
+    assert "demo_model" not in counts and "demo_dataset" not in counts
+
+
+def test_demo_config_plans_demo_assets(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/demo.yaml").stdout
+    jobs = planned_jobs(out)
+    for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music"):
+        assert job("demo_model", tiny_kind=kind) in jobs
+    for kind in ("maestro", "urmp", "fsd50k"):
+        assert job("demo_dataset", demo_kind=kind) in jobs
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["models"]["audioldm2"]["sampling"].update(stpes=5), "stpes"),
+        (lambda c: c["models"]["audioldm2"]["sampling"].update(steps=-5), "steps"),
+        (lambda c: c["models"]["audioldm2"].update(pipeline="audioldm3"), "audioldm3"),
+        (lambda c: c["models"]["audioldm"]["retrieval"].update(alpha=1.5), "alpha"),
+        (lambda c: c.update(prompts="config/prompts/nope.txt"), "nope.txt"),
+        (lambda c: c["conditions"].update(bad={"type": "retrieval"}), "adapter"),
+        (lambda c: c["bank"].update(dataset="maestro"), "role"),
+        (lambda c: c["evaluation"].update(baseline_condition="nothing"), "nothing"),
+        (lambda c: c["resources"]["generate"].update(gpus=1), "gpus"),
+    ],
+    ids=[
+        "typo-key",
+        "negative-steps",
+        "unknown-pipeline",
+        "alpha-out-of-range",
+        "missing-prompt-file",
+        "retrieval-without-adapter",
+        "bank-from-reference-dataset",
+        "unknown-baseline",
+        "unknown-resource-key",
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_problem(workdir, edit, expected):
+    config = _edit(workdir, edit)
+    proc = snakemake(workdir, "-n", "--configfile", config, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stdout
+    assert not (workdir / "results").exists()
+    assert not (workdir / "logs").exists()
+
+
+def test_missing_raw_dataset_is_reported_by_index_sources(workdir, tmp_path):
+    """Raw roots are not DAG inputs (dry-runs plan without data); the job names the folder."""
+    shutil.rmtree(workdir / "data", ignore_errors=True)
+    proc = snakemake(
+        workdir,
+        "--cores",
+        "1",
+        "data/processed/urmp/sources.parquet",
+        check=False,
+    )
+    assert proc.returncode != 0
+    log = (workdir / "logs/index_sources/urmp.log").read_text()
+    assert "data/raw/urmp" in log

@@ -1,0 +1,162 @@
+"""The embedded demo end to end, then what a researcher does next with a finished workflow:
+run it again (nothing to do), edit one config value (exactly the affected jobs rerun),
+edit one step's code (that step reruns), lose a job to SIGKILL (only it reruns).
+
+One demo run (module-scoped, a scratch copy of the repository) serves every test here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from .helpers import SNAKEMAKE, copy_workflow, job, offline_env, planned_jobs, rule_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+DEMO = "config/demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
+    snakemake(workdir, "--configfile", DEMO, "--cores", "2", timeout=3000)
+    return workdir
+
+
+def _config(workdir):
+    return yaml.safe_load((workdir / DEMO).read_text())
+
+
+def _runs(workdir):
+    cfg = _config(workdir)
+    results = workdir / cfg["paths"]["results"]
+    return [
+        results / "runs" / m / c / f"seed{s}"
+        for m in cfg["models"]
+        for c in cfg["conditions"]
+        for s in cfg["seeds"]
+    ]
+
+
+def _plan_with(workdir, edit, name):
+    cfg = _config(workdir)
+    edit(cfg)
+    (workdir / "config" / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return planned_jobs(snakemake(workdir, "-n", "--configfile", f"config/{name}").stdout)
+
+
+def test_demo_produces_every_run_and_the_comparison(demo):
+    cfg = _config(demo)
+    results = demo / cfg["paths"]["results"]
+    assert (results / "report/index.html").is_file()
+    assert (results / "report/summary.csv").is_file()
+    for run in _runs(demo):
+        run_config = json.loads((run / "run_config.json").read_text())
+        assert run_config["is_pipeline_check"] is True
+        assert run_config["timings_s"]["total"] > 0
+        assert (run / "hardware.json").is_file()
+        items = [json.loads(line) for line in (run / "items.jsonl").read_text().splitlines()]
+        assert items and all((run / it["wav"]).is_file() for it in items if it["status"] == "ok")
+        assert (run / "metrics/summary.json").is_file()
+        html = (run / "report.html").read_text()
+        assert "&lt;script&gt;" in html and "<script>alert" not in html
+    for model in cfg["models"]:
+        assert (results / "adapters" / model / "style_adapter.safetensors").is_file()
+    processed = demo / cfg["paths"]["processed"]
+    audit = json.loads((processed / "bank/index_audit.json").read_text())
+    assert audit["ntotal"] > 0
+
+
+def test_second_run_does_nothing(demo):
+    out = snakemake(demo, "--configfile", DEMO, "-n").stdout
+    assert planned_jobs(out) == set(), out[-3000:]
+
+
+def test_editing_one_models_alpha_reruns_only_its_retrieval_runs(demo):
+    jobs = _plan_with(demo, lambda c: c["models"]["audioldm2"]["retrieval"].update(alpha=0.5), "alpha.yaml")
+    cfg = _config(demo)
+    retrieval = [c for c, v in cfg["conditions"].items() if v["type"] == "retrieval"]
+    expected = {job("compare")} | {job("all")}
+    for cond in retrieval:
+        for seed in cfg["seeds"]:
+            expected |= {
+                job("generate", model="audioldm2", condition=cond, seed=seed),
+                job("evaluate", model="audioldm2", condition=cond, seed=seed),
+            }
+    assert jobs == expected
+
+
+def test_editing_bank_filter_reruns_bank_and_everything_downstream_only(demo):
+    jobs = _plan_with(demo, lambda c: c["bank"].update(dedupe_cosine=0.5), "dedupe.yaml")
+    counts = rule_counts(jobs)
+    cfg = _config(demo)
+    uses_bank = [c for c, v in cfg["conditions"].items() if v["type"] != "prompt"]
+    n = len(cfg["models"]) * len(uses_bank) * len(cfg["seeds"])
+    assert counts.get("build_bank") == 1 and counts.get("build_index") == 1
+    assert counts.get("train_adapter") == len(cfg["models"])
+    assert counts.get("generate") == n and counts.get("evaluate") == n
+    for untouched in ("segment", "clap_embed", "gather", "index_sources", "reference_stats", "demo_model"):
+        assert untouched not in counts
+    assert not any(r == "generate" and ("condition", "prompt") in w for r, w in jobs)
+
+
+def test_adding_a_seed_plans_only_the_new_runs(demo):
+    cfg = _config(demo)
+    new_seed = max(cfg["seeds"]) + 1
+    jobs = _plan_with(demo, lambda c: c.update(seeds=[*c["seeds"], new_seed]), "seed.yaml")
+    for rule, wildcards in jobs:
+        if rule in ("generate", "evaluate"):
+            assert ("seed", str(new_seed)) in wildcards
+    counts = rule_counts(jobs)
+    n = len(cfg["models"]) * len(cfg["conditions"])
+    assert counts == {"generate": n, "evaluate": n, "compare": 1, "all": 1}
+
+
+def test_editing_evaluation_code_reruns_evaluation_not_generation(demo):
+    stats = demo / "workflow_scripts/rcmg/stats.py"
+    original = stats.read_text()
+    try:
+        stats.write_text(original + "\n# an edit\n")
+        jobs = planned_jobs(snakemake(demo, "-n", "--configfile", DEMO).stdout)
+    finally:
+        stats.write_text(original)
+    counts = rule_counts(jobs)
+    assert counts.get("evaluate") == len(_runs(demo))
+    assert "generate" not in counts and "segment" not in counts
+
+
+def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(demo):
+    cfg = _config(demo)
+    model, cond, seed = "audioldm2", "retrieval_mlp", cfg["seeds"][0]
+    run = demo / cfg["paths"]["results"] / "runs" / model / cond / f"seed{seed}"
+    target = str((run / "run_config.json").relative_to(demo))
+    (run / "run_config.json").unlink()  # the next run must regenerate this one run
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--configfile", DEMO, "--cores", "1", target, "--forcerun", target],
+        cwd=demo,
+        env=offline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = demo / cfg["paths"]["logs"] / "generate" / model / cond / f"seed{seed}.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.is_file() and "load" in log.read_text()):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "run_config.json").exists()
+    assert not (run / "items.jsonl").exists()
+    jobs = planned_jobs(snakemake(demo, "-n", "--configfile", DEMO, "--rerun-incomplete").stdout)
+    assert job("generate", model=model, condition=cond, seed=seed) in jobs
+    assert rule_counts(jobs) == {"generate": 1, "evaluate": 1, "compare": 1, "all": 1}
+    snakemake(demo, "--configfile", DEMO, "--cores", "2", "--rerun-incomplete")
+    assert (run / "run_config.json").is_file()
+    assert planned_jobs(snakemake(demo, "--configfile", DEMO, "-n").stdout) == set()

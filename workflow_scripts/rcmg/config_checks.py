@@ -1,0 +1,54 @@
+"""Cross-key checks of a validated config: what JSON-schema cannot say.
+
+``problems(config, workdir)`` returns human-readable messages, each naming the key
+and the fix; the Snakefile raises them all at once before any job runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def problems(config: dict, workdir: str | Path = ".") -> list[str]:
+    workdir = Path(workdir)
+    out: list[str] = []
+    datasets = config["datasets"]
+    prompts = workdir / config["prompts"]
+    if not prompts.is_file():
+        out.append(
+            f"prompts: prompt file '{config['prompts']}' does not exist; "
+            "create it (one prompt per line) or point 'prompts' at an existing file"
+        )
+    bank = config["bank"]["dataset"]
+    if bank not in datasets:
+        out.append(f"bank.dataset: '{bank}' is not a key of 'datasets' ({', '.join(datasets)})")
+    elif datasets[bank]["role"] != "style":
+        out.append(
+            f"bank.dataset: dataset '{bank}' has role '{datasets[bank]['role']}', expected 'style'"
+        )
+    filt = workdir / config["bank"]["filter"]
+    if not filt.is_file():
+        out.append(f"bank.filter: filter file '{config['bank']['filter']}' does not exist")
+    for name in config["evaluation"]["reference_datasets"]:
+        if name not in datasets:
+            out.append(
+                f"evaluation.reference_datasets: '{name}' is not a key of 'datasets' "
+                f"({', '.join(datasets)})"
+            )
+    baseline = config["evaluation"]["baseline_condition"]
+    if baseline not in config["conditions"]:
+        out.append(
+            f"evaluation.baseline_condition: '{baseline}' is not a key of 'conditions' "
+            f"({', '.join(config['conditions'])})"
+        )
+    for name, cond in config["conditions"].items():
+        if cond["type"] == "retrieval" and "adapter" not in cond:
+            out.append(
+                f"conditions.{name}: a retrieval condition needs 'adapter: mlp' or 'adapter: external'"
+            )
+        if cond["type"] != "retrieval" and "adapter" in cond:
+            out.append(f"conditions.{name}: 'adapter' only applies to type 'retrieval'")
+        for key in ("topk", "max_tags"):
+            if key in cond and cond["type"] != "prompt_aug":
+                out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
+    return out

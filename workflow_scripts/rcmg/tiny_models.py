@@ -1,0 +1,430 @@
+"""Tiny random-weight models in Hugging Face folder format, for offline pipeline checks.
+
+Each kind is saved with ``save_pretrained`` so the real loading code
+(``AudioLDMPipeline`` / ``AudioLDM2Pipeline`` / ``ClapModel`` + ``ClapProcessor``
+``.from_pretrained``) loads it. Widths and depths are tiny; the time/frequency geometry
+is the real one (16 kHz audio, 64 mel bins, vocoder upsample product 160, VAE
+downsampling 4, CLAP at 48 kHz with a 256 spectrogram and no fusion), so latent shapes
+and clip lengths match the real checkpoints. Tokenizers are trained locally with the
+``tokenizers`` library on a small built-in English music vocabulary.
+
+The output is noise (near-silent audio), not music: every folder carries a
+``tiny_model.json`` that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from rcmg.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+BUILDER_VERSION = 1
+MARKER_NAME = "tiny_model.json"
+KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+
+# Real geometry (kept): generation side.
+AUDIO_SAMPLING_RATE = 16_000
+MEL_BINS = 64
+VOCODER_UPSAMPLE_RATES = (5, 4, 2, 2, 2)  # product 160 = hop length at 16 kHz
+VOCODER_UPSAMPLE_KERNELS = (16, 16, 8, 4, 4)
+VAE_BLOCK_CHANNELS = (16, 16, 32)  # three levels: downsampling 4 like the real VAE
+VAE_LATENT_CHANNELS = 8
+VAE_SCALING_FACTOR = 0.9227914
+AUDIOLDM_UNET_SAMPLE_SIZE = 128  # default 5.12 s like cvssp/audioldm
+AUDIOLDM2_UNET_SAMPLE_SIZE = 256  # default 10.24 s like cvssp/audioldm2
+# Real geometry (kept): CLAP side.
+CLAP_SAMPLING_RATE = 48_000
+CLAP_PROJECTION_DIM = 512
+CLAP_SPEC_SIZE = 256
+CLAP_MAX_TEXT_TOKENS = 512
+# Tiny widths.
+CLAP_TEXT_WIDTH = 32
+T5_WIDTH = 48
+GPT2_WIDTH = 32
+UNET_CHANNELS = (32, 64, 64)
+
+MUSIC_VOCABULARY_TEXT = """
+a calm solo piano piece with soft sustained chords and gentle arpeggios
+an energetic rock song with distorted electric guitar bass and loud drums
+a string quartet playing a slow melancholic melody with violin viola and cello
+jazz trio with upright bass brushed snare and a walking piano line
+ambient electronic pad with warm synthesizer textures and reverb
+orchestral film score with brass fanfare timpani and choir
+acoustic folk guitar strumming with a light tambourine and hand claps
+a flute and clarinet duet in a bright major key
+deep techno beat with kick drum hi hat and rolling bassline
+lofi hip hop groove with vinyl crackle mellow keys and soft drums
+classical sonata in a minor key played fast with staccato notes
+a trumpet solo over a funky rhythm section with saxophone and trombone
+percussion ensemble with marimba xylophone bells and shakers
+a sad cello melody with slow tempo and legato phrasing
+happy upbeat pop song with catchy vocals synth and claps
+dog barking bird singing rain falling wind blowing door knocking
+water dripping footsteps applause crowd cheering engine running
+harp glissando celesta music box and glockenspiel
+bassoon oboe horn tuba double bass and viola da gamba
+loud quiet fast slow high low bright dark warm cold soft hard
+major minor chord scale melody harmony rhythm tempo beat bar note
+""".split("\n")
+
+
+def build_tiny_model(kind: str, out_dir: Path, seed: int = 0) -> Path:
+    """Build (once) the tiny model ``kind`` into ``out_dir`` and return ``out_dir``.
+
+    Idempotent: a folder whose marker records the same kind, seed and builder version
+    is returned untouched. Atomic: built in a temporary sibling, moved in when complete.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    out_dir = Path(out_dir)
+    expected = _marker_content(kind, seed)
+    if _marker_matches(out_dir, expected):
+        log.info("tiny %s model already built in %s", kind, out_dir)
+        return out_dir
+    log.info("building tiny %s model (seed %d) into %s", kind, seed, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        _BUILDERS[kind](tmp, seed)
+        (tmp / MARKER_NAME).write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def read_tiny_marker(model_dir: Path) -> dict | None:
+    """The ``tiny_model.json`` content of a model folder, or None for a real model."""
+    marker = Path(model_dir) / MARKER_NAME
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text(encoding="utf-8"))
+
+
+def _marker_content(kind: str, seed: int) -> dict:
+    return {
+        "kind": kind,
+        "seed": seed,
+        "builder_version": BUILDER_VERSION,
+        "random_weights": True,
+        "note": (
+            "Random-weight pipeline check with the real time/frequency geometry; "
+            "its output is near-silent noise, not music. Never report its metrics as results."
+        ),
+    }
+
+
+def _marker_matches(out_dir: Path, expected: dict) -> bool:
+    try:
+        found = read_tiny_marker(out_dir)
+    except (OSError, json.JSONDecodeError):
+        return False
+    if found is None:
+        return False
+    keys = ("kind", "seed", "builder_version")
+    return all(found.get(k) == expected[k] for k in keys)
+
+
+# ---------------------------------------------------------------- tokenizers
+
+
+def _training_lines() -> list[str]:
+    return [line.strip() for line in MUSIC_VOCABULARY_TEXT if line.strip()]
+
+
+def train_roberta_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer (RoBERTa special tokens and ids) trained locally."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_training_lines(), trainer=trainer)
+    model_json = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
+    return RobertaTokenizer(
+        vocab=model_json["vocab"], merges=merges, model_max_length=CLAP_MAX_TEXT_TOKENS
+    )
+
+
+def train_t5_tokenizer(vocab_size: int = 300):
+    """A unigram tokenizer (T5 special tokens and ids) trained locally."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Tokenizer
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    unigram.train_from_iterator(_training_lines(), trainer=trainer)
+    vocab_scores = [tuple(item) for item in json.loads(unigram.to_str())["model"]["vocab"]]
+    return T5Tokenizer(vocab=vocab_scores, extra_ids=0, model_max_length=512)
+
+
+# ---------------------------------------------------------------- components
+
+
+def clap_feature_extractor():
+    """CLAP features like laion/clap-htsat-unfused: 48 kHz, 64 mels, 10 s, no fusion."""
+    from transformers import ClapFeatureExtractor
+
+    return ClapFeatureExtractor(
+        feature_size=MEL_BINS,
+        sampling_rate=CLAP_SAMPLING_RATE,
+        hop_length=480,
+        max_length_s=10,
+        fft_window_size=1024,
+        frequency_min=50,
+        frequency_max=14_000,
+        truncation="rand_trunc",
+        padding="repeatpad",
+    )
+
+
+def _clap_text_config(vocab_size: int):
+    from transformers import ClapTextConfig
+
+    return ClapTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=CLAP_TEXT_WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=CLAP_MAX_TEXT_TOKENS + 2,
+        projection_dim=CLAP_PROJECTION_DIM,
+    )
+
+
+def _clap_audio_config():
+    from transformers import ClapAudioConfig
+
+    patch_width = 16
+    depths = (1, 1)
+    return ClapAudioConfig(
+        spec_size=CLAP_SPEC_SIZE,
+        num_mel_bins=MEL_BINS,
+        window_size=8,
+        patch_size=4,
+        patch_stride=(4, 4),
+        depths=depths,
+        num_attention_heads=(2, 2),
+        patch_embeds_hidden_size=patch_width,
+        hidden_size=patch_width * 2 ** (len(depths) - 1),
+        enable_fusion=False,
+        projection_dim=CLAP_PROJECTION_DIM,
+    )
+
+
+def _clap_model(vocab_size: int):
+    from transformers import ClapConfig, ClapModel
+
+    config = ClapConfig(
+        text_config=_clap_text_config(vocab_size).to_dict(),
+        audio_config=_clap_audio_config().to_dict(),
+        projection_dim=CLAP_PROJECTION_DIM,
+    )
+    return ClapModel(config).eval()
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    levels = len(VAE_BLOCK_CHANNELS)
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=VAE_BLOCK_CHANNELS,
+        layers_per_block=1,
+        latent_channels=VAE_LATENT_CHANNELS,
+        norm_num_groups=8,
+        sample_size=512,
+        scaling_factor=VAE_SCALING_FACTOR,
+    )
+
+
+def _vocoder():
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    config = SpeechT5HifiGanConfig(
+        model_in_dim=MEL_BINS,
+        sampling_rate=AUDIO_SAMPLING_RATE,
+        upsample_initial_channel=64,
+        upsample_rates=VOCODER_UPSAMPLE_RATES,
+        upsample_kernel_sizes=VOCODER_UPSAMPLE_KERNELS,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+        normalize_before=False,
+    )
+    return SpeechT5HifiGan(config).eval()
+
+
+def _ddim_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _audioldm_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=AUDIOLDM_UNET_SAMPLE_SIZE,
+        in_channels=VAE_LATENT_CHANNELS,
+        out_channels=VAE_LATENT_CHANNELS,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        norm_num_groups=8,
+        # AudioLDM1 has no text cross-attention: the attention layers attend to the
+        # hidden states themselves, so their context width equals the block width.
+        cross_attention_dim=UNET_CHANNELS,
+        attention_head_dim=8,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=CLAP_PROJECTION_DIM,
+        class_embeddings_concat=True,
+    )
+
+
+def _audioldm2_unet():
+    from diffusers import AudioLDM2UNet2DConditionModel
+
+    per_block = [None, GPT2_WIDTH, T5_WIDTH]  # self-attn, language model, T5
+    return AudioLDM2UNet2DConditionModel(
+        sample_size=AUDIOLDM2_UNET_SAMPLE_SIZE,
+        in_channels=VAE_LATENT_CHANNELS,
+        out_channels=VAE_LATENT_CHANNELS,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=[per_block] * len(UNET_CHANNELS),
+        attention_head_dim=8,
+    )
+
+
+def _t5_encoder(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=T5_WIDTH,
+        d_kv=12,
+        d_ff=96,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def _gpt2_language_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=256,
+        n_embd=GPT2_WIDTH,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    # The pipeline reads the number of generated embedding vectors from the config.
+    config.max_new_tokens = 8
+    return GPT2LMHeadModel(config).eval()
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _build_clap(out: Path, seed: int) -> None:
+    import torch
+    from transformers import ClapProcessor
+
+    tokenizer = train_roberta_tokenizer()
+    torch.manual_seed(seed)
+    model = _clap_model(len(tokenizer))
+    model.save_pretrained(out)
+    ClapProcessor(feature_extractor=clap_feature_extractor(), tokenizer=tokenizer).save_pretrained(
+        out
+    )
+
+
+def _build_audioldm(out: Path, seed: int) -> None:
+    import torch
+    from diffusers import AudioLDMPipeline
+    from transformers import ClapTextModelWithProjection
+
+    tokenizer = train_roberta_tokenizer()
+    torch.manual_seed(seed)
+    pipe = AudioLDMPipeline(
+        vae=_vae(),
+        text_encoder=ClapTextModelWithProjection(_clap_text_config(len(tokenizer))).eval(),
+        tokenizer=tokenizer,
+        unet=_audioldm_unet(),
+        scheduler=_ddim_scheduler(),
+        vocoder=_vocoder(),
+    )
+    pipe.save_pretrained(out)
+
+
+def _build_audioldm2(out: Path, seed: int) -> None:
+    import torch
+    from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel
+
+    tokenizer = train_roberta_tokenizer()
+    tokenizer_2 = train_t5_tokenizer()
+    torch.manual_seed(seed)
+    pipe = AudioLDM2Pipeline(
+        vae=_vae(),
+        text_encoder=_clap_model(len(tokenizer)),
+        text_encoder_2=_t5_encoder(len(tokenizer_2)),
+        projection_model=AudioLDM2ProjectionModel(
+            text_encoder_dim=CLAP_PROJECTION_DIM,
+            text_encoder_1_dim=T5_WIDTH,
+            langauge_model_dim=GPT2_WIDTH,
+        ),
+        language_model=_gpt2_language_model(),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        feature_extractor=clap_feature_extractor(),
+        unet=_audioldm2_unet(),
+        scheduler=_ddim_scheduler(),
+        vocoder=_vocoder(),
+    )
+    pipe.save_pretrained(out)
+
+
+_BUILDERS = {
+    "clap": _build_clap,
+    "audioldm": _build_audioldm,
+    "audioldm2": _build_audioldm2,
+    # cvssp/audioldm2-music has the same component classes as cvssp/audioldm2 (CLAP,
+    # T5 encoder, GPT-2, AudioLDM2 UNet); only the trained weights differ.
+    "audioldm2-music": _build_audioldm2,
+}
