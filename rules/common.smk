@@ -247,7 +247,7 @@ def all_runs():
 def evaluate_inputs(wildcards):
     inputs = {
         "run_config": f"{RUN}/run_config.json".format(**wildcards),
-        "items": f"{RUN}/items.jsonl".format(**wildcards),
+        "items_jsonl": f"{RUN}/items.jsonl".format(**wildcards),
         "reference": REFERENCE_STATS,
     }
     for i, path in enumerate(model_input(config["clap"]["model"])):

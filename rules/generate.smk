@@ -6,7 +6,7 @@ rule generate:
         unpack(generate_inputs),
     output:
         run_config=RUN + "/run_config.json",
-        items=RUN + "/items.jsonl",
+        items_jsonl=RUN + "/items.jsonl",
         hardware=RUN + "/hardware.json",
         wav=directory(RUN + "/wav"),
     params:

@@ -51,3 +51,16 @@ def demo_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo_raw")
     write_demo_corpus(root, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    """A scratch copy of the repository in which the demo workflow has run to completion.
+
+    Shared by the workflow, SLURM and browser tests: one local demo run per session.
+    """
+    from tests.workflow.helpers import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
+    snakemake(workdir, "--configfile", "config/demo.yaml", "--cores", "2", timeout=3000)
+    return workdir

@@ -55,7 +55,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 18
         **popen,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
+        )
     return proc
 
 

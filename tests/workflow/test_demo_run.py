@@ -2,7 +2,7 @@
 run it again (nothing to do), edit one config value (exactly the affected jobs rerun),
 edit one step's code (that step reruns), lose a job to SIGKILL (only it reruns).
 
-One demo run (module-scoped, a scratch copy of the repository) serves every test here.
+One demo run (the session fixture ``demo_workdir``) serves every test here.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import time
 import pytest
 import yaml
 
-from .helpers import SNAKEMAKE, copy_workflow, job, offline_env, planned_jobs, rule_counts, snakemake
+from .helpers import SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
 DEMO = "config/demo.yaml"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
-    snakemake(workdir, "--configfile", DEMO, "--cores", "2", timeout=3000)
-    return workdir
+@pytest.fixture()
+def demo(demo_workdir):
+    return demo_workdir
 
 
 def _config(workdir):
@@ -80,7 +78,9 @@ def test_second_run_does_nothing(demo):
 
 
 def test_editing_one_models_alpha_reruns_only_its_retrieval_runs(demo):
-    jobs = _plan_with(demo, lambda c: c["models"]["audioldm2"]["retrieval"].update(alpha=0.5), "alpha.yaml")
+    jobs = _plan_with(
+        demo, lambda c: c["models"]["audioldm2"]["retrieval"].update(alpha=0.5), "alpha.yaml"
+    )
     cfg = _config(demo)
     retrieval = [c for c, v in cfg["conditions"].items() if v["type"] == "retrieval"]
     expected = {job("compare")} | {job("all")}
@@ -102,7 +102,14 @@ def test_editing_bank_filter_reruns_bank_and_everything_downstream_only(demo):
     assert counts.get("build_bank") == 1 and counts.get("build_index") == 1
     assert counts.get("train_adapter") == len(cfg["models"])
     assert counts.get("generate") == n and counts.get("evaluate") == n
-    for untouched in ("segment", "clap_embed", "gather", "index_sources", "reference_stats", "demo_model"):
+    for untouched in (
+        "segment",
+        "clap_embed",
+        "gather",
+        "index_sources",
+        "reference_stats",
+        "demo_model",
+    ):
         assert untouched not in counts
     assert not any(r == "generate" and ("condition", "prompt") in w for r, w in jobs)
 

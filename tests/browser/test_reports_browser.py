@@ -1,0 +1,146 @@
+"""Open report.html and the compare pages in headless Chromium over a local http.server.
+
+Checks what a reader sees: every <audio> loads (no error, duration > 0), every <img>
+renders, the console has no errors, and a <script> prompt shows as text.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.unit import fake_runs
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCRIPT_PROMPT = "<script>alert(1)</script> jazz trio"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+AUDIO_STATE_JS = """
+const done = arguments[arguments.length - 1];
+const audios = Array.from(document.querySelectorAll('audio'));
+const settle = (a) => new Promise((resolve) => {
+  const report = () => resolve({src: a.getAttribute('src'), ready: a.readyState,
+      duration: a.duration, error: a.error ? a.error.code : null});
+  if (a.readyState >= 1 || a.error) { report(); return; }
+  a.addEventListener('loadedmetadata', report, {once: true});
+  a.addEventListener('error', report, {once: true});
+  a.load();
+});
+Promise.all(audios.map(settle)).then(done);
+"""
+
+IMAGE_STATE_JS = """
+return Array.from(document.images).map((img) => ({src: img.getAttribute('src'),
+    complete: img.complete, width: img.naturalWidth}));
+"""
+
+
+@pytest.fixture(scope="module")
+def served_tree(tmp_path_factory, tiny_model):
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(
+            f"{CHROMIUM} or {CHROMEDRIVER} absent (apt-get install chromium chromium-driver)"
+        )
+    root = tmp_path_factory.mktemp("browser_tree")
+    paths = fake_runs.build_evaluated_tree(root, tiny_model("clap"), n_boot=20)
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {"base": base, "root": root, **paths}
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        return
+
+
+@pytest.fixture(scope="module")
+def browser(served_tree, tmp_path_factory):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def page_url(served_tree, path: Path) -> str:
+    return f"{served_tree['base']}/{path.relative_to(served_tree['root']).as_posix()}"
+
+
+def open_and_check(driver, url: str, min_audio: int, min_images: int) -> None:
+    driver.get_log("browser")  # drop entries from earlier pages
+    driver.get(url)
+    audios = driver.execute_async_script(AUDIO_STATE_JS)
+    assert len(audios) >= min_audio, f"{url}: expected >= {min_audio} <audio>, got {audios}"
+    for audio in audios:
+        assert audio["error"] is None, f"{url}: audio failed to load: {audio}"
+        assert audio["ready"] >= 1 and audio["duration"] > 0, f"{url}: audio not loaded: {audio}"
+        assert not audio["src"].startswith(("/", "http")), f"non-relative audio src {audio}"
+    images = driver.execute_script(IMAGE_STATE_JS)
+    assert len(images) >= min_images, f"{url}: expected >= {min_images} images, got {images}"
+    for image in images:
+        assert image["complete"] and image["width"] > 0, f"{url}: image not rendered: {image}"
+        assert not image["src"].startswith(("/", "http")), f"non-relative img src {image}"
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], f"{url}: console errors {errors}"
+
+
+def test_run_report_renders_audio_images_and_escapes_prompt(browser, served_tree):
+    run_dir = served_tree["runs"][1]
+    open_and_check(browser, page_url(served_tree, run_dir / "report.html"), 3, 5)
+    from selenium.webdriver.common.by import By
+
+    prompts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#items .prompt")]
+    assert SCRIPT_PROMPT in prompts
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    banner = browser.find_element(By.ID, "pipeline-check").text
+    assert "pipeline check" in banner and "not music" in banner
+    assert "prompt too long" in browser.find_element(By.ID, "skipped").text
+
+
+def test_compare_index_renders_plots_and_links(browser, served_tree):
+    open_and_check(browser, page_url(served_tree, served_tree["report"] / "index.html"), 0, 4)
+    from selenium.webdriver.common.by import By
+
+    links = browser.find_elements(By.CSS_SELECTOR, "#runs a")
+    assert len(links) == 2
+    browser.get(links[0].get_attribute("href"))
+    assert browser.title.startswith("tiny-audioldm / prompt")
+
+
+def test_side_by_side_page_loads_both_runs_audio(browser, served_tree):
+    url = page_url(served_tree, served_tree["side_by_side"] / "index.html")
+    open_and_check(browser, url, 6, 6)
+    from selenium.webdriver.common.by import By
+
+    prompts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#items .prompt")]
+    assert SCRIPT_PROMPT in prompts

@@ -1,0 +1,1 @@
+"""Tests that need the local SLURM test cluster (tests/slurm/cluster.sh)."""

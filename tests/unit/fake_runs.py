@@ -1,0 +1,256 @@
+"""Synthetic run directories and segment shards that follow the run-directory contract.
+
+Used by the evaluate/compare/browser tests: results/runs/{model}/{condition}/seed{seed}/
+with wav/, items.jsonl, run_config.json, hardware.json and (optionally) style.npy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SR = 16000
+DEFAULT_PROMPTS = (
+    "a calm solo piano melody",
+    "an energetic string quartet",
+    "<script>alert(1)</script> jazz trio",
+    "ambient synth pads with rain",
+)
+
+
+def _clip(kind: str, item: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    if kind == "sine":
+        return (0.3 * np.sin(2 * np.pi * (220.0 + 110.0 * item) * t)).astype(np.float32)
+    if kind == "noise":
+        return (0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    if kind == "silent":
+        return (1e-9 * rng.standard_normal(t.size)).astype(np.float32)
+    if kind == "zeros":
+        return np.zeros(t.size, dtype=np.float32)
+    raise ValueError(f"unknown clip kind {kind!r}")
+
+
+def _item_row(item, k, wav_name, prompt, condition, seed, skipped, style_row):
+    return {
+        "item": item,
+        "waveform_index": k,
+        "wav": f"wav/{wav_name}",
+        "prompt": prompt,
+        "prompt_used": prompt + (", piano, calm" if condition == "prompt_aug" else ""),
+        "negative_prompt": "low quality",
+        "seed": seed,
+        "status": "skipped" if skipped else "ok",
+        "skip_reason": "prompt too long for tokenizer" if skipped else None,
+        "style_source": "bank" if style_row is not None else "none",
+        "style_row": style_row,
+        "retrieved": [
+            {"row": 3, "segment_id": "maestro_0003_s0001", "score": 0.71, "tags": ["piano"]},
+            {"row": 9, "segment_id": "urmp_0009_s0000", "score": 0.55, "tags": ["violin"]},
+        ]
+        if condition != "prompt"
+        else [],
+        "augment_tags": ["piano", "calm"] if condition == "prompt_aug" else [],
+    }
+
+
+def write_fake_run(
+    runs_root: Path,
+    model: str = "tiny-audioldm",
+    condition: str = "prompt",
+    seed: int = 0,
+    kind: str = "sine",
+    prompts=DEFAULT_PROMPTS,
+    seconds: float = 1.0,
+    with_style: bool = False,
+    skipped_items=(),
+    n_waveforms: int = 1,
+    is_pipeline_check: bool = True,
+    style_dim: int = 512,
+) -> Path:
+    """Write one run directory and return it."""
+    run_dir = Path(runs_root) / model / condition / f"seed{seed}"
+    (run_dir / "wav").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 1000 * len(condition))
+    rows = []
+    for item, prompt in enumerate(prompts):
+        for k in range(n_waveforms):
+            wav_name = f"{item:04d}.wav" if n_waveforms == 1 else f"{item:04d}_w{k}.wav"
+            skipped = item in skipped_items
+            style_row = item if with_style else None
+            rows.append(_item_row(item, k, wav_name, prompt, condition, seed, skipped, style_row))
+            if not skipped:
+                audio = _clip(kind, item + k, seconds, rng)
+                sf.write(run_dir / "wav" / wav_name, audio, SR, subtype="FLOAT")
+    (run_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if with_style:
+        style = rng.standard_normal((len(prompts), style_dim)).astype(np.float32)
+        np.save(run_dir / "style.npy", style / np.linalg.norm(style, axis=1, keepdims=True))
+    config = _run_config(model, condition, seed, seconds, n_waveforms, is_pipeline_check)
+    (run_dir / "run_config.json").write_text(json.dumps(config, indent=2))
+    (run_dir / "hardware.json").write_text(json.dumps(_hardware(), indent=2))
+    return run_dir
+
+
+def _run_config(model, condition, seed, seconds, n_waveforms, is_pipeline_check) -> dict:
+    return {
+        "model": model,
+        "model_id": f"/tmp/tiny/{model}",
+        "pipeline": "audioldm1",
+        "condition": condition,
+        "condition_params": {"top_k": 4, "temperature": 0.1} if condition != "prompt" else {},
+        "seed": seed,
+        "params": {
+            "steps": 4,
+            "guidance": 2.5,
+            "seconds": seconds,
+            "batch": 2,
+            "dtype": "float32",
+            "scheduler": "ddim",
+            "negative_prompt": "low quality",
+            "num_waveforms_per_prompt": n_waveforms,
+            "blend": "orth",
+            "alpha": 0.3,
+        },
+        "prompts_file": "config/prompts/demo.txt",
+        "command": f"python workflow_scripts/generate.py --model {model} --condition {condition} --seed {seed}",
+        "code_version": "v0.1.0-3-gabcdef0 (dirty)",
+        "timings_s": {
+            "load": 1.5,
+            "encode": 0.2,
+            "retrieve": 0.1,
+            "denoise": 3.0,
+            "decode": 0.4,
+            "vocode": 0.6,
+            "write": 0.05,
+            "total": 5.85,
+        },
+        "started_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:00:06Z",
+        "is_pipeline_check": is_pipeline_check,
+    }
+
+
+def _hardware() -> dict:
+    return {
+        "device": "cpu",
+        "gpu_name": None,
+        "driver": None,
+        "cuda": None,
+        "torch": "2.13.0",
+        "diffusers": "0.42.1",
+        "transformers": "5.24.0",
+        "python": "3.11",
+        "cpu": "test cpu",
+        "cpu_count": 2,
+        "memory_gb": 8.0,
+        "hostname": "testhost",
+    }
+
+
+def write_fake_shard(shard_dir: Path, n_segments: int = 12, seconds: float = 1.0, seed: int = 0):
+    """A segment shard: audio_16k.npy [N, T] float16 at 16 kHz (tones + noise)."""
+    shard_dir = Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    freqs = rng.uniform(110, 880, size=(n_segments, 1))
+    audio = 0.2 * np.sin(2 * np.pi * freqs * t) + 0.02 * rng.standard_normal((n_segments, t.size))
+    np.save(shard_dir / "audio_16k.npy", audio.astype(np.float16))
+    return shard_dir
+
+
+def write_fake_benchmark(bench_root: Path, model: str, condition: str, seed: int, seconds: float):
+    """A Snakemake benchmark TSV for the generate job of one run."""
+    path = Path(bench_root) / "generate" / model / condition / f"seed{seed}.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+    path.write_text(f"{header}\n{seconds:.4f}\t0:00:12\t812.3\t900.1\t700\t710\t0\t1\t95.0\t11.2\n")
+    return path
+
+
+def build_evaluated_tree(root: Path, clap_model: Path, n_boot: int = 50) -> dict:
+    """Shards -> reference stats -> two evaluated runs -> compare pages, in-process.
+
+    Calls the CLIs' ``main(argv)`` (same code as the command line) and returns the
+    paths: {"runs": [...], "ref": npz, "report": table dir, "side_by_side": dir}.
+    """
+    import compare
+    import evaluate
+    import reference_stats
+
+    root = Path(root)
+    shard = write_fake_shard(root / "shards" / "s0", n_segments=10)
+    ref = root / "ref_stats.npz"
+    reference_stats.main(
+        ["--shards", str(shard), "--clap-model", str(clap_model), "--device", "cpu"]
+        + ["--max-items", "10", "--out", str(ref)]
+    )
+    runs_root = root / "results" / "runs"
+    runs = [
+        write_fake_run(runs_root, condition="prompt", kind="sine"),
+        write_fake_run(
+            runs_root, condition="retrieval", kind="noise", with_style=True, skipped_items=(1,)
+        ),
+    ]
+    for run in runs:
+        evaluate.main(
+            ["--run-dir", str(run), "--clap-model", str(clap_model), "--reference-stats", str(ref)]
+            + ["--device", "cpu", "--n-boot", str(n_boot)]
+        )
+    write_fake_benchmark(root / "benchmarks", "tiny-audioldm", "prompt", 0, 12.0)
+    report_dir = root / "results" / "report"
+    compare.main(
+        ["--runs", *map(str, runs), "--out-dir", str(report_dir)]
+        + ["--bench-root", str(root / "benchmarks"), "--n-boot", str(n_boot)]
+    )
+    side_dir = root / "results" / "compare_ab"
+    compare.main(
+        ["--roots", str(runs[0]), str(runs[1]), "--out-dir", str(side_dir), "--n-boot", "20"]
+    )
+    return {"runs": runs, "ref": ref, "report": report_dir, "side_by_side": side_dir}
+
+
+class FakeEmbedder:
+    """Deterministic stand-in for ClapEmbedder (spectral summary, L2-normalised).
+
+    32-d instead of CLAP's 512 keeps the FAD matrix square root cheap in tests.
+    """
+
+    sampling_rate = 48000
+    dim = 32
+
+    def embed_audio(self, waves):
+        spectrum = np.abs(np.fft.rfft(np.asarray(waves, np.float64), n=2 * self.dim, axis=1))
+        return self._norm(np.log1p(spectrum[:, : self.dim] * 1e3) + 1e-3)
+
+    def embed_text(self, texts):
+        rows = [np.random.default_rng(sum(map(ord, t))).standard_normal(self.dim) for t in texts]
+        return self._norm(np.stack(rows))
+
+    @staticmethod
+    def _norm(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def write_fake_reference(path: Path, model: str = "fake-clap") -> Path:
+    """ref_stats.npz from FakeEmbedder embeddings of noise (written by reference_stats' writer)."""
+    import reference_stats
+
+    emb = FakeEmbedder().embed_audio(np.random.default_rng(0).standard_normal((12, 48000)))
+    reference_stats.write_reference(Path(path), emb.astype(np.float32), model, [Path("shards/s0")])
+    return Path(path)
+
+
+def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50) -> dict:
+    """Run evaluate's real pipeline on ``run_dir`` with FakeEmbedder (no CLAP load)."""
+    import evaluate
+
+    args = evaluate.parse_args(
+        ["--run-dir", str(run_dir), "--clap-model", "fake-clap", "--reference-stats", str(ref)]
+        + ["--n-boot", str(n_boot)]
+    )
+    return evaluate.evaluate_run(args, FakeEmbedder)

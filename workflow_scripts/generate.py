@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Generate all prompts for one model x condition x seed into a run directory.
+
+Example (prompt-only AudioLDM2)::
+
+    python workflow_scripts/generate.py --model-key audioldm2 --model-id cvssp/audioldm2 \\
+        --pipeline audioldm2 --condition prompt --condition-type prompt \\
+        --prompts config/prompts.txt --seed 42 --steps 200 --guidance 3.2 --seconds 10 \\
+        --batch 2 --out-dir results/runs/audioldm2/prompt/seed42
+
+The run directory (wav/, items.jsonl, style.npy, run_config.json, hardware.json) is
+built in a temporary sibling and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rcmg.adapter import AdapterFileError  # noqa: E402
+from rcmg.audio_io import AudioDecodeError  # noqa: E402
+from rcmg.blend import BLEND_MODES  # noqa: E402
+from rcmg.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES, OptionError  # noqa: E402
+from rcmg.generation import GenerateConfig, run_generation  # noqa: E402
+from rcmg.hf_loading import ModelLoadError  # noqa: E402
+from rcmg.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
+from rcmg.prompts import PromptFileError  # noqa: E402
+
+log = logging.getLogger("generate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    run = p.add_argument_group("run")
+    run.add_argument("--model-key", required=True, help="name of the model in results/runs/{model}")
+    run.add_argument("--model-id", required=True, help="hub id or local save_pretrained folder")
+    run.add_argument("--pipeline", required=True, choices=sorted(PIPELINE_FAMILIES))
+    run.add_argument("--condition", required=True, help="condition name (config key)")
+    run.add_argument("--condition-type", required=True, choices=CONDITION_TYPES)
+    run.add_argument(
+        "--prompts", required=True, help="prompt file: text (one per line) or TSV prompt<TAB>style"
+    )
+    run.add_argument(
+        "--out-dir", required=True, help="run directory to create (replaced atomically)"
+    )
+    run.add_argument(
+        "--seed", type=int, default=42, help="item i uses torch.Generator seeded seed + i"
+    )
+    run.add_argument("--steps", type=int, default=200)
+    run.add_argument("--guidance", type=float, default=3.2)
+    run.add_argument("--seconds", type=float, default=10.0)
+    run.add_argument("--batch", type=int, default=2)
+    run.add_argument("--dtype", default="auto", choices=DTYPES, help="fp32 is forced on CPU")
+    run.add_argument("--scheduler", default="default", choices=sorted(SCHEDULERS))
+    run.add_argument("--negative-prompt", default="")
+    run.add_argument("--num-waveforms-per-prompt", type=int, default=1)
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    bank = p.add_argument_group("prompt_aug / retrieval")
+    bank.add_argument(
+        "--clap-model", default=None, help="CLAP model of the bank (hub id or folder)"
+    )
+    bank.add_argument("--bank", default=None, help="style_bank.npy [N, 512]")
+    bank.add_argument(
+        "--bank-mapping", default=None, help="style_bank.jsonl (one row per bank row)"
+    )
+    bank.add_argument("--index", default=None, help="FAISS index over the bank")
+    bank.add_argument("--aug-topk", type=int, default=4)
+    bank.add_argument("--aug-max-tags", type=int, default=6)
+    bank.add_argument("--style-topk", type=int, default=4)
+    bank.add_argument("--style-temp", type=float, default=0.07)
+    bank.add_argument("--blend", default="orth", help=f"one of {', '.join(BLEND_MODES)}")
+    bank.add_argument("--alpha", type=float, default=0.08, help="style strength in [0, 1]")
+    bank.add_argument("--adapter", default="none", help=f"one of {', '.join(ADAPTERS)}")
+    bank.add_argument(
+        "--adapter-checkpoint", default=None, help="style adapter .safetensors (external)"
+    )
+    bank.add_argument(
+        "--cond-mix", default="none", help=f"one of {', '.join(COND_MIXES)} (audioldm1)"
+    )
+    bank.add_argument("--cond-mix-beta", type=float, default=0.18)
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> GenerateConfig:
+    values = {k: v for k, v in vars(args).items() if k != "log_level"}
+    return GenerateConfig(**values, command=shlex.join([sys.executable, *argv]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    args = build_parser().parse_args(argv[1:])
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = config_from_args(args, argv)
+    try:
+        out = run_generation(cfg)
+    except (
+        OptionError,
+        PromptFileError,
+        AdapterFileError,
+        AudioDecodeError,
+        ModelLoadError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
+        log.debug("traceback", exc_info=True)
+        log.error("%s", err)
+        return 2
+    log.info("run directory: %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Random-weight models with the published architectures, for benchmarks.
+
+The configs under ``config/bench/<kind>/`` are the published ``config.json`` files of
+``cvssp/audioldm``, ``cvssp/audioldm2``, ``cvssp/audioldm2-music`` and
+``laion/clap-htsat-unfused`` (sources in ``config/bench/SOURCES.md``). A model built
+from them with random weights costs exactly what the real checkpoint costs per step.
+Tokenizers are trained locally (no hub access); their vocabulary is small, but the
+embedding matrices keep the published ``vocab_size``, so compute and memory match.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from rcmg.atomic import atomic_dir, write_json
+
+LOG = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_ROOT = REPO_ROOT / "config" / "bench"
+MARKER = "REAL_ARCH_BUILD.json"
+KINDS = ("audioldm", "audioldm2", "audioldm2-music", "clap")
+CONFIG_DIR_BY_KIND = {
+    "audioldm": "audioldm",
+    "audioldm2": "audioldm2",
+    "audioldm2-music": "audioldm2-music",
+    "clap": "clap-htsat-unfused",
+}
+
+# Published parameter counts (millions) and where they come from; see SOURCES.md.
+PUBLISHED_PARAMS_M = {
+    ("audioldm", "unet"): (181.0, "AudioLDM paper (arXiv 2301.12503), Table: AudioLDM-S 181M"),
+    ("audioldm2", "unet"): (350.0, "cvssp/audioldm2 model card: UNet 350M"),
+    ("audioldm2", "total"): (1100.0, "cvssp/audioldm2 model card: total 1.1B"),
+    ("audioldm2-music", "unet"): (350.0, "cvssp/audioldm2 model card: audioldm2-music UNet 350M"),
+    ("audioldm2-music", "total"): (1100.0, "cvssp/audioldm2 model card: audioldm2-music 1.1B"),
+    ("audioldm2", "text_encoder_2"): (341.0, "Flan-T5-large encoder (google/flan-t5-large)"),
+    ("audioldm2", "language_model"): (124.0, "GPT-2 base, 124M (openai gpt2)"),
+}
+
+_TOKENIZER_CORPUS = [
+    "a calm piano melody with soft strings",
+    "energetic drums and electric guitar riff",
+    "a dog barking in the distance while rain falls",
+    "orchestral music with violins cellos and french horns",
+    "lofi hip hop beat with vinyl crackle and mellow keys",
+    "a man is speaking in a large hall with reverberation",
+    "birds chirping in the morning forest near a stream",
+    "jazz trio with upright bass brushes and saxophone solo",
+    "techno track with a four on the floor kick and synth bass",
+    "acoustic folk guitar strumming with a gentle female voice",
+]
+
+
+def config_dir(kind: str) -> Path:
+    """The folder holding the published configs for ``kind``."""
+    if kind not in CONFIG_DIR_BY_KIND:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return CONFIG_ROOT / CONFIG_DIR_BY_KIND[kind]
+
+
+def load_component_config(kind: str, component: str) -> dict:
+    """Read ``config/bench/<kind>/<component>.json``; fail with the path and the fix."""
+    path = config_dir(kind) / f"{component}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: restore it from git (config/bench is part of the repository)"
+        )
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _hf_config(config: dict) -> dict:
+    """Drop bookkeeping keys that are not constructor arguments."""
+    drop = {"architectures", "torch_dtype", "transformers_version", "_name_or_path"}
+    return {k: v for k, v in config.items() if k not in drop}
+
+
+def build_component(kind: str, component: str):
+    """Instantiate one component from its published config (weights random).
+
+    Run under ``with torch.device("meta"):`` to count parameters without memory.
+    """
+    cfg = load_component_config(kind, component)
+    builders = {
+        "unet": _build_unet,
+        "vae": _build_vae,
+        "vocoder": _build_vocoder,
+        "text_encoder": _build_text_encoder,
+        "text_encoder_2": _build_t5,
+        "language_model": _build_gpt2,
+        "projection_model": _build_projection,
+        "config": _build_clap,
+    }
+    if component not in builders:
+        raise ValueError(f"no builder for component {component!r}")
+    return builders[component](kind, cfg)
+
+
+def _build_unet(kind: str, cfg: dict):
+    if kind.startswith("audioldm2"):
+        from diffusers import AudioLDM2UNet2DConditionModel
+
+        return AudioLDM2UNet2DConditionModel.from_config(cfg)
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_config(cfg)
+
+
+def _build_vae(kind: str, cfg: dict):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_config(cfg)
+
+
+def _build_vocoder(kind: str, cfg: dict):
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    return SpeechT5HifiGan(SpeechT5HifiGanConfig(**_hf_config(cfg)))
+
+
+def _build_text_encoder(kind: str, cfg: dict):
+    if kind == "audioldm":
+        from transformers import ClapTextConfig, ClapTextModelWithProjection
+
+        return ClapTextModelWithProjection(ClapTextConfig(**_hf_config(cfg)))
+    return _build_clap(kind, cfg)
+
+
+def _build_clap(kind: str, cfg: dict):
+    from transformers import ClapConfig, ClapModel
+
+    return ClapModel(ClapConfig(**_hf_config(cfg)))
+
+
+def _build_t5(kind: str, cfg: dict):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(**_hf_config(cfg)))
+
+
+def _build_gpt2(kind: str, cfg: dict):
+    # The hub folder names GPT2Model; under transformers 5 AudioLDM2Pipeline needs the
+    # LM-head class for generate(). The head is tied to the input embedding: no extra
+    # parameters and no extra per-step cost beyond the 768x50257 projection.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(**_hf_config(cfg)))
+
+
+def _build_projection(kind: str, cfg: dict):
+    from diffusers import AudioLDM2ProjectionModel
+
+    return AudioLDM2ProjectionModel.from_config(cfg)
+
+
+def components_for(kind: str) -> list[str]:
+    """Model components (with weights) of ``kind`` in build order."""
+    if kind == "clap":
+        return ["config"]
+    if kind == "audioldm":
+        return ["text_encoder", "unet", "vae", "vocoder"]
+    return [
+        "text_encoder",
+        "text_encoder_2",
+        "projection_model",
+        "language_model",
+        "unet",
+        "vae",
+        "vocoder",
+    ]
+
+
+def count_parameters(module) -> int:
+    """Unique parameters (tied weights counted once, as ``parameters()`` does)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def meta_parameter_counts(kind: str) -> dict[str, int]:
+    """Parameter count per component, built on the meta device (no memory, < 1 s)."""
+    import torch
+
+    counts = {}
+    with torch.device("meta"):
+        for component in components_for(kind):
+            counts[component] = count_parameters(build_component(kind, component))
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def compare_to_published(kind: str, counts: dict[str, int]) -> list[dict]:
+    """Rows ``{component, built_M, published_M, rel_diff, source}`` for known figures."""
+    rows = []
+    for (row_kind, component), (published_m, source) in PUBLISHED_PARAMS_M.items():
+        if row_kind != kind or component not in counts:
+            continue
+        built_m = counts[component] / 1e6
+        rows.append(
+            {
+                "component": component,
+                "built_M": round(built_m, 2),
+                "published_M": published_m,
+                "rel_diff": round(built_m / published_m - 1.0, 4),
+                "source": source,
+            }
+        )
+    return rows
+
+
+def _train_roberta_tokenizer(out_dir: Path, vocab_size: int, max_length: int) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        _TOKENIZER_CORPUS,
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(out_dir))
+    tok = RobertaTokenizerFast(
+        vocab_file=str(out_dir / "vocab.json"),
+        merges_file=str(out_dir / "merges.txt"),
+        model_max_length=max_length,
+    )
+    tok.save_pretrained(out_dir)
+
+
+def _train_t5_tokenizer(out_dir: Path, vocab_size: int, max_length: int) -> None:
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import T5TokenizerFast
+
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(
+        _TOKENIZER_CORPUS,
+        vocab_size=min(vocab_size, 200),
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = T5TokenizerFast(
+        tokenizer_object=sp,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        extra_ids=0,
+        model_max_length=max_length,
+    )
+    tok.save_pretrained(out_dir)
+
+
+def train_tokenizers(kind: str, out_dir: Path) -> None:
+    """Train the tokenizers named in ``tokenizers.json`` into ``out_dir/<name>``.
+
+    The trained vocabularies are small (tiny corpus); token ids stay below the models'
+    published ``vocab_size`` so the embedding tables keep their real shape.
+    """
+    spec = load_component_config(kind, "tokenizers")
+    for name, entry in spec.items():
+        target = out_dir if kind == "clap" else out_dir / name
+        if entry["class"] == "RobertaTokenizerFast":
+            _train_roberta_tokenizer(
+                target, min(entry["vocab_size"], 400), entry["model_max_length"]
+            )
+        elif entry["class"] == "T5TokenizerFast":
+            _train_t5_tokenizer(target, entry["vocab_size"], entry["model_max_length"])
+        else:
+            raise ValueError(
+                f"{config_dir(kind) / 'tokenizers.json'}: unknown class {entry['class']}"
+            )
+
+
+def _feature_extractor(kind: str):
+    from transformers import ClapFeatureExtractor
+
+    cfg = load_component_config(kind, "feature_extractor")
+    cfg = {k: v for k, v in cfg.items() if k != "feature_extractor_type"}
+    return ClapFeatureExtractor(**cfg)
+
+
+def _scheduler(kind: str):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(load_component_config(kind, "scheduler"))
+
+
+def _assemble_pipeline(kind: str, modules: dict, tmp: Path):
+    from transformers import RobertaTokenizerFast, T5TokenizerFast
+
+    tokenizer = RobertaTokenizerFast.from_pretrained(tmp / "tokenizer")
+    if kind == "audioldm":
+        from diffusers import AudioLDMPipeline
+
+        return AudioLDMPipeline(tokenizer=tokenizer, scheduler=_scheduler(kind), **modules)
+    from diffusers import AudioLDM2Pipeline
+
+    return AudioLDM2Pipeline(
+        tokenizer=tokenizer,
+        tokenizer_2=T5TokenizerFast.from_pretrained(tmp / "tokenizer_2"),
+        feature_extractor=_feature_extractor(kind),
+        scheduler=_scheduler(kind),
+        **modules,
+    )
+
+
+def _build_into(kind: str, tmp: Path, seed: int) -> dict[str, int]:
+    import torch
+
+    torch.manual_seed(seed)
+    counts: dict[str, int] = {}
+    train_tokenizers(kind, tmp)
+    if kind == "clap":
+        model = build_component(kind, "config").eval()
+        counts["config"] = count_parameters(model)
+        model.save_pretrained(tmp)
+        _feature_extractor(kind).save_pretrained(tmp)
+    else:
+        modules = {}
+        for component in components_for(kind):
+            LOG.info("building %s/%s (random weights)", kind, component)
+            modules[component] = build_component(kind, component).eval()
+            counts[component] = count_parameters(modules[component])
+        pipe = _assemble_pipeline(kind, modules, tmp)
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def build_real_arch_model(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Build ``kind`` with random weights in HF folder format at ``out_dir``; return it.
+
+    Idempotent: a complete build (marker file present, same kind and seed) is reused.
+    Atomic: the folder appears only when complete.
+    """
+    out_dir = Path(out_dir)
+    config_dir(kind)  # validates kind
+    marker = out_dir / MARKER
+    if marker.is_file():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        if recorded.get("kind") == kind and recorded.get("seed") == seed:
+            LOG.info("reusing %s at %s", kind, out_dir)
+            return out_dir
+        LOG.warning("%s holds a different build (%s); rebuilding", out_dir, recorded)
+    with atomic_dir(out_dir) as tmp:
+        counts = _build_into(kind, tmp, seed)
+        write_json(
+            tmp / MARKER,
+            {
+                "kind": kind,
+                "seed": seed,
+                "config_dir": str(config_dir(kind).relative_to(REPO_ROOT)),
+                "parameters": counts,
+                "published": compare_to_published(kind, counts),
+                "note": "random weights, published architecture: for timing only, not music",
+            },
+        )
+    return out_dir
