@@ -17,6 +17,18 @@ validate(config, "config/schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(map(re.escape, MODELS)),
+    condition="|".join(CONDITIONS),
+    seed=r"\d+",
+    shard=r"\d+",
+    demo_kind="maestro|urmp|fsd50k",
+    tiny_kind="|".join(TINY_KINDS),
+
+
 include: "rules/demo.smk"
 include: "rules/data.smk"
 include: "rules/bank.smk"
@@ -26,6 +38,6 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -5,16 +5,29 @@ rule train_adapter:
     input:
         unpack(adapter_inputs),
     output:
-        checkpoint=R + "/adapters/{model}/style_adapter.safetensors",
-        config=R + "/adapters/{model}/adapter_config.json",
-        metrics=R + "/adapters/{model}/metrics.jsonl",
+        checkpoint=f"{R}/adapters/{{model}}/style_adapter.safetensors",
+        config=f"{R}/adapters/{{model}}/adapter_config.json",
+        metrics=f"{R}/adapters/{{model}}/metrics.jsonl",
         plot=report(
-            R + "/adapters/{model}/loss.png",
+            f"{R}/adapters/{{model}}/loss.png",
             category="Adapters",
             subcategory="{model}",
             caption="../report/adapter_loss.rst",
         ),
+    log:
+        f"{LOGS}/train_adapter/{{model}}.log",
+    benchmark:
+        f"{BENCH}/train_adapter/{{model}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    resources:
+        mem_mb=res_attempt("train_adapter", "mem_mb"),
+        runtime=res("train_adapter", "runtime"),
+        cpus_per_task=res("train_adapter", "cpus"),
+        gpu=res("train_adapter", "gpu"),
+        slurm_partition=res("train_adapter", "partition"),
     params:
+        cli=cli("train_adapter"),
         model_id=model_value("id"),
         pipeline=model_value("pipeline"),
         topk=model_value("retrieval", "style_topk"),
@@ -27,25 +40,13 @@ rule train_adapter:
         hidden=config["adapter_training"]["hidden"],
         val=config["adapter_training"]["val_fraction"],
         seed=config["adapter_training"]["seed"],
-        out_dir=R + "/adapters/{model}",
+        out_dir=parent_of("checkpoint"),
         code=code("train_adapter"),
-    conda:
-        "../envs/torch-gpu.yaml"
-    log:
-        LOGS + "/train_adapter/{model}.log",
-    benchmark:
-        BENCH + "/train_adapter/{model}.tsv"
-    resources:
-        mem_mb=res_attempt("train_adapter", "mem_mb"),
-        runtime=res("train_adapter", "runtime"),
-        cpus_per_task=res("train_adapter", "cpus"),
-        gpu=res("train_adapter", "gpu"),
-        slurm_partition=res("train_adapter", "partition"),
     shell:
-        "{PY} {S[train_adapter]} --model-key {wildcards.model} --model-id {params.model_id:q} "
+        "python {params.cli} --model-key {wildcards.model} --model-id {params.model_id:q} "
         "--pipeline {params.pipeline} --prompts {input.prompts:q} --clap-model {params.clap:q} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "
         "--hidden {params.hidden} --val-fraction {params.val} --seed {params.seed} "
-        "--out-dir {params.out_dir} 2> {log}"
+        "--out-dir {params.out_dir} > {log} 2>&1"

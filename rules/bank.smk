@@ -8,24 +8,25 @@ rule build_bank:
         npy=BANK["npy"],
         mapping=BANK["mapping"],
         audit=directory(BANK["audit"]),
-    params:
-        dedupe=config["bank"]["dedupe_cosine"],
-        code=code("build_bank"),
+    log:
+        f"{LOGS}/build_bank.log",
+    benchmark:
+        f"{BENCH}/build_bank.tsv"
     conda:
         "../envs/audio.yaml"
-    log:
-        LOGS + "/build_bank.log",
-    benchmark:
-        BENCH + "/build_bank.tsv"
     resources:
         mem_mb=res_attempt("build_bank", "mem_mb"),
         runtime=res("build_bank", "runtime"),
         cpus_per_task=res("build_bank", "cpus"),
         slurm_partition=res("build_bank", "partition"),
+    params:
+        cli=cli("build_bank"),
+        dedupe=config["bank"]["dedupe_cosine"],
+        code=code("build_bank"),
     shell:
-        "{PY} {S[build_bank]} --embeddings {input.npy} --mapping {input.mapping} "
+        "python {params.cli} --embeddings {input.npy} --mapping {input.mapping} "
         "--filter {input.filter} --dedupe-cosine {params.dedupe} --out-bank {output.npy} "
-        "--out-mapping {output.mapping} --audit-dir {output.audit} 2> {log}"
+        "--out-mapping {output.mapping} --audit-dir {output.audit} > {log} 2>&1"
 
 
 rule build_index:
@@ -34,7 +35,20 @@ rule build_index:
     output:
         index=BANK["index"],
         audit=BANK["index_audit"],
+    log:
+        f"{LOGS}/build_index.log",
+    benchmark:
+        f"{BENCH}/build_index.tsv"
+    conda:
+        "../envs/audio.yaml"
+    threads: res("build_index", "cpus")
+    resources:
+        mem_mb=res_attempt("build_index", "mem_mb"),
+        runtime=res("build_index", "runtime"),
+        cpus_per_task=res("build_index", "cpus"),
+        slurm_partition=res("build_index", "partition"),
     params:
+        cli=cli("build_index"),
         kind=config["index"]["kind"],
         nlist=config["index"]["nlist"],
         nprobe=config["index"]["nprobe"],
@@ -43,23 +57,11 @@ rule build_index:
         recall_sample=config["index"]["recall_sample"],
         k=config["index"]["recall_k"],
         code=code("build_index"),
-    conda:
-        "../envs/audio.yaml"
-    log:
-        LOGS + "/build_index.log",
-    benchmark:
-        BENCH + "/build_index.tsv"
-    threads: res("build_index", "cpus")
-    resources:
-        mem_mb=res_attempt("build_index", "mem_mb"),
-        runtime=res("build_index", "runtime"),
-        cpus_per_task=res("build_index", "cpus"),
-        slurm_partition=res("build_index", "partition"),
     shell:
-        "{PY} {S[build_index]} --bank {input.npy} --kind {params.kind} --nlist {params.nlist} "
+        "python {params.cli} --bank {input.npy} --kind {params.kind} --nlist {params.nlist} "
         "--nprobe {params.nprobe} --hnsw-m {params.hnsw_m} --ef-search {params.ef_search} "
         "--recall-sample {params.recall_sample} --k {params.k} --threads {threads} "
-        "--out {output.index} --audit {output.audit} 2> {log}"
+        "--out {output.index} --audit {output.audit} > {log} 2>&1"
 
 
 rule reference_stats:
@@ -67,26 +69,27 @@ rule reference_stats:
         unpack(reference_inputs),
     output:
         REFERENCE_STATS,
-    params:
-        model=config["clap"]["model"],
-        max_items=config["evaluation"]["reference_max_items"],
-        seed=config["evaluation"]["seed"],
-        batch=config["evaluation"]["batch"],
-        device=config["clap"]["device"],
-        code=code("reference_stats"),
+    log:
+        f"{LOGS}/reference_stats.log",
+    benchmark:
+        f"{BENCH}/reference_stats.tsv"
     conda:
         "../envs/torch-gpu.yaml"
-    log:
-        LOGS + "/reference_stats.log",
-    benchmark:
-        BENCH + "/reference_stats.tsv"
     resources:
         mem_mb=res_attempt("reference_stats", "mem_mb"),
         runtime=res("reference_stats", "runtime"),
         cpus_per_task=res("reference_stats", "cpus"),
         gpu=res("reference_stats", "gpu"),
         slurm_partition=res("reference_stats", "partition"),
+    params:
+        cli=cli("reference_stats"),
+        model=config["clap"]["model"],
+        max_items=config["evaluation"]["reference_max_items"],
+        seed=config["evaluation"]["seed"],
+        batch=config["evaluation"]["batch"],
+        device=config["clap"]["device"],
+        code=code("reference_stats"),
     shell:
-        "{PY} {S[reference_stats]} --shards {input.shards} --clap-model {params.model:q} "
+        "python {params.cli} --shards {input.shards} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
-        "--device {params.device} --out {output} 2> {log}"
+        "--device {params.device} --out {output} > {log} 2>&1"

@@ -1,7 +1,9 @@
-# Helpers shared by every rule file: paths, input functions, params builders.
+# Helpers shared by the rules files: paths, input functions, params builders.
 # No logic inside rules; rules call these.
 
+import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -13,11 +15,18 @@ from rcmg.config_checks import problems  # noqa: E402
 _problems = problems(config, Path.cwd())
 if _problems:
     raise ValueError(
-        "config problems (fix these in your config file):\n  - " + "\n  - ".join(_problems)
+        "config problems (fix these in your config file):\n  - "
+        + "\n  - ".join(_problems)
     )
 
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
-PY = sys.executable if not workflow.deployment_settings.deployment_method else "python"
+
+# Jobs run `python workflow_scripts/STEP.py`. Without conda (local runs, the test cluster),
+# that is the interpreter running Snakemake, so `.venv/bin/snakemake` needs no activation;
+# with --sdm conda it is the rule's env.
+if not workflow.deployment_settings.deployment_method:
+    _bin = shlex.quote(str(Path(sys.executable).parent))
+    shell.prefix(f"set -euo pipefail; export PATH={_bin}:$PATH; ")
 P = config["paths"]["processed"]
 R = config["paths"]["results"]
 LOGS = config["paths"]["logs"]
@@ -29,29 +38,15 @@ CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
 TINY_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
-RUN = R + "/runs/{model}/{condition}/seed{seed}"
-
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    model="|".join(map(re.escape, MODELS)),
-    condition="|".join(CONDITIONS),
-    seed=r"\d+",
-    shard=r"\d+",
-    demo_kind="maestro|urmp|fsd50k",
-    tiny_kind="|".join(TINY_KINDS),
+RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
 
 
-class _Scripts(dict):
-    """``{S[step]}`` in a ``shell:`` expands to the path of workflow_scripts/step.py."""
-
-    def __missing__(self, step):
-        path = SCRIPTS / f"{step}.py"
-        if not path.is_file():
-            raise KeyError(f"no step script {path}")
-        return str(path)
-
-
-S = _Scripts()
+def cli(step):
+    """A step's CLI, relative to the working directory (``python {params.cli}`` in ``shell:``)."""
+    path = SCRIPTS / f"{step}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no step script {path}")
+    return os.path.relpath(path)
 
 
 def code(step):
@@ -123,7 +118,9 @@ def shard_dirs(dataset):
 
 
 def shard_embeddings(dataset):
-    return [f"{P}/{dataset}/clap/shard{i}.npy" for i in range(DATASETS[dataset]["shards"])]
+    return [
+        f"{P}/{dataset}/clap/shard{i}.npy" for i in range(DATASETS[dataset]["shards"])
+    ]
 
 
 def shard_dirs_of(wildcards):
@@ -145,7 +142,11 @@ REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
 
 
 def reference_shards(wildcards):
-    return [d for name in config["evaluation"]["reference_datasets"] for d in shard_dirs(name)]
+    return [
+        d
+        for name in config["evaluation"]["reference_datasets"]
+        for d in shard_dirs(name)
+    ]
 
 
 # ----------------------------------------------------------------- adapters
@@ -160,7 +161,9 @@ def adapter_files(model):
 
 
 def adapter_model_input(wildcards):
-    return model_input(MODELS[wildcards.model]["id"]) + model_input(config["clap"]["model"])
+    return model_input(MODELS[wildcards.model]["id"]) + model_input(
+        config["clap"]["model"]
+    )
 
 
 # ----------------------------------------------------------------- generation
@@ -179,7 +182,9 @@ def generate_inputs(wildcards):
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
     if needs_bank(wildcards.condition):
-        inputs.update(bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"])
+        inputs.update(
+            bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"]
+        )
         for i, path in enumerate(model_input(config["clap"]["model"])):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
@@ -215,7 +220,10 @@ def generate_args(wildcards):
     if cond["type"] in ("prompt_aug", "retrieval"):
         args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
     if cond["type"] == "prompt_aug":
-        args += [f"--aug-topk {cond.get('topk', 4)}", f"--aug-max-tags {cond.get('max_tags', 6)}"]
+        args += [
+            f"--aug-topk {cond.get('topk', 4)}",
+            f"--aug-max-tags {cond.get('max_tags', 6)}",
+        ]
     if cond["type"] == "retrieval":
         r = model["retrieval"]
         args += [
@@ -226,7 +234,10 @@ def generate_args(wildcards):
             f"--adapter {cond['adapter']}",
         ]
         if model["pipeline"] == "audioldm1":
-            args += [f"--cond-mix {r['cond_mix']}", f"--cond-mix-beta {r['cond_mix_beta']}"]
+            args += [
+                f"--cond-mix {r['cond_mix']}",
+                f"--cond-mix-beta {r['cond_mix_beta']}",
+            ]
     return " ".join(args)
 
 
@@ -266,7 +277,13 @@ COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.cs
 
 def all_targets():
     embeddings = [f"{P}/{name}/embeddings.npy" for name in DATASETS]
-    return [COMPARE["index"], COMPARE["summary"], BANK["index_audit"], BANK["audit"], *embeddings]
+    return [
+        COMPARE["index"],
+        COMPARE["summary"],
+        BANK["index_audit"],
+        BANK["audit"],
+        *embeddings,
+    ]
 
 
 def dataset_value(key):
@@ -327,10 +344,21 @@ def model_value(*keys):
 def generate_bank_flags(wildcards):
     if not needs_bank(wildcards.condition):
         return ""
-    return f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
+    return (
+        f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
+    )
 
 
 def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
     return f"--adapter-checkpoint {adapter_files(wildcards.model)['checkpoint']}"
+
+
+def parent_of(name, of="output"):
+    """The folder holding a named input/output file, as a params function."""
+
+    def value(wildcards, input, output):
+        return os.path.dirname((input if of == "input" else output)[name])
+
+    return value

@@ -4,36 +4,38 @@
 
 rule demo_dataset:
     output:
-        directory(DEMO + "/raw/{demo_kind}"),
-    params:
-        seed=config["demo"]["seed"],
-        seconds_scale=config["demo"].get("seconds_scale", 1.0),
-        code=code("make_demo_corpus"),
+        directory(f"{DEMO}/raw/{{demo_kind}}"),
+    log:
+        f"{LOGS}/demo/dataset_{{demo_kind}}.log",
     conda:
         "../envs/audio.yaml"
-    log:
-        LOGS + "/demo/dataset_{demo_kind}.log",
     resources:
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
+    params:
+        cli=cli("make_demo_corpus"),
+        seed=config["demo"]["seed"],
+        seconds_scale=config["demo"].get("seconds_scale", 1.0),
+        code=code("make_demo_corpus"),
     shell:
-        "{PY} {S[make_demo_corpus]} --only {wildcards.demo_kind} --out {output} "
-        "--seed {params.seed} --seconds-scale {params.seconds_scale} 2> {log}"
+        "python {params.cli} --only {wildcards.demo_kind} --out {output} "
+        "--seed {params.seed} --seconds-scale {params.seconds_scale} > {log} 2>&1"
 
 
 rule demo_model:
     output:
-        directory(DEMO + "/models/{tiny_kind}"),
-    params:
-        seed=config["demo"]["seed"],
-        code=code("build_tiny_models"),
+        directory(f"{DEMO}/models/{{tiny_kind}}"),
+    log:
+        f"{LOGS}/demo/model_{{tiny_kind}}.log",
     conda:
         "../envs/torch-gpu.yaml"
-    log:
-        LOGS + "/demo/model_{tiny_kind}.log",
     resources:
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
+    params:
+        cli=cli("build_tiny_models"),
+        seed=config["demo"]["seed"],
+        code=code("build_tiny_models"),
     shell:
-        "{PY} {S[build_tiny_models]} --kind {wildcards.tiny_kind} --out {output} "
-        "--seed {params.seed} 2> {log}"
+        "python {params.cli} --kind {wildcards.tiny_kind} --out {output} "
+        "--seed {params.seed} > {log} 2>&1"

@@ -9,16 +9,29 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        per_item=RUN + "/metrics/per_item.csv",
-        summary=RUN + "/metrics/summary.json",
+        per_item=f"{RUN}/metrics/per_item.csv",
+        summary=f"{RUN}/metrics/summary.json",
         report=report(
-            RUN + "/report.html",
+            f"{RUN}/report.html",
             category="Runs",
             subcategory="{model}",
             labels={"model": "{model}", "condition": "{condition}", "seed": "{seed}"},
         ),
+    log:
+        f"{LOGS}/evaluate/{{model}}/{{condition}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/{{condition}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    resources:
+        mem_mb=res_attempt("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+        cpus_per_task=res("evaluate", "cpus"),
+        gpu=res("evaluate", "gpu"),
+        slurm_partition=res("evaluate", "partition"),
     params:
-        run_dir=RUN,
+        cli=cli("evaluate"),
+        run_dir=parent_of("run_config", of="input"),
         model=config["clap"]["model"],
         batch=config["evaluation"]["batch"],
         device=config["clap"]["device"],
@@ -26,23 +39,11 @@ rule evaluate:
         seed=config["evaluation"]["seed"],
         mel_max=config["evaluation"]["mel_max_items"],
         code=code("evaluate"),
-    conda:
-        "../envs/torch-gpu.yaml"
-    log:
-        LOGS + "/evaluate/{model}/{condition}/seed{seed}.log",
-    benchmark:
-        BENCH + "/evaluate/{model}/{condition}/seed{seed}.tsv"
-    resources:
-        mem_mb=res_attempt("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        cpus_per_task=res("evaluate", "cpus"),
-        gpu=res("evaluate", "gpu"),
-        slurm_partition=res("evaluate", "partition"),
     shell:
-        "{PY} {S[evaluate]} --run-dir {params.run_dir} --clap-model {params.model:q} "
+        "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
         "--reference-stats {input.reference} --batch {params.batch} --device {params.device} "
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
-        "2> {log}"
+        "> {log} 2>&1"
 
 
 rule compare:
@@ -51,19 +52,20 @@ rule compare:
     output:
         index=report(COMPARE["index"], category="Comparison"),
         summary=report(COMPARE["summary"], category="Comparison"),
+    log:
+        f"{LOGS}/compare.log",
+    conda:
+        "../envs/report.yaml"
     params:
+        cli=cli("compare"),
         runs=all_runs(),
-        out_dir=R + "/report",
+        out_dir=parent_of("index"),
         baseline=config["evaluation"]["baseline_condition"],
         bench_root=BENCH,
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
         code=code("compare"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        LOGS + "/compare.log",
     shell:
-        "{PY} {S[compare]} --runs {params.runs} --out-dir {params.out_dir} "
+        "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
         "--baseline-condition {params.baseline} --bench-root {params.bench_root} "
-        "--n-boot {params.n_boot} --seed {params.seed} 2> {log}"
+        "--n-boot {params.n_boot} --seed {params.seed} > {log} 2>&1"

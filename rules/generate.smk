@@ -5,28 +5,29 @@ rule generate:
     input:
         unpack(generate_inputs),
     output:
-        run_config=RUN + "/run_config.json",
-        items_jsonl=RUN + "/items.jsonl",
-        hardware=RUN + "/hardware.json",
-        wav=directory(RUN + "/wav"),
-    params:
-        args=generate_args,
-        adapter=generate_adapter_flag,
-        bank=generate_bank_flags,
-        out_dir=RUN,
-        code=code("generate"),
+        run_config=f"{RUN}/run_config.json",
+        items_jsonl=f"{RUN}/items.jsonl",
+        hardware=f"{RUN}/hardware.json",
+        wav=directory(f"{RUN}/wav"),
+    log:
+        f"{LOGS}/generate/{{model}}/{{condition}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/generate/{{model}}/{{condition}}/seed{{seed}}.tsv"
     conda:
         "../envs/torch-gpu.yaml"
-    log:
-        LOGS + "/generate/{model}/{condition}/seed{seed}.log",
-    benchmark:
-        BENCH + "/generate/{model}/{condition}/seed{seed}.tsv"
     resources:
         mem_mb=res_attempt("generate", "mem_mb"),
         runtime=res("generate", "runtime"),
         cpus_per_task=res("generate", "cpus"),
         gpu=res("generate", "gpu"),
         slurm_partition=res("generate", "partition"),
+    params:
+        cli=cli("generate"),
+        args=generate_args,
+        adapter=generate_adapter_flag,
+        bank=generate_bank_flags,
+        out_dir=parent_of("run_config"),
+        code=code("generate"),
     shell:
-        "{PY} {S[generate]} {params.args} --prompts {input.prompts:q} {params.bank} "
-        "{params.adapter} --out-dir {params.out_dir} 2> {log}"
+        "python {params.cli} {params.args} --prompts {input.prompts:q} {params.bank} "
+        "{params.adapter} --out-dir {params.out_dir} > {log} 2>&1"

@@ -43,13 +43,17 @@ def test_every_env_matches_requirements():
         assert "python=3.11" in env["dependencies"], path
         for name, version in _env_pip_pins(path).items():
             assert name in requirements, f"{path.name}: {name} is not in requirements.txt"
-            assert requirements[name] == version, f"{path.name}: {name}=={version} != requirements.txt"
+            assert requirements[name] == version, (
+                f"{path.name}: {name}=={version} != requirements.txt"
+            )
 
 
 def test_every_rule_declares_a_conda_env_that_exists():
     for smk in (REPO / "rules").glob("*.smk"):
         text = smk.read_text()
-        for rule, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:    .*\n|\n)*)", text, re.M):
+        for rule, body in re.findall(
+            r"^(?:rule|checkpoint) (\w+):\n((?:    .*\n|\n)*)", text, re.M
+        ):
             if rule == "all":
                 continue
             match = re.search(r'conda:\n\s+"([^"]+)"', body)

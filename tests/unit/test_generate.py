@@ -367,9 +367,14 @@ def test_nan_style_is_a_recorded_skip_and_ids_style_source(tiny_model, bank, wor
     vectors[5] = np.nan  # a corrupted bank row, referenced explicitly below
     np.save(work / "bank_nan.npy", vectors)
     bad_bank["bank"] = str(work / "bank_nan.npy")
+    sr = 16000
+    sf.write(
+        work / "ref.wav", 0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32), sr
+    )
     prompts = work / "styles.tsv"
     prompts.write_text(
-        "prompt\tstyle\nsoft strings\tids:seg001,seg002\nbroken style\tids:seg005\n",
+        "prompt\tstyle\nsoft strings\tids:seg001,seg002\nbroken style\tids:seg005\n"
+        "like the reference\taudio:ref.wav\n",
         encoding="utf-8",
     )
     out = _retrieval(
@@ -378,13 +383,50 @@ def test_nan_style_is_a_recorded_skip_and_ids_style_source(tiny_model, bank, wor
     rows = read_jsonl(out / "items.jsonl")
     assert rows[0]["status"] == "ok" and rows[0]["style_source"] == "ids"
     assert [h["segment_id"] for h in rows[0]["retrieved"]] == ["seg001", "seg002"]
-    assert (
-        rows[1]["status"] == "skipped"
-        and "NaN" in rows[1]["skip_reason"]
-        and rows[1]["wav"] is None
-    )
-    assert sorted(p.name for p in (out / "wav").iterdir()) == ["0000.wav"]
-    assert np.load(out / "style.npy").shape == (1, 512)
+    assert [h["weight"] for h in rows[0]["retrieved"]] == [0.5, 0.5]
+    assert rows[1]["status"] == "skipped" and "NaN" in rows[1]["skip_reason"]
+    assert rows[1]["wav"] is None and rows[1]["style_row"] is None
+    assert rows[2]["status"] == "ok" and rows[2]["style_source"] == "audio"
+    assert rows[2]["retrieved"] == [] and rows[2]["style_row"] == 1
+    assert sorted(p.name for p in (out / "wav").iterdir()) == ["0000.wav", "0002.wav"]
+    styles = np.load(out / "style.npy")
+    expected = np.load(bank["bank"])[[1, 2]].mean(axis=0)
+    np.testing.assert_allclose(styles[0], expected / np.linalg.norm(expected), atol=1e-6)
+    assert styles.shape == (2, 512) and np.isfinite(styles).all()
+    config = json.loads((out / "run_config.json").read_text())
+    assert (config["n_clips_ok"], config["n_clips_skipped"]) == (2, 1)
+
+
+def test_module_hook_timer_counts_outermost_calls_only():
+    import torch
+    from rcmg.runinfo import ModuleHookTimer, PhaseTimer, code_version
+
+    inner = torch.nn.Linear(4, 4)
+    outer = torch.nn.Sequential(inner, torch.nn.ReLU())
+    other = torch.nn.Linear(4, 4)
+    with ModuleHookTimer({"a": [outer, inner], "b": [other]}) as hooks:
+        outer(torch.zeros(1, 4))
+        inner(torch.zeros(1, 4))
+        other(torch.zeros(1, 4))
+    assert hooks.calls == {"a": 2, "b": 1} and hooks.seconds["a"] > 0
+    outer(torch.zeros(1, 4))  # hooks removed on exit
+    assert hooks.calls["a"] == 2
+    timer = PhaseTimer()
+    with timer.phase("write"):
+        pass
+    timings = timer.as_dict()
+    assert list(timings) == [
+        "load",
+        "encode",
+        "retrieve",
+        "denoise",
+        "decode",
+        "vocode",
+        "write",
+        "total",
+    ]
+    assert timings["total"] >= timings["write"] >= 0
+    assert isinstance(code_version(), str) and code_version()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -144,7 +145,7 @@ def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(d
     model, cond, seed = "audioldm2", "retrieval_mlp", cfg["seeds"][0]
     run = demo / cfg["paths"]["results"] / "runs" / model / cond / f"seed{seed}"
     target = str((run / "run_config.json").relative_to(demo))
-    (run / "run_config.json").unlink()  # the next run must regenerate this one run
+    shutil.rmtree(run)  # the next run must regenerate this one run from scratch
     proc = subprocess.Popen(
         [*SNAKEMAKE, "--configfile", DEMO, "--cores", "1", target, "--forcerun", target],
         cwd=demo,
@@ -155,10 +156,12 @@ def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(d
     )
     log = demo / cfg["paths"]["logs"] / "generate" / model / cond / f"seed{seed}.log"
     deadline = time.time() + 300
-    while time.time() < deadline and not (log.is_file() and "load" in log.read_text()):
-        time.sleep(0.2)
+    started = f"generate {model}/{cond}"  # the batch loop's progress bar: mid-job
+    while time.time() < deadline and not (log.is_file() and started in log.read_text()):
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # nothing that looks finished: no run folder, or one without its outputs
     assert not (run / "run_config.json").exists()
     assert not (run / "items.jsonl").exists()
     jobs = planned_jobs(snakemake(demo, "-n", "--configfile", DEMO, "--rerun-incomplete").stdout)
@@ -166,4 +169,59 @@ def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(d
     assert rule_counts(jobs) == {"generate": 1, "evaluate": 1, "compare": 1, "all": 1}
     snakemake(demo, "--configfile", DEMO, "--cores", "2", "--rerun-incomplete")
     assert (run / "run_config.json").is_file()
+    assert not list(run.parent.glob(".*part*")), "temporary folders left behind"
+    assert planned_jobs(snakemake(demo, "--configfile", DEMO, "-n").stdout) == set()
+
+
+def test_native_snakemake_report_has_runs_by_model_and_condition(demo, tmp_path):
+    report = tmp_path / "report.zip"
+    snakemake(demo, "--configfile", DEMO, "--report", str(report))
+    import zipfile
+
+    names = zipfile.ZipFile(report).namelist()
+    assert any(n.endswith("report.html") and "/runs/" not in n for n in names)
+    assert sum(n.endswith("/report.html") and "runs" in n for n in names) == len(_runs(demo))
+    assert any(n.endswith("index.html") for n in names)
+
+
+def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
+    """A corrupt bank index fails the retrieval job with a message naming the file; the
+    prompt job (which does not read the index) still completes."""
+    cfg = _config(demo)
+    processed = demo / cfg["paths"]["processed"]
+    index = processed / "bank" / "bank.index"
+    original, stat = index.read_bytes(), index.stat()
+    runs = demo / cfg["paths"]["results"] / "runs" / "audioldm2"
+    seed = cfg["seeds"][0]
+    targets = [
+        str((runs / cond / f"seed{seed}" / "run_config.json").relative_to(demo))
+        for cond in ("prompt", "retrieval_mlp")
+    ]
+    try:
+        index.write_bytes(original[: len(original) // 3])
+        os.utime(index, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        proc = snakemake(
+            demo,
+            "--configfile",
+            DEMO,
+            "--cores",
+            "1",
+            "--keep-going",
+            "--forcerun",
+            *targets,
+            *targets,
+            check=False,
+        )
+    finally:
+        index.write_bytes(original)
+        os.utime(index, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert proc.returncode != 0
+    assert (runs / "prompt" / f"seed{seed}" / "run_config.json").is_file()
+    assert not (runs / "retrieval_mlp" / f"seed{seed}" / "run_config.json").exists()
+    log = (
+        demo / cfg["paths"]["logs"] / "generate" / "audioldm2" / "retrieval_mlp" / f"seed{seed}.log"
+    )
+    assert "bank.index" in log.read_text()
+    # restored input: the workflow completes again and then has nothing left to do
+    snakemake(demo, "--configfile", DEMO, "--cores", "2", "--rerun-incomplete")
     assert planned_jobs(snakemake(demo, "--configfile", DEMO, "-n").stdout) == set()

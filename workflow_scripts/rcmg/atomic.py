@@ -6,6 +6,7 @@ A killed job never leaves a file (or directory) that looks finished.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -30,6 +31,21 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def remove_stale_parts(path: Path) -> list[Path]:
+    """Delete temporaries a killed writer of ``path`` left behind (``.NAME.*.part*``).
+
+    Snakemake never runs two jobs for the same output, so any such sibling is stale.
+    """
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.part*"))
+    for leftover in stale:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success.
@@ -39,6 +55,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    if path.parent.is_dir():
+        remove_stale_parts(path)
     tmp = _tmp_sibling(path, suffix if suffix is not None else path.suffix)
     try:
         yield tmp
@@ -57,6 +75,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partdir", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:

@@ -359,12 +359,18 @@ def _plan_id_style(plan: ItemPlan, retriever, id_rows: dict, style_vector, timer
     plan.style_source = "ids"
     rows = [id_rows[s] for s in plan.source.style.segment_ids]
     with timer.phase("retrieve"):
-        hits = [retriever._hit(r, 0.0) for r in rows]
-        weight = 1.0 / len(rows)
-        plan.retrieved = [{**_hit_dict(h), "score": None, "weight": weight} for h in hits]
-        plan.style = _safe_style(
-            plan, style_vector, retriever.vectors(hits), np.zeros(len(rows)), 1.0
-        )
+        plan.retrieved = [
+            {
+                "row": r,
+                "segment_id": str(retriever.mapping[r].get("segment_id", "")),
+                "score": None,  # chosen by id, not by similarity
+                "weight": 1.0 / len(rows),
+                "tags": list(retriever.mapping[r].get("tags") or []),
+            }
+            for r in rows
+        ]
+        vectors = np.asarray(retriever.bank[rows], dtype=np.float32)
+        plan.style = _safe_style(plan, style_vector, vectors, np.zeros(len(rows)), 1.0)
 
 
 def _plan_audio_style(plan: ItemPlan, res: Resources, timer) -> None:
