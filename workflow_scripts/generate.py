@@ -25,7 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcmg.adapter import AdapterFileError  # noqa: E402
 from rcmg.audio_io import AudioDecodeError  # noqa: E402
 from rcmg.blend import BLEND_MODES  # noqa: E402
-from rcmg.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES, OptionError  # noqa: E402
+from rcmg.conditioning import (  # noqa: E402
+    ADAPTERS,
+    COND_MIXES,
+    CONDITION_TYPES,
+    OptionError,
+    option_default,
+)
 from rcmg.generation import GenerateConfig, run_generation  # noqa: E402
 from rcmg.hf_loading import ModelLoadError  # noqa: E402
 from rcmg.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
@@ -71,20 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--bank-mapping", default=None, help="style_bank.jsonl (one row per bank row)"
     )
     bank.add_argument("--index", default=None, help="FAISS index over the bank")
-    bank.add_argument("--aug-topk", type=int, default=4)
-    bank.add_argument("--aug-max-tags", type=int, default=6)
-    bank.add_argument("--style-topk", type=int, default=4)
-    bank.add_argument("--style-temp", type=float, default=0.07)
-    bank.add_argument("--blend", default="orth", help=f"one of {', '.join(BLEND_MODES)}")
-    bank.add_argument("--alpha", type=float, default=0.08, help="style strength in [0, 1]")
-    bank.add_argument("--adapter", default="none", help=f"one of {', '.join(ADAPTERS)}")
+    bank.add_argument("--aug-topk", type=int, default=option_default("aug_topk"))
+    bank.add_argument("--aug-max-tags", type=int, default=option_default("aug_max_tags"))
+    bank.add_argument("--style-topk", type=int, default=option_default("style_topk"))
+    bank.add_argument("--style-temp", type=float, default=option_default("style_temp"))
     bank.add_argument(
-        "--adapter-checkpoint", default=None, help="style adapter .safetensors (external)"
+        "--blend", default=option_default("blend"), help=f"one of {', '.join(BLEND_MODES)}"
     )
     bank.add_argument(
-        "--cond-mix", default="none", help=f"one of {', '.join(COND_MIXES)} (audioldm1)"
+        "--alpha", type=float, default=option_default("alpha"), help="style strength in [0, 1]"
     )
-    bank.add_argument("--cond-mix-beta", type=float, default=0.18)
+    bank.add_argument(
+        "--adapter", default=option_default("adapter"), help=f"one of {', '.join(ADAPTERS)}"
+    )
+    bank.add_argument(
+        "--adapter-checkpoint",
+        default=option_default("adapter_checkpoint"),
+        help="style adapter .safetensors (external)",
+    )
+    bank.add_argument(
+        "--cond-mix",
+        default=option_default("cond_mix"),
+        help=f"one of {', '.join(COND_MIXES)} (audioldm1)",
+    )
+    bank.add_argument("--cond-mix-beta", type=float, default=option_default("cond_mix_beta"))
     p.add_argument("--log-level", default="INFO")
     return p
 

@@ -39,6 +39,7 @@ from rcmg.adapter_training import (
     unique_texts,
 )
 from rcmg.atomic import atomic_dir, write_json, write_jsonl
+from rcmg.conditioning import option_default
 from rcmg.hf_loading import ModelLoadError as HubLoadError
 from rcmg.pipelines import ModelLoadError as PipelineLoadError
 
@@ -65,9 +66,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bank", required=True, type=Path, help="style bank .npy [N, 512]")
     p.add_argument("--bank-mapping", required=True, type=Path, help="style bank mapping .jsonl")
     p.add_argument("--index", required=True, type=Path, help="FAISS index over the bank")
-    p.add_argument("--style-topk", type=int, default=4, help="bank hits per style vector")
     p.add_argument(
-        "--style-temp", type=float, default=0.07, help="softmax temperature over hit scores"
+        "--style-topk",
+        type=int,
+        default=option_default("style_topk"),
+        help="bank hits per style vector",
+    )
+    p.add_argument(
+        "--style-temp",
+        type=float,
+        default=option_default("style_temp"),
+        help="softmax temperature over hit scores",
     )
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch", type=int, default=16)

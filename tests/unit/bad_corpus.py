@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rcmg.demo_corpus import AudioFormat, write_wav
+from rcmg.demo_corpus import MAESTRO_COLUMNS, MAESTRO_CSV, AudioFormat, write_wav
 
 TONE_HZ = 1000.0
 TONE_AMPLITUDE = 0.5
@@ -109,15 +109,6 @@ def _write_fsd50k(root: Path) -> list[Expectation]:
 
 
 def _write_maestro(root: Path) -> list[Expectation]:
-    columns = (
-        "canonical_composer",
-        "canonical_title",
-        "split",
-        "year",
-        "midi_filename",
-        "audio_filename",
-        "duration",
-    )
     write_wav(root / "2011" / "good.wav", tone(10.0, 48000, 2), AudioFormat(48000, 2, "PCM_16"))
     rows = [
         {
@@ -131,7 +122,7 @@ def _write_maestro(root: Path) -> list[Expectation]:
         }
         for name in ("good", "gone")
     ]
-    _write_csv(root / "maestro-v3.0.0.csv", columns, rows)
+    _write_csv(root / MAESTRO_CSV, MAESTRO_COLUMNS, rows)
     return [
         Expectation("maestro", "2011/good.wav", "segments", 1),
         Expectation("maestro", "2011/gone.wav", "missing file"),

@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-
 from rcmg.atomic import atomic_dir, atomic_path, remove_stale_parts, write_json
 
 

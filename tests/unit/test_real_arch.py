@@ -151,3 +151,22 @@ def test_cli_reuses_a_finished_build_by_its_marker(tmp_path, repo_root):
     assert proc.returncode == 0, proc.stderr
     assert "153.49" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [real_arch.MARKER]
+
+
+@pytest.mark.parametrize("kind", ["audioldm2", "clap"])
+def test_trained_tokenizers_stay_below_the_published_vocab_size(kind, tmp_path):
+    from transformers import AutoTokenizer
+
+    real_arch.train_tokenizers(kind, tmp_path)
+    spec = real_arch.load_component_config(kind, "tokenizers")
+    for name, entry in spec.items():
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path if kind == "clap" else tmp_path / name)
+        ids = tokenizer("a calm piano melody with soft strings")["input_ids"]
+        assert tokenizer.model_max_length == entry["model_max_length"]
+        assert len(tokenizer) <= real_arch.TRAINED_VOCAB_CAP[entry["class"]]
+        assert max(ids) < min(len(tokenizer), entry["vocab_size"])
+        assert tokenizer.unk_token_id not in ids
+        assert (
+            tokenizer.decode(ids, skip_special_tokens=True)
+            == "a calm piano melody with soft strings"
+        )

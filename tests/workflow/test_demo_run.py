@@ -141,32 +141,42 @@ def test_editing_evaluation_code_reruns_evaluation_not_generation(demo):
 
 
 def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(demo):
+    """A generate job SIGKILLed mid-run (with Snakemake itself) during a run that needs it."""
     cfg = _config(demo)
     model, cond, seed = "audioldm2", "retrieval_mlp", cfg["seeds"][0]
-    run = demo / cfg["paths"]["results"] / "runs" / model / cond / f"seed{seed}"
-    target = str((run / "run_config.json").relative_to(demo))
-    shutil.rmtree(run)  # the next run must regenerate this one run from scratch
+    results = demo / cfg["paths"]["results"]
+    run = results / "runs" / model / cond / f"seed{seed}"
+    log = demo / cfg["paths"]["logs"] / "generate" / model / cond / f"seed{seed}.log"
+    # as on a first run: this run and the comparison do not exist yet
+    shutil.rmtree(run)
+    shutil.rmtree(results / "report")
+    log.unlink()
     proc = subprocess.Popen(
-        [*SNAKEMAKE, "--configfile", DEMO, "--cores", "1", target, "--forcerun", target],
+        [*SNAKEMAKE, "--configfile", DEMO, "--cores", "1"],
         cwd=demo,
         env=offline_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    log = demo / cfg["paths"]["logs"] / "generate" / model / cond / f"seed{seed}.log"
-    deadline = time.time() + 300
     started = f"generate {model}/{cond}"  # the batch loop's progress bar: mid-job
+    deadline = time.time() + 300
     while time.time() < deadline and not (log.is_file() and started in log.read_text()):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # nothing that looks finished: no run folder, or one without its outputs
+    assert started in log.read_text(), "the job was not caught mid-run"
+    # nothing that looks finished
     assert not (run / "run_config.json").exists()
     assert not (run / "items.jsonl").exists()
-    jobs = planned_jobs(snakemake(demo, "-n", "--configfile", DEMO, "--rerun-incomplete").stdout)
-    assert job("generate", model=model, condition=cond, seed=seed) in jobs
-    assert rule_counts(jobs) == {"generate": 1, "evaluate": 1, "compare": 1, "all": 1}
+    out = snakemake(demo, "-n", "--configfile", DEMO, "--rerun-incomplete").stdout
+    assert planned_jobs(out) == {
+        job("generate", model=model, condition=cond, seed=seed),
+        job("evaluate", model=model, condition=cond, seed=seed),
+        job("compare"),
+        job("all"),
+    }, out[-3000:]
+    snakemake(demo, "--configfile", DEMO, "--unlock")  # a killed Snakemake leaves its lock
     snakemake(demo, "--configfile", DEMO, "--cores", "2", "--rerun-incomplete")
     assert (run / "run_config.json").is_file()
     assert not list(run.parent.glob(".*part*")), "temporary folders left behind"

@@ -21,7 +21,7 @@ retrieval run at alpha 0 reproduces the prompt condition exactly).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rcmg.blend import BLEND_MODES
 
@@ -48,6 +48,20 @@ class ConditionOptions:
     style_temp: float = 0.07
     aug_topk: int = 4
     aug_max_tags: int = 6
+
+
+def option_default(name: str):
+    """The default of :class:`ConditionOptions` field ``name``.
+
+    The one source of the conditioning defaults: ``GenerateConfig`` and the generate
+    CLI take theirs from here.
+    """
+    return ConditionOptions.__dataclass_fields__[name].default
+
+
+def options_from(source) -> ConditionOptions:
+    """A :class:`ConditionOptions` from any object with attributes of the same names."""
+    return ConditionOptions(**{f.name: getattr(source, f.name) for f in fields(ConditionOptions)})
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

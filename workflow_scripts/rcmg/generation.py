@@ -33,6 +33,8 @@ from rcmg.conditioning import (
     aldm2_condition_kwargs,
     effective_adapter,
     lm_hidden_size,
+    option_default,
+    options_from,
     validate_options,
 )
 from rcmg.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
@@ -66,33 +68,20 @@ class GenerateConfig:
     bank: str | None = None
     bank_mapping: str | None = None
     index: str | None = None
-    aug_topk: int = 4
-    aug_max_tags: int = 6
-    style_topk: int = 4
-    style_temp: float = 0.07
-    blend: str = "orth"
-    alpha: float = 0.08
-    adapter: str = "none"
-    adapter_checkpoint: str | None = None
-    cond_mix: str = "none"
-    cond_mix_beta: float = 0.18
+    aug_topk: int = option_default("aug_topk")
+    aug_max_tags: int = option_default("aug_max_tags")
+    style_topk: int = option_default("style_topk")
+    style_temp: float = option_default("style_temp")
+    blend: str = option_default("blend")
+    alpha: float = option_default("alpha")
+    adapter: str = option_default("adapter")
+    adapter_checkpoint: str | None = option_default("adapter_checkpoint")
+    cond_mix: str = option_default("cond_mix")
+    cond_mix_beta: float = option_default("cond_mix_beta")
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
-        return ConditionOptions(
-            condition_type=self.condition_type,
-            pipeline=self.pipeline,
-            blend=self.blend,
-            alpha=self.alpha,
-            adapter=self.adapter,
-            adapter_checkpoint=self.adapter_checkpoint,
-            cond_mix=self.cond_mix,
-            cond_mix_beta=self.cond_mix_beta,
-            style_topk=self.style_topk,
-            style_temp=self.style_temp,
-            aug_topk=self.aug_topk,
-            aug_max_tags=self.aug_max_tags,
-        )
+        return options_from(self)
 
     @property
     def needs_bank(self) -> bool:

@@ -21,6 +21,24 @@ def _pyplot():
     return plt
 
 
+def _save_png(plt, fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically as PNG, close it, return the path."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _group_figure(plt, labels):
+    """One row of per-group marks, wide enough for the labels."""
+    return plt.subplots(figsize=(max(3.0, 0.9 * len(labels) + 1.5), 3.0), dpi=80)
+
+
+def _finish_group_axes(ax, positions, labels, title: str) -> None:
+    ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_title(title, fontsize=9)
+
+
 def hz_to_mel(hz):
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
@@ -77,10 +95,7 @@ def save_mel_image(mel_db, path: Path, title: str, sr: int = 16000, hop: int = 1
     image = _show_mel(ax, mel_db, title, sr, hop)
     fig.colorbar(image, ax=ax, format="%d dB")
     fig.subplots_adjust(left=0.14, right=0.98, bottom=0.18, top=0.88)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(plt, fig, path)
 
 
 def save_mel_grid(mels, titles, path: Path, sr: int = 16000, hop: int = 160, ncols: int = 4):
@@ -99,10 +114,7 @@ def save_mel_grid(mels, titles, path: Path, sr: int = 16000, hop: int = 160, nco
     if not mels:
         axes[0].text(0.5, 0.5, "no evaluated clips", ha="center", va="center")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(plt, fig, path)
 
 
 def save_histograms(columns: dict[str, np.ndarray], path: Path, bins: int = 20) -> Path:
@@ -125,10 +137,7 @@ def save_histograms(columns: dict[str, np.ndarray], path: Path, bins: int = 20) 
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(plt, fig, path)
 
 
 def save_bar_ci(labels, means, lows, highs, path: Path, title: str) -> Path:
@@ -138,25 +147,21 @@ def save_bar_ci(labels, means, lows, highs, path: Path, title: str) -> Path:
     lows = np.asarray(lows, dtype=np.float64)
     highs = np.asarray(highs, dtype=np.float64)
     errors = np.vstack([np.nan_to_num(means - lows), np.nan_to_num(highs - means)])
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.9 * len(labels) + 1.5), 3.0), dpi=80)
+    fig, ax = _group_figure(plt, labels)
     positions = np.arange(len(labels))
     ax.bar(
         positions, np.nan_to_num(means), yerr=np.clip(errors, 0, None), capsize=4, color="#66aa55"
     )
-    ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
-    ax.set_title(title, fontsize=9)
+    _finish_group_axes(ax, positions, labels, title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(plt, fig, path)
 
 
 def save_violins(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """Violin plot of per-item values per group (groups with < 2 finite values as points)."""
     plt = _pyplot()
     labels = list(groups)
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.9 * len(labels) + 1.5), 3.0), dpi=80)
+    fig, ax = _group_figure(plt, labels)
     for position, label in enumerate(labels, start=1):
         values = np.asarray(groups[label], dtype=np.float64)
         values = values[np.isfinite(values)]
@@ -164,10 +169,6 @@ def save_violins(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
             ax.violinplot([values], positions=[position], showmeans=True)
         elif values.size:
             ax.plot(np.full(values.size, position), values, "o", color="#aa3377")
-    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=7)
-    ax.set_title(title, fontsize=9)
+    _finish_group_axes(ax, range(1, len(labels) + 1), labels, title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(plt, fig, path)

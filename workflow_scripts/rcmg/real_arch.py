@@ -40,18 +40,9 @@ PUBLISHED_PARAMS_M = {
     ("audioldm2", "language_model"): (124.0, "GPT-2 base, 124M (openai gpt2)"),
 }
 
-_TOKENIZER_CORPUS = [
-    "a calm piano melody with soft strings",
-    "energetic drums and electric guitar riff",
-    "a dog barking in the distance while rain falls",
-    "orchestral music with violins cellos and french horns",
-    "lofi hip hop beat with vinyl crackle and mellow keys",
-    "a man is speaking in a large hall with reverberation",
-    "birds chirping in the morning forest near a stream",
-    "jazz trio with upright bass brushes and saxophone solo",
-    "techno track with a four on the floor kick and synth bass",
-    "acoustic folk guitar strumming with a gentle female voice",
-]
+# Locally trained vocabularies are capped at these sizes (the training corpus is tiny);
+# the embedding tables keep the published ``vocab_size``.
+TRAINED_VOCAB_CAP = {"RobertaTokenizerFast": 400, "T5TokenizerFast": 200}
 
 
 def config_dir(kind: str) -> Path:
@@ -209,69 +200,27 @@ def compare_to_published(kind: str, counts: dict[str, int]) -> list[dict]:
     return rows
 
 
-def _train_roberta_tokenizer(out_dir: Path, vocab_size: int, max_length: int) -> None:
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        _TOKENIZER_CORPUS,
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bpe.save_model(str(out_dir))
-    tok = RobertaTokenizerFast(
-        vocab_file=str(out_dir / "vocab.json"),
-        merges_file=str(out_dir / "merges.txt"),
-        model_max_length=max_length,
-    )
-    tok.save_pretrained(out_dir)
-
-
-def _train_t5_tokenizer(out_dir: Path, vocab_size: int, max_length: int) -> None:
-    from tokenizers import SentencePieceUnigramTokenizer
-    from transformers import T5TokenizerFast
-
-    sp = SentencePieceUnigramTokenizer()
-    sp.train_from_iterator(
-        _TOKENIZER_CORPUS,
-        vocab_size=min(vocab_size, 200),
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = T5TokenizerFast(
-        tokenizer_object=sp,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        extra_ids=0,
-        model_max_length=max_length,
-    )
-    tok.save_pretrained(out_dir)
-
-
 def train_tokenizers(kind: str, out_dir: Path) -> None:
     """Train the tokenizers named in ``tokenizers.json`` into ``out_dir/<name>``.
 
     The trained vocabularies are small (tiny corpus); token ids stay below the models'
     published ``vocab_size`` so the embedding tables keep their real shape.
     """
+    from rcmg.tiny_models import train_roberta_tokenizer, train_t5_tokenizer
+
+    trainers = {
+        "RobertaTokenizerFast": train_roberta_tokenizer,
+        "T5TokenizerFast": train_t5_tokenizer,
+    }
     spec = load_component_config(kind, "tokenizers")
     for name, entry in spec.items():
-        target = out_dir if kind == "clap" else out_dir / name
-        if entry["class"] == "RobertaTokenizerFast":
-            _train_roberta_tokenizer(
-                target, min(entry["vocab_size"], 400), entry["model_max_length"]
-            )
-        elif entry["class"] == "T5TokenizerFast":
-            _train_t5_tokenizer(target, entry["vocab_size"], entry["model_max_length"])
-        else:
+        if entry["class"] not in trainers:
             raise ValueError(
                 f"{config_dir(kind) / 'tokenizers.json'}: unknown class {entry['class']}"
             )
+        vocab_size = min(entry["vocab_size"], TRAINED_VOCAB_CAP[entry["class"]])
+        tokenizer = trainers[entry["class"]](vocab_size, entry["model_max_length"])
+        tokenizer.save_pretrained(out_dir if kind == "clap" else out_dir / name)
 
 
 def _feature_extractor(kind: str):

@@ -22,7 +22,7 @@ from rcmg.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 MARKER_NAME = "tiny_model.json"
 KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 
@@ -131,8 +131,13 @@ def _training_lines() -> list[str]:
     return [line.strip() for line in MUSIC_VOCABULARY_TEXT if line.strip()]
 
 
-def train_roberta_tokenizer(vocab_size: int = 400):
-    """A byte-level BPE tokenizer (RoBERTa special tokens and ids) trained locally."""
+def train_roberta_tokenizer(vocab_size: int = 400, max_length: int = CLAP_MAX_TEXT_TOKENS):
+    """A byte-level BPE tokenizer (RoBERTa special tokens and ids) trained locally.
+
+    Trained on the built-in music vocabulary, so the vocabulary holds at most
+    ``vocab_size`` entries; ``max_length`` becomes its ``model_max_length``.
+    Shared by the tiny models and ``rcmg.real_arch``.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import RobertaTokenizer
 
@@ -148,27 +153,41 @@ def train_roberta_tokenizer(vocab_size: int = 400):
     bpe.train_from_iterator(_training_lines(), trainer=trainer)
     model_json = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
-    return RobertaTokenizer(
-        vocab=model_json["vocab"], merges=merges, model_max_length=CLAP_MAX_TEXT_TOKENS
-    )
+    return RobertaTokenizer(vocab=model_json["vocab"], merges=merges, model_max_length=max_length)
 
 
-def train_t5_tokenizer(vocab_size: int = 300):
-    """A unigram tokenizer (T5 special tokens and ids) trained locally."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def train_t5_tokenizer(vocab_size: int = 300, max_length: int = 512):
+    """A unigram tokenizer (T5 special tokens and ids) built from the corpus' word counts.
+
+    Same corpus and contract as :func:`train_roberta_tokenizer`. The pieces and scores
+    are computed here rather than by the ``tokenizers`` Unigram trainer, whose scores vary
+    from run to run: two builds must give identical token ids, or two machines building
+    the demo would generate different audio from the same seed. Every character of the
+    corpus is a piece, so any text still encodes; frequent words are whole pieces.
+    """
+    import collections
+    import math
+    import string
+
     from transformers import T5Tokenizer
 
-    unigram = Tokenizer(models.Unigram())
-    unigram.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    unigram.train_from_iterator(_training_lines(), trainer=trainer)
-    vocab_scores = [tuple(item) for item in json.loads(unigram.to_str())["model"]["vocab"]]
-    return T5Tokenizer(vocab=vocab_scores, extra_ids=0, model_max_length=512)
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    words: collections.Counter[str] = collections.Counter()
+    chars: collections.Counter[str] = collections.Counter()
+    for line in _training_lines():
+        for word in line.split():
+            words["\u2581" + word] += 1
+            chars.update(word)
+    chars.update(c for c in string.printable if not c.isspace())  # any ASCII text encodes
+    chars["\u2581"] += sum(words.values())
+    total = sum(words.values()) + sum(chars.values())
+    char_pieces = sorted(chars, key=lambda c: (-chars[c], c))
+    budget = max(vocab_size - len(specials) - len(char_pieces), 0)
+    word_pieces = sorted(words, key=lambda w: (-words[w], w))[:budget]
+    # whole words score above their spelling, characters last: longest match wins
+    scored = [(w, math.log(words[w] / total)) for w in word_pieces]
+    scored += [(c, math.log(chars[c] / total) - 10.0) for c in char_pieces]
+    return T5Tokenizer(vocab=specials + scored, extra_ids=0, model_max_length=max_length)
 
 
 # ---------------------------------------------------------------- components
@@ -312,6 +331,16 @@ def _ddim_scheduler():
     )
 
 
+# Block layout shared by the AudioLDM1 and AudioLDM2 tiny UNets.
+_UNET_LAYOUT = {
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "block_out_channels": UNET_CHANNELS,
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+}
+
+
 def _audioldm_unet():
     from diffusers import UNet2DConditionModel
 
@@ -319,11 +348,7 @@ def _audioldm_unet():
         sample_size=AUDIOLDM_UNET_SAMPLE_SIZE,
         in_channels=VAE_LATENT_CHANNELS,
         out_channels=VAE_LATENT_CHANNELS,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=UNET_CHANNELS,
-        layers_per_block=1,
-        norm_num_groups=8,
+        **_UNET_LAYOUT,
         # AudioLDM1 has no text cross-attention: the attention layers attend to the
         # hidden states themselves, so their context width equals the block width.
         cross_attention_dim=UNET_CHANNELS,
@@ -342,11 +367,7 @@ def _audioldm2_unet():
         sample_size=AUDIOLDM2_UNET_SAMPLE_SIZE,
         in_channels=VAE_LATENT_CHANNELS,
         out_channels=VAE_LATENT_CHANNELS,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=UNET_CHANNELS,
-        layers_per_block=1,
-        norm_num_groups=8,
+        **_UNET_LAYOUT,
         cross_attention_dim=[per_block] * len(UNET_CHANNELS),
         attention_head_dim=8,
     )
