@@ -1,0 +1,152 @@
+"""The benchmark scripts' logic and command lines (tiny models, no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_dryrun  # noqa: E402
+import bench_models  # noqa: E402
+import run_all  # noqa: E402
+
+
+def test_extrapolate_adds_fixed_phases_to_steps_times_step_cost():
+    out = bench_models.extrapolate(total_s=10.0, denoise_s=4.0, steps=2, batch=2)
+    assert out["sec_per_step"] == pytest.approx(2.0)
+    assert out["fixed_s"] == pytest.approx(6.0)
+    assert out["ddim200_s_per_batch"] == pytest.approx(406.0)
+    assert out["ddim200_s_per_clip"] == pytest.approx(203.0)
+    assert out["dpmpp25_s_per_clip"] == pytest.approx(28.0)
+    assert out["ddim200_denoise_fraction"] == pytest.approx(400 / 406)
+    assert out["extrapolated"] is True
+
+
+def test_cpu_plans_skip_fp16_and_compile_with_reasons():
+    quick = bench_models.plan_variants("cpu", quick=True)
+    runnable = [v for v in quick if not v.skip_reason]
+    assert runnable == [bench_models.Variant("fp32")]
+    reasons = {(v.dtype, v.compiled): v.skip_reason for v in quick}
+    assert "GPU only" in reasons[("fp16", False)]
+    assert "GPU only" in reasons[("fp32", True)]
+    full_gpu = bench_models.plan_variants("cuda", quick=False)
+    assert bench_models.Variant("fp16", compiled=True) in full_gpu
+    assert all(not v.skip_reason for v in full_gpu)
+    assert bench_models.plan_runs([1, 2], quick=False) == [("ddim", 1), ("ddim", 2), ("dpmpp", 1)]
+    assert bench_models.plan_runs([1], quick=True) == [("ddim", 1)]
+
+
+def test_twin_architecture_is_skipped_only_when_budget_is_short():
+    spent = {"audioldm2": 100.0}
+    short = bench_models.Budget(50.0)
+    assert "same architecture as audioldm2" in bench_models.should_skip_same_architecture(
+        "audioldm2-music", spent, short
+    )
+    assert (
+        bench_models.should_skip_same_architecture("audioldm2-music", spent, bench_models.Budget(0))
+        == ""
+    )
+    assert bench_models.should_skip_same_architecture("audioldm", spent, short) == ""
+
+
+def test_scaled_matrix_multiplies_seeds_then_conditions():
+    assert bench_dryrun.split_factor(1) == (1, 1)
+    assert bench_dryrun.split_factor(10) == (10, 1)
+    assert bench_dryrun.split_factor(100) == (10, 10)
+    base = {
+        "seeds": [42],
+        "conditions": {f"c{i}": {"type": "prompt"} for i in range(4)},
+        "prompts": "p",
+    }
+    scaled = bench_dryrun.scaled_config(base, 100, "config/prompts/x.txt")
+    assert len(set(scaled["seeds"])) == 10 and 42 in scaled["seeds"]
+    assert len(scaled["conditions"]) == 40
+    alphas = [c["alpha"] for n, c in scaled["conditions"].items() if n.startswith("retrieval_a")]
+    assert len(set(alphas)) == 36 and all(0 < a < 1 for a in alphas)
+    assert scaled["prompts"] == "config/prompts/x.txt"
+    assert base["seeds"] == [42] and len(base["conditions"]) == 4  # input untouched
+
+
+def test_scaled_prompts_repeat_distinct_lines(tmp_path):
+    source = tmp_path / "p.txt"
+    source.write_text("# comment\na piano\n\nsoft strings\n", encoding="utf-8")
+    lines = bench_dryrun.scaled_prompts(source, 3).splitlines()
+    assert len(lines) == 6 and len(set(lines)) == 6
+
+
+def test_growth_is_least_squares_slope_per_1000_jobs():
+    rows = [
+        {"jobs": 1000, "seconds": 2.0},
+        {"jobs": 2000, "seconds": 4.0},
+        {"jobs": 3000, "seconds": 6.0},
+    ]
+    assert bench_dryrun.growth_per_1000_jobs(rows) == pytest.approx(2.0)
+    assert bench_dryrun.growth_per_1000_jobs(rows[:1]) is None
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_bench_models_cli_on_tiny_models_writes_rows_and_table(tiny_model, tmp_path, repo_root):
+    root = tiny_model("audioldm").parent
+    tiny_model("clap")
+    out_json = tmp_path / "models.json"
+    proc = _run(
+        str(HERE / "bench_models.py"), "--quick", "--tiny", "--models", "audioldm,clap",
+        "--out", str(root), "--clip-seconds", "1", "--json", str(out_json), cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out_json.read_text())
+    measured = [r for r in data["rows"] if r["model"] == "audioldm" and "skipped" not in r]
+    assert len(measured) == 1
+    row = measured[0]
+    assert row["measured_steps"] == 1 and row["batch"] == 1 and row["sec_per_step"] > 0
+    assert {"text_encode", "denoise", "vae_decode", "vocoder"} <= set(row["phases_s"])
+    assert row["phase_calls"]["denoise"] == 1
+    assert row["ddim200_s_per_clip"] > row["dpmpp25_s_per_clip"]
+    clap = [r for r in data["rows"] if r["model"] == "clap"]
+    assert clap[0]["clips_per_s"] > 0 and 0 < clap[0]["forward_fraction"] < 1
+    assert any("GPU only" in r.get("skipped", "") for r in data["rows"])
+    assert "audioldm" in proc.stdout and "clips/s" in proc.stdout
+    table = run_all.format_table(run_all.rows_for("models", data))
+    assert "DDIM-200*" in table and "torch.compile of the UNet: GPU only" in table
+
+
+def test_bench_models_time_budget_skips_everything_and_still_writes_json(tmp_path, repo_root):
+    out_json = tmp_path / "models.json"
+    proc = _run(
+        str(HERE / "bench_models.py"), "--quick", "--tiny", "--out", str(tmp_path / "never"),
+        "--time-budget", "0.001", "--json", str(out_json), cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["audioldm", "audioldm2", "clap", "audioldm2-music"]
+    assert all(r["skipped"].startswith("time budget exceeded") for r in rows)
+    assert not (tmp_path / "never").exists()
+
+
+def test_run_all_runs_a_benchmark_subprocess_and_prints_the_combined_table(
+    tmp_path, monkeypatch, capsys
+):
+    step = run_all.Step("dryrun", "bench_dryrun.py", ["--scales", "1,2", "--demo-config", ""])
+    monkeypatch.setattr(run_all, "plan_steps", lambda quick: [step])
+    code = run_all.main(["--quick", "--json-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert printed.startswith("machine: ") and "torch" in printed
+    data = json.loads((tmp_path / "dryrun.json").read_text())
+    x1, x2 = data["scales"]
+    assert x2["counts"]["seeds"] == 2 and x2["jobs"] > x1["jobs"] > 0
+    assert data["seconds_per_1000_jobs"] is not None
+    assert "config.yaml x2" in printed and "s per 1000 jobs" in printed
+    combined = json.loads((tmp_path / "all.json").read_text())
+    assert combined["steps"]["dryrun"]["status"] == "ok"
