@@ -52,8 +52,10 @@ format: $(STAMP)
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --quiet
 
+# One table of every benchmark. Full matrix on a GPU machine; the CPU-sized --quick elsewhere.
+BENCH_ARGS ?= $(if $(shell command -v nvidia-smi),,--quick)
 bench: $(STAMP)
-	$(BIN)/python tests/benchmarks/run_all.py
+	$(BIN)/python tests/benchmarks/run_all.py $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf resources/demo results/demo logs/demo benchmarks/demo

@@ -189,9 +189,12 @@ def test_native_snakemake_report_has_runs_by_model_and_condition(demo, tmp_path)
     import zipfile
 
     names = zipfile.ZipFile(report).namelist()
-    assert any(n.endswith("report.html") and "/runs/" not in n for n in names)
-    assert sum(n.endswith("/report.html") and "runs" in n for n in names) == len(_runs(demo))
-    assert any(n.endswith("index.html") for n in names)
+    # Snakemake's own page, then every flagged file (stored under hashed folders)
+    assert "report/report.html" in names
+    flagged = [n for n in names if n != "report/report.html"]
+    assert sum(n.endswith("/report.html") for n in flagged) == len(_runs(demo))
+    assert sum(n.endswith("/loss.png") for n in flagged) == len(_config(demo)["models"])
+    assert any(n.endswith("/index.html") for n in flagged)
 
 
 def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
