@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from rcmg.atomic import atomic_dir, atomic_path, remove_stale_parts, write_json
+from rcmg.atomic import atomic_dir, atomic_members, atomic_path, remove_stale_parts, write_json
 
 
 def test_failed_write_leaves_no_output(tmp_path):
@@ -50,3 +50,34 @@ def test_outputs_get_umask_permissions_not_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_atomic_members_publishes_own_files_and_keeps_other_steps(tmp_path):
+    run = tmp_path / "seed0"
+    with atomic_members(
+        run, last="run_config.json", owned=("wav", "style.npy", "run_config.json")
+    ) as tmp:
+        (tmp / "wav").mkdir()
+        (tmp / "wav" / "0000.wav").write_bytes(b"v1")
+        (tmp / "style.npy").write_bytes(b"s")
+        (tmp / "run_config.json").write_text("{}")
+    (run / "report.html").write_text("evaluate's")  # another step's output
+    with atomic_members(
+        run, last="run_config.json", owned=("wav", "style.npy", "run_config.json")
+    ) as tmp:
+        (tmp / "wav").mkdir()
+        (tmp / "wav" / "0001.wav").write_bytes(b"v2")
+        (tmp / "run_config.json").write_text('{"v": 2}')
+    assert sorted(p.name for p in run.iterdir()) == ["report.html", "run_config.json", "wav"]
+    assert [p.name for p in (run / "wav").iterdir()] == ["0001.wav"]  # replaced, not merged
+    assert [p.name for p in tmp_path.iterdir()] == ["seed0"]
+
+
+def test_atomic_members_failure_changes_nothing(tmp_path):
+    with (
+        pytest.raises(RuntimeError),
+        atomic_members(tmp_path / "new", last="run_config.json") as tmp,
+    ):
+        (tmp / "run_config.json").write_text("{}")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []

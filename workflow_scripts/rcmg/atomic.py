@@ -93,6 +93,52 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_members(
+    path: str | os.PathLike, last: str | None = None, owned: tuple[str, ...] = ()
+) -> Iterator[Path]:
+    """Stage one step's files for folder ``path`` in a temporary sibling; publish on success.
+
+    For a folder that several steps fill (a run folder: ``generate`` writes the audio and
+    ``run_config.json``, ``evaluate`` the metrics and ``report.html``). On success each
+    staged top-level entry replaces its namesake in ``path``; ``last`` (the step's
+    completion marker) is removed first and published last, so a kill mid-publish never
+    leaves an old marker beside new files; names in ``owned`` that were not staged this
+    time are removed. Entries of other steps stay. On failure nothing in ``path`` changes
+    and ``path`` is not created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partdir", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        path.mkdir(exist_ok=True)
+        staged = os.listdir(tmp)
+        if last:
+            _remove(path / last)
+        for name in owned:
+            if name not in staged:
+                _remove(path / name)
+        for name in sorted(staged, key=lambda name: name == last):
+            if (path / name).is_dir():
+                _remove(path / name)
+            os.replace(tmp / name, path / name)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove(target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

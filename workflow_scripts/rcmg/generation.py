@@ -1,7 +1,8 @@
 """The generate job: one model load, all prompts in batches, one run directory.
 
-Run directory (``results/runs/{model}/{condition}/seed{seed}/``) is built in a temporary
-sibling and renamed into place only when complete (``rcmg.atomic.atomic_dir``)::
+Run directory (``results/runs/{model}/{condition}/seed{seed}/``): generate's files are
+staged in a temporary sibling and published only when complete, ``run_config.json``
+last (``rcmg.atomic.atomic_members``); evaluate's files in the same folder are left alone::
 
     wav/{item:04d}.wav | wav/{item:04d}_w{k}.wav    mono float32 WAV at the vocoder rate
     items.jsonl                                     one row per clip (status ok | skipped)
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rcmg.atomic import atomic_dir, write_json, write_jsonl
+from rcmg.atomic import atomic_members, write_json, write_jsonl
 from rcmg.conditioning import (
     ConditionOptions,
     OptionError,
@@ -618,6 +619,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+# What generate owns in a run folder; evaluate's metrics/, visualizations/ and report.html
+# beside them are left to evaluate (and to Snakemake's own output bookkeeping).
+RUN_MEMBERS = ("wav", "items.jsonl", "hardware.json", "style.npy", "run_config.json")
+
+
 def run_generation(cfg: GenerateConfig) -> Path:
     """Validate, load once, plan, generate, and write the run directory atomically."""
     started = _now()
@@ -630,7 +636,7 @@ def run_generation(cfg: GenerateConfig) -> Path:
     plans = plan_items(cfg, prompt_file.items, res, timer)
     out_dir = Path(cfg.out_dir)
     audio, unet = generate_audio(cfg, res, plans, timer)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_members(out_dir, last="run_config.json", owned=RUN_MEMBERS) as tmp:
         with timer.phase("write"):
             write_wavs(
                 tmp,
