@@ -22,7 +22,7 @@ from rcmg.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 MARKER_NAME = "tiny_model.json"
 KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 
@@ -87,7 +87,7 @@ def build_tiny_model(kind: str, out_dir: Path, seed: int = 0) -> Path:
         return out_dir
     log.info("building tiny %s model (seed %d) into %s", kind, seed, out_dir)
     with atomic_dir(out_dir) as tmp:
-        _BUILDERS[kind](tmp, seed)
+        _BUILDERS[kind](tmp, seed + _SEED_OFFSET[kind])
         (tmp / MARKER_NAME).write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
@@ -477,3 +477,6 @@ _BUILDERS = {
     # T5 encoder, GPT-2, AudioLDM2 UNet); only the trained weights differ.
     "audioldm2-music": _build_audioldm2,
 }
+# Offsets of the weight seed per kind: AudioLDM2 and AudioLDM2-Music share every class and
+# width, so without an offset their random weights (and demo audio) would be identical.
+_SEED_OFFSET = {"clap": 0, "audioldm": 0, "audioldm2": 0, "audioldm2-music": 1}
