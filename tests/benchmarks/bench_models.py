@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from rcmg.atomic import write_json  # noqa: E402
+from rcmg.runinfo import cpu_name  # noqa: E402
 
 LOG = logging.getLogger("bench_models")
 GENERATION_MODELS = ("audioldm", "audioldm2", "audioldm2-music")
@@ -458,7 +459,7 @@ def machine_info(device: str) -> dict:
 
     info = {
         "platform": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
@@ -468,16 +469,6 @@ def machine_info(device: str) -> dict:
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ordered_models(names: str) -> list[str]:

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from rcmg.atomic import write_json  # noqa: E402
+from rcmg.runinfo import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 QUICK_BUDGET_S = 1020.0
@@ -293,7 +294,7 @@ def machine_info() -> dict:
     import torch
 
     info = {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "platform": platform.platform(),
@@ -302,16 +303,6 @@ def machine_info() -> dict:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
     return info
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def format_table(rows: list[tuple]) -> str:

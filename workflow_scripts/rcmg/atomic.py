@@ -31,6 +31,15 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def _tmp_dir_beside(path: Path) -> Path:
+    """A fresh temporary folder next to ``path`` (stale ones of killed writers removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partdir", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
 def remove_stale_parts(path: Path) -> list[Path]:
     """Delete temporaries a killed writer of ``path`` left behind (``.NAME.*.part*``).
 
@@ -74,10 +83,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     An existing ``path`` is replaced only after the new contents are complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partdir", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = _tmp_dir_beside(path)
     try:
         yield tmp
         if path.exists():
@@ -108,10 +114,7 @@ def atomic_members(
     and ``path`` is not created.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partdir", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = _tmp_dir_beside(path)
     try:
         yield tmp
         path.mkdir(exist_ok=True)

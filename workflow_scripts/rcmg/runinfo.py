@@ -37,7 +37,7 @@ def code_version(repo_dir: str | Path | None = None) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -87,7 +87,7 @@ def hardware_info(device: str = "cpu") -> dict:
         "diffusers": _package_version("diffusers"),
         "transformers": _package_version("transformers"),
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "memory_gb": _memory_gb(),
         "hostname": socket.gethostname(),
