@@ -105,10 +105,6 @@ def dataset_root_input(wildcards):
 
 
 # ----------------------------------------------------------------- data paths
-def sources_table(dataset):
-    return f"{P}/{dataset}/sources.parquet"
-
-
 def shard_dir(dataset, shard):
     return f"{P}/{dataset}/segments/shard{shard}"
 
@@ -150,14 +146,9 @@ def reference_shards(wildcards):
 
 
 # ----------------------------------------------------------------- adapters
-def adapter_files(model):
-    base = f"{R}/adapters/{model}"
-    return {
-        "checkpoint": f"{base}/style_adapter.safetensors",
-        "config": f"{base}/adapter_config.json",
-        "metrics": f"{base}/metrics.jsonl",
-        "plot": f"{base}/loss.png",
-    }
+def adapter_checkpoint(model):
+    """The trained style adapter of ``model`` (output of train_adapter)."""
+    return f"{R}/adapters/{model}/style_adapter.safetensors"
 
 
 def adapter_model_input(wildcards):
@@ -188,7 +179,7 @@ def generate_inputs(wildcards):
         for i, path in enumerate(model_input(config["clap"]["model"])):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
-        inputs["adapter"] = adapter_files(wildcards.model)["checkpoint"]
+        inputs["adapter"] = adapter_checkpoint(wildcards.model)
     return inputs
 
 
@@ -352,7 +343,7 @@ def generate_bank_flags(wildcards):
 def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
-    return f"--adapter-checkpoint {adapter_files(wildcards.model)['checkpoint']}"
+    return f"--adapter-checkpoint {adapter_checkpoint(wildcards.model)}"
 
 
 def parent_of(name, of="output"):
