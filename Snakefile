@@ -26,7 +26,8 @@ wildcard_constraints:
     seed=r"\d+",
     shard=r"\d+",
     demo_kind="maestro|urmp|fsd50k",
-    tiny_kind="|".join(TINY_KINDS),
+    tiny_kind="|".join(MODEL_KINDS),
+    arch_kind="|".join(MODEL_KINDS),
 
 
 include: "rules/demo.smk"
@@ -35,6 +36,7 @@ include: "rules/bank.smk"
 include: "rules/adapter.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
+include: "rules/bench.smk"
 
 
 rule all:

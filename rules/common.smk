@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from rcmg.codehash import step_code_hash  # noqa: E402  (stdlib only: keeps -n fast)
 from rcmg.config_checks import problems  # noqa: E402
+from rcmg.real_arch import config_files as real_arch_config_files_of  # noqa: E402
 
 _problems = problems(config, Path.cwd())
 if _problems:
@@ -32,12 +33,13 @@ R = config["paths"]["results"]
 LOGS = config["paths"]["logs"]
 BENCH = config["paths"]["benchmarks"]
 DEMO = config["demo"]["root"]
+BENCH_MODELS = config["bench"]["root"]
 DATASETS = config["datasets"]
 MODELS = config["models"]
 CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
-TINY_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
 
 
@@ -83,15 +85,32 @@ def produced_by_demo(path):
     """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
     if not config["demo"]["enabled"]:
         return False
-    demo_paths = {demo_model_dir(k) for k in TINY_KINDS} | {
+    demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
         demo_raw_dir(k) for k in ("maestro", "urmp", "fsd50k")
     }
     return str(Path(path)) in {str(Path(p)) for p in demo_paths}
 
 
+# ----------------------------------------------------------------- bench models
+def real_arch_model_dir(kind):
+    return f"{BENCH_MODELS}/{kind}"
+
+
+def real_arch_configs(wildcards):
+    """The published configs a real-architecture build reads: editing one rebuilds it."""
+    return [os.path.relpath(p) for p in real_arch_config_files_of(wildcards.arch_kind)]
+
+
+def produced_by_bench(path):
+    """True when ``path`` is a real-architecture model folder the bench rule writes."""
+    bench_paths = {str(Path(real_arch_model_dir(k))) for k in MODEL_KINDS}
+    return str(Path(path)) in bench_paths
+
+
 def model_input(name_or_path):
     """A model folder the workflow writes is an input; a hub id (or the user's folder) is not."""
-    return [name_or_path] if produced_by_demo(name_or_path) else []
+    written = produced_by_demo(name_or_path) or produced_by_bench(name_or_path)
+    return [name_or_path] if written else []
 
 
 def dataset_root_input(wildcards):

@@ -34,12 +34,32 @@ def test_cpu_plans_skip_fp16_and_compile_with_reasons():
     assert runnable == [bench_models.Variant("fp32")]
     reasons = {(v.dtype, v.compiled): v.skip_reason for v in quick}
     assert "GPU only" in reasons[("fp16", False)]
-    assert "GPU only" in reasons[("fp32", True)]
+    assert reasons[("fp32", True)] == "not in --quick"
     full_gpu = bench_models.plan_variants("cuda", quick=False)
     assert bench_models.Variant("fp16", compiled=True) in full_gpu
     assert all(not v.skip_reason for v in full_gpu)
     assert bench_models.plan_runs([1, 2], quick=False) == [("ddim", 1), ("ddim", 2), ("dpmpp", 1)]
     assert bench_models.plan_runs([1], quick=True) == [("ddim", 1)]
+
+
+def test_cpu_full_plan_compiles_the_unet_only_with_a_cxx_compiler(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    full = bench_models.plan_variants("cpu", quick=False)
+    runnable = [v for v in full if not v.skip_reason]
+    assert runnable == [
+        bench_models.Variant("fp32"),
+        bench_models.Variant("bf16"),
+        bench_models.Variant("fp32", attention="classic"),
+        bench_models.Variant("fp32", compiled=True),
+    ]
+    assert [v.dtype for v in full if v.skip_reason] == ["fp16"]
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    full = bench_models.plan_variants("cpu", quick=False)
+    compiled = next(v for v in full if v.compiled)
+    assert "needs a C++ compiler" in compiled.skip_reason
 
 
 def test_twin_architecture_is_skipped_only_when_budget_is_short():
@@ -118,7 +138,7 @@ def test_bench_models_cli_on_tiny_models_writes_rows_and_table(tiny_model, tmp_p
     assert any("GPU only" in r.get("skipped", "") for r in data["rows"])
     assert "audioldm" in proc.stdout and "clips/s" in proc.stdout
     table = run_all.format_table(run_all.rows_for("models", data))
-    assert "DDIM-200*" in table and "torch.compile of the UNet: GPU only" in table
+    assert "DDIM-200*" in table and "fp16 on CPU has no fast kernels" in table
 
 
 def test_bench_models_time_budget_skips_everything_and_still_writes_json(tmp_path, repo_root):

@@ -134,7 +134,15 @@ def test_cli_reuses_a_finished_build_by_its_marker(tmp_path, repo_root):
     out.mkdir()
     counts = {"config": 153_492_890, "total": 153_492_890}
     (out / real_arch.MARKER).write_text(
-        json.dumps({"kind": "clap", "seed": 0, "parameters": counts}), encoding="utf-8"
+        json.dumps(
+            {
+                "kind": "clap",
+                "seed": 0,
+                "config_sha256": real_arch.config_digest("clap"),
+                "parameters": counts,
+            }
+        ),
+        encoding="utf-8",
     )
     proc = subprocess.run(
         [
@@ -151,6 +159,38 @@ def test_cli_reuses_a_finished_build_by_its_marker(tmp_path, repo_root):
     assert proc.returncode == 0, proc.stderr
     assert "153.49" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [real_arch.MARKER]
+
+
+def test_an_edited_published_config_rebuilds_and_records_the_new_digest(tmp_path, monkeypatch):
+    import shutil
+
+    configs = tmp_path / "config_bench"
+    shutil.copytree(real_arch.CONFIG_ROOT / "clap-htsat-unfused", configs / "clap-htsat-unfused")
+    monkeypatch.setattr(real_arch, "CONFIG_ROOT", configs)
+    monkeypatch.setattr(real_arch, "REPO_ROOT", tmp_path)
+    builds = []
+
+    def fake_build(kind, tmp, seed):
+        builds.append((kind, seed))
+        (tmp / "weights.bin").write_bytes(b"w")
+        return {"total": 1}
+
+    monkeypatch.setattr(real_arch, "_build_into", fake_build)
+    out = tmp_path / "models" / "clap"
+    real_arch.build_real_arch_model("clap", out)
+    first = json.loads((out / real_arch.MARKER).read_text(encoding="utf-8"))
+    real_arch.build_real_arch_model("clap", out)
+    assert builds == [("clap", 0)]  # unchanged configs: reused
+
+    config = configs / "clap-htsat-unfused" / "config.json"
+    edited = json.loads(config.read_text(encoding="utf-8"))
+    edited["projection_dim"] = 1024
+    config.write_text(json.dumps(edited), encoding="utf-8")
+    real_arch.build_real_arch_model("clap", out)
+    second = json.loads((out / real_arch.MARKER).read_text(encoding="utf-8"))
+    assert builds == [("clap", 0), ("clap", 0)]
+    assert second["config_sha256"] == real_arch.config_digest("clap")
+    assert second["config_sha256"] != first["config_sha256"]
 
 
 @pytest.mark.parametrize("kind", ["audioldm2", "clap"])

@@ -10,6 +10,7 @@ embedding matrices keep the published ``vocab_size``, so compute and memory matc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -50,6 +51,19 @@ def config_dir(kind: str) -> Path:
     if kind not in CONFIG_DIR_BY_KIND:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     return CONFIG_ROOT / CONFIG_DIR_BY_KIND[kind]
+
+
+def config_files(kind: str) -> list[Path]:
+    """The published-config JSON files a build of ``kind`` reads (its rule's inputs)."""
+    return sorted(config_dir(kind).glob("*.json"))
+
+
+def config_digest(kind: str) -> str:
+    """sha256 over the names and bytes of ``kind``'s config files: a build's identity."""
+    digest = hashlib.sha256()
+    for path in config_files(kind):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def load_component_config(kind: str, component: str) -> dict:
@@ -282,25 +296,26 @@ def _build_into(kind: str, tmp: Path, seed: int) -> dict[str, int]:
 def build_real_arch_model(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Build ``kind`` with random weights in HF folder format at ``out_dir``; return it.
 
-    Idempotent: a complete build (marker file present, same kind and seed) is reused.
-    Atomic: the folder appears only when complete.
+    Idempotent: a complete build (marker file present, same kind, seed and config files)
+    is reused; an edited config under ``config/bench`` rebuilds. Atomic: the folder
+    appears only when complete.
     """
     out_dir = Path(out_dir)
-    config_dir(kind)  # validates kind
+    identity = {"kind": kind, "seed": seed, "config_sha256": config_digest(kind)}
     marker = out_dir / MARKER
     if marker.is_file():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
-        if recorded.get("kind") == kind and recorded.get("seed") == seed:
+        if all(recorded.get(key) == value for key, value in identity.items()):
             LOG.info("reusing %s at %s", kind, out_dir)
             return out_dir
-        LOG.warning("%s holds a different build (%s); rebuilding", out_dir, recorded)
+        stale = {key: recorded.get(key) for key in identity}
+        LOG.warning("%s holds a different build (%s); rebuilding", out_dir, stale)
     with atomic_dir(out_dir) as tmp:
         counts = _build_into(kind, tmp, seed)
         write_json(
             tmp / MARKER,
             {
-                "kind": kind,
-                "seed": seed,
+                **identity,
                 "config_dir": str(config_dir(kind).relative_to(REPO_ROOT)),
                 "parameters": counts,
                 "published": compare_to_published(kind, counts),
