@@ -20,6 +20,7 @@ rule train_adapter:
         f"{BENCH}/train_adapter/{{model}}.tsv"
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("train_adapter", "cpus")
     resources:
         mem_mb=res_attempt("train_adapter", "mem_mb"),
         runtime=res("train_adapter", "runtime"),

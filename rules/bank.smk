@@ -14,6 +14,7 @@ rule build_bank:
         f"{BENCH}/build_bank.tsv"
     conda:
         "../envs/audio.yaml"
+    threads: res("build_bank", "cpus")
     resources:
         mem_mb=res_attempt("build_bank", "mem_mb"),
         runtime=res("build_bank", "runtime"),
@@ -75,6 +76,7 @@ rule reference_stats:
         f"{BENCH}/reference_stats.tsv"
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("reference_stats", "cpus")
     resources:
         mem_mb=res_attempt("reference_stats", "mem_mb"),
         runtime=res("reference_stats", "runtime"),

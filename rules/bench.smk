@@ -12,6 +12,7 @@ rule real_arch_model:
         f"{LOGS}/bench/real_arch_{{arch_kind}}.log",
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("real_arch_model", "cpus")
     resources:
         mem_mb=res_attempt("real_arch_model", "mem_mb"),
         runtime=res("real_arch_model", "runtime"),

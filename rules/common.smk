@@ -88,7 +88,12 @@ def produced_by_demo(path):
     demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
         demo_raw_dir(k) for k in ("maestro", "urmp", "fsd50k")
     }
-    return str(Path(path)) in {str(Path(p)) for p in demo_paths}
+    return is_one_of(path, demo_paths)
+
+
+def is_one_of(path, paths):
+    """``path`` names one of ``paths`` (``a/./b`` and ``a/b/`` count as ``a/b``)."""
+    return str(Path(path)) in {str(Path(p)) for p in paths}
 
 
 # ----------------------------------------------------------------- bench models
@@ -103,8 +108,7 @@ def real_arch_configs(wildcards):
 
 def produced_by_bench(path):
     """True when ``path`` is a real-architecture model folder the bench rule writes."""
-    bench_paths = {str(Path(real_arch_model_dir(k))) for k in MODEL_KINDS}
-    return str(Path(path)) in bench_paths
+    return is_one_of(path, [real_arch_model_dir(k) for k in MODEL_KINDS])
 
 
 def model_input(name_or_path):

@@ -13,6 +13,7 @@ rule index_sources:
         f"{BENCH}/index_sources/{{dataset}}.tsv"
     conda:
         "../envs/audio.yaml"
+    threads: res("index_sources", "cpus")
     resources:
         mem_mb=res_attempt("index_sources", "mem_mb"),
         runtime=res("index_sources", "runtime"),
@@ -40,6 +41,7 @@ rule segment:
         f"{BENCH}/segment/{{dataset}}/shard{{shard}}.tsv"
     conda:
         "../envs/audio.yaml"
+    threads: res("segment", "cpus")
     resources:
         mem_mb=res_attempt("segment", "mem_mb"),
         runtime=res("segment", "runtime"),
@@ -80,6 +82,7 @@ rule clap_embed:
         f"{BENCH}/clap_embed/{{dataset}}/shard{{shard}}.tsv"
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("clap_embed", "cpus")
     resources:
         mem_mb=res_attempt("clap_embed", "mem_mb"),
         runtime=res("clap_embed", "runtime"),
@@ -110,6 +113,7 @@ rule gather:
         f"{LOGS}/gather/{{dataset}}.log",
     conda:
         "../envs/audio.yaml"
+    threads: res("gather", "cpus")
     resources:
         mem_mb=res_attempt("gather", "mem_mb"),
         runtime=res("gather", "runtime"),

@@ -23,6 +23,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{model}}/{{condition}}/seed{{seed}}.tsv"
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("evaluate", "cpus")
     resources:
         mem_mb=res_attempt("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),

@@ -15,6 +15,7 @@ rule generate:
         f"{BENCH}/generate/{{model}}/{{condition}}/seed{{seed}}.tsv"
     conda:
         "../envs/torch-gpu.yaml"
+    threads: res("generate", "cpus")
     resources:
         mem_mb=res_attempt("generate", "mem_mb"),
         runtime=res("generate", "runtime"),

@@ -172,6 +172,7 @@ def test_run_directory_contract(aldm2_prompt_run):
     assert 0 < config["unet_forward_s"] <= config["timings_s"]["total"]
     hardware = json.loads((run / "hardware.json").read_text())
     assert hardware["device"] == "cpu" and hardware["torch"]
+    assert 1 <= hardware["torch_threads"] and 1 <= hardware["cpus_allowed"] <= hardware["cpu_count"]
     assert not list(run.parent.glob(".*partdir"))
 
 
@@ -231,6 +232,33 @@ def _retrieval(tiny_model, pipeline, kind, out, prompts, bank, **extra):
             clap_model=str(tiny_model("clap")), style_topk=3, style_temp=0.1, **bank, **extra,
         )
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("requested", "used"), [("auto", "fp32"), ("fp16", "fp32"), ("bf16", "bf16"), ("fp32", "fp32")]
+)
+def test_cpu_dtype_keeps_bf16_and_falls_back_to_fp32_otherwise(requested, used):
+    from rcmg.pipelines import resolve_dtype
+
+    assert resolve_dtype(requested, "cpu") == used
+    assert resolve_dtype(requested, "cuda:0") == ("fp16" if requested == "auto" else requested)
+
+
+def test_bf16_on_cpu_generates_finite_audio_close_to_fp32(
+    aldm2_prompt_run, tiny_model, prompts_file, bank, work
+):
+    run = _retrieval(
+        tiny_model, "audioldm2", "audioldm2", work / "a2_bf16", prompts_file, bank,
+        adapter="mlp", alpha=0.0, dtype="bf16",
+    )  # fmt: skip
+    params = json.loads((run / "run_config.json").read_text())["params"]
+    assert params["dtype"] == "bf16" and params["dtype_requested"] == "bf16"
+    bf16, fp32 = _audio(run), _audio(aldm2_prompt_run)
+    assert sorted(bf16) == sorted(fp32)
+    for item, audio in bf16.items():
+        assert audio.dtype == np.float32 and np.isfinite(audio).all()
+        assert audio.shape == fp32[item].shape
+        assert 0 < _rel_diff(audio, fp32[item]) < 0.5  # bf16 round-off, not another clip
 
 
 def test_aldm2_mlp_alpha0_equals_prompt_and_alpha_changes_audio(

@@ -41,6 +41,27 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert "demo_model" not in counts and "demo_dataset" not in counts
 
 
+def test_every_job_gets_its_configured_cpus_as_threads(workdir):
+    """Snakemake sets OMP_NUM_THREADS = threads in each job: without ``threads:`` torch, faiss
+    and BLAS would run single-threaded whatever resources.<rule>.cpus says."""
+    out = snakemake(workdir, "-n", "--cores", "64").stdout
+    cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())["resources"]
+    threads: dict[str, set[int]] = {}
+    rule = None
+    for line in out.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads.setdefault(rule, set()).add(1)  # Snakemake prints threads only when > 1
+        elif line.strip().startswith("threads:") and rule:
+            threads[rule] = {int(line.split(":")[1])}
+    assert threads, out[-2000:]
+    for rule, seen in threads.items():
+        expected = cfg.get(rule, {}).get("cpus", cfg["default"]["cpus"]) if rule in cfg else 1
+        assert seen == {expected}, (rule, seen, expected)
+    assert threads["generate"] == {cfg["generate"]["cpus"]} == {4}
+    assert threads["segment"] == {cfg["segment"]["cpus"]} == {2}
+
+
 def test_demo_config_plans_demo_assets(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/demo.yaml").stdout
     jobs = planned_jobs(out)

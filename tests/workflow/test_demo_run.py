@@ -60,7 +60,9 @@ def test_demo_produces_every_run_and_the_comparison(demo):
         run_config = json.loads((run / "run_config.json").read_text())
         assert run_config["is_pipeline_check"] is True
         assert run_config["timings_s"]["total"] > 0
-        assert (run / "hardware.json").is_file()
+        hardware = json.loads((run / "hardware.json").read_text())
+        # the rule's threads (= resources.generate.cpus) reach torch via OMP_NUM_THREADS
+        assert hardware["torch_threads"] == cfg["resources"]["generate"]["cpus"]
         items = [json.loads(line) for line in (run / "items.jsonl").read_text().splitlines()]
         assert items and all((run / it["wav"]).is_file() for it in items if it["status"] == "ok")
         assert (run / "metrics/summary.json").is_file()

@@ -78,6 +78,15 @@ def _gpu_fields(device: str) -> dict:
     return fields
 
 
+def _torch_threads() -> int | None:
+    """Intra-op threads torch uses in this process (Snakemake sets OMP_NUM_THREADS = threads)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
 def hardware_info(device: str = "cpu") -> dict:
     """The hardware.json record for a run on ``device``."""
     return {
@@ -89,6 +98,8 @@ def hardware_info(device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "torch_threads": _torch_threads(),
         "memory_gb": _memory_gb(),
         "hostname": socket.gethostname(),
     }
