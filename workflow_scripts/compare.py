@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from rcmg import plots, report, stats  # noqa: E402
 from rcmg.atomic import atomic_dir, write_text  # noqa: E402
+from rcmg.runinfo import generate_benchmark_tsv, read_benchmark_tsv  # noqa: E402
 
 LOG = logging.getLogger("compare")
 ITEM_METRICS = [
@@ -72,11 +73,10 @@ def summary_metric_names(runs: list[dict]) -> list[str]:
 
 def benchmark_seconds(bench_root: Path, model, condition, seed) -> float:
     """Mean wall seconds (column ``s``) of the generate job's benchmark TSV, NaN if absent."""
-    path = Path(bench_root) / "generate" / str(model) / str(condition) / f"seed{seed}.tsv"
+    path = generate_benchmark_tsv(bench_root, model, condition, seed)
     if not path.is_file():
         return math.nan
-    with open(path, encoding="utf-8", newline="") as fh:
-        values = [to_float(row.get("s")) for row in csv.DictReader(fh, delimiter="\t")]
+    values = [to_float(row.get("s")) for row in read_benchmark_tsv(path)]
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         LOG.warning("%s has no numeric 's' column; compute time shown as n/a", path)

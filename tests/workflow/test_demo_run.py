@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
+from .helpers import REPO, SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,35 @@ def test_demo_produces_every_run_and_the_comparison(demo):
     processed = demo / cfg["paths"]["processed"]
     audit = json.loads((processed / "bank/index_audit.json").read_text())
     assert audit["ntotal"] > 0
+
+
+def test_summarize_jobs_reads_what_every_generate_job_recorded(demo, tmp_path):
+    cfg = _config(demo)
+    out_json = tmp_path / "jobs.json"
+    script = REPO / "tests/benchmarks/summarize_jobs.py"
+    proc = subprocess.run(
+        [
+            SNAKEMAKE[0], str(script),
+            "--results", cfg["paths"]["results"],
+            "--benchmarks", cfg["paths"]["benchmarks"],
+            "--json", str(out_json),
+        ],
+        cwd=demo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["run"]: r for r in json.loads(out_json.read_text())["rows"]}
+    runs = _runs(demo)
+    assert len(rows) == len(runs)
+    sampling = cfg["models"]["audioldm"]["sampling"]
+    for run in runs:
+        label = "/".join(run.parts[-3:])
+        row = rows[label]
+        assert label in proc.stdout
+        assert row["job_wall_s"] > 0 and row["job_cpu_s"] > 0 and row["job_max_rss_mb"] > 0
+        assert row["torch_threads"] == cfg["resources"]["generate"]["cpus"]
+        assert 0 < row["unet_forward_fraction"] <= 1 and row["phases_s"]["denoise"] > 0
+        assert row["steps"] == sampling["steps"] and row["s_per_step"] > 0
+        assert row["clips"] > 0 and row["job_s_per_clip"] == row["job_wall_s"] / row["clips"]
 
 
 def test_second_run_does_nothing(demo):

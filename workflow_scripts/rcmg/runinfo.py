@@ -194,3 +194,19 @@ class ModuleHookTimer:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+def generate_benchmark_tsv(bench_root: str | Path, model, condition, seed) -> Path:
+    """Where Snakemake's ``benchmark:`` directive of the generate rule writes its TSV."""
+    return Path(bench_root) / "generate" / str(model) / str(condition) / f"seed{seed}.tsv"
+
+
+def read_benchmark_tsv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a Snakemake benchmark TSV (``s``, ``cpu_time``, ``max_rss``, ...); [] if absent."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
