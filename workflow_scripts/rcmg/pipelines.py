@@ -61,7 +61,7 @@ def resolve_dtype(requested: str, device: str) -> str:
     when asked for and everything else means ``fp32``.
 
     Measured with tests/benchmarks/bench_models.py (AudioLDM-S, 2-core AMD EPYC with
-    avx512_bf16): bf16 cut a 10-s clip by 1.4-1.7x against fp32, while one fp16 UNet step
+    avx512_bf16): bf16 cut a 10-s clip by 1.4-1.9x against fp32, while one fp16 UNet step
     took 80x the fp32 one (no fast fp16 kernels on CPU).
     """
     if requested not in DTYPES:
