@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from rcmg.codehash import step_code_hash  # noqa: E402  (stdlib only: keeps -n fast)
-from rcmg.config_checks import problems  # noqa: E402
-from rcmg.real_arch import config_files as real_arch_config_files_of  # noqa: E402
+from rcmg.workflow.codehash import step_code_hash  # noqa: E402  (stdlib only: keeps -n fast)
+from rcmg.workflow.config_checks import problems  # noqa: E402
+from rcmg.standins.real_arch import config_files as real_arch_config_files_of  # noqa: E402
 
 _problems = problems(config, Path.cwd())
 if _problems:

@@ -30,7 +30,7 @@ def tiny_model(tmp_path_factory):
 
     Each kind is built once per session (random weights, HF folder format).
     """
-    from rcmg.tiny_models import build_tiny_model
+    from rcmg.standins.tiny_models import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny_models")
     cache: dict[str, Path] = {}
@@ -46,7 +46,7 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory) -> Path:
     """The deterministic synthetic corpus in the real dataset layouts (maestro/, urmp/, fsd50k/)."""
-    from rcmg.demo_corpus import write_demo_corpus
+    from rcmg.standins.demo_corpus import write_demo_corpus
 
     root = tmp_path_factory.mktemp("demo_raw")
     write_demo_corpus(root, seed=0)

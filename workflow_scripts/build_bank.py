@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.bank import EmptyBankError, build_bank  # noqa: E402
+from rcmg.bank.build import EmptyBankError, build_bank  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.retrieval import INDEX_KINDS  # noqa: E402
+from rcmg.bank.retrieval import INDEX_KINDS  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
 
 log = logging.getLogger("build_index")
 
@@ -63,7 +63,13 @@ def main(argv=None) -> int:
     )
     args = parse_args(argv)
     import numpy as np
-    from rcmg.retrieval import build_index, normalize_rows, recall_at_k, save_index, set_threads
+    from rcmg.bank.retrieval import (
+        build_index,
+        normalize_rows,
+        recall_at_k,
+        save_index,
+        set_threads,
+    )
 
     bank_path = Path(args.bank)
     if not bank_path.is_file():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.real_arch import KINDS, MARKER, build_real_arch_model, compare_to_published
+from rcmg.standins.real_arch import KINDS, MARKER, build_real_arch_model, compare_to_published
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

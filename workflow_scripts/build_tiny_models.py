@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import argparse  # noqa: E402
 import logging  # noqa: E402
 
-from rcmg.tiny_models import KINDS, build_tiny_model  # noqa: E402
+from rcmg.standins.tiny_models import KINDS, build_tiny_model  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -24,7 +24,7 @@ import shutil  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from rcmg.atomic import atomic_path, write_json  # noqa: E402
+from rcmg.workflow.atomic import atomic_path, write_json  # noqa: E402
 
 log = logging.getLogger("clap_embed")
 
@@ -99,8 +99,8 @@ def partial_dir_for(out: Path) -> Path:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from rcmg.clap import ChunkStore, ClapEmbedder, embed_rows_resumable
-    from rcmg.hf_loading import ModelLoadError
+    from rcmg.models.clap import ChunkStore, ClapEmbedder, embed_rows_resumable
+    from rcmg.models.hf_loading import ModelLoadError
 
     started = time.perf_counter()
     audio, order = open_shard(args.segments_dir)

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from rcmg import plots, report, stats  # noqa: E402
-from rcmg.atomic import atomic_dir, write_text  # noqa: E402
-from rcmg.runinfo import generate_benchmark_tsv, read_benchmark_tsv  # noqa: E402
+from rcmg.evaluation import plots, report, stats  # noqa: E402
+from rcmg.workflow.atomic import atomic_dir, write_text  # noqa: E402
+from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv  # noqa: E402
 
 LOG = logging.getLogger("compare")
 ITEM_METRICS = [

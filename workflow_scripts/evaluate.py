@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from rcmg import metrics, plots, report, stats  # noqa: E402
-from rcmg.atomic import atomic_dir, write_json, write_text  # noqa: E402
-from rcmg.audio_io import read_audio, resample  # noqa: E402
+from rcmg.data.audio_io import read_audio, resample  # noqa: E402
+from rcmg.evaluation import metrics, plots, report, stats  # noqa: E402
+from rcmg.workflow.atomic import atomic_dir, write_json, write_text  # noqa: E402
 
 LOG = logging.getLogger("evaluate")
 CLAP_SR = 48000
@@ -339,7 +339,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def make_embedder():
-        from rcmg.clap import ClapEmbedder
+        from rcmg.models.clap import ClapEmbedder
 
         return ClapEmbedder(args.clap_model, device=args.device)
 

@@ -21,7 +21,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 
 import numpy as np  # noqa: E402
-from rcmg.atomic import atomic_path, write_jsonl  # noqa: E402
+from rcmg.workflow.atomic import atomic_path, write_jsonl  # noqa: E402
 
 log = logging.getLogger("gather_embeddings")
 

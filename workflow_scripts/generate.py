@@ -22,20 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.adapter import AdapterFileError  # noqa: E402
-from rcmg.audio_io import AudioDecodeError  # noqa: E402
-from rcmg.blend import BLEND_MODES  # noqa: E402
-from rcmg.conditioning import (  # noqa: E402
+from rcmg.bank.blend import BLEND_MODES  # noqa: E402
+from rcmg.data.audio_io import AudioDecodeError  # noqa: E402
+from rcmg.generation.adapter import AdapterFileError  # noqa: E402
+from rcmg.generation.conditioning import (  # noqa: E402
     ADAPTERS,
     COND_MIXES,
     CONDITION_TYPES,
     OptionError,
     option_default,
 )
-from rcmg.generation import GenerateConfig, run_generation  # noqa: E402
-from rcmg.hf_loading import ModelLoadError  # noqa: E402
-from rcmg.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
-from rcmg.prompts import PromptFileError  # noqa: E402
+from rcmg.generation.job import GenerateConfig, run_generation  # noqa: E402
+from rcmg.generation.prompts import PromptFileError  # noqa: E402
+from rcmg.models.hf_loading import ModelLoadError  # noqa: E402
+from rcmg.models.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
 
 log = logging.getLogger("generate")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.atomic import atomic_path  # noqa: E402
-from rcmg.sources import AUDIT_COLUMNS, KINDS, MetadataError, index_sources, sources_table  # noqa: E402
+from rcmg.data.sources import AUDIT_COLUMNS, KINDS, MetadataError, index_sources, sources_table  # noqa: E402
+from rcmg.workflow.atomic import atomic_path  # noqa: E402
 
 log = logging.getLogger("index_sources")
 

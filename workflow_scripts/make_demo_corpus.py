@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.atomic import atomic_dir  # noqa: E402
-from rcmg.demo_corpus import DATASETS, write_demo_corpus, write_demo_dataset  # noqa: E402
+from rcmg.standins.demo_corpus import DATASETS, write_demo_corpus, write_demo_dataset  # noqa: E402
+from rcmg.workflow.atomic import atomic_dir  # noqa: E402
 
 log = logging.getLogger("make_demo_corpus")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from rcmg import metrics  # noqa: E402
-from rcmg.atomic import atomic_path  # noqa: E402
-from rcmg.audio_io import resample  # noqa: E402
+from rcmg.data.audio_io import resample  # noqa: E402
+from rcmg.evaluation import metrics  # noqa: E402
+from rcmg.workflow.atomic import atomic_path  # noqa: E402
 
 LOG = logging.getLogger("reference_stats")
 SHARD_AUDIO = "audio_16k.npy"
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     picks = subsample_index([len(a) for a in arrays], args.max_items, args.seed)
     if len(picks) < 2:
         raise SystemExit(f"reference needs >= 2 segments, shards {args.shards} hold {len(picks)}")
-    from rcmg.clap import ClapEmbedder
+    from rcmg.models.clap import ClapEmbedder
 
     embedder = ClapEmbedder(args.clap_model, device=args.device)
     embeddings = embed_subsample(embedder, arrays, picks, args.batch)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.segmenting import (  # noqa: E402
+from rcmg.data.segmenting import (  # noqa: E402
     DTYPES,
     STEM_POLICIES,
     TAIL_POLICIES,
@@ -25,7 +25,7 @@ from rcmg.segmenting import (  # noqa: E402
     segment_shard,
     select_shard,
 )
-from rcmg.sources import MetadataError, read_sources  # noqa: E402
+from rcmg.data.sources import MetadataError, read_sources  # noqa: E402
 
 log = logging.getLogger("segment")
 

@@ -1,7 +1,7 @@
 """Train the style adapter of one model: CLAP style vector (512) -> its conditioning space (H).
 
 Writes OUT_DIR (atomically, as a whole) with style_adapter.safetensors, adapter_config.json,
-metrics.jsonl and loss.png. The target definition is documented in rcmg/adapter_training.py.
+metrics.jsonl and loss.png. The target definition is documented in rcmg/generation/adapter_training.py.
 
 Example:
     python workflow_scripts/train_adapter.py --model-key audioldm2 \
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.adapter_training import (
+from rcmg.generation.adapter_training import (
     PIPELINE_KINDS,
     STYLE_DIM,
     TARGET_SPACES,
@@ -38,10 +38,10 @@ from rcmg.adapter_training import (
     training_texts,
     unique_texts,
 )
-from rcmg.atomic import atomic_dir, write_json, write_jsonl
-from rcmg.conditioning import option_default
-from rcmg.hf_loading import ModelLoadError as HubLoadError
-from rcmg.pipelines import ModelLoadError as PipelineLoadError
+from rcmg.generation.conditioning import option_default
+from rcmg.models.hf_loading import ModelLoadError as HubLoadError
+from rcmg.models.pipelines import ModelLoadError as PipelineLoadError
+from rcmg.workflow.atomic import atomic_dir, write_json, write_jsonl
 
 log = logging.getLogger("train_adapter")
 
@@ -148,7 +148,7 @@ def free_memory() -> None:
 
 
 def clap_text_embeddings(clap_model: str, texts: list[str], device: str):
-    from rcmg.clap import ClapEmbedder
+    from rcmg.models.clap import ClapEmbedder
 
     embedder = ClapEmbedder(clap_model, device=device)
     queries = embedder.embed_text(texts)
@@ -158,7 +158,7 @@ def clap_text_embeddings(clap_model: str, texts: list[str], device: str):
 
 
 def conditioning_targets(args: argparse.Namespace, texts: list[str], device: str) -> tuple:
-    from rcmg.pipelines import load_pipeline
+    from rcmg.models.pipelines import load_pipeline
 
     loaded = load_pipeline(args.model_id, args.pipeline, device=device, dtype=args.dtype)
     out_dim = target_dim(loaded.pipe, args.pipeline)
@@ -172,10 +172,10 @@ def conditioning_targets(args: argparse.Namespace, texts: list[str], device: str
 def adapter_config(
     args, cfg: TrainConfig, result, texts_info: dict, out_dim: int, run_info: dict
 ) -> dict:
-    from rcmg.adapter_training import __doc__ as target_doc
-    from rcmg.codehash import step_code_hash
-    from rcmg.pipelines import is_tiny_model
-    from rcmg.runinfo import code_version
+    from rcmg.generation.adapter_training import __doc__ as target_doc
+    from rcmg.models.random_weights import is_random_weight_model
+    from rcmg.workflow.codehash import step_code_hash
+    from rcmg.workflow.runinfo import code_version
 
     return {
         "model_key": args.model_key,
@@ -216,14 +216,14 @@ def adapter_config(
         },
         "code_version": code_version(),
         "code_hash": step_code_hash(Path(__file__)),
-        "random_weight_model": is_tiny_model(args.model_id),
+        "random_weight_model": is_random_weight_model(args.model_id),
         "command": args.command,
         **run_info,
     }
 
 
 def write_outputs(out_dir: Path, result, config: dict) -> None:
-    from rcmg.adapter import save_adapter
+    from rcmg.generation.adapter import save_adapter
 
     metadata = {
         k: config[k] for k in ("model_key", "model_id", "pipeline", "target_space", "best_epoch")
@@ -240,9 +240,9 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from rcmg.pipelines import resolve_device
-    from rcmg.prompts import read_prompt_file
-    from rcmg.retrieval import StyleRetriever
+    from rcmg.bank.retrieval import StyleRetriever
+    from rcmg.generation.prompts import read_prompt_file
+    from rcmg.models.pipelines import resolve_device
 
     started = time.perf_counter()
     cfg = train_config(args)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 sys.path.insert(0, str(REPO))
 
-from rcmg.atomic import write_json  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
 
 from tests.workflow.helpers import copy_workflow, offline_env  # noqa: E402
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the generate step on the tiny demo models.
 
-Runs the real job (``rcmg.generation.run_generation``) twice per model: batched
+Runs the real job (``rcmg.generation.job.run_generation``) twice per model: batched
 (``--batch``) and one prompt at a time, then prints the per-phase breakdown, the
 fraction of job wall time spent inside UNet forward passes, and the batched vs
 one-at-a-time throughput ratio. Random-weight models: a pipeline check, not music.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
 
 PIPELINES = {"audioldm": "audioldm1", "audioldm2": "audioldm2", "audioldm2-music": "audioldm2"}
 PROMPT_POOL = [
@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _run(kind: str, model_dir: Path, prompts: Path, out: Path, args, batch: int) -> dict:
-    from rcmg.generation import GenerateConfig, run_generation
+    from rcmg.generation.job import GenerateConfig, run_generation
 
     cfg = GenerateConfig(
         model_key=f"tiny-{kind}",
@@ -88,7 +88,7 @@ def _run(kind: str, model_dir: Path, prompts: Path, out: Path, args, batch: int)
 
 
 def bench_model(kind: str, work: Path, args) -> dict:
-    from rcmg.tiny_models import build_tiny_model
+    from rcmg.standins.tiny_models import build_tiny_model
 
     model_dir = build_tiny_model(kind, work / "models" / kind, seed=0)
     prompts = work / "prompts.txt"

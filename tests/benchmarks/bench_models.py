@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.runinfo import cpu_name  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
+from rcmg.workflow.runinfo import cpu_name  # noqa: E402
 
 LOG = logging.getLogger("bench_models")
 GENERATION_MODELS = ("audioldm", "audioldm2", "audioldm2-music")
@@ -187,10 +187,10 @@ def instrument(pipe, kind: str, timer: PhaseTimer) -> None:
 
 def model_path(kind: str, args) -> Path:
     if args.tiny:
-        from rcmg.tiny_models import build_tiny_model
+        from rcmg.standins.tiny_models import build_tiny_model
 
         return build_tiny_model(kind, args.out / kind, seed=0)
-    from rcmg.real_arch import build_real_arch_model
+    from rcmg.standins.real_arch import build_real_arch_model
 
     return build_real_arch_model(kind, args.out / kind, seed=0)
 

@@ -23,8 +23,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.retrieval import build_index, exact_top_k, set_threads  # noqa: E402
+from rcmg.bank.retrieval import build_index, exact_top_k, set_threads  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
 
 log = logging.getLogger("bench_retrieval")
 

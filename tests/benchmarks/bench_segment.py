@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.demo_corpus import write_demo_corpus  # noqa: E402
-from rcmg.segmenting import SegmentConfig, segment_shard, select_shard  # noqa: E402
-from rcmg.sources import index_sources  # noqa: E402
+from rcmg.data.segmenting import SegmentConfig, segment_shard, select_shard  # noqa: E402
+from rcmg.data.sources import index_sources  # noqa: E402
+from rcmg.standins.demo_corpus import write_demo_corpus  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
 
 TARGET_X_REALTIME = 200.0
 

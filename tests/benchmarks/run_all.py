@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.runinfo import cpu_name  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
+from rcmg.workflow.runinfo import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 QUICK_BUDGET_S = 1020.0

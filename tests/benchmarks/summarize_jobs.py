@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg.atomic import write_json  # noqa: E402
-from rcmg.runinfo import PHASES, cpu_name, generate_benchmark_tsv, read_benchmark_tsv  # noqa: E402
+from rcmg.workflow.atomic import write_json  # noqa: E402
+from rcmg.workflow.runinfo import PHASES, cpu_name, generate_benchmark_tsv, read_benchmark_tsv  # noqa: E402
 
 STEP_PHASES = PHASES[:-1]  # the phases the generate job times ("total" is their sum)
 

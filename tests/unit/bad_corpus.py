@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rcmg.demo_corpus import MAESTRO_COLUMNS, MAESTRO_CSV, AudioFormat, write_wav
+from rcmg.data.sources import MAESTRO_COLUMNS, MAESTRO_CSV
+from rcmg.standins.demo_corpus import AudioFormat, write_wav
 
 TONE_HZ = 1000.0
 TONE_AMPLITUDE = 0.5

@@ -159,7 +159,7 @@ def test_adding_a_seed_plans_only_the_new_runs(demo):
 
 
 def test_editing_evaluation_code_reruns_evaluation_not_generation(demo):
-    stats = demo / "workflow_scripts/rcmg/stats.py"
+    stats = demo / "workflow_scripts/rcmg/evaluation/stats.py"
     original = stats.read_text()
     try:
         stats.write_text(original + "\n# an edit\n")

@@ -1,0 +1,175 @@
+"""compare.py: table mode, paired statistics vs the baseline, side-by-side mode, errors."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import compare
+import numpy as np
+import pytest
+
+from tests.unit import fake_runs
+
+REPO = Path(__file__).resolve().parents[3]
+COMPARE = REPO / "workflow_scripts" / "compare.py"
+
+
+def run_compare(*args, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def per_item(run_dir: Path) -> dict[int, dict]:
+    return {int(r["item"]): r for r in read_csv(run_dir / "metrics" / "per_item.csv")}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Model A: prompt + retrieval for seeds 0 and 1; model B: prompt only (no pairs)."""
+    root = tmp_path_factory.mktemp("compare")
+    ref = fake_runs.write_fake_reference(root / "ref.npz")
+    runs_root = root / "results" / "runs"
+    runs = {}
+    for seed in (0, 1):
+        runs[("A", "prompt", seed)] = fake_runs.write_fake_run(
+            runs_root, model="A", condition="prompt", seed=seed, kind="sine"
+        )
+        runs[("A", "retrieval", seed)] = fake_runs.write_fake_run(
+            runs_root,
+            model="A",
+            condition="retrieval",
+            seed=seed,
+            kind="noise",
+            with_style=True,
+            style_dim=fake_runs.FakeEmbedder.dim,
+            skipped_items=(1,) if seed == 0 else (),
+        )
+    runs[("B", "prompt", 0)] = fake_runs.write_fake_run(runs_root, model="B", kind="silent")
+    for run_dir in runs.values():
+        fake_runs.evaluate_with_fake_embedder(run_dir, ref, n_boot=30)
+    bench = root / "benchmarks"
+    fake_runs.write_fake_benchmark(bench, "A", "prompt", 0, 12.0)
+    out = root / "results" / "report"
+    run_compare(
+        "--runs", *runs.values(), "--out-dir", out, "--bench-root", bench, "--n-boot", "200"
+    )
+    return {"root": root, "runs": runs, "out": out}
+
+
+def test_summary_table_has_runs_and_seed_aggregates(evaluated):
+    rows = read_csv(evaluated["out"] / "summary.csv")
+    levels = [(r["level"], r["model"], r["condition"]) for r in rows]
+    assert levels.count(("aggregate", "A", "prompt")) == 1
+    assert sum(1 for level in levels if level[0] == "run") == 5
+    aggregate = next(r for r in rows if r["level"] == "aggregate" and r["condition"] == "retrieval")
+    assert aggregate["seed"] == "0+1" and aggregate["n_evaluated"] == "7"
+    pooled = [
+        float(r["rms_dbfs"])
+        for seed in (0, 1)
+        for r in per_item(evaluated["runs"][("A", "retrieval", seed)]).values()
+        if r["status"] == "ok"
+    ]
+    assert float(aggregate["rms_dbfs_mean"]) == pytest.approx(np.mean(pooled))
+    assert (
+        float(aggregate["rms_dbfs_ci_low"])
+        <= np.mean(pooled)
+        <= float(aggregate["rms_dbfs_ci_high"])
+    )
+    for name in ("fad", "kad", "clap_text_sim", "loudness_lufs", "silent_fraction"):
+        assert f"{name}_mean" in rows[0], name
+
+
+def test_compute_seconds_per_audio_minute_from_benchmark_or_blank(evaluated):
+    rows = read_csv(evaluated["out"] / "summary.csv")
+    by_run = {(r["model"], r["condition"], r["seed"]): r for r in rows if r["level"] == "run"}
+    assert float(by_run[("A", "prompt", "0")]["compute_s_per_audio_min"]) == pytest.approx(180.0)
+    assert by_run[("A", "prompt", "1")]["compute_s_per_audio_min"] == ""
+    html = (evaluated["out"] / "index.html").read_text()
+    assert "n/a" in html and "180" in html
+
+
+def test_paired_differences_match_per_item_values(evaluated):
+    paired = {r["metric"]: r for r in read_csv(evaluated["out"] / "paired.csv")}
+    assert {r["condition"] for r in read_csv(evaluated["out"] / "paired.csv")} == {"retrieval"}
+    diffs = []
+    for seed in (0, 1):
+        base = per_item(evaluated["runs"][("A", "prompt", seed)])
+        other = per_item(evaluated["runs"][("A", "retrieval", seed)])
+        diffs += [
+            float(other[i]["rms_dbfs"]) - float(base[i]["rms_dbfs"])
+            for i in base
+            if other[i]["status"] == "ok"
+        ]
+    row = paired["rms_dbfs"]
+    assert int(row["n"]) == len(diffs) == 7 and row["unpaired"] == "1"
+    assert float(row["mean_diff"]) == pytest.approx(np.mean(diffs))
+    assert float(row["ci_low"]) <= np.mean(diffs) <= float(row["ci_high"])
+    assert 0 < float(row["wilcoxon_p"]) < 0.05  # noise at -23 dBFS vs sine at -13.5 dBFS
+    assert paired["clip_fraction"]["wilcoxon_p"] == ""
+    assert paired["clip_fraction"]["p_reason"] == "all paired differences are zero"
+
+
+def test_index_links_and_plots_are_relative_and_exist(evaluated):
+    out = evaluated["out"]
+    html = (out / "index.html").read_text()
+    links = re.findall(r'href="([^"]+)"', html)
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert len([link for link in links if link.endswith("report.html")]) == 5
+    for target in links + sources:
+        if target.startswith("data:"):
+            continue
+        assert not target.startswith(("/", "http")), target
+        assert (out / target).resolve().is_file(), target
+    assert any("bar_fad" in s for s in sources) and any(
+        "violin_clap_text_sim" in s for s in sources
+    )
+    assert "pipeline check — random weights, not music" in html
+    assert "<script>" not in html
+
+
+def test_side_by_side_mode_pairs_items(evaluated, tmp_path):
+    run_a = evaluated["runs"][("A", "prompt", 0)]
+    run_b = evaluated["runs"][("A", "retrieval", 0)]
+    out = tmp_path / "ab"
+    result = run_compare("--roots", run_a, run_b, "--out-dir", out, "--n-boot", "50")
+    assert "item 1 w0: skipped in one run" in result.stderr
+    html = (out / "index.html").read_text()
+    sources = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', html)
+    assert len(sources) == 6
+    assert all((out / s).resolve().is_file() for s in sources)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    paired = {r["metric"]: r for r in read_csv(out / "paired.csv")}
+    assert paired["rms_dbfs"]["n"] == "3"
+
+
+def test_identical_runs_give_na_p_values_with_reason(evaluated, tmp_path):
+    run_a = evaluated["runs"][("A", "prompt", 0)]
+    copy_root = tmp_path / "runs"
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    run_b = fake_runs.write_fake_run(copy_root, model="A", condition="prompt", seed=0, kind="sine")
+    fake_runs.evaluate_with_fake_embedder(run_b, ref, n_boot=10)
+    args = compare.parse_args(["--roots", str(run_a), str(run_b), "--out-dir", str(tmp_path / "o")])
+    compare.compare_side_by_side(args)
+    html = (tmp_path / "o" / "index.html").read_text()
+    assert html.count("n/a (all paired differences are zero)") == 5
+
+
+def test_missing_evaluation_names_the_file(evaluated, tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs")  # generated, never evaluated
+    result = run_compare("--runs", run_dir, "--out-dir", tmp_path / "o", check=False)
+    assert result.returncode != 0
+    assert "metrics/summary.json" in result.stderr and "run evaluate.py" in result.stderr
+    assert not (tmp_path / "o" / "index.html").exists()

@@ -1,0 +1,183 @@
+"""evaluate.py and reference_stats.py: CLIs end to end with the tiny CLAP, plus edge cases."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pytest
+import reference_stats
+from rcmg.evaluation import report
+
+from tests.unit import fake_runs
+
+REPO = Path(__file__).resolve().parents[3]
+SCRIPTS = REPO / "workflow_scripts"
+
+
+def run_cli(script: str, *args) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics" / "per_item.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def evaluate_args(run_dir: Path, ref: Path, model: str = "fake-clap", *extra):
+    return evaluate.parse_args(
+        ["--run-dir", str(run_dir), "--clap-model", model, "--reference-stats", str(ref)]
+        + ["--n-boot", "50", *extra]
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_tree(tmp_path_factory, tiny_model):
+    """Reference stats and two evaluated runs, produced through the CLIs."""
+    root = tmp_path_factory.mktemp("evaluate_cli")
+    clap = tiny_model("clap")
+    shards = [fake_runs.write_fake_shard(root / f"s{i}", n_segments=6, seed=i) for i in range(2)]
+    ref = root / "ref_stats.npz"
+    run_cli(
+        "reference_stats.py",
+        *("--shards", *shards, "--clap-model", clap, "--max-items", "8", "--device", "cpu"),
+        *("--batch", "4", "--out", ref),
+    )
+    runs_root = root / "runs"
+    music = fake_runs.write_fake_run(
+        runs_root, condition="retrieval", kind="sine", with_style=True, skipped_items=(1,)
+    )
+    silent = fake_runs.write_fake_run(runs_root, model="tiny-silent", kind="silent")
+    common = ["--clap-model", clap, "--reference-stats", ref, "--device", "cpu", "--n-boot", "100"]
+    run_cli("evaluate.py", "--run-dir", silent, *common, "--batch", "2")
+    # the same CLI entry point in-process (saves a second torch import per test run)
+    assert evaluate.main(["--run-dir", str(music), *map(str, common)]) == 0
+    return {"ref": ref, "music": music, "silent": silent, "clap": str(clap), "shards": shards}
+
+
+def test_reference_stats_cli_writes_subsample_stats(cli_tree):
+    with np.load(cli_tree["ref"], allow_pickle=False) as data:
+        assert data["embeddings"].shape == (8, 512)
+        assert int(data["n"]) == 8
+        assert str(data["model"]) == cli_tree["clap"]
+        assert data["mu"].shape == (512,) and data["sigma"].shape == (512, 512)
+        np.testing.assert_allclose(data["mu"], data["embeddings"].mean(0), atol=1e-6)
+        assert [Path(s) for s in data["shards"]] == cli_tree["shards"]
+
+
+def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
+    run_dir = cli_tree["music"]
+    rows = read_rows(run_dir)
+    assert [r["status"] for r in rows] == ["ok", "skipped", "ok", "ok"]
+    assert rows[1]["skip_reason"] == "prompt too long for tokenizer" and rows[1]["rms_dbfs"] == ""
+    for row in (rows[0], rows[2], rows[3]):
+        assert -1.0 <= float(row["clap_text_sim"]) <= 1.0
+        assert -1.0 <= float(row["clap_style_sim"]) <= 1.0
+        assert float(row["rms_dbfs"]) == pytest.approx(20 * np.log10(0.3 / np.sqrt(2)), abs=0.05)
+        assert (run_dir / row["mel"]).is_file()
+    summary = json.loads((run_dir / "metrics" / "summary.json").read_text())
+    assert summary["n_evaluated"] == 3 and summary["n_skipped"] == 1
+    assert summary["skipped"] == [
+        {"item": 1, "waveform_index": 0, "reason": "prompt too long for tokenizer"}
+    ]
+    assert summary["is_pipeline_check"] is True and summary["generated_seconds"] == 3.0
+    for name in ("clap_text_sim", "clap_style_sim", "rms_dbfs", "fad", "kad"):
+        record = summary["metrics"][name]
+        assert record["ci_low"] <= record["ci_high"] and record["n"] == 3, name
+    assert (run_dir / "visualizations" / "mel_grid.png").stat().st_size > 1000
+    assert (run_dir / "visualizations" / "metric_histograms.png").is_file()
+    assert not list(run_dir.rglob("*.part*")), "temporary files left behind"
+
+
+def test_near_silent_run_gives_finite_metrics(cli_tree):
+    summary = json.loads((cli_tree["silent"] / "metrics" / "summary.json").read_text())
+    for name, record in summary["metrics"].items():
+        if name == "clap_style_sim":  # no style.npy in a prompt-only run
+            assert record["mean"] is None and record["reason"] == "no finite values"
+            continue
+        for key in ("mean", "ci_low", "ci_high"):
+            assert record[key] is not None and math.isfinite(record[key]), (name, key)
+    assert summary["metrics"]["rms_dbfs"]["mean"] == -120.0
+    assert summary["metrics"]["silent_fraction"]["mean"] == 1.0
+
+
+def test_report_html_is_escaped_relative_and_labelled(cli_tree):
+    html = (cli_tree["music"] / "report.html").read_text()
+    assert "pipeline check — random weights, not music" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert 'src="wav/0000.wav"' in html and 'src="visualizations/mel/0000.png"' in html
+    assert "python workflow_scripts/generate.py --model tiny-audioldm" in html
+    for needle in ("denoise", "diffusers", "guidance", "maestro_0003_s0001"):
+        assert needle in html
+    assert "http://" not in html and "https://" not in html
+
+
+def test_failed_evaluation_leaves_no_report(tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs")
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    assert (run_dir / "report.html").is_file()
+    (run_dir / "wav" / "0002.wav").unlink()
+    with pytest.raises(report.RunDirError, match="0002.wav"):
+        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    assert not (run_dir / "report.html").exists()
+    assert not (run_dir / "metrics" / "summary.json").exists()
+
+
+def test_multiple_waveforms_per_prompt_get_their_own_rows_and_mels(tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs", n_waveforms=2, prompts=["a", "b"])
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    rows = read_rows(run_dir)
+    assert [(r["item"], r["waveform_index"]) for r in rows] == [
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    ]
+    assert (run_dir / "visualizations" / "mel" / "0001_w1.png").is_file()
+
+
+def test_reference_model_mismatch_and_missing_inputs_are_explained(tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs")
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz", model="other-clap")
+    with pytest.raises(ValueError, match="recompute reference_stats.py"):
+        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    with pytest.raises(report.RunDirError, match="run reference_stats.py first"):
+        evaluate.evaluate_run(
+            evaluate_args(run_dir, tmp_path / "absent.npz"), fake_runs.FakeEmbedder
+        )
+    (run_dir / "items.jsonl").unlink()
+    with pytest.raises(report.RunDirError, match="items.jsonl"):
+        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    with pytest.raises(FileNotFoundError, match="run the segment step"):
+        reference_stats.open_shards([tmp_path / "no_shard"])
+
+
+def test_reference_subsample_is_deterministic_and_bounded():
+    picks = reference_stats.subsample_index([5, 7], max_items=6, seed=3)
+    assert picks == reference_stats.subsample_index([5, 7], max_items=6, seed=3)
+    assert len(picks) == 6 and len(set(picks)) == 6 and picks == sorted(picks)
+    assert all(r < (5 if s == 0 else 7) for s, r in picks)
+    assert reference_stats.subsample_index([2, 1], max_items=10, seed=0) == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_style_vectors_of_another_dimension_are_refused(tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs", with_style=True, style_dim=512)
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    with pytest.raises(ValueError, match="style.npy has shape"):
+        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    assert not (run_dir / "report.html").exists()

@@ -1,0 +1,1 @@
+"""Style bank: building and filtering, FAISS retrieval, blending maths."""

@@ -1,0 +1,1 @@
+"""Data: audio I/O, dataset sources in their published layouts, segmenting."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, statistics, plots, reports (and templates), the comparison."""

@@ -1,0 +1,174 @@
+"""Figures for run reports and the comparison page (matplotlib, Agg backend, atomic PNGs)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.workflow.atomic import atomic_path
+
+MEL_FLOOR_DB = -120.0
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(plt, fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically as PNG, close it, return the path."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _group_figure(plt, labels):
+    """One row of per-group marks, wide enough for the labels."""
+    return plt.subplots(figsize=(max(3.0, 0.9 * len(labels) + 1.5), 3.0), dpi=80)
+
+
+def _finish_group_axes(ax, positions, labels, title: str) -> None:
+    ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+def hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None):
+    """Triangular HTK-mel filterbank -> [n_mels, n_fft // 2 + 1]."""
+    fmax = fmax or sr / 2.0
+    bin_hz = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (bin_hz[None, :] - lower) / np.maximum(centre - lower, 1e-9)
+    falling = (upper - bin_hz[None, :]) / np.maximum(upper - centre, 1e-9)
+    return np.clip(np.minimum(rising, falling), 0.0, None)
+
+
+def mel_spectrogram_db(x, sr: int, n_mels: int = 64, n_fft: int = 1024, hop: int = 160):
+    """Log-mel power spectrogram in dB (floored at -120 dB, so silence stays finite)."""
+    samples = np.asarray(x, dtype=np.float64).reshape(-1)
+    if samples.size < n_fft:
+        samples = np.pad(samples, (0, n_fft - samples.size))
+    n_frames = 1 + (samples.size - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(samples, n_fft)[::hop][:n_frames]
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
+    mel_power = mel_filterbank(sr, n_fft, n_mels) @ spectrum.T
+    floor = 10.0 ** (MEL_FLOOR_DB / 10.0)
+    return 10.0 * np.log10(np.maximum(mel_power, floor))
+
+
+def _show_mel(ax, mel_db, title: str, sr: int, hop: int):
+    seconds = mel_db.shape[1] * hop / sr
+    image = ax.imshow(
+        mel_db,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0.0, seconds, 0, mel_db.shape[0]),
+        vmin=max(float(mel_db.max()) - 80.0, MEL_FLOOR_DB),
+        vmax=float(mel_db.max()),
+    )
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("s", fontsize=7)
+    ax.set_ylabel("mel bin", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return image
+
+
+def save_mel_image(mel_db, path: Path, title: str, sr: int = 16000, hop: int = 160) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 2.4), dpi=80)
+    image = _show_mel(ax, mel_db, title, sr, hop)
+    fig.colorbar(image, ax=ax, format="%d dB")
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.18, top=0.88)
+    return _save_png(plt, fig, path)
+
+
+def save_mel_grid(mels, titles, path: Path, sr: int = 16000, hop: int = 160, ncols: int = 4):
+    """Grid of mel spectrograms (one panel per clip); a text panel when there are none."""
+    plt = _pyplot()
+    n = max(len(mels), 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.2 * nrows), dpi=80)
+    axes = np.atleast_1d(axes).reshape(-1)
+    for ax in axes:
+        ax.axis("off")
+    for ax, mel_db, title in zip(axes, mels, titles, strict=False):
+        ax.axis("on")
+        _show_mel(ax, mel_db, title, sr, hop)
+    if not mels:
+        axes[0].text(0.5, 0.5, "no evaluated clips", ha="center", va="center")
+    fig.tight_layout()
+    return _save_png(plt, fig, path)
+
+
+def save_histograms(columns: dict[str, np.ndarray], path: Path, bins: int = 20) -> Path:
+    """One histogram panel per metric column (NaNs ignored; empty panels say so)."""
+    plt = _pyplot()
+    names = list(columns) or ["(none)"]
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.4 * nrows), dpi=80)
+    axes = np.atleast_1d(axes).reshape(-1)
+    for ax in axes[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes, names, strict=False):
+        values = np.asarray(columns.get(name, []), dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.hist(values, bins=bins, color="#4477aa")
+        else:
+            ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return _save_png(plt, fig, path)
+
+
+def save_bar_ci(labels, means, lows, highs, path: Path, title: str) -> Path:
+    """Bar chart of group means with asymmetric CI error bars (NaN bars left empty)."""
+    plt = _pyplot()
+    means = np.asarray(means, dtype=np.float64)
+    lows = np.asarray(lows, dtype=np.float64)
+    highs = np.asarray(highs, dtype=np.float64)
+    errors = np.vstack([np.nan_to_num(means - lows), np.nan_to_num(highs - means)])
+    fig, ax = _group_figure(plt, labels)
+    positions = np.arange(len(labels))
+    ax.bar(
+        positions, np.nan_to_num(means), yerr=np.clip(errors, 0, None), capsize=4, color="#66aa55"
+    )
+    _finish_group_axes(ax, positions, labels, title)
+    fig.tight_layout()
+    return _save_png(plt, fig, path)
+
+
+def save_violins(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """Violin plot of per-item values per group (groups with < 2 finite values as points)."""
+    plt = _pyplot()
+    labels = list(groups)
+    fig, ax = _group_figure(plt, labels)
+    for position, label in enumerate(labels, start=1):
+        values = np.asarray(groups[label], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size >= 2 and np.ptp(values) > 0:
+            ax.violinplot([values], positions=[position], showmeans=True)
+        elif values.size:
+            ax.plot(np.full(values.size, position), values, "o", color="#aa3377")
+    _finish_group_axes(ax, range(1, len(labels) + 1), labels, title)
+    fig.tight_layout()
+    return _save_png(plt, fig, path)

@@ -1,0 +1,135 @@
+"""Run-directory readers and HTML rendering (jinja2, autoescaped) for reports.
+
+report.html (one run) and index.html (comparison) are self-contained: relative links
+only, no external scripts, styles or fonts, so a zipped folder opens anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+from rcmg.workflow.atomic import read_jsonl
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+PIPELINE_CHECK_BANNER = "pipeline check — random weights, not music"
+
+
+class RunDirError(FileNotFoundError):
+    """A run directory lacks a file the step needs (the message names it and the fix)."""
+
+
+def require_file(path: Path, fix: str) -> Path:
+    if not Path(path).is_file():
+        raise RunDirError(f"missing {path}: {fix}")
+    return Path(path)
+
+
+def read_json(path: Path, fix: str) -> dict:
+    require_file(path, fix)
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_run_inputs(run_dir: Path) -> tuple[dict, dict, list[dict]]:
+    """(run_config, hardware, items) of a generated run; clear errors when absent."""
+    run_dir = Path(run_dir)
+    fix = "run the generate step for this run first (results/runs/{model}/{condition}/seed{seed})"
+    config = read_json(run_dir / "run_config.json", fix)
+    hardware = read_json(run_dir / "hardware.json", fix)
+    items = read_jsonl(require_file(run_dir / "items.jsonl", fix))
+    return config, hardware, items
+
+
+def read_per_item_csv(path: Path) -> list[dict]:
+    """Rows of metrics/per_item.csv with numeric cells parsed to float (empty -> NaN)."""
+    require_file(path, "run evaluate.py on this run directory first")
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [
+            {key: _parse_cell(value) for key, value in row.items()} for row in csv.DictReader(fh)
+        ]
+
+
+def _parse_cell(value: str):
+    if value == "":
+        return math.nan
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number
+
+
+def read_evaluated_run(run_dir: Path) -> dict:
+    """Everything compare needs from an evaluated run directory."""
+    run_dir = Path(run_dir)
+    fix = "run evaluate.py on this run directory first"
+    summary = read_json(run_dir / "metrics" / "summary.json", fix)
+    rows = read_per_item_csv(run_dir / "metrics" / "per_item.csv")
+    config = read_json(run_dir / "run_config.json", "run the generate step for this run first")
+    return {"dir": run_dir, "summary": summary, "rows": rows, "config": config}
+
+
+def format_number(value, digits: int = 3) -> str:
+    """Compact text for a metric value; NaN/None -> 'n/a'."""
+    if value is None or isinstance(value, str):
+        return "n/a" if value in (None, "") else value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not math.isfinite(float(value)):
+        return "n/a"
+    return f"{float(value):.{digits}g}" if abs(float(value)) < 1e4 else f"{float(value):.4g}"
+
+
+def format_ci(record: dict | None, digits: int = 3) -> str:
+    """'mean [low, high]' or 'n/a (reason)'."""
+    if not record:
+        return "n/a"
+    mean = record.get("mean")
+    if mean is None or not math.isfinite(float(mean)):
+        reason = record.get("reason") or ""
+        return f"n/a ({reason})" if reason else "n/a"
+    low, high = record.get("ci_low"), record.get("ci_high")
+    interval = f" [{format_number(low, digits)}, {format_number(high, digits)}]"
+    return f"{format_number(mean, digits)}{interval}"
+
+
+def relative_link(target: Path, from_dir: Path) -> str:
+    """POSIX relative path from ``from_dir`` to ``target`` (for href/src attributes)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(from_dir).resolve())).as_posix()
+
+
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = format_number
+    env.filters["ci"] = format_ci
+    return env
+
+
+def render_run_report(context: dict) -> str:
+    """HTML for one run. ``context`` keys: see ``run_report.html.j2``."""
+    return (
+        environment()
+        .get_template("run_report.html.j2")
+        .render(banner=PIPELINE_CHECK_BANNER, **context)
+    )
+
+
+def render_compare(context: dict) -> str:
+    """HTML for the comparison page (table mode or side-by-side mode)."""
+    return (
+        environment()
+        .get_template("compare.html.j2")
+        .render(banner=PIPELINE_CHECK_BANNER, **context)
+    )

@@ -1,0 +1,162 @@
+"""Uncertainty: percentile bootstrap CIs, paired differences, Wilcoxon signed-rank tests.
+
+Every function is seeded and returns plain dicts of floats so results go straight into
+JSON/CSV. Undefined quantities are NaN with a ``reason`` string, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from rcmg.evaluation import metrics
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    return array[np.isfinite(array)]
+
+
+def percentile_interval(samples, confidence: float = 0.95) -> tuple[float, float]:
+    """Lower/upper percentile bounds of bootstrap ``samples`` (NaN when empty)."""
+    finite = _finite(samples)
+    if finite.size == 0:
+        return math.nan, math.nan
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """Mean of ``values`` with a percentile-bootstrap CI.
+
+    Returns {mean, ci_low, ci_high, n, reason}. n == 0 gives NaNs; n == 1 gives a
+    degenerate CI equal to the value (reason says so).
+    """
+    finite = _finite(values)
+    n = int(finite.size)
+    if n == 0:
+        return _ci_record(math.nan, math.nan, math.nan, 0, "no finite values")
+    mean = float(finite.mean())
+    if n == 1:
+        return _ci_record(mean, mean, mean, 1, "n=1: no spread to resample")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    low, high = percentile_interval(finite[idx].mean(axis=1), confidence)
+    return _ci_record(mean, low, high, n, "")
+
+
+def _ci_record(value: float, low: float, high: float, n: int, reason: str) -> dict:
+    return {"mean": value, "ci_low": low, "ci_high": high, "n": n, "reason": reason}
+
+
+def bootstrap_statistic_ci(
+    items,
+    statistic: Callable[[np.ndarray], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    min_items: int = 2,
+):
+    """Point value of ``statistic(items)`` and a CI from resampling rows of ``items``.
+
+    Used for set-level metrics (FAD, KAD) by resampling generated clips with
+    replacement; the reference side stays fixed.
+    """
+    matrix = np.asarray(items)
+    n = int(matrix.shape[0])
+    if n < min_items:
+        return _ci_record(math.nan, math.nan, math.nan, n, f"n={n} < {min_items} items")
+    value = float(statistic(matrix))
+    rng = np.random.default_rng(seed)
+    samples = [statistic(matrix[rng.integers(0, n, size=n)]) for _ in range(n_boot)]
+    low, high = percentile_interval(samples, confidence)
+    return _ci_record(value, low, high, n, "")
+
+
+def fad_to_reference_ci(gen_emb, mu_ref, sigma_ref, n_boot: int = 1000, seed: int = 0):
+    """FAD (standard sqrtm) of generated embeddings vs reference stats, bootstrap CI."""
+    gen = np.asarray(gen_emb, dtype=np.float64)
+    if gen.shape[0] < 2:
+        return _ci_record(math.nan, math.nan, math.nan, int(gen.shape[0]), "FAD needs >= 2 items")
+    root = metrics.psd_sqrt(sigma_ref) if gen.shape[0] > gen.shape[1] else None
+    result = bootstrap_statistic_ci(
+        gen,
+        lambda x: metrics.frechet_distance_to_reference(x, mu_ref, sigma_ref, root),
+        n_boot,
+        seed,
+    )
+    mu_gen, sigma_gen = metrics.gaussian_stats(gen)
+    result["mean"] = metrics.frechet_distance(mu_gen, sigma_gen, mu_ref, sigma_ref)
+    return result
+
+
+def kad_ci(gen_emb, ref_emb, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """KAD (unbiased MMD^2 x 1000, median bandwidth) with a bootstrap CI over generated clips.
+
+    The kernel matrices are computed once; each resample re-indexes the generated
+    rows (a repeated clip counts as a distinct draw; only i == j positions are
+    excluded, as in the unbiased estimator). The reference side stays fixed.
+    """
+    ref = np.asarray(ref_emb, dtype=np.float64)
+    gen = np.asarray(gen_emb, dtype=np.float64)
+    n = int(gen.shape[0])
+    if n < 2 or ref.shape[0] < 2:
+        return _ci_record(math.nan, math.nan, math.nan, n, "KAD needs >= 2 items per set")
+    kernels = metrics.kad_kernels(gen, ref)
+    value = metrics.kad_from_kernels(*kernels)
+    rng = np.random.default_rng(seed)
+    k_xx, k_yy_term, k_xy = kernels
+    samples = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        samples.append(metrics.kad_from_kernels(k_xx[np.ix_(idx, idx)], k_yy_term, k_xy[idx]))
+    low, high = percentile_interval(samples, confidence)
+    return _ci_record(value, low, high, n, "")
+
+
+def wilcoxon_p(differences) -> tuple[float, str]:
+    """Two-sided Wilcoxon signed-rank p-value, or (NaN, reason) when undefined."""
+    from scipy import stats as scipy_stats
+
+    finite = _finite(differences)
+    if finite.size < 2:
+        return math.nan, f"n={finite.size} paired items (need >= 2)"
+    if np.all(finite == 0):
+        return math.nan, "all paired differences are zero"
+    try:
+        result = scipy_stats.wilcoxon(finite, zero_method="wilcox", alternative="two-sided")
+    except ValueError as err:
+        return math.nan, f"wilcoxon undefined: {err}"
+    p_value = float(result.pvalue)
+    if not math.isfinite(p_value):
+        return math.nan, "wilcoxon returned a non-finite p-value"
+    return p_value, ""
+
+
+def paired_difference(a, b, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """Per-item differences ``b - a``: mean, bootstrap CI, Wilcoxon p (NaN + reason)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in length: {a.size} vs {b.size}")
+    differences = _finite(b - a)
+    summary = bootstrap_mean_ci(differences, n_boot, seed, confidence)
+    p_value, p_reason = wilcoxon_p(differences)
+    return {
+        "mean_diff": summary["mean"],
+        "ci_low": summary["ci_low"],
+        "ci_high": summary["ci_high"],
+        "n": summary["n"],
+        "wilcoxon_p": p_value,
+        "p_reason": p_reason,
+    }
+
+
+def format_p(p_value: float, reason: str = "") -> str:
+    """Human text for a p-value: 'n/a (reason)' when NaN."""
+    if p_value is None or not math.isfinite(p_value):
+        return f"n/a ({reason})" if reason else "n/a"
+    return f"{p_value:.3g}"

@@ -1,0 +1,1 @@
+"""Generation: prompts, conditioning, style adapters (and their training), the generate job."""

@@ -1,0 +1,353 @@
+"""Conditioning per pipeline family for the prompt / prompt_aug / retrieval conditions.
+
+Everything reaches the pipeline through the public ``__call__`` arguments of
+``AudioLDMPipeline`` / ``AudioLDM2Pipeline``; nothing is monkeypatched.
+
+* ``prompt`` and ``prompt_aug``: text goes in as ``prompt=[...]`` (the plain pipeline
+  call; ``prompt_aug`` only changes the text).
+* AudioLDM1 ``retrieval``: the pipeline's own encoder gives CLAP text embeddings for
+  both branches; only the conditional branch is blended with the style (and optionally
+  residual-mixed); passed as ``prompt_embeds`` / ``negative_prompt_embeds``.
+* AudioLDM2 ``retrieval`` ``adapter=mlp``: the style is blended into the CLAP text
+  embedding, which then runs through the pipeline's own projection model and GPT-2
+  generation (``generated_prompt_embeds``); the T5 branch and the negative branch are
+  computed exactly as ``AudioLDM2Pipeline.encode_prompt`` does.
+* AudioLDM2 ``adapter=external``: a trained 512 -> H adapter maps the style into the
+  language-model hidden space, blended into every generated token embedding.
+
+Blending uses :mod:`rcmg.bank.blend` (alpha = 0 returns the prompt bit-identically, so a
+retrieval run at alpha 0 reproduces the prompt condition exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from rcmg.bank.blend import BLEND_MODES
+
+CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
+ADAPTERS = ("none", "mlp", "external")
+COND_MIXES = ("none", "residual")
+
+
+class OptionError(ValueError):
+    """Inconsistent generation options; raised before anything is generated."""
+
+
+@dataclass(frozen=True)
+class ConditionOptions:
+    condition_type: str
+    pipeline: str
+    blend: str = "orth"
+    alpha: float = 0.08
+    adapter: str = "none"
+    adapter_checkpoint: str | None = None
+    cond_mix: str = "none"
+    cond_mix_beta: float = 0.18
+    style_topk: int = 4
+    style_temp: float = 0.07
+    aug_topk: int = 4
+    aug_max_tags: int = 6
+
+
+def option_default(name: str):
+    """The default of :class:`ConditionOptions` field ``name``.
+
+    The one source of the conditioning defaults: ``GenerateConfig`` and the generate
+    CLI take theirs from here.
+    """
+    return ConditionOptions.__dataclass_fields__[name].default
+
+
+def options_from(source) -> ConditionOptions:
+    """A :class:`ConditionOptions` from any object with attributes of the same names."""
+    return ConditionOptions(**{f.name: getattr(source, f.name) for f in fields(ConditionOptions)})
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise OptionError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    if not (0.0 <= float(value) <= 1.0):
+        raise OptionError(f"{name} must be in [0, 1], got {value}")
+
+
+def _check_retrieval(opts: ConditionOptions) -> None:
+    _check_choice("blend mode", opts.blend, BLEND_MODES)
+    _check_choice("adapter", opts.adapter, ADAPTERS)
+    _check_choice("cond mix", opts.cond_mix, COND_MIXES)
+    _check_unit_interval("--alpha", opts.alpha)
+    _check_unit_interval("--cond-mix-beta", opts.cond_mix_beta)
+    if opts.style_topk < 1:
+        raise OptionError(f"--style-topk must be >= 1, got {opts.style_topk}")
+    if not opts.style_temp > 0:
+        raise OptionError(f"--style-temp must be > 0, got {opts.style_temp}")
+    if opts.pipeline == "audioldm2" and opts.adapter == "none":
+        raise OptionError("retrieval on audioldm2 needs --adapter mlp or --adapter external")
+    if opts.pipeline == "audioldm2" and opts.cond_mix != "none":
+        raise OptionError("--cond-mix residual applies to audioldm1 only; use --cond-mix none")
+    if opts.adapter == "external" and not opts.adapter_checkpoint:
+        raise OptionError("--adapter external needs --adapter-checkpoint FILE.safetensors")
+
+
+def validate_options(opts: ConditionOptions) -> None:
+    """Raise :class:`OptionError` for anything that would fail later (checked before loading)."""
+    _check_choice("condition type", opts.condition_type, CONDITION_TYPES)
+    _check_choice("pipeline", opts.pipeline, ("audioldm1", "audioldm2"))
+    if opts.condition_type == "prompt_aug":
+        if opts.aug_topk < 1 or opts.aug_max_tags < 0:
+            raise OptionError("--aug-topk must be >= 1 and --aug-max-tags >= 0")
+    if opts.condition_type == "retrieval":
+        _check_retrieval(opts)
+
+
+def effective_adapter(opts: ConditionOptions) -> str:
+    """AudioLDM1 has no conditioning path beyond CLAP: ``mlp`` means a direct CLAP blend."""
+    if opts.pipeline == "audioldm1" and opts.adapter == "mlp":
+        return "none"
+    return opts.adapter
+
+
+# ------------------------------------------------------------------ blending on tensors
+
+
+def blend_tensor(prompt, style, alpha: float, mode: str):
+    """:func:`rcmg.bank.blend.blend` on torch tensors of any float dtype (computed in fp32/fp64)."""
+    from rcmg.bank.blend import blend
+
+    if alpha == 0.0:
+        return prompt.clone()
+    out = blend(
+        prompt.float(), style.to(device=prompt.device, dtype=prompt.dtype).float(), alpha, mode
+    )
+    return out.to(prompt.dtype)
+
+
+def residual_tensor(cond, blended, beta: float):
+    from rcmg.bank.blend import residual_mix
+
+    if beta == 0.0:
+        return cond.clone()
+    return residual_mix(cond.float(), blended.float(), beta).to(cond.dtype)
+
+
+def adapt_style(adapter, styles):
+    """Run the style adapter (if any) on ``styles`` [B, 512] -> [B, out_dim]."""
+    import torch
+
+    if adapter is None:
+        return styles
+    param = next(adapter.parameters())
+    with torch.no_grad():
+        return adapter(styles.to(device=param.device, dtype=param.dtype))
+
+
+# ------------------------------------------------------------------ AudioLDM1
+
+
+def aldm1_text_embeds(pipe, prompts: list[str], negatives: list[str], device, do_cfg: bool):
+    """The pipeline's own normalised CLAP text embeddings: ``(cond [B,512], uncond [B,512] | None)``."""
+    embeds = pipe._encode_prompt(prompts, device, 1, do_cfg, negative_prompt=list(negatives))
+    if not do_cfg:
+        return embeds, None
+    uncond, cond = embeds.chunk(2)
+    return cond, uncond
+
+
+def aldm1_retrieval_kwargs(
+    pipe, prompts, negatives, device, do_cfg, styles, opts: ConditionOptions
+):
+    """``prompt_embeds`` (blended) and ``negative_prompt_embeds`` (untouched) for AudioLDM1."""
+    cond, uncond = aldm1_text_embeds(pipe, prompts, negatives, device, do_cfg)
+    if styles.shape[-1] != cond.shape[-1]:
+        raise OptionError(
+            f"style dim {styles.shape[-1]} != AudioLDM1 CLAP text dim {cond.shape[-1]}; "
+            "the bank and the model must share the CLAP space"
+        )
+    blended = blend_tensor(cond, styles, opts.alpha, opts.blend)
+    if opts.cond_mix == "residual":
+        blended = residual_tensor(cond, blended, opts.cond_mix_beta)
+    kwargs = {"prompt_embeds": blended}
+    if do_cfg:
+        kwargs["negative_prompt_embeds"] = uncond
+    return kwargs
+
+
+# ------------------------------------------------------------------ AudioLDM2
+
+
+@dataclass
+class Aldm2Branches:
+    """Text encodings of one batch as ``AudioLDM2Pipeline.encode_prompt`` computes them."""
+
+    clap: object  # [B, 1, 512]
+    clap_mask: object  # [B, 1]
+    t5: object  # [B, L, D]
+    t5_mask: object  # [B, L]
+
+
+def _check_aldm2_supported(pipe) -> None:
+    from transformers import T5Tokenizer, T5TokenizerFast
+
+    if not isinstance(pipe.tokenizer_2, (T5Tokenizer, T5TokenizerFast)):
+        raise OptionError(
+            f"retrieval conditioning supports AudioLDM2 text-to-audio/music checkpoints (T5 second "
+            f"encoder); this model's tokenizer_2 is {type(pipe.tokenizer_2).__name__} (TTS is not supported)"
+        )
+
+
+def _clap_padding(tokenizer) -> str | bool:
+    from transformers import RobertaTokenizer, RobertaTokenizerFast
+
+    return "max_length" if isinstance(tokenizer, (RobertaTokenizer, RobertaTokenizerFast)) else True
+
+
+def aldm2_clap_text(pipe, texts: list[str], device):
+    """CLAP text features ``[B, 1, 512]`` and the all-ones mask ``[B, 1]``."""
+    tok = pipe.tokenizer(
+        texts,
+        padding=_clap_padding(pipe.tokenizer),
+        max_length=pipe.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    mask = tok.attention_mask.to(device)
+    feats = pipe.text_encoder.get_text_features(tok.input_ids.to(device), attention_mask=mask)
+    feats = getattr(feats, "pooler_output", feats)
+    return feats[:, None, :], mask.new_ones((len(texts), 1))
+
+
+def aldm2_t5_text(pipe, texts: list[str], device, pad_to: int | None = None):
+    """T5 hidden states and mask; padded to the batch's longest, or to ``pad_to`` (negatives)."""
+    tok = pipe.tokenizer_2(
+        texts,
+        padding="max_length" if pad_to else True,
+        max_length=pad_to or pipe.tokenizer_2.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    mask = tok.attention_mask.to(device)
+    hidden = pipe.text_encoder_2(tok.input_ids.to(device), attention_mask=mask)[0]
+    return hidden, mask
+
+
+def aldm2_branches(pipe, texts: list[str], device, t5_pad_to: int | None = None) -> Aldm2Branches:
+    clap, clap_mask = aldm2_clap_text(pipe, texts, device)
+    t5, t5_mask = aldm2_t5_text(pipe, texts, device, pad_to=t5_pad_to)
+    return Aldm2Branches(clap, clap_mask, t5, t5_mask)
+
+
+def aldm2_generate(pipe, branches: Aldm2Branches, max_new_tokens: int | None = None):
+    """Projection model + GPT-2 generation: ``generated_prompt_embeds`` [B, T, H]."""
+    projected = pipe.projection_model(
+        hidden_states=branches.clap,
+        hidden_states_1=branches.t5,
+        attention_mask=branches.clap_mask,
+        attention_mask_1=branches.t5_mask,
+    )
+    return pipe.generate_language_model(
+        projected.hidden_states,
+        attention_mask=projected.attention_mask,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def lm_hidden_size(pipe) -> int:
+    """The language model's hidden size H (read from its config, never assumed)."""
+    config = pipe.language_model.config
+    return int(getattr(config, "hidden_size", None) or config.n_embd)
+
+
+def _aldm2_encode_one(
+    pipe, prompt: str, negative: str, device, do_cfg, style=None, opts=None, adapter=None
+):
+    """One prompt's conditioning, computed exactly as ``encode_prompt`` does for a single prompt."""
+    cond = aldm2_branches(pipe, [prompt], device)
+    if style is not None and adapter is None:
+        if style.shape[-1] != cond.clap.shape[-1]:
+            raise OptionError(
+                f"style dim {style.shape[-1]} != AudioLDM2 CLAP text dim {cond.clap.shape[-1]}"
+            )
+        cond.clap = blend_tensor(cond.clap, style.reshape(1, 1, -1), opts.alpha, opts.blend)
+    generated = aldm2_generate(pipe, cond)
+    if style is not None and adapter is not None:
+        adapted = adapt_style(adapter, style.reshape(1, -1)).to(generated.device)
+        generated = blend_tensor(generated, adapted[:, None, :], opts.alpha, opts.blend)
+    out = {
+        "prompt_embeds": cond.t5,
+        "attention_mask": cond.t5_mask,
+        "generated_prompt_embeds": generated,
+    }
+    if do_cfg:
+        uncond = aldm2_branches(pipe, [negative], device, t5_pad_to=cond.t5.shape[1])
+        out.update(
+            negative_prompt_embeds=uncond.t5,
+            negative_attention_mask=uncond.t5_mask,
+            negative_generated_prompt_embeds=aldm2_generate(pipe, uncond),
+        )
+    return out
+
+
+def _pad_seq(tensor, length: int):
+    """Right-pad ``[1, L, ...]`` (or a ``[1, L]`` mask) with zeros to ``length`` along dim 1."""
+    import torch
+
+    missing = length - tensor.shape[1]
+    if missing == 0:
+        return tensor
+    pad = torch.zeros(
+        (tensor.shape[0], missing, *tensor.shape[2:]), dtype=tensor.dtype, device=tensor.device
+    )
+    return torch.cat([tensor, pad], dim=1)
+
+
+_T5_KEYS = ("prompt_embeds", "attention_mask", "negative_prompt_embeds", "negative_attention_mask")
+
+
+def _stack_items(per_item: list[dict]) -> dict:
+    """Concatenate per-item conditioning; T5 sequences are zero-padded (mask 0) to the longest."""
+    import torch
+
+    longest = max(d["prompt_embeds"].shape[1] for d in per_item)
+    out = {}
+    for key in per_item[0]:
+        parts = [_pad_seq(d[key], longest) if key in _T5_KEYS else d[key] for d in per_item]
+        out[key] = torch.cat(parts, dim=0)
+    return out
+
+
+def aldm2_condition_kwargs(
+    pipe, prompts, negatives, device, do_cfg, styles=None, opts=None, adapter=None
+):
+    """Keyword arguments for ``AudioLDM2Pipeline.__call__`` for one batch.
+
+    Each prompt is encoded on its own (as the plain pipeline encodes a single prompt), so
+    an item's conditioning never depends on which prompts share its batch: upstream
+    ``encode_prompt`` pads T5 to the longest prompt of the batch and the padding shifts
+    the GPT-2 positions. T5 states are then zero-padded with mask 0 for batching.
+
+    With ``styles`` [B, 512]: ``adapter`` None is the ``mlp`` path (style blended into the
+    CLAP text embedding before the pipeline's projection + language model); a loaded
+    512 -> H adapter is the ``external`` path (adapted style blended into the generated
+    LM embeddings). The negative branch is never touched.
+    """
+    import torch
+
+    _check_aldm2_supported(pipe)
+    with torch.no_grad():
+        per_item = [
+            _aldm2_encode_one(
+                pipe,
+                prompt,
+                negative,
+                device,
+                do_cfg,
+                None if styles is None else styles[i],
+                opts,
+                adapter,
+            )  # fmt: skip
+            for i, (prompt, negative) in enumerate(zip(prompts, negatives, strict=True))
+        ]
+    return _stack_items(per_item)

@@ -1,0 +1,666 @@
+"""The generate job: one model load, all prompts in batches, one run directory.
+
+Run directory (``results/runs/{model}/{condition}/seed{seed}/``): generate's files are
+staged in a temporary sibling and published only when complete, ``run_config.json``
+last (``rcmg.workflow.atomic.atomic_members``); evaluate's files in the same folder are left alone::
+
+    wav/{item:04d}.wav | wav/{item:04d}_w{k}.wav    mono float32 WAV at the vocoder rate
+    items.jsonl                                     one row per clip (status ok | skipped)
+    style.npy                                       [n_styles, 512] (retrieval only)
+    run_config.json, hardware.json
+
+Seeding: every item gets its own CPU ``torch.Generator`` seeded with ``seed + item``
+(item = 0-based prompt index in the file, blank/comment lines not counted). With
+``num_waveforms_per_prompt = n`` the item's generator is used for its ``n`` latents in
+order. Results therefore do not depend on ``--batch`` or on which other prompts share a
+batch (up to floating-point batching effects of the BLAS kernels).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.generation.conditioning import (
+    ConditionOptions,
+    OptionError,
+    adapt_style,
+    aldm1_retrieval_kwargs,
+    aldm2_condition_kwargs,
+    effective_adapter,
+    lm_hidden_size,
+    option_default,
+    options_from,
+    validate_options,
+)
+from rcmg.generation.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
+from rcmg.workflow.atomic import atomic_members, write_json, write_jsonl
+from rcmg.workflow.runinfo import ModuleHookTimer, PhaseTimer, code_version, hardware_info
+
+log = logging.getLogger(__name__)
+
+CLAP_DIM = 512
+
+
+@dataclass
+class GenerateConfig:
+    model_key: str
+    model_id: str
+    pipeline: str
+    condition: str
+    condition_type: str
+    prompts: str
+    out_dir: str
+    seed: int = 42
+    steps: int = 200
+    guidance: float = 3.2
+    seconds: float = 10.0
+    batch: int = 2
+    dtype: str = "auto"
+    scheduler: str = "default"
+    negative_prompt: str = ""
+    num_waveforms_per_prompt: int = 1
+    device: str = "auto"
+    clap_model: str | None = None
+    bank: str | None = None
+    bank_mapping: str | None = None
+    index: str | None = None
+    aug_topk: int = option_default("aug_topk")
+    aug_max_tags: int = option_default("aug_max_tags")
+    style_topk: int = option_default("style_topk")
+    style_temp: float = option_default("style_temp")
+    blend: str = option_default("blend")
+    alpha: float = option_default("alpha")
+    adapter: str = option_default("adapter")
+    adapter_checkpoint: str | None = option_default("adapter_checkpoint")
+    cond_mix: str = option_default("cond_mix")
+    cond_mix_beta: float = option_default("cond_mix_beta")
+    command: str = ""
+
+    def condition_options(self) -> ConditionOptions:
+        return options_from(self)
+
+    @property
+    def needs_bank(self) -> bool:
+        return self.condition_type in ("prompt_aug", "retrieval")
+
+
+@dataclass
+class ItemPlan:
+    """What will be generated for one prompt (decided before any denoising)."""
+
+    source: PromptItem
+    prompt_used: str
+    style_source: str = "none"
+    style: np.ndarray | None = None
+    retrieved: list[dict] = field(default_factory=list)
+    augment_tags: list[str] = field(default_factory=list)
+    skip_reason: str | None = None
+
+    @property
+    def item(self) -> int:
+        return self.source.item
+
+
+@dataclass
+class Resources:
+    loaded: object  # rcmg.models.pipelines.LoadedPipeline
+    clap: object | None = None
+    retriever: object | None = None
+    adapter: object | None = None
+    style_audio: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check_numbers(cfg: GenerateConfig) -> None:
+    checks = [
+        (cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
+        (cfg.batch >= 1, f"--batch must be >= 1, got {cfg.batch}"),
+        (cfg.seconds > 0, f"--seconds must be > 0, got {cfg.seconds}"),
+        (cfg.num_waveforms_per_prompt >= 1, "--num-waveforms-per-prompt must be >= 1"),
+        (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise OptionError(message)
+
+
+def _check_bank_files(cfg: GenerateConfig) -> None:
+    for flag, value in (
+        ("--bank", cfg.bank),
+        ("--bank-mapping", cfg.bank_mapping),
+        ("--index", cfg.index),
+    ):
+        if not value:
+            raise OptionError(f"--condition-type {cfg.condition_type} needs {flag}")
+        if not Path(value).is_file():
+            raise OptionError(
+                f"{flag} {value} does not exist; build it with the build_bank/build_index steps"
+            )
+    if not cfg.clap_model:
+        raise OptionError(
+            f"--condition-type {cfg.condition_type} needs --clap-model (the bank's CLAP model)"
+        )
+
+
+def validate_config(cfg: GenerateConfig) -> None:
+    """Every check that needs no model: raises before anything is loaded or generated."""
+    _check_numbers(cfg)
+    validate_options(cfg.condition_options())
+    if cfg.needs_bank:
+        _check_bank_files(cfg)
+    if cfg.adapter == "external" and cfg.condition_type == "retrieval":
+        from rcmg.generation.adapter import read_safetensors_header
+
+        read_safetensors_header(cfg.adapter_checkpoint)
+
+
+def _read_style_audio(items: list[PromptItem]) -> dict[int, tuple[np.ndarray, int]]:
+    from rcmg.data.audio_io import read_audio
+
+    return {it.item: read_audio(it.style.audio_path) for it in items if it.style.kind == "audio"}
+
+
+def _check_style_ids(items: list[PromptItem], retriever, prompts_path: Path) -> dict[str, int]:
+    rows = {str(m.get("segment_id", "")): r for r, m in enumerate(retriever.mapping)}
+    for it in items:
+        unknown = [s for s in it.style.segment_ids if s not in rows]
+        if unknown:
+            raise OptionError(
+                f"{prompts_path}:{it.line}: segment id(s) {unknown} are not in the bank mapping "
+                f"{retriever.mapping_path}; use ids listed there"
+            )
+    return rows
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
+    """Load the pipeline once, plus CLAP / retriever / adapter when the condition needs them."""
+    from rcmg.models.pipelines import load_pipeline
+
+    retriever = style_audio = None
+    if cfg.needs_bank:
+        from rcmg.bank.retrieval import StyleRetriever
+
+        retriever = StyleRetriever(cfg.bank, cfg.bank_mapping, cfg.index)
+        if retriever.dim != CLAP_DIM:
+            raise OptionError(
+                f"bank {cfg.bank} has dim {retriever.dim}; expected CLAP dim {CLAP_DIM}"
+            )
+    if cfg.condition_type == "retrieval":
+        style_audio = _read_style_audio(items)
+    loaded = load_pipeline(cfg.model_id, cfg.pipeline, cfg.device, cfg.dtype, cfg.scheduler)
+    res = Resources(loaded=loaded, retriever=retriever, style_audio=style_audio or {})
+    if cfg.needs_bank:
+        from rcmg.models.clap import ClapEmbedder
+
+        res.clap = ClapEmbedder(cfg.clap_model, device=loaded.device, dtype="float32")
+        if res.clap.dim != retriever.dim:
+            raise OptionError(
+                f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
+            )
+    if cfg.condition_type == "retrieval" and cfg.adapter == "external":
+        res.adapter = _load_external_adapter(cfg, loaded)
+    return res
+
+
+def _load_external_adapter(cfg: GenerateConfig, loaded):
+    from rcmg.generation.adapter import load_adapter
+
+    out_dim = lm_hidden_size(loaded.pipe) if cfg.pipeline == "audioldm2" else CLAP_DIM
+    return load_adapter(
+        cfg.adapter_checkpoint, expected_in=CLAP_DIM, expected_out=out_dim, device=loaded.device
+    )
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _truncate_for_pipeline(text: str, tokenizers) -> tuple[str, list[str]]:
+    notes = []
+    for tok in tokenizers:
+        cut, was_cut = truncate_to_tokens(text, tok)
+        if was_cut:
+            notes.append(
+                f"prompt truncated to {tok.model_max_length} tokens ({type(tok).__name__})"
+            )
+            text = cut
+    return text, notes
+
+
+def _usable(vector: np.ndarray | None) -> bool:
+    return (
+        vector is not None
+        and bool(np.all(np.isfinite(vector)))
+        and float(np.linalg.norm(vector)) > 1e-8
+    )
+
+
+def _hit_dict(hit, score=None) -> dict:
+    return {
+        "row": int(hit.row),
+        "segment_id": hit.segment_id,
+        "score": float(hit.score) if score is None else score,
+        "tags": list(hit.tags),
+    }
+
+
+def plan_items(
+    cfg: GenerateConfig, items: list[PromptItem], res: Resources, timer: PhaseTimer
+) -> list[ItemPlan]:
+    """Prompt text, augmentation tags, style vectors and skips for every item."""
+    from rcmg.models.pipelines import pipeline_tokenizers
+
+    tokenizers = pipeline_tokenizers(res.loaded.pipe)
+    plans = []
+    for it in items:
+        text, notes = _truncate_for_pipeline(it.prompt, tokenizers)
+        it.notes.extend(notes)
+        plans.append(ItemPlan(source=it, prompt_used=text))
+    if cfg.condition_type == "prompt_aug":
+        _plan_augmentation(cfg, plans, res, tokenizers, timer)
+    elif cfg.condition_type == "retrieval":
+        _plan_styles(cfg, plans, res, timer)
+    return plans
+
+
+def _text_queries(res: Resources, plans: list[ItemPlan], timer: PhaseTimer) -> np.ndarray:
+    with timer.phase("encode"):
+        return res.clap.embed_text([p.prompt_used for p in plans])
+
+
+def _plan_augmentation(cfg, plans, res, tokenizers, timer) -> None:
+    from rcmg.bank.retrieval import tags_for_augmentation
+    from rcmg.generation.prompts import token_length_fits
+
+    queries = _text_queries(res, plans, timer)
+    for plan, query in zip(plans, queries, strict=True):
+        if not _usable(query):
+            plan.skip_reason = (
+                "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
+            )
+            continue
+        with timer.phase("retrieve"):
+            hits = res.retriever.search(query[None, :], cfg.aug_topk)[0]
+        tags = tags_for_augmentation(hits, max(cfg.aug_max_tags, 0) * 4 or 1)
+        plan.prompt_used, plan.augment_tags = augment_prompt(
+            plan.prompt_used,
+            tags,
+            cfg.aug_max_tags,
+            fits=lambda t: token_length_fits(tokenizers, t),
+        )
+        plan.retrieved = [_hit_dict(h) for h in hits]
+
+
+def _plan_styles(cfg, plans, res, timer) -> None:
+    from rcmg.bank.blend import style_vector
+
+    bank_plans = [p for p in plans if p.source.style.kind == "bank"]
+    queries = (
+        _text_queries(res, bank_plans, timer) if bank_plans else np.zeros((0, CLAP_DIM), np.float32)
+    )
+    for plan, query in zip(bank_plans, queries, strict=True):
+        plan.style_source = "bank"
+        if not _usable(query):
+            plan.skip_reason = (
+                "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
+            )
+            continue
+        with timer.phase("retrieve"):
+            hits = res.retriever.search(query[None, :], cfg.style_topk)[0]
+            plan.retrieved = [_hit_dict(h) for h in hits]
+            plan.style = _safe_style(
+                plan,
+                style_vector,
+                res.retriever.vectors(hits),
+                [h.score for h in hits],
+                cfg.style_temp,
+            )
+    id_rows = _check_style_ids([p.source for p in plans], res.retriever, Path(cfg.prompts))
+    for plan in plans:
+        if plan.source.style.kind == "ids":
+            _plan_id_style(plan, res.retriever, id_rows, style_vector, timer)
+        elif plan.source.style.kind == "audio":
+            _plan_audio_style(plan, res, timer)
+    for plan in plans:
+        if plan.skip_reason is None and not _usable(plan.style):
+            plan.skip_reason = f"style vector ({plan.style_source}) is NaN or zero; check the bank/audio it came from"
+
+
+def _safe_style(plan: ItemPlan, style_vector, vectors, scores, temperature):
+    try:
+        return np.asarray(
+            style_vector(vectors, np.asarray(scores, np.float64), temperature), np.float32
+        )
+    except ValueError as err:
+        plan.skip_reason = f"style vector could not be formed: {err}"
+        return None
+
+
+def _plan_id_style(plan: ItemPlan, retriever, id_rows: dict, style_vector, timer) -> None:
+    plan.style_source = "ids"
+    rows = [id_rows[s] for s in plan.source.style.segment_ids]
+    with timer.phase("retrieve"):
+        plan.retrieved = [
+            {
+                "row": r,
+                "segment_id": str(retriever.mapping[r].get("segment_id", "")),
+                "score": None,  # chosen by id, not by similarity
+                "weight": 1.0 / len(rows),
+                "tags": list(retriever.mapping[r].get("tags") or []),
+            }
+            for r in rows
+        ]
+        vectors = np.asarray(retriever.bank[rows], dtype=np.float32)
+        plan.style = _safe_style(plan, style_vector, vectors, np.zeros(len(rows)), 1.0)
+
+
+def _plan_audio_style(plan: ItemPlan, res: Resources, timer) -> None:
+    from rcmg.data.audio_io import resample
+
+    plan.style_source = "audio"
+    wave, sr = res.style_audio[plan.item]
+    with timer.phase("encode"):
+        wave48 = resample(wave, sr, res.clap.sampling_rate)
+        plan.style = res.clap.embed_audio(wave48[None, :])[0]
+    plan.retrieved = []
+
+
+# ------------------------------------------------------------------ generation
+
+
+def item_generators(plans: list[ItemPlan], seed: int, n_waveforms: int) -> list:
+    """One CPU generator per item (seed + item), repeated for the item's waveforms."""
+    import torch
+
+    gens = []
+    for plan in plans:
+        g = torch.Generator(device="cpu").manual_seed(int(seed) + plan.item)
+        gens.extend([g] * n_waveforms)
+    return gens
+
+
+def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan]) -> dict:
+    """The conditioning part of the pipeline call for one batch."""
+    import torch
+
+    loaded = res.loaded
+    prompts = [p.prompt_used for p in plans]
+    negatives = [cfg.negative_prompt] * len(plans)
+    do_cfg = cfg.guidance > 1.0
+    styles = None
+    if cfg.condition_type == "retrieval":
+        styles = torch.from_numpy(np.stack([p.style for p in plans]).astype(np.float32)).to(
+            loaded.device
+        )
+    if cfg.pipeline == "audioldm2":
+        opts = cfg.condition_options()
+        return aldm2_condition_kwargs(
+            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, opts, res.adapter
+        )
+    if styles is None:
+        return {"prompt": prompts, "negative_prompt": negatives if cfg.negative_prompt else None}
+    if res.adapter is not None:
+        styles = adapt_style(res.adapter, styles)
+    with torch.no_grad():
+        return aldm1_retrieval_kwargs(
+            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, cfg.condition_options()
+        )
+
+
+def _hook_groups(pipe) -> dict[str, list]:
+    vae = pipe.vae
+    encoders = ["text_encoder", "text_encoder_2", "projection_model", "language_model"]
+    return {
+        "encode": [getattr(pipe, n, None) for n in encoders],
+        "unet": [pipe.unet],
+        "decode": [getattr(vae, "post_quant_conv", None), vae.decoder],
+        "vocode": [pipe.vocoder],
+    }
+
+
+def _chunks(seq: list, size: int):
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _run_batch(cfg, res, batch, hooks, timer):
+    """Generate one batch; splits its wall time into encode / denoise / decode / vocode."""
+    import time
+
+    t0 = time.perf_counter()
+    kwargs = condition_kwargs(cfg, res, batch)
+    mid = dict(hooks.seconds)
+    t1 = time.perf_counter()
+    audio = res.loaded.pipe(
+        audio_length_in_s=cfg.seconds,
+        num_inference_steps=cfg.steps,
+        guidance_scale=cfg.guidance,
+        num_waveforms_per_prompt=cfg.num_waveforms_per_prompt,
+        generator=item_generators(batch, cfg.seed, cfg.num_waveforms_per_prompt),
+        output_type="np",
+        **kwargs,
+    ).audios
+    call_s = time.perf_counter() - t1
+    in_call = {k: hooks.seconds[k] - mid[k] for k in ("encode", "decode", "vocode")}
+    timer.add("encode", (t1 - t0) + in_call["encode"])
+    timer.add("decode", in_call["decode"])
+    timer.add("vocode", in_call["vocode"])
+    timer.add("denoise", max(call_s - sum(in_call.values()), 0.0))
+    return np.asarray(audio, dtype=np.float32).reshape(len(batch), cfg.num_waveforms_per_prompt, -1)
+
+
+def generate_audio(
+    cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], timer: PhaseTimer
+) -> tuple[dict, dict]:
+    """Generate every non-skipped item; returns ``({item: [n, T] audio}, unet stats)``."""
+    from tqdm import tqdm
+
+    todo = [p for p in plans if p.skip_reason is None]
+    audio: dict[int, np.ndarray] = {}
+    cuda = res.loaded.device.startswith("cuda")
+    with ModuleHookTimer(_hook_groups(res.loaded.pipe), cuda=cuda) as hooks:
+        batches = list(_chunks(todo, cfg.batch))
+        for batch in tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch"):
+            clips = _run_batch(cfg, res, batch, hooks, timer)
+            audio.update({p.item: clips[i] for i, p in enumerate(batch)})
+        unet = {
+            "unet_forward_s": round(hooks.seconds["unet"], 6),
+            "unet_forward_calls": hooks.calls["unet"],
+        }
+    return audio, unet
+
+
+# ------------------------------------------------------------------ writing
+
+
+def wav_name(item: int, k: int, n_waveforms: int) -> str:
+    """``wav/0007.wav`` (or ``wav/0007_w1.wav``): never derived from the prompt text."""
+    return f"wav/{item:04d}.wav" if n_waveforms == 1 else f"wav/{item:04d}_w{k}.wav"
+
+
+def _style_rows(plans: list[ItemPlan]) -> tuple[np.ndarray | None, dict[int, int]]:
+    with_style = [p for p in plans if p.skip_reason is None and p.style is not None]
+    if not with_style:
+        return None, {}
+    rows = {p.item: i for i, p in enumerate(with_style)}
+    return np.stack([p.style for p in with_style]).astype(np.float32), rows
+
+
+def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, int]) -> list[dict]:
+    rows = []
+    n = cfg.num_waveforms_per_prompt
+    for plan in plans:
+        for k in range(n):
+            ok = plan.skip_reason is None
+            rows.append(
+                {
+                    "item": plan.item,
+                    "waveform_index": k,
+                    "wav": wav_name(plan.item, k, n) if ok else None,
+                    "prompt": plan.source.prompt,
+                    "prompt_used": plan.prompt_used,
+                    "negative_prompt": cfg.negative_prompt,
+                    "seed": int(cfg.seed) + plan.item,
+                    "status": "ok" if ok else "skipped",
+                    "skip_reason": plan.skip_reason,
+                    "style_source": plan.style_source,
+                    "style_row": style_rows.get(plan.item),
+                    "retrieved": plan.retrieved,
+                    "augment_tags": plan.augment_tags,
+                    "notes": list(plan.source.notes),
+                    "line": plan.source.line,
+                }
+            )
+    return rows
+
+
+def write_wavs(
+    run_dir: Path, audio: dict[int, np.ndarray], sample_rate: int, n_waveforms: int
+) -> None:
+    import soundfile as sf
+
+    (run_dir / "wav").mkdir(parents=True, exist_ok=True)
+    for item, clips in sorted(audio.items()):
+        for k, clip in enumerate(clips):
+            sf.write(
+                run_dir / wav_name(item, k, n_waveforms),
+                clip.astype(np.float32),
+                sample_rate,
+                subtype="FLOAT",
+            )
+
+
+def _condition_params(cfg: GenerateConfig) -> dict:
+    params: dict = {"condition_type": cfg.condition_type}
+    if cfg.needs_bank:
+        params.update(
+            clap_model=cfg.clap_model, bank=cfg.bank, bank_mapping=cfg.bank_mapping, index=cfg.index
+        )
+    if cfg.condition_type == "prompt_aug":
+        params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
+    if cfg.condition_type == "retrieval":
+        opts = cfg.condition_options()
+        params.update(
+            style_topk=cfg.style_topk,
+            style_temp=cfg.style_temp,
+            blend=cfg.blend,
+            alpha=cfg.alpha,
+            adapter=cfg.adapter,
+            adapter_effective=effective_adapter(opts),
+            adapter_checkpoint=cfg.adapter_checkpoint,
+            cond_mix=cfg.cond_mix,
+            cond_mix_beta=cfg.cond_mix_beta,
+        )
+    return params
+
+
+def _run_params(cfg: GenerateConfig, loaded) -> dict:
+    return {
+        "steps": cfg.steps,
+        "guidance": cfg.guidance,
+        "seconds": cfg.seconds,
+        "batch": cfg.batch,
+        "dtype": loaded.dtype,
+        "dtype_requested": cfg.dtype,
+        "scheduler": loaded.scheduler,
+        "scheduler_requested": cfg.scheduler,
+        "negative_prompt": cfg.negative_prompt,
+        "num_waveforms_per_prompt": cfg.num_waveforms_per_prompt,
+        "blend": cfg.blend,
+        "alpha": cfg.alpha,
+        "device": loaded.device,
+        "seeding": "per item: torch.Generator('cpu').manual_seed(seed + item)",
+        "sample_rate": int(loaded.pipe.vocoder.config.sampling_rate),
+    }
+
+
+def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
+    from rcmg.models.random_weights import is_random_weight_model
+
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    return {
+        "model": cfg.model_key,
+        "model_id": cfg.model_id,
+        "pipeline": cfg.pipeline,
+        "condition": cfg.condition,
+        "condition_params": _condition_params(cfg),
+        "seed": cfg.seed,
+        "params": _run_params(cfg, loaded),
+        "prompts_file": str(cfg.prompts),
+        "n_prompts": len(prompt_file.items),
+        "blank_lines_skipped": prompt_file.blank_lines,
+        "comment_lines": prompt_file.comment_lines,
+        "n_clips_ok": n_ok,
+        "n_clips_skipped": len(rows) - n_ok,
+        "command": cfg.command,
+        "code_version": code_version(),
+        "timings_s": timings,
+        **unet,
+        "unet_forward_fraction": round(unet["unet_forward_s"] / timings["total"], 6)
+        if timings["total"]
+        else None,
+        "started_at": started,
+        "finished_at": _now(),
+        "is_pipeline_check": is_random_weight_model(cfg.model_id),
+        "config": asdict(cfg),
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# What generate owns in a run folder; evaluate's metrics/, visualizations/ and report.html
+# beside them are left to evaluate (and to Snakemake's own output bookkeeping).
+RUN_MEMBERS = ("wav", "items.jsonl", "hardware.json", "style.npy", "run_config.json")
+
+
+def run_generation(cfg: GenerateConfig) -> Path:
+    """Validate, load once, plan, generate, and write the run directory atomically."""
+    started = _now()
+    timer = PhaseTimer()
+    prompt_file = read_prompt_file(cfg.prompts)
+    validate_config(cfg)
+    with timer.phase("load"):
+        res = load_resources(cfg, prompt_file.items)
+    timer.cuda = res.loaded.device.startswith("cuda")
+    plans = plan_items(cfg, prompt_file.items, res, timer)
+    out_dir = Path(cfg.out_dir)
+    audio, unet = generate_audio(cfg, res, plans, timer)
+    with atomic_members(out_dir, last="run_config.json", owned=RUN_MEMBERS) as tmp:
+        with timer.phase("write"):
+            write_wavs(
+                tmp,
+                audio,
+                int(res.loaded.pipe.vocoder.config.sampling_rate),
+                cfg.num_waveforms_per_prompt,
+            )
+            styles, style_rows = _style_rows(plans)
+            if styles is not None:
+                np.save(tmp / "style.npy", styles)
+            rows = item_rows(cfg, plans, style_rows)
+            write_jsonl(tmp / "items.jsonl", rows)
+            write_json(tmp / "hardware.json", hardware_info(res.loaded.device))
+        timings = timer.as_dict()
+        write_json(
+            tmp / "run_config.json",
+            run_config(cfg, res.loaded, prompt_file, rows, timings, unet, started),
+        )
+    n_skipped = sum(p.skip_reason is not None for p in plans)
+    log.info(
+        "wrote %s (%d items, %d skipped) in %.1f s",
+        out_dir,
+        len(plans),
+        n_skipped,
+        timings["total"],
+    )
+    return out_dir

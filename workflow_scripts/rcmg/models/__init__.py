@@ -1,0 +1,1 @@
+"""Models: Hugging Face loading, the CLAP embedder, generation pipelines, random-weight marker."""

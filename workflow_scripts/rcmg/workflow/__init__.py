@@ -1,0 +1,1 @@
+"""Workflow plumbing: atomic outputs, code hash, config checks, run info, the CLI frame."""
