@@ -9,9 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from rcmg.workflow.codehash import step_code_hash  # noqa: E402  (stdlib only: keeps -n fast)
+# stdlib-only imports: keep `snakemake -n` fast
+from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
-from rcmg.standins.real_arch import config_files as real_arch_config_files_of  # noqa: E402
+from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
 if _problems:
@@ -103,7 +104,7 @@ def real_arch_model_dir(kind):
 
 def real_arch_configs(wildcards):
     """The published configs a real-architecture build reads: editing one rebuilds it."""
-    return [os.path.relpath(p) for p in real_arch_config_files_of(wildcards.arch_kind)]
+    return [os.path.relpath(p) for p in bench_config_files(wildcards.arch_kind)]
 
 
 def produced_by_bench(path):
