@@ -23,27 +23,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rcmg.bank.blend import BLEND_MODES  # noqa: E402
-from rcmg.data.audio_io import AudioDecodeError  # noqa: E402
-from rcmg.generation.adapter import AdapterFileError  # noqa: E402
 from rcmg.generation.conditioning import (  # noqa: E402
     ADAPTERS,
     COND_MIXES,
     CONDITION_TYPES,
-    OptionError,
     option_default,
 )
 from rcmg.generation.job import GenerateConfig, run_generation  # noqa: E402
-from rcmg.generation.prompts import PromptFileError  # noqa: E402
-from rcmg.models.hf_loading import ModelLoadError  # noqa: E402
 from rcmg.models.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
+from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("generate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.parser(__doc__)
     run = p.add_argument_group("run")
     run.add_argument("--model-key", required=True, help="name of the model in results/runs/{model}")
     run.add_argument("--model-id", required=True, help="hub id or local save_pretrained folder")
@@ -101,38 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(COND_MIXES)} (audioldm1)",
     )
     bank.add_argument("--cond-mix-beta", type=float, default=option_default("cond_mix_beta"))
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG shows tracebacks")
     return p
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str]) -> GenerateConfig:
+def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateConfig:
     values = {k: v for k, v in vars(args).items() if k != "log_level"}
-    return GenerateConfig(**values, command=shlex.join([sys.executable, *argv]))
+    return GenerateConfig(**values, command=shlex.join(command))
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
-    args = build_parser().parse_args(argv[1:])
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    cfg = config_from_args(args, argv)
-    try:
-        out = run_generation(cfg)
-    except (
-        OptionError,
-        PromptFileError,
-        AdapterFileError,
-        AudioDecodeError,
-        ModelLoadError,
-        FileNotFoundError,
-        ValueError,
-    ) as err:
-        log.debug("traceback", exc_info=True)
-        log.error("%s", err)
-        return 2
-    log.info("run directory: %s", out)
-    return 0
+    command = cli.command_line(argv)
+
+    def run(args: argparse.Namespace) -> None:
+        out = run_generation(config_from_args(args, command))
+        log.info("run directory: %s", out)
+
+    return cli.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,14 @@ from rcmg.data.segmenting import (  # noqa: E402
     segment_shard,
     select_shard,
 )
-from rcmg.data.sources import MetadataError, read_sources  # noqa: E402
+from rcmg.data.sources import read_sources  # noqa: E402
+from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("segment")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--sources", required=True, type=Path, help="source table from index_sources.py"
     )
@@ -45,27 +44,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--shard", required=True, type=int, help="this shard's index, 0-based")
     parser.add_argument("--num-shards", required=True, type=int, help="total number of shards")
-    parser.add_argument("--seconds", type=float, default=10.0, help="window length in seconds")
-    parser.add_argument("--hop", type=float, default=10.0, help="window hop in seconds")
     parser.add_argument(
-        "--tail", choices=TAIL_POLICIES, default="pad", help="short tail: repeat-pad or drop"
+        "--seconds",
+        type=float,
+        default=cli.default(SegmentConfig, "seconds"),
+        help="window length in seconds",
     )
     parser.add_argument(
-        "--min-tail-seconds", type=float, default=1.0, help="shortest tail worth padding"
+        "--hop", type=float, default=cli.default(SegmentConfig, "hop"), help="window hop in seconds"
     )
-    parser.add_argument("--sr-clap", type=int, default=48000, help="sample rate of audio_48k.npy")
-    parser.add_argument("--sr-gen", type=int, default=16000, help="sample rate of audio_16k.npy")
     parser.add_argument(
-        "--min-rms-dbfs", type=float, default=-60.0, help="drop windows quieter than this"
+        "--tail",
+        choices=TAIL_POLICIES,
+        default=cli.default(SegmentConfig, "tail"),
+        help="short tail: repeat-pad or drop",
     )
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="array dtype")
     parser.add_argument(
-        "--stems", choices=STEM_POLICIES, default="mix", help="URMP: mixes only, or stems too"
+        "--min-tail-seconds",
+        type=float,
+        default=cli.default(SegmentConfig, "min_tail_seconds"),
+        help="shortest tail worth padding",
+    )
+    parser.add_argument(
+        "--sr-clap",
+        type=int,
+        default=cli.default(SegmentConfig, "sr_clap"),
+        help="sample rate of audio_48k.npy",
+    )
+    parser.add_argument(
+        "--sr-gen",
+        type=int,
+        default=cli.default(SegmentConfig, "sr_gen"),
+        help="sample rate of audio_16k.npy",
+    )
+    parser.add_argument(
+        "--min-rms-dbfs",
+        type=float,
+        default=cli.default(SegmentConfig, "min_rms_dbfs"),
+        help="drop windows quieter than this",
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=cli.default(SegmentConfig, "dtype"), help="array dtype"
+    )
+    parser.add_argument(
+        "--stems",
+        choices=STEM_POLICIES,
+        default=cli.default(SegmentConfig, "stems"),
+        help="URMP: mixes only, or stems too",
     )
     parser.add_argument(
         "--out-dir", required=True, type=Path, help="shard output folder (replaced atomically)"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> SegmentConfig:
@@ -82,22 +112,14 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        rows = select_shard(read_sources(args.sources), args.shard, args.num_shards, cfg.stems)
-    except (ValueError, FileNotFoundError, MetadataError) as exc:
-        log.error("%s", exc)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    rows = select_shard(read_sources(args.sources), args.shard, args.num_shards, cfg.stems)
     if args.out_dir.resolve().is_relative_to(args.root.resolve()):
-        log.error(
-            "--out-dir %s is inside --root %s; the raw dataset is read only",
-            args.out_dir,
-            args.root,
+        raise cli.InputError(
+            f"--out-dir {args.out_dir} is inside --root {args.root}; the raw dataset is "
+            "read only: write the shard elsewhere"
         )
-        return 2
     log.info("shard %d/%d: %d files", args.shard, args.num_shards, len(rows))
     summary = segment_shard(rows, args.root, args.out_dir, cfg)
     log.info(
@@ -107,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["audio_seconds"] / max(summary["cpu_seconds"], 1e-9),
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json
+from rcmg.workflow.cli import InputError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ DEDUPE_NPROBE = 8
 DEDUPE_TOLERANCE = 1e-6  # float32 rounding: identical unit vectors can score 0.9999999
 
 
-class EmptyBankError(ValueError):
+class EmptyBankError(InputError):
     """Raised when the filters and dedupe leave no row in the bank."""
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rcmg.workflow.cli import InputError
+
 REASON_UNREADABLE = "unreadable"
 REASON_EMPTY = "empty"
 REASON_NON_FINITE = "non-finite samples"
@@ -29,7 +31,7 @@ def printable(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
 
 
-class AudioDecodeError(Exception):
+class AudioDecodeError(InputError):
     """A file that cannot be used as audio; ``reason`` is one of ``REASONS``."""
 
     def __init__(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:

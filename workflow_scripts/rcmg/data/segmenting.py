@@ -23,6 +23,7 @@ import numpy as np
 from rcmg.data.audio_io import AudioDecodeError, printable, read_audio, resample, rms_dbfs
 from rcmg.data.sources import resolve_source_path
 from rcmg.workflow.atomic import atomic_dir
+from rcmg.workflow.cli import InputError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class SegmentConfig:
         if self.stems not in STEM_POLICIES:
             problems.append(f"stems must be one of {STEM_POLICIES} (got {self.stems!r})")
         if problems:
-            raise ValueError("invalid segment config: " + "; ".join(problems))
+            raise InputError("invalid segment config: " + "; ".join(problems))
 
     def window_samples(self, sample_rate: int) -> int:
         return round(self.seconds * sample_rate)
@@ -101,7 +102,7 @@ def shard_of(source_id: str, num_shards: int) -> int:
 def select_shard(rows: list[dict], shard: int, num_shards: int, stems: str) -> list[dict]:
     """Rows of one shard, sorted by source id; ``stems='mix'`` drops separated stems."""
     if num_shards < 1 or not 0 <= shard < num_shards:
-        raise ValueError(f"shard must be in [0, {num_shards}) with num_shards >= 1 (got {shard})")
+        raise InputError(f"shard must be in [0, {num_shards}) with num_shards >= 1 (got {shard})")
     chosen = [r for r in rows if shard_of(r["source_id"], num_shards) == shard]
     if stems == "mix":
         chosen = [r for r in chosen if (r.get("stem") or "") != "sep"]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rcmg.data.audio_io import AudioDecodeError, audio_info, printable
+from rcmg.workflow.cli import InputError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ REASON_BAD_METADATA_ROW = "malformed metadata row"
 _URMP_FOLDER = re.compile(r"^(\d+)_([^_]+)_([a-z]+(?:_[a-z]+)*)$")
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A metadata file is missing or does not have the published structure."""
 
 

@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 
 from rcmg.workflow.atomic import read_jsonl
+from rcmg.workflow.cli import InputError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 PIPELINE_CHECK_BANNER = "pipeline check — random weights, not music"
 
 
-class RunDirError(FileNotFoundError):
+class RunDirError(InputError, FileNotFoundError):
     """A run directory lacks a file the step needs (the message names it and the fix)."""
 
 

@@ -19,13 +19,14 @@ import struct
 from pathlib import Path
 
 from rcmg.workflow.atomic import atomic_path
+from rcmg.workflow.cli import InputError
 
 METADATA_KEY = "rcmg_adapter"
 ADAPTER_KINDS = ("mlp",)
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(InputError):
     """An adapter checkpoint that cannot be used; the message names the file and the fix."""
 
 

@@ -57,6 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rcmg.workflow.cli import InputError
+
 log = logging.getLogger(__name__)
 
 PIPELINE_KINDS = ("audioldm1", "audioldm2")
@@ -65,7 +67,7 @@ STYLE_DIM = 512
 _HASH_CHUNK_BYTES = 1 << 20
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InputError):
     """Training data that cannot be used; the message names the input and the fix."""
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from rcmg.bank.blend import BLEND_MODES
+from rcmg.workflow.cli import InputError
 
 CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
 ADAPTERS = ("none", "mlp", "external")
 COND_MIXES = ("none", "residual")
 
 
-class OptionError(ValueError):
+class OptionError(InputError):
     """Inconsistent generation options; raised before anything is generated."""
 
 

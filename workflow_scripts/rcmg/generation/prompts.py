@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rcmg.workflow.cli import InputError
+
 log = logging.getLogger(__name__)
 
 STYLE_KINDS = ("none", "bank", "audio", "ids")
 
 
-class PromptFileError(ValueError):
+class PromptFileError(InputError):
     """A prompt file that cannot be used; the message names the file and the fix."""
 
 

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from rcmg.workflow.cli import InputError
+
 T = TypeVar("T")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(InputError, RuntimeError):
     """A model could not be loaded; the message says which one and how to fix it."""
 
 
