@@ -242,7 +242,7 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
 def run(args: argparse.Namespace) -> dict:
     from rcmg.bank.retrieval import StyleRetriever
     from rcmg.generation.prompts import read_prompt_file
-    from rcmg.models.pipelines import resolve_device
+    from rcmg.models.device import resolve_device
 
     started = time.perf_counter()
     cfg = train_config(args)

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
+from rcmg.models.device import resolve_device  # noqa: E402
 from rcmg.workflow.atomic import write_json  # noqa: E402
 from rcmg.workflow.runinfo import cpu_name  # noqa: E402
 
@@ -126,14 +127,6 @@ class Report:
     def _write(self) -> None:
         if self.json_path is not None:
             write_json(self.json_path, self.data)
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def synchronize(device: str) -> None:

@@ -238,7 +238,7 @@ def _retrieval(tiny_model, pipeline, kind, out, prompts, bank, **extra):
     ("requested", "used"), [("auto", "fp32"), ("fp16", "fp32"), ("bf16", "bf16"), ("fp32", "fp32")]
 )
 def test_cpu_dtype_keeps_bf16_and_falls_back_to_fp32_otherwise(requested, used):
-    from rcmg.models.pipelines import resolve_dtype
+    from rcmg.models.device import resolve_dtype
 
     assert resolve_dtype(requested, "cpu") == used
     assert resolve_dtype(requested, "cuda:0") == ("fp16" if requested == "auto" else requested)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from rcmg.models.clap import ChunkStore, ClapEmbedder, batch_bounds, l2_normalise_rows
 from rcmg.workflow.atomic import read_jsonl
+
+REPO = Path(__file__).resolve().parents[3]
 
 SR = 48_000
 N_CLIPS = 5
@@ -73,7 +76,7 @@ def test_embedder_reports_dim_rate_and_device(embedder):
     assert embedder.dim == 512
     assert embedder.sampling_rate == SR
     assert embedder.device == "cpu"
-    assert embedder.dtype_name == "float32"
+    assert embedder.dtype_name == "fp32"
 
 
 def test_audio_embeddings_are_unit_rows_and_deterministic(embedder):
@@ -128,6 +131,29 @@ def test_clap_embed_cli_end_to_end(tmp_path, tiny_model, embedder):
     assert 0.0 < stats["forward_fraction"] <= 1.0
     assert stats["model_forward_seconds"] > 0 and stats["clips_per_s"] > 0
     assert not (tmp_path / "emb.npy.partial").exists()
+
+
+def _schema_dtypes(key: str) -> list[str]:
+    import yaml
+
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text(encoding="utf-8"))
+    return schema["properties"][key]["properties"]["dtype"]["enum"]
+
+
+@pytest.mark.parametrize("dtype", _schema_dtypes("clap"))
+def test_every_schema_clap_dtype_runs_clap_embed(tmp_path, tiny_model, dtype):
+    """config clap.dtype reaches clap_embed unchanged (rules/data.smk): every schema value runs."""
+    shard = tmp_path / "shard000"
+    write_fake_shard(shard, n=2)
+    out, stats_path = tmp_path / "emb.npy", tmp_path / "emb.json"
+    args = ["--segments-dir", shard, "--model", tiny_model("clap"), "--dtype", dtype]
+    run_cli("clap_embed.py", *args, "--out", out, "--stats", stats_path, "--device", "cpu")
+    rows = np.load(out)
+    assert rows.shape == (2, 512) and np.isfinite(rows).all()
+    stats = json.loads(stats_path.read_text())
+    # Off CUDA: bf16 is kept, everything else (auto, fp16) runs in fp32; both are recorded.
+    assert stats["dtype"] == ("bf16" if dtype == "bf16" else "fp32")
+    assert stats["dtype_requested"] == dtype
 
 
 def test_clap_embed_resumes_after_a_crash(tmp_path, tiny_model, embedder, monkeypatch):

@@ -13,29 +13,12 @@ import time
 
 import numpy as np
 
+from rcmg.models.device import resolve_device, resolve_dtype, torch_dtype
 from rcmg.models.hf_loading import load_pretrained
 
 log = logging.getLogger(__name__)
 
 NORM_EPS = 1e-12
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is kept."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype_name(dtype: str, device: str) -> str:
-    """``auto`` -> ``float16`` on CUDA, ``float32`` elsewhere; validates explicit names."""
-    if dtype == "auto":
-        return "float16" if device.startswith("cuda") else "float32"
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"unknown dtype {dtype!r}: use auto, float32, float16 or bfloat16")
-    return dtype
 
 
 def l2_normalise_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
@@ -62,12 +45,12 @@ class ClapEmbedder:
     """A CLAP model loaded once: audio/text -> float32 L2-normalised ``[B, dim]`` rows."""
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto") -> None:
-        import torch
         from transformers import ClapModel, ClapProcessor
 
         self.device = resolve_device(device)
-        self.dtype_name = resolve_dtype_name(dtype, self.device)
-        self._torch_dtype = getattr(torch, self.dtype_name)
+        self.dtype_requested = dtype
+        self.dtype_name = resolve_dtype(dtype, self.device)
+        self._torch_dtype = torch_dtype(self.dtype_name)
         self.model_name = model
         self.processor = load_pretrained(ClapProcessor.from_pretrained, model)
         loaded = load_pretrained(ClapModel.from_pretrained, model)

@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from rcmg.models.device import resolve_device, resolve_dtype, torch_dtype
 from rcmg.models.hf_loading import ModelLoadError, load_pretrained, resolve_model_source
 
 log = logging.getLogger(__name__)
 
 PIPELINE_FAMILIES = {"audioldm1": "AudioLDMPipeline", "audioldm2": "AudioLDM2Pipeline"}
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+
 SCHEDULERS = {
     "default": None,
     "ddim": "DDIMScheduler",
@@ -42,45 +43,6 @@ class LoadedPipeline:
     dtype: str
     dtype_requested: str
     scheduler: str
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"--device {device} was asked for but CUDA is not available; use --device cpu"
-        )
-    return device
-
-
-def resolve_dtype(requested: str, device: str) -> str:
-    """The dtype a pipeline runs in: on GPU ``auto`` means ``fp16``; on CPU ``bf16`` is kept
-    when asked for and everything else means ``fp32``.
-
-    Measured with tests/benchmarks/bench_models.py (AudioLDM-S, 2-core AMD EPYC with
-    avx512_bf16): bf16 cut a 10-s clip by 1.4-1.9x against fp32, while one fp16 UNet step
-    took 80x the fp32 one (no fast fp16 kernels on CPU).
-    """
-    if requested not in DTYPES:
-        raise ValueError(f"unknown dtype {requested!r}; choose one of {DTYPES}")
-    if not str(device).startswith("cuda"):
-        if requested == "fp16":
-            log.warning(
-                "dtype fp16 requested on %s: using fp32 (fp16 has no fast CPU kernels; "
-                "bf16 is the fast half precision on CPU)",
-                device,
-            )
-        return "bf16" if requested == "bf16" else "fp32"
-    return "fp16" if requested == "auto" else requested
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def _check_family(source: str, family: str) -> None:

@@ -1,0 +1,122 @@
+"""CLAP audio embeddings of one segment shard, resumable (the clap_embed step).
+
+Reads ``SHARD/audio_48k.npy`` (N x T, float32/float16, memory-mapped) and
+``SHARD/manifest.parquet``; writes the float32 N x dim rows (row i = manifest row i)
+atomically and returns the timings. Finished batches are kept in ``OUT.partial/`` so a
+restarted job continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.workflow.atomic import atomic_path
+from rcmg.workflow.cli import InputError
+
+log = logging.getLogger(__name__)
+
+AUDIO_NAME = "audio_48k.npy"
+MANIFEST_NAME = "manifest.parquet"
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Every parameter of the clap_embed step (the CLI's flags)."""
+
+    model: str
+    batch: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def open_shard(segments_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The memory-mapped audio and, per output row, the audio row it embeds."""
+    import pandas as pd
+
+    audio_path = segments_dir / AUDIO_NAME
+    manifest_path = segments_dir / MANIFEST_NAME
+    for path in (audio_path, manifest_path):
+        if not path.is_file():
+            raise InputError(f"{path} is missing; run the segment step for this shard first")
+    audio = np.load(audio_path, mmap_mode="r", allow_pickle=False)
+    if audio.ndim != 2:
+        raise InputError(f"{audio_path} has shape {audio.shape}; expected N x samples")
+    manifest = pd.read_parquet(manifest_path)
+    order = audio_rows_for_manifest(manifest, len(audio), manifest_path, audio_path)
+    return audio, order
+
+
+def audio_rows_for_manifest(manifest, n_audio: int, manifest_path: Path, audio_path: Path):
+    """Manifest column ``row`` (if present) else 0..N-1, checked against the audio array."""
+    if "row" in manifest.columns:
+        order = manifest["row"].to_numpy()
+        if not np.issubdtype(order.dtype, np.integer):
+            raise InputError(f"column 'row' of {manifest_path} is not integer")
+        if len(order) and (order.min() < 0 or order.max() >= n_audio):
+            raise InputError(
+                f"{manifest_path} points at audio rows outside 0..{n_audio - 1} of "
+                f"{audio_path}; rewrite the shard with the segment step"
+            )
+        return order.astype(np.int64)
+    if len(manifest) != n_audio:
+        raise InputError(
+            f"{manifest_path} has {len(manifest)} rows but {audio_path} has {n_audio}; "
+            "rewrite the shard with the segment step"
+        )
+    return np.arange(n_audio, dtype=np.int64)
+
+
+def partial_meta(model: str, dtype_name: str, audio_shape, order: np.ndarray) -> dict:
+    """What finished chunks depend on; chunks made from anything else are discarded."""
+    return {
+        "model": model,
+        "dtype": dtype_name,
+        "audio_shape": [int(n) for n in audio_shape],
+        "rows": len(order),
+        "row_checksum": int(order.sum()) if len(order) else 0,
+    }
+
+
+def partial_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def embed_shard(segments_dir: Path, out: Path, opts: EmbedOptions) -> dict:
+    """Embed every manifest row of ``segments_dir`` into ``out``; return the timings."""
+    from rcmg.models.clap import ChunkStore, ClapEmbedder, embed_rows_resumable
+
+    started = time.perf_counter()
+    audio, order = open_shard(segments_dir)
+    embedder = ClapEmbedder(opts.model, device=opts.device, dtype=opts.dtype)
+    if audio.shape[0] and embedder.sampling_rate != 48_000:
+        log.warning("model expects %d Hz; %s is 48 kHz audio", embedder.sampling_rate, AUDIO_NAME)
+    meta = partial_meta(opts.model, embedder.dtype_name, audio.shape, order)
+    load_seconds = time.perf_counter() - started
+    store = ChunkStore(partial_dir_for(out), meta, embedder.dim)
+    rows, counts = embed_rows_resumable(embedder, audio, order, store, opts.batch)
+    with atomic_path(out, suffix=".npy") as tmp:
+        np.save(tmp, rows)
+    shutil.rmtree(store.directory, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    log.info("embedded %d clips in %.1f s -> %s", len(order), seconds, out)
+    return {
+        "n": len(order),
+        "dim": embedder.dim,
+        "seconds": seconds,
+        "load_seconds": load_seconds,
+        "model_forward_seconds": embedder.model_forward_seconds,
+        "forward_fraction": embedder.model_forward_seconds / seconds if seconds > 0 else 0.0,
+        "clips_per_s": len(order) / (seconds - load_seconds) if seconds > load_seconds else 0.0,
+        "device": embedder.device,
+        "dtype": embedder.dtype_name,
+        "dtype_requested": opts.dtype,
+        "batch": opts.batch,
+        "degenerate_rows": embedder.degenerate_rows,
+        **counts,
+    }
