@@ -16,13 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.bank.build import EmptyBankError, build_bank  # noqa: E402
+from rcmg.bank.build import build_bank  # noqa: E402
+from rcmg.workflow import cli  # noqa: E402
+
+log = logging.getLogger("build_bank")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--embeddings", required=True, help="float [N, d] .npy of CLAP audio embeddings"
     )
@@ -35,14 +36,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--dedupe-cosine",
         type=float,
-        default=0.98,
-        help="drop a row within this cosine of an earlier kept row (0 < x <= 1); default 0.98",
+        default=cli.default(build_bank, "dedupe_cosine"),
+        help="drop a row within this cosine of an earlier kept row (0 < x <= 1)",
     )
     parser.add_argument("--no-dedupe", action="store_true", help="skip near-duplicate removal")
     parser.add_argument(
         "--dedupe-index",
         choices=("auto", "flat", "ivf"),
-        default="auto",
+        default=cli.default(build_bank, "dedupe_index"),
         help="index for dedupe: exact flat, IVF float16 (large banks), or auto by size",
     )
     parser.add_argument(
@@ -50,39 +51,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out-mapping", required=True, help="output bank mapping .jsonl")
     parser.add_argument("--audit-dir", required=True, help="output audit directory")
-    parser.add_argument("--threads", type=int, default=None, help="faiss threads")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed for the dedupe IVF training sample"
+        "--threads", type=int, default=cli.default(build_bank, "threads"), help="faiss threads"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=cli.default(build_bank, "seed"),
+        help="seed for the dedupe IVF training sample",
+    )
+    return parser
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+def run(args: argparse.Namespace) -> None:
+    audit = build_bank(
+        embeddings=args.embeddings,
+        mapping=args.mapping,
+        filter_path=args.filter,
+        out_bank=args.out_bank,
+        out_mapping=args.out_mapping,
+        audit_dir=args.audit_dir,
+        dedupe_cosine=None if args.no_dedupe else args.dedupe_cosine,
+        dedupe_index=args.dedupe_index,
+        threads=args.threads,
+        seed=args.seed,
     )
-    args = parse_args(argv)
-    try:
-        audit = build_bank(
-            embeddings=args.embeddings,
-            mapping=args.mapping,
-            filter_path=args.filter,
-            out_bank=args.out_bank,
-            out_mapping=args.out_mapping,
-            audit_dir=args.audit_dir,
-            dedupe_cosine=None if args.no_dedupe else args.dedupe_cosine,
-            dedupe_index=args.dedupe_index,
-            threads=args.threads,
-            seed=args.seed,
-        )
-    except (EmptyBankError, ValueError, FileNotFoundError) as err:
-        logging.getLogger("build_bank").error("%s", err)
-        return 1
     totals = audit["totals"]
-    logging.getLogger("build_bank").info(
-        "kept %d / %d rows -> %s", totals["kept"], totals["input_rows"], args.out_bank
-    )
-    return 0
+    log.info("kept %d / %d rows -> %s", totals["kept"], totals["input_rows"], args.out_bank)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

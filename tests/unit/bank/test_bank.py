@@ -306,7 +306,7 @@ def test_build_bank_cli(tmp_path, repo_root):
     failed = subprocess.run(
         [*base, "--filter", str(strict)], capture_output=True, text=True, timeout=120
     )
-    assert failed.returncode == 1
+    assert failed.returncode == 2
     assert "strict.yaml" in failed.stderr and "'split' filter removed the most" in failed.stderr
 
 

@@ -216,6 +216,6 @@ def test_build_index_cli_missing_bank(tmp_path, repo_root):
         "--audit", str(tmp_path / "a.json"),
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "nope.npy does not exist" in result.stderr
     assert not (tmp_path / "x.index").exists()

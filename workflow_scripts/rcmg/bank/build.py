@@ -431,11 +431,9 @@ def write_bank_npy(layout: NpyLayout, reasons: np.ndarray, out_path: str | os.Pa
 def _write_audit_plot(
     path: Path, counts: dict[str, int], kept: int, tag_rows: list[tuple[str, int, int]]
 ) -> None:
-    import matplotlib
+    from rcmg.workflow.figures import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_reasons, ax_tags) = plt.subplots(1, 2, figsize=(13, 5))
     labels = ["kept", *counts]
     values = [kept, *counts.values()]
@@ -451,8 +449,7 @@ def _write_audit_plot(
     ax_tags.set_title("top tags: kept vs dropped")
     ax_tags.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def write_mapping_and_audit(

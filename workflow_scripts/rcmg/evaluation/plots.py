@@ -7,26 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rcmg.workflow.atomic import atomic_path
+from rcmg.workflow.figures import pyplot, save_png
 
 MEL_FLOOR_DB = -120.0
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(plt, fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically as PNG, close it, return the path."""
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
 
 
 def _group_figure(plt, labels):
@@ -90,17 +73,17 @@ def _show_mel(ax, mel_db, title: str, sr: int, hop: int):
 
 
 def save_mel_image(mel_db, path: Path, title: str, sr: int = 16000, hop: int = 160) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 2.4), dpi=80)
     image = _show_mel(ax, mel_db, title, sr, hop)
     fig.colorbar(image, ax=ax, format="%d dB")
     fig.subplots_adjust(left=0.14, right=0.98, bottom=0.18, top=0.88)
-    return _save_png(plt, fig, path)
+    return save_png(fig, path)
 
 
 def save_mel_grid(mels, titles, path: Path, sr: int = 16000, hop: int = 160, ncols: int = 4):
     """Grid of mel spectrograms (one panel per clip); a text panel when there are none."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(mels), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
@@ -114,12 +97,12 @@ def save_mel_grid(mels, titles, path: Path, sr: int = 16000, hop: int = 160, nco
     if not mels:
         axes[0].text(0.5, 0.5, "no evaluated clips", ha="center", va="center")
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(fig, path)
 
 
 def save_histograms(columns: dict[str, np.ndarray], path: Path, bins: int = 20) -> Path:
     """One histogram panel per metric column (NaNs ignored; empty panels say so)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(columns) or ["(none)"]
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
@@ -137,12 +120,12 @@ def save_histograms(columns: dict[str, np.ndarray], path: Path, bins: int = 20) 
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(fig, path)
 
 
 def save_bar_ci(labels, means, lows, highs, path: Path, title: str) -> Path:
     """Bar chart of group means with asymmetric CI error bars (NaN bars left empty)."""
-    plt = _pyplot()
+    plt = pyplot()
     means = np.asarray(means, dtype=np.float64)
     lows = np.asarray(lows, dtype=np.float64)
     highs = np.asarray(highs, dtype=np.float64)
@@ -154,12 +137,12 @@ def save_bar_ci(labels, means, lows, highs, path: Path, title: str) -> Path:
     )
     _finish_group_axes(ax, positions, labels, title)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(fig, path)
 
 
 def save_violins(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """Violin plot of per-item values per group (groups with < 2 finite values as points)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(groups)
     fig, ax = _group_figure(plt, labels)
     for position, label in enumerate(labels, start=1):
@@ -171,4 +154,4 @@ def save_violins(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
             ax.plot(np.full(values.size, position), values, "o", color="#aa3377")
     _finish_group_axes(ax, range(1, len(labels) + 1), labels, title)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(fig, path)

@@ -1,4 +1,5 @@
-"""CLAP audio embeddings of one segment shard, resumable (the clap_embed step).
+"""CLAP audio embeddings of segment shards: one shard, resumable (the clap_embed step),
+and all shards of a dataset gathered into one array + mapping (the gather step).
 
 Reads ``SHARD/audio_48k.npy`` (N x T, float32/float16, memory-mapped) and
 ``SHARD/manifest.parquet``; writes the float32 N x dim rows (row i = manifest row i)
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rcmg.workflow.atomic import atomic_path
+from rcmg.workflow.atomic import atomic_path, write_jsonl
 from rcmg.workflow.cli import InputError
+from rcmg.workflow.tables import json_value
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +122,67 @@ def embed_shard(segments_dir: Path, out: Path, opts: EmbedOptions) -> dict:
         "degenerate_rows": embedder.degenerate_rows,
         **counts,
     }
+
+
+# ---------------------------------------------------------------- gather
+
+
+def load_pairs(shards: list[Path], embeddings: list[Path]):
+    """``[(shard, manifest DataFrame, memmapped embeddings)]`` with shapes checked."""
+    import pandas as pd
+
+    if len(shards) != len(embeddings):
+        raise InputError(
+            f"{len(shards)} --shards but {len(embeddings)} --embeddings; give one .npy per shard"
+        )
+    pairs, dims = [], set()
+    for shard, emb_path in zip(shards, embeddings, strict=True):
+        manifest_path = shard / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise InputError(f"{manifest_path} is missing; run the segment step first")
+        if not emb_path.is_file():
+            raise InputError(f"{emb_path} is missing; run clap_embed for {shard} first")
+        manifest = pd.read_parquet(manifest_path)
+        emb = np.load(emb_path, mmap_mode="r", allow_pickle=False)
+        if emb.ndim != 2 or emb.shape[0] != len(manifest):
+            raise InputError(
+                f"{emb_path} has shape {emb.shape} but {manifest_path} has "
+                f"{len(manifest)} rows; rerun clap_embed for {shard}"
+            )
+        dims.add(emb.shape[1])
+        pairs.append((shard, manifest, emb))
+    if len(dims) > 1:
+        detail = ", ".join(f"{e}: {p[2].shape[1]}" for e, p in zip(embeddings, pairs, strict=True))
+        raise InputError(f"embedding widths differ ({detail}); embed all shards with one model")
+    return pairs
+
+
+def mapping_rows(pairs):
+    """One JSON-ready dict per embedding row, in output order."""
+    row = 0
+    for shard, manifest, _ in pairs:
+        records = manifest.to_dict(orient="records")
+        for shard_row, record in enumerate(records):
+            cells = {k: json_value(v) for k, v in record.items() if k != "row"}
+            yield {"row": row, "shard": shard.name, "shard_row": shard_row, **cells}
+            row += 1
+
+
+def gather_shards(
+    shards: list[Path], embeddings: list[Path], out_npy: Path, out_mapping: Path
+) -> int:
+    """Concatenate per-shard embeddings (float32 memmap) and write one mapping row per row."""
+    pairs = load_pairs(shards, embeddings)
+    total = sum(len(m) for _, m, _ in pairs)
+    dim = pairs[0][2].shape[1]
+    with atomic_path(out_npy, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dim))
+        start = 0
+        for _, _, emb in pairs:
+            out[start : start + len(emb)] = emb
+            start += len(emb)
+        out.flush()
+        del out
+    write_jsonl(out_mapping, mapping_rows(pairs))
+    log.info("gathered %d rows x %d from %d shards -> %s", total, dim, len(pairs), out_npy)
+    return total

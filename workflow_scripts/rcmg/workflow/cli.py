@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -42,8 +43,17 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     )
 
 
-def default(options_class: type, name: str):
-    """The default of field ``name`` of a library option dataclass (one source of truth)."""
+def default(options, name: str):
+    """The default of ``name`` in a library option dataclass or function signature.
+
+    One source of truth: a CLI never restates a library default.
+    """
+    if not dataclasses.is_dataclass(options):
+        parameter = inspect.signature(options).parameters[name]
+        if parameter.default is inspect.Parameter.empty:
+            raise KeyError(f"{options.__name__}({name}) has no default")
+        return parameter.default
+    options_class = options
     for f in dataclasses.fields(options_class):
         if f.name == name:
             if f.default is not dataclasses.MISSING:
