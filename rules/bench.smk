@@ -19,9 +19,9 @@ rule real_arch_model:
         cpus_per_task=res("real_arch_model", "cpus"),
         slurm_partition=res("real_arch_model", "partition"),
     params:
-        cli=cli("build_real_arch"),
+        cli=cli("real_arch_model"),
         seed=config["bench"]["seed"],
-        code=code("build_real_arch"),
+        code=code("real_arch_model"),
     shell:
         "python {params.cli} --kind {wildcards.arch_kind} --out {output} "
         "--seed {params.seed} > {log} 2>&1"

@@ -102,7 +102,7 @@ rule clap_embed:
         "--out {output.emb} --stats {output.stats} > {log} 2>&1"
 
 
-rule gather:
+rule gather_embeddings:
     input:
         shards=shard_dirs_of,
         embeddings=shard_embeddings_of,
@@ -110,15 +110,15 @@ rule gather:
         npy=f"{P}/{{dataset}}/embeddings.npy",
         mapping=f"{P}/{{dataset}}/mapping.jsonl",
     log:
-        f"{LOGS}/gather/{{dataset}}.log",
+        f"{LOGS}/gather_embeddings/{{dataset}}.log",
     conda:
         "../envs/audio.yaml"
-    threads: res("gather", "cpus")
+    threads: res("gather_embeddings", "cpus")
     resources:
-        mem_mb=res_attempt("gather", "mem_mb"),
-        runtime=res("gather", "runtime"),
-        cpus_per_task=res("gather", "cpus"),
-        slurm_partition=res("gather", "partition"),
+        mem_mb=res_attempt("gather_embeddings", "mem_mb"),
+        runtime=res("gather_embeddings", "runtime"),
+        cpus_per_task=res("gather_embeddings", "cpus"),
+        slurm_partition=res("gather_embeddings", "partition"),
     params:
         cli=cli("gather_embeddings"),
         code=code("gather_embeddings"),

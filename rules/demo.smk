@@ -13,10 +13,10 @@ rule demo_dataset:
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     params:
-        cli=cli("make_demo_corpus"),
+        cli=cli("demo_dataset"),
         seed=config["demo"]["seed"],
         seconds_scale=config["demo"].get("seconds_scale", 1.0),
-        code=code("make_demo_corpus"),
+        code=code("demo_dataset"),
     shell:
         "python {params.cli} --only {wildcards.demo_kind} --out {output} "
         "--seed {params.seed} --seconds-scale {params.seconds_scale} > {log} 2>&1"
@@ -33,9 +33,9 @@ rule demo_model:
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     params:
-        cli=cli("build_tiny_models"),
+        cli=cli("demo_model"),
         seed=config["demo"]["seed"],
-        code=code("build_tiny_models"),
+        code=code("demo_model"),
     shell:
         "python {params.cli} --kind {wildcards.tiny_kind} --out {output} "
         "--seed {params.seed} > {log} 2>&1"

@@ -137,7 +137,7 @@ def test_editing_bank_filter_reruns_bank_and_everything_downstream_only(demo):
     for untouched in (
         "segment",
         "clap_embed",
-        "gather",
+        "gather_embeddings",
         "index_sources",
         "reference_stats",
         "demo_model",

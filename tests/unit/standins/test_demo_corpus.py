@@ -131,7 +131,7 @@ def test_cli_writes_identical_bytes_for_the_same_seed(demo_corpus, tmp_path):
     out = tmp_path / "corpus"
     cmd = [
         sys.executable,
-        str(REPO / "workflow_scripts" / "make_demo_corpus.py"),
+        str(REPO / "workflow_scripts" / "demo_dataset.py"),
         "--out",
         str(out),
         "--seed",

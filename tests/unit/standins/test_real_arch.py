@@ -115,7 +115,7 @@ def test_cli_rejects_unknown_kind_without_writing(tmp_path, repo_root):
     proc = subprocess.run(
         [
             sys.executable,
-            str(repo_root / "workflow_scripts" / "build_real_arch.py"),
+            str(repo_root / "workflow_scripts" / "real_arch_model.py"),
             "--kind",
             "nope",
             "--out",
@@ -147,7 +147,7 @@ def test_cli_reuses_a_finished_build_by_its_marker(tmp_path, repo_root):
     proc = subprocess.run(
         [
             sys.executable,
-            str(repo_root / "workflow_scripts" / "build_real_arch.py"),
+            str(repo_root / "workflow_scripts" / "real_arch_model.py"),
             "--kind",
             "clap",
             "--out",

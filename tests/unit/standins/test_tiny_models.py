@@ -135,7 +135,7 @@ def test_cli_reuses_a_complete_build_and_rebuilds_on_another_seed(tiny_model, tm
     folder = tmp_path / "clap"
     shutil.copytree(tiny_model("clap"), folder)
     weights_before = (folder / "model.safetensors").read_bytes()
-    script = "workflow_scripts/build_tiny_models.py"
+    script = "workflow_scripts/demo_model.py"
     cmd = [sys.executable, script, "--kind", "clap", "--out", str(folder)]
     subprocess.run(cmd + ["--seed", "0"], check=True, capture_output=True)
     assert (folder / "model.safetensors").read_bytes() == weights_before

@@ -1,28 +1,38 @@
 """Build a random-weight model with a published architecture (for benchmarks).
 
 Example:
-    python workflow_scripts/build_real_arch.py --kind audioldm2 --out resources/bench/models/audioldm2
+    python workflow_scripts/real_arch_model.py --kind audioldm2 --out resources/bench/models/audioldm2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.standins.real_arch import KINDS, MARKER, build_real_arch_model, compare_to_published
+from rcmg.standins.real_arch import (  # noqa: E402
+    KINDS,
+    MARKER,
+    build_real_arch_model,
+    compare_to_published,
+)
+from rcmg.workflow import cli  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument("--kind", required=True, choices=KINDS, help="model to build")
     parser.add_argument("--out", required=True, type=Path, help="output folder (HF format)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the random weights")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=cli.default(build_real_arch_model, "seed"),
+        help="seed for the random weights",
+    )
+    return parser
 
 
 def print_parameter_table(kind: str, out_dir: Path) -> None:
@@ -38,12 +48,13 @@ def print_parameter_table(kind: str, out_dir: Path) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+def run(args: argparse.Namespace) -> None:
     out_dir = build_real_arch_model(args.kind, args.out, seed=args.seed)
     print_parameter_table(args.kind, out_dir)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
