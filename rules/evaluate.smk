@@ -16,6 +16,7 @@ rule evaluate:
             category="Runs",
             subcategory="{model}",
             labels={"model": "{model}", "condition": "{condition}", "seed": "{seed}"},
+            caption="../report/run_report.rst",
         ),
     log:
         f"{LOGS}/evaluate/{{model}}/{{condition}}/seed{{seed}}.log",
@@ -51,8 +52,14 @@ rule compare:
     input:
         compare_inputs,
     output:
-        index=report(COMPARE["index"], category="Comparison"),
-        summary=report(COMPARE["summary"], category="Comparison"),
+        index=report(
+            COMPARE["index"], category="Comparison", caption="../report/comparison.rst"
+        ),
+        summary=report(
+            COMPARE["summary"],
+            category="Comparison",
+            caption="../report/summary_table.rst",
+        ),
     log:
         f"{LOGS}/compare.log",
     conda:

@@ -171,6 +171,31 @@ def test_editing_evaluation_code_reruns_evaluation_not_generation(demo):
     assert "generate" not in counts and "segment" not in counts
 
 
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "workflow_scripts/rcmg/evaluation/__init__.py",
+        "workflow_scripts/rcmg/evaluation/templates/run_report.html.j2",
+    ],
+)
+def test_editing_a_parent_init_or_a_template_reruns_exactly_the_steps_using_it(demo, edited):
+    path = demo / edited
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n")
+        jobs = planned_jobs(snakemake(demo, "-n", "--configfile", DEMO).stdout)
+    finally:
+        path.write_text(original)
+    counts = rule_counts(jobs)
+    assert counts.get("evaluate") == len(_runs(demo)) and counts.get("compare") == 1
+    # the package __init__ also belongs to reference_stats (it imports evaluation.metrics);
+    # the template only to the steps that render reports
+    expected = {"evaluate", "compare", "all"}
+    if edited.endswith("__init__.py"):
+        expected.add("reference_stats")
+    assert set(counts) == expected
+
+
 def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(demo):
     """A generate job SIGKILLed mid-run (with Snakemake itself) during a run that needs it."""
     cfg = _config(demo)
@@ -226,6 +251,14 @@ def test_native_snakemake_report_has_runs_by_model_and_condition(demo, tmp_path)
     assert sum(n.endswith("/report.html") for n in flagged) == len(_runs(demo))
     assert sum(n.endswith("/loss.png") for n in flagged) == len(_config(demo)["models"])
     assert any(n.endswith("/index.html") for n in flagged)
+    # the workflow description (report/workflow.rst, rendered with the config) and a
+    # caption for every flagged output, with the random-weights warning of the demo
+    page = zipfile.ZipFile(report).read("report/report.html").decode("utf-8")
+    assert "Retrieval-conditioned music generation" in page and "snakemake.config" not in page
+    assert "Pipeline check, not music" in page
+    for caption in ("evaluation report of one run", "comparison of every run", "summary.csv"):
+        assert caption in page
+    assert "Training and validation loss per epoch" in page
 
 
 def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
