@@ -38,11 +38,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser" $(PYTEST_ARGS)
 
+# Every gate CI runs before the tests: ruff, ruff format, snakefmt, and Snakemake's own
+# lint on the real, demo and demo+bench configs (each fails on a finding).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakemake --lint --configfile config/demo.yaml config/bench.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff format .
