@@ -208,4 +208,3 @@ def residual_mix(cond, blended, beta: float):
     if np.any(mixed_norm <= _PARALLEL_EPS * c_norm):
         raise ValueError("residual mix cancels to zero (cond and blended are opposite); lower beta")
     return back((mixed * (c_norm / mixed_norm)).astype(_out_dtype(c_in)))
-import os
