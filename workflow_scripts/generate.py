@@ -30,7 +30,8 @@ from rcmg.generation.conditioning import (  # noqa: E402
     option_default,
 )
 from rcmg.generation.job import GenerateConfig, run_generation  # noqa: E402
-from rcmg.models.pipelines import DTYPES, PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
+from rcmg.models.device import DTYPES  # noqa: E402
+from rcmg.models.pipelines import PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("generate")
