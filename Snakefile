@@ -28,7 +28,7 @@ wildcard_constraints:
     condition="|".join(CONDITIONS),
     seed=r"\d+",
     shard=r"\d+",
-    demo_kind="maestro|urmp|fsd50k",
+    demo_kind="|".join(DATASET_KINDS),
     tiny_kind="|".join(MODEL_KINDS),
     arch_kind="|".join(MODEL_KINDS),
 

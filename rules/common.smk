@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 # stdlib-only imports: keep `snakemake -n` fast
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
+from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -40,7 +41,6 @@ MODELS = config["models"]
 CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
-MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
 
 
@@ -87,7 +87,7 @@ def produced_by_demo(path):
     if not config["demo"]["enabled"]:
         return False
     demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
-        demo_raw_dir(k) for k in ("maestro", "urmp", "fsd50k")
+        demo_raw_dir(k) for k in DATASET_KINDS
     }
     return is_one_of(path, demo_paths)
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from rcmg.data.audio_io import AudioDecodeError, audio_info, printable
 from rcmg.workflow.cli import InputError
+from rcmg.workflow.kinds import DATASET_KINDS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("maestro", "urmp", "fsd50k")
+KINDS = DATASET_KINDS
 
 # Published layouts (file and folder names, metadata columns) this module reads.
 MAESTRO_CSV = "maestro-v3.0.0.csv"

@@ -58,10 +58,11 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.workflow.cli import InputError
+from rcmg.workflow.kinds import PIPELINE_FAMILIES
 
 log = logging.getLogger(__name__)
 
-PIPELINE_KINDS = ("audioldm1", "audioldm2")
+PIPELINE_KINDS = PIPELINE_FAMILIES
 TARGET_SPACES = {"audioldm1": "clap_text_embeds", "audioldm2": "language_model_hidden_mean"}
 STYLE_DIM = 512
 _HASH_CHUNK_BYTES = 1 << 20

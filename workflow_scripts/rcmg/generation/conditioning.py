@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from rcmg.bank.blend import BLEND_MODES
+from rcmg.workflow import kinds
 from rcmg.workflow.cli import InputError
 
-CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
+CONDITION_TYPES = kinds.CONDITION_TYPES
 ADAPTERS = ("none", "mlp", "external")
 COND_MIXES = ("none", "residual")
 

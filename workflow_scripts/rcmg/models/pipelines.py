@@ -14,10 +14,13 @@ from pathlib import Path
 
 from rcmg.models.device import resolve_device, resolve_dtype, torch_dtype
 from rcmg.models.hf_loading import ModelLoadError, load_pretrained, resolve_model_source
+from rcmg.workflow import kinds
 
 log = logging.getLogger(__name__)
 
-PIPELINE_FAMILIES = {"audioldm1": "AudioLDMPipeline", "audioldm2": "AudioLDM2Pipeline"}
+PIPELINE_FAMILIES = dict(
+    zip(kinds.PIPELINE_FAMILIES, ("AudioLDMPipeline", "AudioLDM2Pipeline"), strict=True)
+)
 
 SCHEDULERS = {
     "default": None,

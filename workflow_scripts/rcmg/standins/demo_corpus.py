@@ -24,6 +24,7 @@ from rcmg.data.sources import (
     MAESTRO_CSV,
     MAESTRO_JSON,
 )
+from rcmg.workflow.kinds import DATASET_KINDS
 
 # FSD50K labels (AudioSet ontology names and ids); each event carries its ancestors.
 FSD_VOCABULARY = (
@@ -473,7 +474,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
         writer.writerows(rows)
 
 
-DATASETS = ("maestro", "urmp", "fsd50k")
+DATASETS = DATASET_KINDS
 
 
 def write_demo_dataset(name: str, out_dir: Path, seed: int = 0, seconds_scale: float = 1.0) -> Path:

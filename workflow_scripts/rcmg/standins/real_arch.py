@@ -17,13 +17,14 @@ from pathlib import Path
 
 from rcmg.models.random_weights import MARKER_NAME, write_marker
 from rcmg.workflow.atomic import atomic_dir
+from rcmg.workflow.kinds import MODEL_KINDS
 
 LOG = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_ROOT = REPO_ROOT / "config" / "bench"
 MARKER = MARKER_NAME
-KINDS = ("audioldm", "audioldm2", "audioldm2-music", "clap")
+KINDS = MODEL_KINDS
 CONFIG_DIR_BY_KIND = {
     "audioldm": "audioldm",
     "audioldm2": "audioldm2",

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from rcmg.models.random_weights import random_weight_info, write_marker
 from rcmg.workflow.atomic import atomic_dir
+from rcmg.workflow.kinds import MODEL_KINDS
 
 log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 4
-KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+KINDS = MODEL_KINDS
 
 # Real geometry (kept): generation side.
 AUDIO_SAMPLING_RATE = 16_000

@@ -1,0 +1,16 @@
+"""The names of the things the workflow has several of: one definition each.
+
+Standard library only (rules/common.smk imports it while Snakemake parses). The
+schema's enums are checked against these by tests/unit/workflow/test_kinds.py.
+"""
+
+from __future__ import annotations
+
+# Datasets whose published layouts rcmg.data.sources reads.
+DATASET_KINDS = ("maestro", "urmp", "fsd50k")
+# Generation pipeline families (diffusers classes in rcmg.models.pipelines).
+PIPELINE_FAMILIES = ("audioldm1", "audioldm2")
+# Model folders the stand-in builders write (tiny and published-architecture).
+MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+# Condition types a config condition can have (rcmg.generation.conditioning).
+CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
