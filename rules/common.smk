@@ -301,15 +301,6 @@ def all_targets():
     ]
 
 
-def dataset_value(key):
-    """A per-dataset config value as a params function of the {dataset} wildcard."""
-
-    def value(wildcards):
-        return DATASETS[wildcards.dataset][key]
-
-    return value
-
-
 def clap_embed_inputs(wildcards):
     inputs = {"shard": shard_dir(wildcards.dataset, wildcards.shard)}
     for i, path in enumerate(model_input(config["clap"]["model"])):
@@ -342,18 +333,6 @@ def adapter_inputs(wildcards):
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
     return inputs
-
-
-def model_value(*keys):
-    """A per-model config value (nested keys) as a params function of the {model} wildcard."""
-
-    def value(wildcards):
-        node = MODELS[wildcards.model]
-        for key in keys:
-            node = node[key]
-        return node
-
-    return value
 
 
 def generate_bank_flags(wildcards):

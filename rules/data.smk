@@ -21,8 +21,8 @@ rule index_sources:
         slurm_partition=res("index_sources", "partition"),
     params:
         cli=cli("index_sources"),
-        kind=dataset_value("kind"),
-        root=dataset_value("root"),
+        kind=lookup(dpath="datasets/{dataset}/kind", within=config),
+        root=lookup(dpath="datasets/{dataset}/root", within=config),
         code=code("index_sources"),
     shell:
         "python {params.cli} --kind {params.kind} --root {params.root:q} "
@@ -49,8 +49,8 @@ rule segment:
         slurm_partition=res("segment", "partition"),
     params:
         cli=cli("segment"),
-        root=dataset_value("root"),
-        num_shards=dataset_value("shards"),
+        root=lookup(dpath="datasets/{dataset}/root", within=config),
+        num_shards=lookup(dpath="datasets/{dataset}/shards", within=config),
         seconds=config["segment"]["seconds"],
         hop=config["segment"]["hop_seconds"],
         tail=config["segment"]["tail"],
