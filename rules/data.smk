@@ -7,7 +7,11 @@ rule index_sources:
     output:
         table=f"{P}/{{dataset}}/sources.parquet",
         audit=f"{P}/{{dataset}}/sources_audit.csv",
-        coverage=f"{P}/{{dataset}}/coverage.json",
+        coverage=report(
+            f"{P}/{{dataset}}/coverage.json",
+            category="Datasets",
+            labels={"dataset": "{dataset}", "file": "coverage"},
+        ),
     log:
         f"{LOGS}/index_sources/{{dataset}}.log",
     benchmark:

@@ -492,3 +492,45 @@ def test_coverage_sentence_states_present_of_listed():
         "fsd50k (FSD50K): 9 of 16 listed files present (56.2%), 1 with unreadable headers; "
         "clips_info missing"
     )
+
+
+def test_urmp_stem_parsing():
+    from rcmg.data.sources import parse_urmp_stem
+
+    assert parse_urmp_stem("AuSep_3_tpt_30_Fanfare.wav") == (3, "tpt")
+    assert parse_urmp_stem("AuSep_2_vc_05_Caf\udce9.wav") == (2, "vc")
+    assert parse_urmp_stem("AuSep_0_vn_01_Jupiter.wav") is None
+    assert parse_urmp_stem("AuMix_01_Jupiter_vn_vc.wav") is None
+
+
+def test_urmp_odd_stem_files_are_audited_not_guessed(demo_corpus, tmp_path):
+    root = tmp_path / "urmp"
+    shutil.copytree(demo_corpus / "urmp", root)
+    piece = root / "01_Jupiter_vn_vc"
+    (piece / "AuSep_2_vc_01_Jupiter.wav").rename(piece / "AuSep_2_kazoo_01_Jupiter.wav")
+    shutil.copy(piece / "AuSep_1_vn_01_Jupiter.wav", piece / "AuSep_3_va_01_Jupiter.wav")
+    result, rows, audits, cov = _index_cli("urmp", root, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    reasons = {a["path"]: a["reason"] for a in audits}
+    assert reasons == {
+        "01_Jupiter_vn_vc/AuSep_2_kazoo_01_Jupiter.wav": "unrecognised stem file",
+        "01_Jupiter_vn_vc/AuSep_2_vc_01_Jupiter.wav": "missing file",
+        "01_Jupiter_vn_vc/AuSep_3_va_01_Jupiter.wav": "stem disagrees with folder name",
+    }
+    extra = next(r for r in rows if r["path"].endswith("AuSep_3_va_01_Jupiter.wav"))
+    assert extra["instruments"] == ["viola"] and extra["stem"] == "sep"
+    mix = next(r for r in rows if r["path"] == "01_Jupiter_vn_vc/AuMix_01_Jupiter_vn_vc.wav")
+    assert mix["instruments"] == ["violin", "cello", "viola"]
+    assert (cov["listed"], cov["present"], cov["missing"]) == (11, 10, 1)
+
+
+def test_dataset_with_only_unreadable_headers_fails(demo_corpus, tmp_path):
+    root = tmp_path / "fsd50k"
+    shutil.copytree(demo_corpus / "fsd50k", root)
+    for path in root.rglob("*.wav"):
+        path.write_bytes(b"")
+    result, *_ = _index_cli("fsd50k", root, tmp_path / "out")
+    assert result.returncode == 2
+    [line] = _error_lines(result)
+    assert "no usable fsd50k source" in line
+    assert "16 listed files present but none has a readable header" in line

@@ -540,7 +540,7 @@ def parse_urmp_folder(name: str) -> tuple[int, str, list[str]] | None:
 def parse_urmp_stem(name: str) -> tuple[int, str] | None:
     """``'AuSep_3_tpt_39_Fanfare.wav'`` -> ``(3, 'tpt')``; None if not an AuSep file name."""
     match = _URMP_STEM.match(name)
-    if match is None:
+    if match is None or int(match.group(1)) < 1:
         return None
     return int(match.group(1)), match.group(2)
 
