@@ -534,3 +534,20 @@ def test_dataset_with_only_unreadable_headers_fails(demo_corpus, tmp_path):
     [line] = _error_lines(result)
     assert "no usable fsd50k source" in line
     assert "16 listed files present but none has a readable header" in line
+
+
+def test_segment_reads_the_urmp_download_folder_index(variants, tmp_path):
+    """index_sources -> segment, both with --root at the download folder (as the rules run)."""
+    root = variants / "urmp_download"
+    result, rows, _, _ = _index_cli("urmp", root, tmp_path / "idx")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "shard0"
+    cmd = [sys.executable, str(REPO / "workflow_scripts" / "segment.py")]
+    cmd += ["--sources", str(tmp_path / "idx" / "sources.parquet"), "--root", str(root)]
+    cmd += ["--shard", "0", "--num-shards", "1", "--stems", "all", "--out-dir", str(out)]
+    seg = subprocess.run(cmd, capture_output=True, text=True)
+    assert seg.returncode == 0, seg.stderr
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert {m["source_id"] for m in manifest} == {r["source_id"] for r in rows}
+    with open(out / "skipped.csv", newline="", encoding="utf-8") as fh:
+        assert list(csv.DictReader(fh)) == []
