@@ -7,6 +7,11 @@ rule index_sources:
     output:
         table=f"{P}/{{dataset}}/sources.parquet",
         audit=f"{P}/{{dataset}}/sources_audit.csv",
+        coverage=report(
+            f"{P}/{{dataset}}/coverage.json",
+            category="Datasets",
+            labels={"dataset": "{dataset}", "file": "coverage"},
+        ),
     log:
         f"{LOGS}/index_sources/{{dataset}}.log",
     benchmark:
@@ -26,7 +31,8 @@ rule index_sources:
         code=code("index_sources"),
     shell:
         "python {params.cli} --kind {params.kind} --root {params.root:q} "
-        "--out {output.table} --audit-out {output.audit} > {log} 2>&1"
+        "--out {output.table} --audit-out {output.audit} --coverage-out {output.coverage} "
+        "> {log} 2>&1"
 
 
 rule segment:

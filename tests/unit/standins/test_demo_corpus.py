@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from rcmg.data.audio_io import read_audio
-from rcmg.data.sources import MAESTRO_COLUMNS, URMP_INSTRUMENTS
-from rcmg.standins.demo_corpus import FSD_EVENT_LABELS, band_noise, fsd_clips
+from rcmg.data.sources import FSD_CLIPS_INFO_FIELDS, MAESTRO_COLUMNS, URMP_INSTRUMENTS
+from rcmg.standins.demo_corpus import (
+    FSD_EVENT_LABELS,
+    FSD_LICENSES,
+    URMP_IRREGULAR_PIECE,
+    band_noise,
+    fsd_clips,
+    urmp_folder_name,
+    write_demo_variant,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -153,3 +161,51 @@ def test_other_seed_and_scale_change_the_audio(tmp_path):
     assert sum(a[k] != b[k] for k in a if k.endswith(".wav")) == sum(k.endswith(".wav") for k in a)
     durations = [sf.info(p).duration for p in _all_wavs(tmp_path / "a" / "maestro")]
     assert max(durations) == pytest.approx(3.1)
+
+
+def test_fsd50k_clips_info_carries_freesound_fields(demo_corpus):
+    root = demo_corpus / "fsd50k"
+    licences, uploaders = set(), set()
+    for part in ("dev", "eval"):
+        info = json.loads(
+            (root / "FSD50K.metadata" / f"{part}_clips_info_FSD50K.json").read_text("utf-8")
+        )
+        listed = {r["fname"] for r in _read_csv(root / "FSD50K.ground_truth" / f"{part}.csv")}
+        assert set(info) == listed
+        for entry in info.values():
+            assert tuple(entry) == FSD_CLIPS_INFO_FIELDS
+            assert entry["title"] and entry["description"] and entry["uploader"]
+            assert entry["tags"] and all(isinstance(t, str) for t in entry["tags"])
+            assert entry["license"].startswith("http://creativecommons.org/")
+            licences.add(entry["license"])
+            uploaders.add(entry["uploader"])
+    assert licences == set(FSD_LICENSES) and len(uploaders) >= 3
+
+
+def test_maestro_v2_variant_has_record_json_and_the_same_audio(demo_corpus, tmp_path):
+    root = write_demo_variant("maestro_v2", tmp_path / "m2")
+    records = json.loads((root / "maestro-v2.0.0.json").read_text("utf-8"))
+    assert isinstance(records, list) and all(tuple(r) == MAESTRO_COLUMNS for r in records)
+    assert records == [
+        {**r, "year": int(r["year"]), "duration": float(r["duration"])}
+        for r in _read_csv(root / "maestro-v2.0.0.csv")
+    ]
+    assert not list(root.glob("maestro-v3*"))
+    wavs = {k: v for k, v in _digest(root).items() if k.endswith(".wav")}
+    assert wavs == {k: v for k, v in _digest(demo_corpus / "maestro").items() if k.endswith(".wav")}
+
+
+def test_urmp_download_variant_has_dataset_folder_and_an_irregular_stem(demo_corpus, tmp_path):
+    root = write_demo_variant("urmp_download", tmp_path / "ud")
+    assert [p.name for p in root.iterdir()] == ["Dataset"]
+    flat = _digest(demo_corpus / "urmp")
+    nested = _digest(root / "Dataset")
+    assert {k: nested[k] for k in flat} == flat
+    folder = root / "Dataset" / urmp_folder_name(URMP_IRREGULAR_PIECE)
+    assert folder.name == "30_Fanfare_tpt_tpt_tbn"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "AuMix_30_Fanfare_tpt_tpt_tbn.wav",
+        "AuSep_1_tpt_30_Fanfare.wav",
+        "AuSep_2_tpt_30_Fanfare.wav",
+        "AuSep_3_tpt_30_Fanfare.wav",
+    ]

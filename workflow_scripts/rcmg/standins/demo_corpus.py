@@ -3,7 +3,14 @@
 The audio is synthesised (piano-like decaying notes, string/wind melodies, tagged
 sound events) so the whole pipeline can be exercised offline. File formats vary the
 way the real sets do (44.1/48/22.05/16 kHz, mono/stereo, PCM_16/PCM_24/FLOAT), and
-the same seed always gives the same bytes.
+the same seed always gives the same bytes. FSD50K carries its Freesound clip metadata
+(``FSD50K.metadata/{dev,eval}_clips_info_FSD50K.json``: title, description, tags,
+Creative Commons licence URL, uploader).
+
+Layout variants users also have (``write_demo_variant``, not part of the default demo):
+``maestro_v2`` (the same recordings with ``maestro-v2.0.0.{csv,json}``, the JSON a list
+of records) and ``urmp_download`` (the URMP download folder: pieces under ``Dataset/``,
+plus a piece whose third stem's file name says trumpet where the folder says trombone).
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.sources import (
+    FSD_CLIPS_INFO,
     FSD_DEV_AUDIO,
     FSD_EVAL_AUDIO,
     FSD_GROUND_TRUTH,
+    FSD_METADATA,
     MAESTRO_COLUMNS,
-    MAESTRO_CSV,
-    MAESTRO_JSON,
+    URMP_DOWNLOAD_FOLDER,
 )
 from rcmg.workflow.kinds import DATASET_KINDS
 
@@ -77,8 +85,13 @@ class MaestroPiece:
 class UrmpPiece:
     number: int
     title: str
-    instruments: tuple[str, ...]
+    instruments: tuple[str, ...]  # as the folder name lists them
     seconds: float
+    file_instruments: tuple[str, ...] | None = None  # as the AuSep file names say, if different
+
+    @property
+    def stem_instruments(self) -> tuple[str, ...]:
+        return self.file_instruments or self.instruments
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,17 @@ URMP_PIECES = (
     UrmpPiece(12, "Spring", ("vn", "vn", "vc"), 25.0),
 )
 URMP_FORMAT = AudioFormat(48000, 1, "PCM_24")
+# The download variant's extra piece: part 3's file name says tpt, the folder says tbn.
+URMP_IRREGULAR_PIECE = UrmpPiece(30, "Fanfare", ("tpt", "tpt", "tbn"), 6.0, ("tpt", "tpt", "tpt"))
+
+# Freesound licences found in FSD50K's clips_info (Creative Commons deed URLs).
+FSD_LICENSES = (
+    "http://creativecommons.org/publicdomain/zero/1.0/",
+    "http://creativecommons.org/licenses/by/3.0/",
+    "http://creativecommons.org/licenses/by-nc/3.0/",
+    "http://creativecommons.org/licenses/sampling+/1.0/",
+)
+FSD_UPLOADERS = ("rainmaker_field", "klangwerk", "dr_bells", "ana.sounds", "tapeloop77")
 
 _FSD_FORMATS = (
     AudioFormat(44100, 1, "PCM_16"),
@@ -379,7 +403,9 @@ def _scaled(seconds: float, scale: float) -> float:
     return max(0.25, seconds * scale)
 
 
-def _write_maestro(root: Path, rng: np.random.Generator, scale: float) -> None:
+def _write_maestro(
+    root: Path, rng: np.random.Generator, scale: float, version: str = "v3.0.0"
+) -> None:
     rows = []
     bank = piano_bank()
     for piece in MAESTRO_PIECES:
@@ -400,12 +426,17 @@ def _write_maestro(root: Path, rng: np.random.Generator, scale: float) -> None:
                 "duration": audio.shape[0] / piece.fmt.sample_rate,
             }
         )
-    with open(root / MAESTRO_CSV, "w", newline="", encoding="utf-8") as fh:
+    with open(root / f"maestro-{version}.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=MAESTRO_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    columns = {col: {str(i): row[col] for i, row in enumerate(rows)} for col in MAESTRO_COLUMNS}
-    (root / MAESTRO_JSON).write_text(json.dumps(columns, ensure_ascii=False), encoding="utf-8")
+    if version.startswith("v3"):  # column-oriented: {column: {row_index: value}}
+        data = {col: {str(i): row[col] for i, row in enumerate(rows)} for col in MAESTRO_COLUMNS}
+    else:  # v1/v2: a list of records
+        data = rows
+    (root / f"maestro-{version}.json").write_text(
+        json.dumps(data, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 def _instrument_family(abbrev: str) -> str:
@@ -420,13 +451,16 @@ def urmp_folder_name(piece: UrmpPiece) -> str:
     return f"{piece.number:02d}_{piece.title}_{'_'.join(piece.instruments)}"
 
 
-def _write_urmp(root: Path, rng: np.random.Generator, scale: float) -> None:
+def _write_urmp(
+    root: Path, rng: np.random.Generator, scale: float, pieces: tuple[UrmpPiece, ...] = URMP_PIECES
+) -> None:
     sr = URMP_FORMAT.sample_rate
-    for piece in URMP_PIECES:
+    for piece in pieces:
         folder = urmp_folder_name(piece)
         seconds = _scaled(piece.seconds, scale)
-        stems = [melody_like(rng, seconds, sr, _instrument_family(a)) for a in piece.instruments]
-        for k, (abbrev, stem) in enumerate(zip(piece.instruments, stems, strict=True), start=1):
+        codes = piece.stem_instruments
+        stems = [melody_like(rng, seconds, sr, _instrument_family(a)) for a in codes]
+        for k, (abbrev, stem) in enumerate(zip(codes, stems, strict=True), start=1):
             name = f"AuSep_{k}_{abbrev}_{piece.number:02d}_{piece.title}.wav"
             write_wav(root / folder / name, stem[:, None], URMP_FORMAT)
         mix = np.sum(stems, axis=0) / len(stems)
@@ -446,9 +480,36 @@ def _fsd_row(clip: FsdClip) -> dict[str, str]:
     return row
 
 
+_FSD_TITLES = {
+    "Rain": ("rain on the skylight.wav", "Light rain, garden"),
+    "Drum": ("floor tom hits 120bpm", "kick_loop_dry.wav"),
+    "Bell": ("Church bell, distant", "handbell C5.aif"),
+    "Guitar": ("nylon guitar arpeggio", "guitarras_12.wav"),
+    "Wind": ("wind through pines", "Gusty wind, mic covered"),
+    "Speech": ("counting in Spanish", "voice memo - hello"),
+    "Water": ("stream bubbling close", "Dripping tap, kitchen"),
+    "Bird": ("blackbird morning song", "sparrow chirps.wav"),
+}
+
+
+def fsd_clip_info(clip: FsdClip, index: int) -> dict:
+    """The clip's Freesound metadata, as in ``*_clips_info_FSD50K.json``."""
+    labels = FSD_EVENT_LABELS[clip.event]
+    return {
+        "title": _FSD_TITLES[clip.event][index // len(_FSD_EVENTS) % 2],
+        "description": f"Synthetic {clip.event.lower()} recording ({clip.seconds:g} s), demo stand-in.",
+        "tags": [label.lower().replace("_", "-") for label in labels] + ["field-recording"],
+        "license": FSD_LICENSES[index % len(FSD_LICENSES)],
+        "uploader": FSD_UPLOADERS[index % len(FSD_UPLOADERS)],
+    }
+
+
 def _write_fsd50k(root: Path, rng: np.random.Generator, scale: float) -> None:
     dev_rows, eval_rows = [], []
-    for clip in fsd_clips():
+    clips_info: dict[str, dict[str, dict]] = {"dev": {}, "eval": {}}
+    for index, clip in enumerate(fsd_clips()):
+        part = "eval" if clip.split == "eval" else "dev"
+        clips_info[part][str(clip.fname)] = fsd_clip_info(clip, index)
         seconds = _scaled(clip.seconds, scale)
         mono = sound_event(rng, clip.event, seconds, clip.fmt.sample_rate)
         mono = 0.5 * mono / (np.max(np.abs(mono)) + 1e-12)
@@ -465,6 +526,12 @@ def _write_fsd50k(root: Path, rng: np.random.Generator, scale: float) -> None:
     _write_csv(truth / "eval.csv", ("fname", "labels", "mids"), eval_rows)
     with open(truth / "vocabulary.csv", "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows((i, label, mid) for i, (label, mid) in enumerate(FSD_VOCABULARY))
+    metadata = root / FSD_METADATA
+    metadata.mkdir(parents=True, exist_ok=True)
+    for part, info in clips_info.items():
+        (metadata / FSD_CLIPS_INFO.format(part=part)).write_text(
+            json.dumps(info, indent=4, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
@@ -489,6 +556,30 @@ def write_demo_dataset(name: str, out_dir: Path, seed: int = 0, seconds_scale: f
     writer = {"maestro": _write_maestro, "urmp": _write_urmp, "fsd50k": _write_fsd50k}[name]
     writer(Path(out_dir), np.random.default_rng([seed, DATASETS.index(name)]), seconds_scale)
     return Path(out_dir)
+
+
+VARIANTS = ("maestro_v2", "urmp_download")
+
+
+def write_demo_variant(name: str, out_dir: Path, seed: int = 0, seconds_scale: float = 1.0) -> Path:
+    """Write a layout variant of a demo dataset into ``out_dir`` (see the module docstring).
+
+    ``maestro_v2``'s audio equals ``maestro``'s; ``urmp_download``'s first pieces equal
+    ``urmp``'s (same bytes, under ``Dataset/``), then comes ``URMP_IRREGULAR_PIECE``.
+    """
+    if seconds_scale <= 0:
+        raise ValueError(f"seconds_scale must be > 0, got {seconds_scale}")
+    out_dir = Path(out_dir)
+    if name == "maestro_v2":
+        rng = np.random.default_rng([seed, DATASETS.index("maestro")])
+        _write_maestro(out_dir, rng, seconds_scale, version="v2.0.0")
+    elif name == "urmp_download":
+        rng = np.random.default_rng([seed, DATASETS.index("urmp")])
+        pieces = (*URMP_PIECES, URMP_IRREGULAR_PIECE)
+        _write_urmp(out_dir / URMP_DOWNLOAD_FOLDER, rng, seconds_scale, pieces)
+    else:
+        raise ValueError(f"unknown demo variant {name!r}; expected one of {', '.join(VARIANTS)}")
+    return out_dir
 
 
 def write_demo_corpus(root: Path, seed: int = 0, seconds_scale: float = 1.0) -> Path:
