@@ -237,20 +237,18 @@ class FakeEmbedder:
 
 
 def write_fake_reference(path: Path, model: str = "fake-clap") -> Path:
-    """ref_stats.npz from FakeEmbedder embeddings of noise (written by reference_stats' writer)."""
-    import reference_stats
+    """ref_stats.npz from FakeEmbedder embeddings of noise (the library's writer)."""
+    from rcmg.evaluation import reference
 
     emb = FakeEmbedder().embed_audio(np.random.default_rng(0).standard_normal((12, 48000)))
-    reference_stats.write_reference(Path(path), emb.astype(np.float32), model, [Path("shards/s0")])
+    reference.write_reference(Path(path), emb.astype(np.float32), model, [Path("shards/s0")])
     return Path(path)
 
 
-def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50) -> dict:
-    """Run evaluate's real pipeline on ``run_dir`` with FakeEmbedder (no CLAP load)."""
-    import evaluate
+def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50, **options) -> dict:
+    """Run the library's evaluation on ``run_dir`` with FakeEmbedder (no CLAP load)."""
+    from rcmg.evaluation.run_eval import EvalOptions, evaluate_run
 
-    args = evaluate.parse_args(
-        ["--run-dir", str(run_dir), "--clap-model", "fake-clap", "--reference-stats", str(ref)]
-        + ["--n-boot", str(n_boot)]
+    return evaluate_run(
+        run_dir, "fake-clap", ref, EvalOptions(n_boot=n_boot, **options), FakeEmbedder
     )
-    return evaluate.evaluate_run(args, FakeEmbedder)

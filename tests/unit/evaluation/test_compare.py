@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import compare
 import numpy as np
 import pytest
+from rcmg.evaluation import comparison
 
 from tests.unit import fake_runs
 
@@ -161,8 +161,7 @@ def test_identical_runs_give_na_p_values_with_reason(evaluated, tmp_path):
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
     run_b = fake_runs.write_fake_run(copy_root, model="A", condition="prompt", seed=0, kind="sine")
     fake_runs.evaluate_with_fake_embedder(run_b, ref, n_boot=10)
-    args = compare.parse_args(["--roots", str(run_a), str(run_b), "--out-dir", str(tmp_path / "o")])
-    compare.compare_side_by_side(args)
+    comparison.compare_side_by_side(run_a, run_b, tmp_path / "o")
     html = (tmp_path / "o" / "index.html").read_text()
     assert html.count("n/a (all paired differences are zero)") == 5
 

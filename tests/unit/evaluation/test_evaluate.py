@@ -1,4 +1,4 @@
-"""evaluate.py and reference_stats.py: CLIs end to end with the tiny CLAP, plus edge cases."""
+"""evaluate.py and reference_stats.py end to end with the tiny CLAP; the library's edge cases."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import pytest
-import reference_stats
-from rcmg.evaluation import report
+from rcmg.evaluation import reference, report, run_eval
 
 from tests.unit import fake_runs
 
@@ -37,11 +36,10 @@ def read_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def evaluate_args(run_dir: Path, ref: Path, model: str = "fake-clap", *extra):
-    return evaluate.parse_args(
-        ["--run-dir", str(run_dir), "--clap-model", model, "--reference-stats", str(ref)]
-        + ["--n-boot", "50", *extra]
-    )
+def evaluate_fake(run_dir: Path, ref: Path):
+    """The library's evaluation with FakeEmbedder (what evaluate.py runs, minus CLAP)."""
+    options = run_eval.EvalOptions(n_boot=50)
+    return run_eval.evaluate_run(run_dir, "fake-clap", ref, options, fake_runs.FakeEmbedder)
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +126,11 @@ def test_report_html_is_escaped_relative_and_labelled(cli_tree):
 def test_failed_evaluation_leaves_no_report(tmp_path):
     run_dir = fake_runs.write_fake_run(tmp_path / "runs")
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
-    evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    evaluate_fake(run_dir, ref)
     assert (run_dir / "report.html").is_file()
     (run_dir / "wav" / "0002.wav").unlink()
     with pytest.raises(report.RunDirError, match="0002.wav"):
-        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+        evaluate_fake(run_dir, ref)
     assert not (run_dir / "report.html").exists()
     assert not (run_dir / "metrics" / "summary.json").exists()
 
@@ -140,7 +138,7 @@ def test_failed_evaluation_leaves_no_report(tmp_path):
 def test_multiple_waveforms_per_prompt_get_their_own_rows_and_mels(tmp_path):
     run_dir = fake_runs.write_fake_run(tmp_path / "runs", n_waveforms=2, prompts=["a", "b"])
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
-    evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+    evaluate_fake(run_dir, ref)
     rows = read_rows(run_dir)
     assert [(r["item"], r["waveform_index"]) for r in rows] == [
         ("0", "0"),
@@ -155,29 +153,27 @@ def test_reference_model_mismatch_and_missing_inputs_are_explained(tmp_path):
     run_dir = fake_runs.write_fake_run(tmp_path / "runs")
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz", model="other-clap")
     with pytest.raises(ValueError, match="recompute reference_stats.py"):
-        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+        evaluate_fake(run_dir, ref)
     with pytest.raises(report.RunDirError, match="run reference_stats.py first"):
-        evaluate.evaluate_run(
-            evaluate_args(run_dir, tmp_path / "absent.npz"), fake_runs.FakeEmbedder
-        )
+        evaluate_fake(run_dir, tmp_path / "absent.npz")
     (run_dir / "items.jsonl").unlink()
     with pytest.raises(report.RunDirError, match="items.jsonl"):
-        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+        evaluate_fake(run_dir, ref)
     with pytest.raises(FileNotFoundError, match="run the segment step"):
-        reference_stats.open_shards([tmp_path / "no_shard"])
+        reference.open_shards([tmp_path / "no_shard"])
 
 
 def test_reference_subsample_is_deterministic_and_bounded():
-    picks = reference_stats.subsample_index([5, 7], max_items=6, seed=3)
-    assert picks == reference_stats.subsample_index([5, 7], max_items=6, seed=3)
+    picks = reference.subsample_index([5, 7], max_items=6, seed=3)
+    assert picks == reference.subsample_index([5, 7], max_items=6, seed=3)
     assert len(picks) == 6 and len(set(picks)) == 6 and picks == sorted(picks)
     assert all(r < (5 if s == 0 else 7) for s, r in picks)
-    assert reference_stats.subsample_index([2, 1], max_items=10, seed=0) == [(0, 0), (0, 1), (1, 0)]
+    assert reference.subsample_index([2, 1], max_items=10, seed=0) == [(0, 0), (0, 1), (1, 0)]
 
 
 def test_style_vectors_of_another_dimension_are_refused(tmp_path):
     run_dir = fake_runs.write_fake_run(tmp_path / "runs", with_style=True, style_dim=512)
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
     with pytest.raises(ValueError, match="style.npy has shape"):
-        evaluate.evaluate_run(evaluate_args(run_dir, ref), fake_runs.FakeEmbedder)
+        evaluate_fake(run_dir, ref)
     assert not (run_dir / "report.html").exists()
