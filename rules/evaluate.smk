@@ -39,11 +39,17 @@ rule evaluate:
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
         mel_max=config["evaluation"]["mel_max_items"],
+        fad_blocks=config["evaluation"]["fad_blocks"],
+        fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
+        fad_inf_steps=config["evaluation"]["fad_inf_steps"],
+        fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         code=code("evaluate"),
     shell:
         "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
         "--reference-stats {input.reference} --batch {params.batch} --device {params.device} "
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
+        "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
+        "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
         "> {log} 2>&1"
 
 

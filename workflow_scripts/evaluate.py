@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", int, "bootstrap seed"),
         ("mel_max_items", int, "clips in mel_grid.png"),
         ("silence_dbfs", float, "clips below this RMS level count as silent"),
+        ("fad_blocks", int, "jackknife blocks per side for the FAD interval"),
+        ("fad_inf_min_n", int, "smallest subsample size of the FAD-infinity fit"),
+        ("fad_inf_steps", int, "subsample sizes of the FAD-infinity fit"),
+        ("fad_inf_repeats", int, "subsamples averaged per size (without replacement)"),
     ):
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=kind, default=cli.default(EvalOptions, name), help=text)
@@ -49,6 +53,10 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         seed=args.seed,
         mel_max_items=args.mel_max_items,
         silence_dbfs=args.silence_dbfs,
+        fad_blocks=args.fad_blocks,
+        fad_inf_min_n=args.fad_inf_min_n,
+        fad_inf_steps=args.fad_inf_steps,
+        fad_inf_repeats=args.fad_inf_repeats,
     )
 
 

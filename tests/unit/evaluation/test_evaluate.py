@@ -95,6 +95,10 @@ def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
     for name in ("clap_text_sim", "clap_style_sim", "rms_dbfs", "fad", "kad"):
         record = summary["metrics"][name]
         assert record["ci_low"] <= record["ci_high"] and record["n"] == 3, name
+    assert summary["metrics"]["kad"]["method"].startswith("jackknife (3 prompt clusters")
+    assert "FAD at N=3" in summary["metrics"]["fad"]["method"]
+    with np.load(run_dir / "metrics" / "embeddings.npz") as saved:
+        assert saved["audio"].shape == (3, 512) and saved["item"].tolist() == [0, 2, 3]
     assert (run_dir / "visualizations" / "mel_grid.png").stat().st_size > 1000
     assert (run_dir / "visualizations" / "metric_histograms.png").is_file()
     assert not list(run_dir.rglob("*.part*")), "temporary files left behind"
@@ -105,6 +109,9 @@ def test_near_silent_run_gives_finite_metrics(cli_tree):
     for name, record in summary["metrics"].items():
         if name == "clap_style_sim":  # no style.npy in a prompt-only run
             assert record["mean"] is None and record["reason"] == "no finite values"
+            continue
+        if name == "fad_inf":  # 4 clips < the default minimum subsample size: said so
+            assert record["mean"] is None and "fad_inf_min_n" in record["reason"]
             continue
         for key in ("mean", "ci_low", "ci_high"):
             assert record[key] is not None and math.isfinite(record[key]), (name, key)

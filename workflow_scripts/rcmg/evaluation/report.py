@@ -94,8 +94,16 @@ def format_ci(record: dict | None, digits: int = 3) -> str:
         reason = record.get("reason") or ""
         return f"n/a ({reason})" if reason else "n/a"
     low, high = record.get("ci_low"), record.get("ci_high")
-    interval = f" [{format_number(low, digits)}, {format_number(high, digits)}]"
-    return f"{format_number(mean, digits)}{interval}"
+    text = format_number(mean, digits)
+    if _finite(low) and _finite(high):
+        text += f" [{format_number(low, digits)}, {format_number(high, digits)}]"
+    if "r2" in record:
+        text += f" (R²={format_number(record['r2'], digits)})"
+    return text
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(float(value))
 
 
 def relative_link(target: Path, from_dir: Path) -> str:

@@ -8,6 +8,7 @@ finished-looking report). The CLI is workflow_scripts/evaluate.py.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
-from rcmg.evaluation import metrics, plots, report, stats
-from rcmg.workflow.atomic import atomic_dir, write_json, write_text
+from rcmg.evaluation import metrics, plots, report, set_metrics, stats
+from rcmg.evaluation.set_metrics import SetMetricOptions
+from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
 
 LOG = logging.getLogger("evaluate")
 
@@ -35,6 +37,22 @@ class EvalOptions:
     seed: int = 0  # bootstrap seed
     mel_max_items: int = 16  # clips in mel_grid.png
     silence_dbfs: float = metrics.SILENCE_DBFS
+    fad_blocks: int = 20  # jackknife blocks per side for the FAD interval
+    fad_inf_min_n: int = 500  # smallest subsample of the FAD-infinity fit
+    fad_inf_steps: int = 10  # subsample sizes of the FAD-infinity fit
+    fad_inf_repeats: int = 3  # subsamples averaged per size
+
+    def set_metric_options(self) -> SetMetricOptions:
+        return SetMetricOptions(
+            fad_blocks=self.fad_blocks,
+            fad_inf_min_n=self.fad_inf_min_n,
+            fad_inf_steps=self.fad_inf_steps,
+            fad_inf_repeats=self.fad_inf_repeats,
+            seed=self.seed,
+        )
+
+
+EMBEDDINGS_FILE = "metrics/embeddings.npz"
 
 
 CLAP_SR = 48000
@@ -195,12 +213,7 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         metric_records[f"{name}_fraction"] = stats.bootstrap_mean_ci(
             column(rows, name), options.n_boot, options.seed
         )
-    metric_records["fad"] = stats.fad_to_reference_ci(
-        audio_emb, reference["mu"], reference["sigma"], options.n_boot, options.seed
-    )
-    metric_records["kad"] = stats.kad_ci(
-        audio_emb, reference["embeddings"], options.n_boot, options.seed
-    )
+    metric_records.update(set_metric_records(audio_emb, ok_items(rows), reference, options))
     skipped = [
         {"item": r["item"], "waveform_index": r["waveform_index"], "reason": r["skip_reason"]}
         for r in rows
@@ -221,8 +234,39 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "reference": {"path": reference["path"], "n": reference["n"], "model": reference["model"]},
         "n_boot": options.n_boot,
         "bootstrap_seed": options.seed,
+        "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "metrics": metric_records,
     }
+
+
+def ok_items(rows: list[dict]) -> list[int]:
+    """Item (= prompt) index of every evaluated clip: the jackknife's clusters."""
+    return [int(r["item"]) for r in rows if r["status"] == "ok"]
+
+
+def set_metric_records(audio_emb, items, reference, options: EvalOptions) -> dict:
+    """FAD at this N, FAD-infinity and KAD (kadtk convention) with jackknife intervals."""
+    ref = reference["embeddings"]
+    set_options = options.set_metric_options()
+    return {
+        "fad": set_metrics.fad_interval(audio_emb, ref, items, set_options),
+        "fad_inf": set_metrics.fad_infinity(audio_emb, ref, set_options),
+        "kad": set_metrics.kad_interval(audio_emb, ref, items, set_options),
+    }
+
+
+def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, clap_model) -> None:
+    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    with atomic_path(run_dir / EMBEDDINGS_FILE, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            audio=np.asarray(audio_emb, dtype=np.float32),
+            item=np.array([int(r["item"]) for r in ok], dtype=np.int64),
+            waveform_index=np.array([int(r.get("waveform_index") or 0) for r in ok]),
+            prompt=np.array([str(r["prompt"]) for r in ok], dtype=np.str_),
+            clap_model=np.str_(str(clap_model)),
+        )
 
 
 def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list[dict]:
@@ -290,7 +334,7 @@ def evaluate_run(
     if embedder_factory is None:
         embedder_factory = clap_factory(clap_model, options.device)
     config, hardware, items = report.read_run_inputs(run_dir)
-    for stale in ("report.html", "metrics/summary.json"):
+    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE):
         (run_dir / stale).unlink(missing_ok=True)
     reference = load_reference(Path(reference_stats), clap_model)
     ok_rows = [r for r in items if r.get("status") == "ok"]
@@ -312,6 +356,7 @@ def evaluate_run(
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
+    write_embeddings(run_dir, rows, audio_emb, clap_model)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
     write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
     html = report.render_run_report(
