@@ -5,6 +5,18 @@ localrules:
     compare,
 
 
+def primary_hypotheses():
+    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
+    words = []
+    for h in config["evaluation"]["primary_hypotheses"]:
+        models = ",".join(h.get("models", []))
+        words.append(
+            f"{h['condition']}:{h['baseline']}:{h['metric']}"
+            + (f":{models}" if models else "")
+        )
+    return " ".join(words)
+
+
 rule evaluate:
     input:
         unpack(evaluate_inputs),
@@ -56,6 +68,7 @@ rule evaluate:
 rule compare:
     input:
         compare_inputs,
+        reference=REFERENCE_STATS,
     output:
         index=report(COMPARE["index"], category="Comparison"),
         summary=report(COMPARE["summary"], category="Comparison"),
@@ -71,8 +84,18 @@ rule compare:
         bench_root=BENCH,
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
+        min_n=config["evaluation"]["min_n"],
+        primary=primary_hypotheses(),
+        fad_blocks=config["evaluation"]["fad_blocks"],
+        fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
+        fad_inf_steps=config["evaluation"]["fad_inf_steps"],
+        fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         code=code("compare"),
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
         "--baseline-condition {params.baseline} --bench-root {params.bench_root} "
-        "--n-boot {params.n_boot} --seed {params.seed} > {log} 2>&1"
+        "--n-boot {params.n_boot} --seed {params.seed} --reference-stats {input.reference} "
+        "--min-n {params.min_n} --primary {params.primary} "
+        "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
+        "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
+        "> {log} 2>&1"

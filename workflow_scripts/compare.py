@@ -54,6 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=cli.default(CompareOptions, "seed"), help="bootstrap seed"
     )
+    parser.add_argument(
+        "--reference-stats", type=Path, default=None, help="ref_stats.npz (pooled FAD/KAD)"
+    )
+    parser.add_argument(
+        "--primary",
+        nargs="*",
+        default=list(cli.default(CompareOptions, "primary")),
+        metavar="CONDITION:BASELINE:METRIC[:MODELS]",
+        help="declared primary hypotheses (Holm-adjusted as one family)",
+    )
+    for name, text in (
+        ("min_n", "clips per model x condition below which tables warn"),
+        ("fad_blocks", "jackknife blocks per side for FAD intervals"),
+        ("fad_inf_min_n", "smallest FAD-infinity subsample"),
+        ("fad_inf_steps", "FAD-infinity subsample sizes"),
+        ("fad_inf_repeats", "subsamples averaged per size"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=int, default=cli.default(CompareOptions, name), help=text)
     return parser
 
 
@@ -63,6 +82,13 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         bench_root=args.bench_root,
         n_boot=args.n_boot,
         seed=args.seed,
+        reference_stats=args.reference_stats,
+        min_n=args.min_n,
+        primary=tuple(args.primary),
+        fad_blocks=args.fad_blocks,
+        fad_inf_min_n=args.fad_inf_min_n,
+        fad_inf_steps=args.fad_inf_steps,
+        fad_inf_repeats=args.fad_inf_repeats,
     )
 
 

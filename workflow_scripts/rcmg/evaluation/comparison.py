@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rcmg.evaluation import plots, report, stats
+from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
+from rcmg.evaluation.hypotheses import Hypothesis
+from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
 
@@ -32,6 +34,25 @@ class CompareOptions:
     bench_root: Path = Path("benchmarks")  # Snakemake benchmark root (generate TSVs)
     n_boot: int = 1000  # bootstrap resamples
     seed: int = 0  # bootstrap seed
+    reference_stats: Path | None = None  # ref_stats.npz: pooled set metrics need it
+    min_n: int = 1000  # clips per model x condition below which every table warns
+    primary: tuple[str, ...] = ()  # CONDITION:BASELINE:METRIC[:MODELS] (Holm family)
+    fad_blocks: int = 20
+    fad_inf_min_n: int = 500
+    fad_inf_steps: int = 10
+    fad_inf_repeats: int = 3
+
+    def set_metric_options(self) -> SetMetricOptions:
+        return SetMetricOptions(
+            fad_blocks=self.fad_blocks,
+            fad_inf_min_n=self.fad_inf_min_n,
+            fad_inf_steps=self.fad_inf_steps,
+            fad_inf_repeats=self.fad_inf_repeats,
+            seed=self.seed,
+        )
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return [Hypothesis.parse(text) for text in self.primary]
 
 
 ITEM_METRICS = [
@@ -43,8 +64,16 @@ ITEM_METRICS = [
     "loudness_lufs",
     "clip_fraction",
 ]
-SET_METRICS = ["fad", "kad"]
-PAIRED_METRICS = ["clap_text_sim", "rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
+SET_METRICS = ["fad", "fad_inf", "kad"]
+PAIRED_SET_METRICS = ["fad", "kad"]
+PAIRED_METRICS = [
+    "clap_style_sim",
+    "clap_text_sim",
+    "rms_dbfs",
+    "peak_dbfs",
+    "loudness_lufs",
+    "clip_fraction",
+]
 
 
 def to_float(value) -> float:
@@ -76,7 +105,7 @@ def benchmark_seconds(bench_root: Path, model, condition, seed) -> float:
     return float(np.mean(finite))
 
 
-def run_record(run: dict, out_dir: Path, bench_root: Path) -> dict:
+def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> dict:
     """One row of the per-run table (metrics are CI dicts from summary.json)."""
     summary, config = run["summary"], run["config"]
     model, condition, seed = config.get("model"), config.get("condition"), config.get("seed")
@@ -92,6 +121,8 @@ def run_record(run: dict, out_dir: Path, bench_root: Path) -> dict:
         "link": report.relative_link(run["dir"] / "report.html", out_dir),
         "is_pipeline_check": bool(summary.get("is_pipeline_check")),
         "n_evaluated": summary.get("n_evaluated"),
+        "n_prompts": len(set(ok_prompts(run["rows"]))),
+        "below_min_n": int(summary.get("n_evaluated") or 0) < min_n,
         "n_skipped": summary.get("n_skipped"),
         "generated_seconds": to_float(summary.get("generated_seconds")),
         "bench_s": bench_s,
@@ -104,12 +135,58 @@ def ok_values(rows: list[dict], metric: str) -> np.ndarray:
     return np.array([to_float(r.get(metric)) for r in rows if r.get("status") == "ok"])
 
 
-def aggregate_group(runs: list[dict], records: list[dict], names, n_boot: int, seed: int) -> dict:
-    """Seed-aggregated row: per-item metrics pooled over seeds; set metrics over seed values."""
+def load_reference_embeddings(path: Path | None) -> np.ndarray | None:
+    """Reference embeddings of ref_stats.npz (None when no reference was given)."""
+    if path is None:
+        return None
+    report.require_file(Path(path), "run reference_stats.py first (it caches ref_stats.npz)")
+    with np.load(path, allow_pickle=False) as data:
+        return np.asarray(data["embeddings"], dtype=np.float64)
+
+
+def pooled_embeddings(runs: list[dict]) -> tuple[np.ndarray | None, list]:
+    """All evaluated clips of ``runs`` (seeds pooled) and their prompt (item) labels."""
+    parts, labels = [], []
+    for run in runs:
+        emb = run.get("embeddings")
+        if emb is None:
+            return None, []
+        parts.append(emb["audio"])
+        labels.extend(int(i) for i in emb["item"])
+    return np.concatenate(parts).astype(np.float64), labels
+
+
+def pooled_set_metrics(runs: list[dict], ref, options: CompareOptions) -> dict:
+    """FAD (at this N), FAD-inf and KAD of all clips of a model x condition, seeds pooled."""
+    gen, labels = pooled_embeddings(runs)
+    reason = (
+        "no --reference-stats given"
+        if ref is None
+        else "a run lacks metrics/embeddings.npz: re-run evaluate.py"
+        if gen is None
+        else ""
+    )
+    if reason:
+        na = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0, "reason": reason}
+        return {name: dict(na) for name in SET_METRICS}
+    set_options = options.set_metric_options()
+    return {
+        "fad": set_metrics.fad_interval(gen, ref, labels, set_options),
+        "fad_inf": set_metrics.fad_infinity(gen, ref, set_options),
+        "kad": set_metrics.kad_interval(gen, ref, labels, set_options),
+    }
+
+
+def aggregate_group(runs: list[dict], records: list[dict], names, ref, options) -> dict:
+    """Seed-aggregated row: per-item metrics and set metrics both pool all clips."""
+    n_boot, seed = options.n_boot, options.seed
     first = records[0]
     metrics_out = {}
+    pooled_sets = pooled_set_metrics(runs, ref, options)
     for name in names:
-        if name in SET_METRICS or name not in ITEM_METRICS:
+        if name in SET_METRICS:
+            metrics_out[name] = pooled_sets[name]
+        elif name not in ITEM_METRICS:
             seed_values = [to_float((r["metrics"].get(name) or {}).get("mean")) for r in records]
             if len(records) == 1:
                 metrics_out[name] = records[0]["metrics"].get(name) or {}
@@ -120,6 +197,7 @@ def aggregate_group(runs: list[dict], records: list[dict], names, n_boot: int, s
             pooled = np.concatenate([ok_values(run["rows"], name) for run in runs])
             metrics_out[name] = stats.bootstrap_mean_ci(pooled, n_boot, seed)
     bench = [r["compute_s_per_audio_min"] for r in records]
+    n_evaluated = sum(int(r["n_evaluated"] or 0) for r in records)
     return {
         **{k: first[k] for k in ("model", "condition")},
         "level": "aggregate",
@@ -127,8 +205,10 @@ def aggregate_group(runs: list[dict], records: list[dict], names, n_boot: int, s
         "label": f"{first['model']}/{first['condition']}",
         "link": "",
         "is_pipeline_check": any(r["is_pipeline_check"] for r in records),
-        "n_evaluated": sum(int(r["n_evaluated"] or 0) for r in records),
+        "n_evaluated": n_evaluated,
+        "n_prompts": len({key for run in runs for key in ok_prompts(run["rows"])}),
         "n_skipped": sum(int(r["n_skipped"] or 0) for r in records),
+        "below_min_n": n_evaluated < options.min_n,
         "generated_seconds": sum(r["generated_seconds"] for r in records),
         "bench_s": float(np.nansum([r["bench_s"] for r in records]))
         if any(math.isfinite(r["bench_s"]) for r in records)
@@ -138,6 +218,10 @@ def aggregate_group(runs: list[dict], records: list[dict], names, n_boot: int, s
         else math.nan,
         "metrics": metrics_out,
     }
+
+
+def ok_prompts(rows: list[dict]) -> list[int]:
+    return [item_key(r)[0] for r in rows if r.get("status") == "ok"]
 
 
 def group_runs(runs: list[dict], records: list[dict]) -> dict[tuple, list[int]]:
@@ -171,51 +255,100 @@ def pair_rows(rows_a: list[dict], rows_b: list[dict]) -> tuple[list[tuple[dict, 
     return pairs, problems
 
 
-def paired_metric_rows(pairs, n_boot: int, seed: int) -> list[dict]:
-    """Per metric: mean of (second - first), bootstrap CI, Wilcoxon p (n/a with reason)."""
+def paired_metric_rows(pairs, n_boot: int, seed: int, cluster_keys=None) -> list[dict]:
+    """Per metric: per-prompt mean of (second - first), bootstrap CI over prompts, Wilcoxon
+    p on the prompt means and the smallest p attainable with that many prompts.
+
+    ``cluster_keys`` (one per pair; default the item index) say which pairs are one
+    prompt: seeds and waveforms of a prompt are averaged before the test.
+    """
+    keys = cluster_keys or [item_key(a)[0] for a, _ in pairs]
     out = []
     for metric in PAIRED_METRICS:
-        first = np.array([to_float(a.get(metric)) for a, _ in pairs])
-        second = np.array([to_float(b.get(metric)) for _, b in pairs])
-        result = stats.paired_difference(first, second, n_boot, seed)
+        diffs = [to_float(b.get(metric)) - to_float(a.get(metric)) for a, b in pairs]
+        result = hypotheses.clustered_paired_test(keys, diffs, n_boot, seed)
         result["metric"] = metric
         result["p_text"] = stats.format_p(result["wilcoxon_p"], result["p_reason"])
         out.append(result)
     return out
 
 
-def paired_vs_baseline(runs, records, baseline: str, n_boot: int, seed: int) -> list[dict]:
-    """Paired comparisons of each condition vs ``baseline`` (same model, prompts and seeds)."""
-    baseline_runs = {
-        (r["model"], r["seed"]): runs[i]
-        for i, r in enumerate(records)
-        if r["condition"] == baseline
-    }
-    pooled: dict[tuple, dict] = {}
-    for index, record in enumerate(records):
-        base = baseline_runs.get((record["model"], record["seed"]))
-        if record["condition"] == baseline or base is None:
-            continue
-        pairs, problems = pair_rows(base["rows"], runs[index]["rows"])
-        entry = pooled.setdefault(
-            (record["model"], record["condition"]), {"pairs": [], "problems": [], "seeds": []}
-        )
-        entry["pairs"].extend(pairs)
-        entry["problems"].extend(f"seed {record['seed']}: {p}" for p in problems)
-        entry["seeds"].append(record["seed"])
+def comparisons(records: list[dict], baseline: str, declared: list[Hypothesis]) -> list[tuple]:
+    """(condition, baseline) pairs to test: every condition vs ``baseline`` + declared ones."""
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
+    pairs = [(c, baseline) for c in conditions if c != baseline and baseline in conditions]
+    for h in declared:
+        if (h.condition, h.baseline) not in pairs:
+            pairs.append((h.condition, h.baseline))
+    return pairs
+
+
+def matched_runs(runs, records, condition: str, baseline: str) -> dict:
+    """model -> list of (baseline run, condition run) sharing a seed."""
+    index = {(r["model"], r["condition"], r["seed"]): i for i, r in enumerate(records)}
+    matched: dict[str, list] = {}
+    for (model, cond, seed), i in index.items():
+        j = index.get((model, baseline, seed))
+        if cond == condition and j is not None:
+            matched.setdefault(model, []).append((runs[j], runs[i], seed))
+    return matched
+
+
+def paired_tests(runs, records, pairs_to_test, options: CompareOptions) -> list[dict]:
+    """Clip-level paired tests per model for each (condition, baseline), seeds pooled."""
     rows = []
-    for (model, condition), entry in sorted(pooled.items(), key=lambda kv: str(kv[0])):
-        for result in paired_metric_rows(entry["pairs"], n_boot, seed):
-            rows.append(
-                {
-                    "model": model,
-                    "condition": condition,
-                    "baseline": baseline,
-                    "seeds": "+".join(str(s) for s in entry["seeds"]),
-                    "unpaired": len(entry["problems"]),
-                    **result,
-                }
-            )
+    for condition, baseline in pairs_to_test:
+        for model, matches in sorted(matched_runs(runs, records, condition, baseline).items()):
+            pairs, problems, seeds = [], [], []
+            for base, other, seed in matches:
+                found, issues = pair_rows(base["rows"], other["rows"])
+                pairs.extend(found)
+                problems.extend(f"seed {seed}: {p}" for p in issues)
+                seeds.append(seed)
+            n_clips = min(sum(len(ok_prompts(m[i]["rows"])) for m in matches) for i in (0, 1))
+            for result in paired_metric_rows(pairs, options.n_boot, options.seed):
+                rows.append(
+                    {
+                        "model": model,
+                        "condition": condition,
+                        "baseline": baseline,
+                        "seeds": "+".join(str(s) for s in seeds),
+                        "unpaired": len(problems),
+                        "below_min_n": n_clips < options.min_n,
+                        **result,
+                    }
+                )
+    return hypotheses.label_and_adjust(rows, options.hypotheses())
+
+
+def paired_set_rows(runs, records, pairs_to_test, ref, options: CompareOptions) -> list[dict]:
+    """FAD and KAD of condition minus baseline, prompts deleted jointly (jackknife)."""
+    rows = []
+    if ref is None:
+        return rows
+    for condition, baseline in pairs_to_test:
+        for model, matches in sorted(matched_runs(runs, records, condition, baseline).items()):
+            gen_a, labels_a = pooled_embeddings([m[0] for m in matches])
+            gen_b, labels_b = pooled_embeddings([m[1] for m in matches])
+            if gen_a is None or gen_b is None:
+                continue
+            for metric in PAIRED_SET_METRICS:
+                result = set_metrics.paired_set_difference(
+                    metric, gen_a, labels_a, gen_b, labels_b, ref, options.set_metric_options()
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "condition": condition,
+                        "baseline": baseline,
+                        "metric": metric,
+                        "seeds": "+".join(str(m[2]) for m in matches),
+                        "n_a": len(gen_a),
+                        "n_b": len(gen_b),
+                        "below_min_n": min(len(gen_a), len(gen_b)) < options.min_n,
+                        **result,
+                    }
+                )
     return rows
 
 
@@ -226,6 +359,8 @@ SUMMARY_FIELDS = [
     "seed",
     "is_pipeline_check",
     "n_evaluated",
+    "n_prompts",
+    "below_min_n",
     "n_skipped",
     "generated_seconds",
     "bench_s",
@@ -237,13 +372,35 @@ PAIRED_FIELDS = [
     "baseline",
     "seeds",
     "metric",
+    "family",
     "n",
+    "n_pairs",
     "unpaired",
+    "below_min_n",
     "mean_diff",
     "ci_low",
     "ci_high",
     "wilcoxon_p",
+    "min_p",
+    "holm_p",
+    "holm_m",
     "p_reason",
+]
+SET_DIFF_FIELDS = [
+    "model",
+    "condition",
+    "baseline",
+    "metric",
+    "seeds",
+    "n_a",
+    "n_b",
+    "below_min_n",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "se",
+    "method",
+    "reason",
 ]
 
 
@@ -307,24 +464,29 @@ def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:
 
 
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
-    """Table mode over all ``run_dirs``: aggregates per model x condition, paired tests."""
+    """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
     runs = [report.read_evaluated_run(d) for d in run_dirs]
-    records = [run_record(run, out_dir, Path(options.bench_root)) for run in runs]
+    ref = load_reference_embeddings(options.reference_stats)
+    records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
     names = summary_metric_names(runs)
+    for name in SET_METRICS:
+        if name not in names:
+            names.append(name)
     groups = group_runs(runs, records)
     aggregates = [
-        aggregate_group(
-            [runs[i] for i in idx], [records[i] for i in idx], names, options.n_boot, options.seed
-        )
+        aggregate_group([runs[i] for i in idx], [records[i] for i in idx], names, ref, options)
         for idx in groups.values()
     ]
-    paired = paired_vs_baseline(
-        runs, records, options.baseline_condition, options.n_boot, options.seed
-    )
+    declared = options.hypotheses()
+    to_test = comparisons(records, options.baseline_condition, declared)
+    paired = paired_tests(runs, records, to_test, options)
+    set_diffs = paired_set_rows(runs, records, to_test, ref, options)
+    models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
+    write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
     html = report.render_compare(
         {
             "mode": "table",
@@ -334,6 +496,13 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "aggregates": aggregates,
             "records": records,
             "paired": paired,
+            "primary": [r for r in paired if r["family"] == "primary"],
+            "exploratory": [r for r in paired if r["family"] != "primary"],
+            "missing_primaries": hypotheses.missing_primaries(paired, declared, models),
+            "declared": declared,
+            "set_diffs": set_diffs,
+            "min_n": options.min_n,
+            "any_below_min_n": any(a["below_min_n"] for a in aggregates),
             "baseline": options.baseline_condition,
             "plots": figures,
         }
@@ -373,13 +542,16 @@ def compare_side_by_side(
     """Two run folders item by item (``run_b`` minus ``run_a``)."""
     out_dir = Path(out_dir)
     run_a, run_b = (report.read_evaluated_run(d) for d in (run_a_dir, run_b_dir))
-    records = [run_record(run, out_dir, Path(options.bench_root)) for run in (run_a, run_b)]
+    records = [
+        run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in (run_a, run_b)
+    ]
     names = summary_metric_names([run_a, run_b])
     pairs, problems = pair_rows(run_a["rows"], run_b["rows"])
     rows = side_by_side_rows(run_a, run_b, pairs, out_dir)
     paired = paired_metric_rows(pairs, options.n_boot, options.seed)
     for row in paired:
         row.update(model="", condition=records[1]["label"], baseline=records[0]["label"], seeds="")
+        row.update(family="exploratory", holm_p=math.nan, below_min_n=len(pairs) < options.min_n)
     for problem in problems:
         LOG.warning("not paired: %s", problem)
     write_text(out_dir / "summary.csv", summary_csv(records, names))
@@ -394,6 +566,7 @@ def compare_side_by_side(
             "paired": paired,
             "rows": rows,
             "problems": problems,
+            "min_n": options.min_n,
         }
     )
     write_text(out_dir / "index.html", html)

@@ -17,6 +17,12 @@ from rcmg.workflow.cli import InputError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 PIPELINE_CHECK_BANNER = "pipeline check — random weights, not music"
+EMBEDDINGS_FILE = "metrics/embeddings.npz"  # written by run_eval, read by comparison
+METRIC_LABELS = {
+    "fad": "FAD at N [jackknife CI]",
+    "fad_inf": "FAD-inf (R²)",
+    "kad": "KAD (kadtk, ×100) [jackknife CI]",
+}
 
 
 class RunDirError(InputError, FileNotFoundError):
@@ -71,7 +77,19 @@ def read_evaluated_run(run_dir: Path) -> dict:
     summary = read_json(run_dir / "metrics" / "summary.json", fix)
     rows = read_per_item_csv(run_dir / "metrics" / "per_item.csv")
     config = read_json(run_dir / "run_config.json", "run the generate step for this run first")
-    return {"dir": run_dir, "summary": summary, "rows": rows, "config": config}
+    embeddings = None
+    if (run_dir / EMBEDDINGS_FILE).is_file():
+        import numpy as np
+
+        with np.load(run_dir / EMBEDDINGS_FILE, allow_pickle=False) as data:
+            embeddings = {key: data[key] for key in data.files}
+    return {
+        "dir": run_dir,
+        "summary": summary,
+        "rows": rows,
+        "config": config,
+        "embeddings": embeddings,
+    }
 
 
 def format_number(value, digits: int = 3) -> str:
@@ -131,7 +149,7 @@ def render_run_report(context: dict) -> str:
     return (
         environment()
         .get_template("run_report.html.j2")
-        .render(banner=PIPELINE_CHECK_BANNER, **context)
+        .render(banner=PIPELINE_CHECK_BANNER, metric_labels=METRIC_LABELS, **context)
     )
 
 
@@ -140,5 +158,5 @@ def render_compare(context: dict) -> str:
     return (
         environment()
         .get_template("compare.html.j2")
-        .render(banner=PIPELINE_CHECK_BANNER, **context)
+        .render(banner=PIPELINE_CHECK_BANNER, metric_labels=METRIC_LABELS, **context)
     )

@@ -52,7 +52,7 @@ class EvalOptions:
         )
 
 
-EMBEDDINGS_FILE = "metrics/embeddings.npz"
+EMBEDDINGS_FILE = report.EMBEDDINGS_FILE
 
 
 CLAP_SR = 48000
