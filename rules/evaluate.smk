@@ -20,6 +20,9 @@ def primary_hypotheses():
 rule evaluate:
     input:
         unpack(evaluate_inputs),
+        bank=BANK["npy"],
+        bank_mapping=BANK["mapping"],
+        index=BANK["index"],
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
         summary=f"{RUN}/metrics/summary.json",
@@ -55,6 +58,8 @@ rule evaluate:
         fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
+        style_topk=lambda wc: config["models"][wc.model]["retrieval"]["style_topk"],
+        style_temp=lambda wc: config["models"][wc.model]["retrieval"]["style_temp"],
         code=code("evaluate"),
     shell:
         "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
@@ -62,6 +67,8 @@ rule evaluate:
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
+        "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
+        "--style-topk {params.style_topk} --style-temp {params.style_temp} "
         "> {log} 2>&1"
 
 

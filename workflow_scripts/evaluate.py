@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=kind, default=cli.default(EvalOptions, name), help=text)
+    style = parser.add_argument_group(
+        "style baseline", "runs without style.npy get the style retrieval would use"
+    )
+    style.add_argument("--bank", type=Path, default=None, help="style_bank.npy")
+    style.add_argument("--bank-mapping", type=Path, default=None, help="style_bank.jsonl")
+    style.add_argument("--index", type=Path, default=None, help="FAISS index over the bank")
+    style.add_argument("--style-topk", type=int, default=cli.default(EvalOptions, "style_topk"))
+    style.add_argument("--style-temp", type=float, default=cli.default(EvalOptions, "style_temp"))
     return parser
 
 
@@ -57,10 +65,21 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         fad_inf_min_n=args.fad_inf_min_n,
         fad_inf_steps=args.fad_inf_steps,
         fad_inf_repeats=args.fad_inf_repeats,
+        bank=args.bank,
+        bank_mapping=args.bank_mapping,
+        index=args.index,
+        style_topk=args.style_topk,
+        style_temp=args.style_temp,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    given = [name for name in ("bank", "bank_mapping", "index") if getattr(args, name)]
+    if given and len(given) != 3:
+        raise cli.InputError(
+            "--bank, --bank-mapping and --index go together (the style baseline needs all "
+            f"three); got only {', '.join('--' + g.replace('_', '-') for g in given)}"
+        )
     summary = evaluate_run(
         args.run_dir, args.clap_model, args.reference_stats, options_from_args(args)
     )

@@ -184,3 +184,52 @@ def test_style_vectors_of_another_dimension_are_refused(tmp_path):
     with pytest.raises(ValueError, match="style.npy has shape"):
         evaluate_fake(run_dir, ref)
     assert not (run_dir / "report.html").exists()
+
+
+def test_prompt_runs_get_the_style_retrieval_would_use(tmp_path):
+    """Style similarity for every condition: a prompt run is scored against the style
+    vector retrieval computes for its prompt (top-k bank rows, softmax(score/temp) mean)."""
+    from rcmg.bank.blend import style_vector
+    from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.workflow.atomic import write_jsonl
+
+    dim = fake_runs.FakeEmbedder.dim
+    bank = np.random.default_rng(0).standard_normal((40, dim)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    np.save(tmp_path / "bank.npy", bank)
+    write_jsonl(
+        tmp_path / "bank.jsonl",
+        [{"row": i, "segment_id": f"s{i}", "source_id": f"f{i}", "tags": []} for i in range(40)],
+    )
+    save_index(build_index(bank, kind="flat"), tmp_path / "bank.index")
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs", condition="prompt", skipped_items=(2,))
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    summary = fake_runs.evaluate_with_fake_embedder(
+        run_dir,
+        ref,
+        bank=tmp_path / "bank.npy",
+        bank_mapping=tmp_path / "bank.jsonl",
+        index=tmp_path / "bank.index",
+        style_topk=3,
+        style_temp=0.1,
+    )
+    rows = [r for r in read_rows(run_dir) if r["status"] == "ok"]
+    assert [r["style_sim_source"] for r in rows] == ["retrieval-equivalent"] * 3
+    embedder = fake_runs.FakeEmbedder()
+    with np.load(run_dir / "metrics" / "embeddings.npz") as saved:
+        audio = saved["audio"].astype(np.float64)
+    for row, clip in zip(rows, audio, strict=True):
+        query = embedder.embed_text([row["prompt"]])[0]
+        scores = bank @ query
+        top = np.argsort(-scores)[:3]
+        style = style_vector(bank[top], scores[top], 0.1)
+        expected = clip @ style / np.linalg.norm(clip) / np.linalg.norm(style)
+        assert float(row["clap_style_sim"]) == pytest.approx(expected, abs=1e-5)
+    assert summary["style_baseline"]["n_retrieval_equivalent"] == 3
+    assert summary["metrics"]["clap_style_sim"]["n"] == 3
+
+
+def test_bank_flags_go_together(tmp_path):
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs")
+    args = ["--run-dir", str(run_dir), "--clap-model", "x", "--reference-stats", "r.npz"]
+    assert evaluate.main([*args, "--bank", "bank.npy"]) == 2

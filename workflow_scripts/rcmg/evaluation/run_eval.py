@@ -41,6 +41,13 @@ class EvalOptions:
     fad_inf_min_n: int = 500  # smallest subsample of the FAD-infinity fit
     fad_inf_steps: int = 10  # subsample sizes of the FAD-infinity fit
     fad_inf_repeats: int = 3  # subsamples averaged per size
+    # style baseline: the bank retrieval queries, so prompt / prompt_aug runs get the style
+    # vector retrieval would use for their prompts (None: only runs with style.npy)
+    bank: Path | None = None
+    bank_mapping: Path | None = None
+    index: Path | None = None
+    style_topk: int = 4  # the rule passes models.<key>.retrieval.style_topk
+    style_temp: float = 0.07  # ... and style_temp
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -68,6 +75,7 @@ CSV_COLUMNS = [
     "prompt",
     "prompt_used",
     "style_row",
+    "style_sim_source",
     "duration_s",
     *SIM_COLUMNS,
     *LEVEL_COLUMNS,
@@ -157,6 +165,45 @@ def style_similarities(run_dir: Path, ok_rows: list[dict], audio_emb: np.ndarray
     return sims
 
 
+def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions) -> np.ndarray:
+    """The style vector retrieval would use for each prompt: top-k bank rows for the
+    prompt's CLAP text embedding, softmax(score / temp)-weighted mean, L2-normalised (the
+    generate step's rule); NaN rows where the embedding cannot query the bank."""
+    from rcmg.bank.blend import style_vector
+    from rcmg.bank.retrieval import StyleRetriever
+
+    retriever = StyleRetriever(options.bank, options.bank_mapping, options.index)
+    styles = np.full((len(text_emb), retriever.dim), math.nan)
+    usable = np.isfinite(text_emb).all(axis=1) & (np.linalg.norm(text_emb, axis=1) > 0)
+    if not usable.any():
+        return styles
+    hits = retriever.search(np.asarray(text_emb[usable], dtype=np.float32), options.style_topk)
+    for row, found in zip(np.flatnonzero(usable), hits, strict=True):
+        if found:
+            vectors = retriever.vectors(found)
+            styles[row] = style_vector(vectors, [h.score for h in found], options.style_temp)
+    return styles
+
+
+def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions):
+    """Items without a generation-time style get cos(audio, retrieval-equivalent style)."""
+    missing = np.flatnonzero(~np.isfinite(sims))
+    if options.bank is None or missing.size == 0:
+        return sims, sources
+    styles = retrieval_equivalent_styles(text_emb[missing], options)
+    if styles.shape[1] != audio_emb.shape[1]:
+        raise ValueError(
+            f"bank {options.bank} is {styles.shape[1]}-d but the CLAP embeddings are "
+            f"{audio_emb.shape[1]}-d; evaluate with the CLAP model the bank was built with"
+        )
+    sims = sims.copy()
+    for position, row in enumerate(missing):
+        if np.isfinite(styles[position]).all():
+            sims[row] = metrics.cosine_similarity_rows(audio_emb[row], styles[position])[0]
+            sources[row] = "retrieval-equivalent"
+    return sims, sources
+
+
 def mel_name(row: dict) -> str:
     return f"visualizations/mel/{Path(row['wav']).stem}.png"
 
@@ -235,6 +282,14 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "n_boot": options.n_boot,
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
+        "style_baseline": {
+            "bank": None if options.bank is None else str(options.bank),
+            "style_topk": options.style_topk,
+            "style_temp": options.style_temp,
+            "n_retrieval_equivalent": sum(
+                1 for r in rows if r.get("style_sim_source") == "retrieval-equivalent"
+            ),
+        },
         "metrics": metric_records,
     }
 
@@ -344,16 +399,24 @@ def evaluate_run(
     clips = read_clips(run_dir, ok_rows)
     embedder = embedder_factory()
     audio_emb = embed_audio_batches(embedder, clips, options.batch)
+    prompt_emb = embed_texts(embedder, [r["prompt"] for r in ok_rows])
+    style_sims = style_similarities(run_dir, ok_rows, audio_emb)
+    style_sources = ["generation" if math.isfinite(v) else "" for v in style_sims]
+    style_sims, style_sources = fill_style_baseline(
+        style_sims, style_sources, prompt_emb, audio_emb, options
+    )
     sims = {
-        "clap_text_sim": _row_cosines(
-            audio_emb, embed_texts(embedder, [r["prompt"] for r in ok_rows])
-        ),
+        "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
         "clap_text_sim_used": _row_cosines(
             audio_emb, embed_texts(embedder, [r.get("prompt_used") or r["prompt"] for r in ok_rows])
         ),
-        "clap_style_sim": style_similarities(run_dir, ok_rows, audio_emb),
+        "clap_style_sim": style_sims,
     }
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
+    by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
+    for row in rows:
+        index = by_key.get((row["item"], row.get("waveform_index") or 0))
+        row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
     write_embeddings(run_dir, rows, audio_emb, clap_model)
