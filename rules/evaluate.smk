@@ -5,18 +5,6 @@ localrules:
     compare,
 
 
-def primary_hypotheses():
-    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
-    words = []
-    for h in config["evaluation"]["primary_hypotheses"]:
-        models = ",".join(h.get("models", []))
-        words.append(
-            f"{h['condition']}:{h['baseline']}:{h['metric']}"
-            + (f":{models}" if models else "")
-        )
-    return " ".join(words)
-
-
 rule evaluate:
     input:
         unpack(evaluate_inputs),

@@ -2,10 +2,12 @@
 """Reference statistics for FAD/KAD: CLAP embeddings of a deterministic corpus subsample.
 
 Reads each shard's audio_16k.npy ([N, T] float16/float32 at 16 kHz, memory-mapped),
-takes a seeded subsample of at most --max-items segments, resamples to 48 kHz, embeds
-with CLAP and writes an npz with mu, sigma, embeddings, n, model and shards.
+takes a seeded subsample of --max-items segments composed per dataset (--composition),
+resamples to 48 kHz, embeds with CLAP and writes an npz with mu, sigma, embeddings, n,
+model, shards, each row's dataset and the composition (requested / available / drawn).
 
-    python workflow_scripts/reference_stats.py --shards data/processed/segments/maestro/shard0 \
+    python workflow_scripts/reference_stats.py --shards maestro=data/processed/maestro/shards/0 \
+        urmp=data/processed/urmp/shards/0 --composition maestro=weight:0.5 urmp=weight:0.5 \
         --clap-model laion/clap-htsat-unfused --out results/reference/ref_stats.npz
 """
 
@@ -26,7 +28,16 @@ log = logging.getLogger("reference_stats")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__)
-    parser.add_argument("--shards", type=Path, nargs="+", required=True, help="segment shard dirs")
+    parser.add_argument(
+        "--shards", nargs="+", required=True, help="segment shard dirs, NAME=DIR tags a dataset"
+    )
+    parser.add_argument(
+        "--composition",
+        nargs="*",
+        default=list(cli.default(ReferenceOptions, "composition")),
+        metavar="NAME=weight:W|NAME=count:N",
+        help="clips per dataset (default: in proportion to the segments available)",
+    )
     parser.add_argument("--clap-model", required=True, help="CLAP hub id or local folder")
     for name, kind, text in (
         ("max_items", int, "segments in the subsample"),
@@ -42,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     options = ReferenceOptions(
-        max_items=args.max_items, seed=args.seed, batch=args.batch, device=args.device
+        max_items=args.max_items,
+        seed=args.seed,
+        batch=args.batch,
+        device=args.device,
+        composition=tuple(args.composition),
     )
     n = build_reference(args.shards, args.clap_model, args.out, options)
     log.info("reference stats from %d segments -> %s", n, args.out)

@@ -238,12 +238,22 @@ class FakeEmbedder:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def write_fake_reference(path: Path, model: str = "fake-clap") -> Path:
-    """ref_stats.npz from FakeEmbedder embeddings of noise (the library's writer)."""
+def write_fake_reference(path: Path, model: str = "fake-clap", two_datasets: bool = False) -> Path:
+    """ref_stats.npz from FakeEmbedder embeddings of noise (the library's writer).
+
+    ``two_datasets``: rows 0-5 'maestro', 6-11 'urmp', with a recorded composition.
+    """
     from rcmg.evaluation import reference
 
     emb = FakeEmbedder().embed_audio(np.random.default_rng(0).standard_normal((12, 48000)))
-    reference.write_reference(Path(path), emb.astype(np.float32), model, [Path("shards/s0")])
+    labels = composition = None
+    if two_datasets:
+        labels = ["maestro"] * 6 + ["urmp"] * 6
+        entry = {"requested": 6, "available": 6, "drawn": 6, "kind": "weight", "value": 0.5}
+        composition = {"maestro": entry, "urmp": dict(entry)}
+    reference.write_reference(
+        Path(path), emb.astype(np.float32), model, [Path("shards/s0")], labels, composition
+    )
     return Path(path)
 
 

@@ -40,7 +40,7 @@ def per_item(run_dir: Path) -> dict[int, dict]:
 def evaluated(tmp_path_factory):
     """Model A: prompt + retrieval for seeds 0 and 1; model B: prompt only (no pairs)."""
     root = tmp_path_factory.mktemp("compare")
-    ref = fake_runs.write_fake_reference(root / "ref.npz")
+    ref = fake_runs.write_fake_reference(root / "ref.npz", two_datasets=True)
     runs_root = root / "results" / "runs"
     runs = {}
     for seed in (0, 1):
@@ -239,3 +239,21 @@ def test_set_metric_differences_and_min_n_warnings_in_every_table(evaluated):
         section = html.split(f'id="{table}"')[1].split("</table>")[0]
         assert "⚠ N &lt; 6" in section, table
     assert "FAD-inf (R²)" in html and "KAD (kadtk, ×100)" in html and "R²=" in html
+
+
+def test_comparison_prints_the_reference_composition_and_subset_metrics(evaluated):
+    from rcmg.evaluation import set_metrics
+
+    html = (evaluated["out"] / "index.html").read_text()
+    table = html.split('id="reference-composition"')[1].split("</table>")[0]
+    assert "maestro" in table and "urmp" in table and "50%" in table
+    subsets = html.split('id="reference-subsets"')[1].split("</table>")[0]
+    assert "KAD vs urmp" in subsets and "6 reference clips &lt;= 32 dimensions" in subsets
+    runs = [evaluated["runs"][("A", "prompt", seed)] for seed in (0, 1)]
+    saved = [np.load(run / "metrics" / "embeddings.npz") for run in runs]
+    gen = np.concatenate([s["audio"] for s in saved]).astype(np.float64)
+    labels = [int(i) for s in saved for i in s["item"]]
+    with np.load(evaluated["ref"]) as data:
+        urmp = data["embeddings"][6:].astype(np.float64)
+    expected = set_metrics.kad_interval(gen, urmp, labels)["mean"]
+    assert f"{expected:.3g}" in subsets

@@ -233,3 +233,67 @@ def test_bank_flags_go_together(tmp_path):
     run_dir = fake_runs.write_fake_run(tmp_path / "runs")
     args = ["--run-dir", str(run_dir), "--clap-model", "x", "--reference-stats", "r.npz"]
     assert evaluate.main([*args, "--bank", "bank.npy"]) == 2
+
+
+def test_reference_composition_follows_weights_and_counts_and_reports_shortfalls(tmp_path):
+    """maestro-like shards hold 30 segments, urmp-like 5: weights 0.5/0.5 of 20 ask 10
+    each; urmp gives its 5 (a recorded shortfall), never re-weighted silently."""
+    big = [fake_runs.write_fake_shard(tmp_path / f"m{i}", n_segments=15, seed=i) for i in (0, 1)]
+    small = fake_runs.write_fake_shard(tmp_path / "u0", n_segments=5, seed=9)
+    shards = [f"maestro={big[0]}", f"maestro={big[1]}", f"urmp={small}"]
+    out = tmp_path / "ref.npz"
+    options = reference.ReferenceOptions(
+        max_items=20, composition=("maestro=weight:0.5", "urmp=weight:0.5")
+    )
+    n = reference.build_reference(shards, "fake-clap", out, options, fake_runs.FakeEmbedder)
+    read = report.read_reference(out)
+    assert n == 15 and read["dataset"].count("maestro") == 10 and read["dataset"].count("urmp") == 5
+    assert read["composition"]["urmp"] == {
+        "requested": 10,
+        "available": 5,
+        "drawn": 5,
+        "kind": "weight",
+        "value": 0.5,
+    }
+    rows = {r["dataset"]: r for r in report.composition_rows(read["composition"])}
+    assert rows["urmp"]["short"] and not rows["maestro"]["short"]
+    assert rows["maestro"]["share"] == pytest.approx(10 / 15)
+    counts = reference.ReferenceOptions(
+        max_items=99, composition=("maestro=count:4", "urmp=count:3")
+    )
+    reference.build_reference(shards, "fake-clap", out, counts, fake_runs.FakeEmbedder)
+    assert sorted(report.read_reference(out)["dataset"]) == ["maestro"] * 4 + ["urmp"] * 3
+    with pytest.raises(cli_errors(), match="mixes weights and counts"):
+        bad = reference.ReferenceOptions(composition=("maestro=count:4", "urmp=weight:0.5"))
+        reference.build_reference(shards, "fake-clap", out, bad, fake_runs.FakeEmbedder)
+    with pytest.raises(cli_errors(), match="tagged"):
+        bad = reference.ReferenceOptions(composition=("fsd50k=weight:1",))
+        reference.build_reference(shards, "fake-clap", out, bad, fake_runs.FakeEmbedder)
+
+
+def cli_errors():
+    from rcmg.workflow.cli import InputError
+
+    return InputError
+
+
+def test_run_report_prints_composition_and_per_subset_metrics(tmp_path):
+    shards = [
+        f"maestro={fake_runs.write_fake_shard(tmp_path / 'm', n_segments=40, seed=1)}",
+        f"urmp={fake_runs.write_fake_shard(tmp_path / 'u', n_segments=8, seed=2)}",
+    ]
+    ref = tmp_path / "ref.npz"
+    options = reference.ReferenceOptions(
+        max_items=48, composition=("maestro=count:40", "urmp=count:8")
+    )
+    reference.build_reference(shards, "fake-clap", ref, options, fake_runs.FakeEmbedder)
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs")
+    summary = fake_runs.evaluate_with_fake_embedder(run_dir, ref)
+    subsets = summary["reference_subsets"]
+    assert set(subsets) == {"maestro", "urmp"} and subsets["urmp"]["n_ref"] == 8
+    assert math.isfinite(subsets["urmp"]["kad"]["mean"])  # KAD with 8 clips < 32 dims
+    assert subsets["urmp"]["fad"]["reason"] == "8 reference clips <= 32 dimensions"
+    assert math.isfinite(subsets["maestro"]["fad"]["mean"])  # 40 clips > 32 dims
+    html = (run_dir / "report.html").read_text()
+    assert 'id="reference-composition"' in html and "maestro" in html and "83.3%" in html
+    assert 'id="reference-subsets"' in html

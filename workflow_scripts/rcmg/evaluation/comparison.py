@@ -135,13 +135,9 @@ def ok_values(rows: list[dict], metric: str) -> np.ndarray:
     return np.array([to_float(r.get(metric)) for r in rows if r.get("status") == "ok"])
 
 
-def load_reference_embeddings(path: Path | None) -> np.ndarray | None:
-    """Reference embeddings of ref_stats.npz (None when no reference was given)."""
-    if path is None:
-        return None
-    report.require_file(Path(path), "run reference_stats.py first (it caches ref_stats.npz)")
-    with np.load(path, allow_pickle=False) as data:
-        return np.asarray(data["embeddings"], dtype=np.float64)
+def load_reference(path: Path | None) -> dict | None:
+    """ref_stats.npz (embeddings, per-row dataset, composition) or None when not given."""
+    return None if path is None else report.read_reference(Path(path))
 
 
 def pooled_embeddings(runs: list[dict]) -> tuple[np.ndarray | None, list]:
@@ -177,12 +173,19 @@ def pooled_set_metrics(runs: list[dict], ref, options: CompareOptions) -> dict:
     }
 
 
-def aggregate_group(runs: list[dict], records: list[dict], names, ref, options) -> dict:
+def aggregate_group(runs: list[dict], records: list[dict], names, reference, options) -> dict:
     """Seed-aggregated row: per-item metrics and set metrics both pool all clips."""
     n_boot, seed = options.n_boot, options.seed
+    ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
     first = records[0]
     metrics_out = {}
     pooled_sets = pooled_set_metrics(runs, ref, options)
+    subsets = {}
+    gen, labels = pooled_embeddings(runs)
+    if reference is not None and gen is not None:
+        subsets = set_metrics.per_reference_subset(
+            gen, labels, ref, reference["dataset"], options.set_metric_options()
+        )
     for name in names:
         if name in SET_METRICS:
             metrics_out[name] = pooled_sets[name]
@@ -217,6 +220,7 @@ def aggregate_group(runs: list[dict], records: list[dict], names, ref, options) 
         if any(math.isfinite(b) for b in bench)
         else math.nan,
         "metrics": metrics_out,
+        "reference_subsets": subsets,
     }
 
 
@@ -467,7 +471,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
     runs = [report.read_evaluated_run(d) for d in run_dirs]
-    ref = load_reference_embeddings(options.reference_stats)
+    reference = load_reference(options.reference_stats)
+    ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
     records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
     names = summary_metric_names(runs)
     for name in SET_METRICS:
@@ -475,7 +480,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             names.append(name)
     groups = group_runs(runs, records)
     aggregates = [
-        aggregate_group([runs[i] for i in idx], [records[i] for i in idx], names, ref, options)
+        aggregate_group(
+            [runs[i] for i in idx], [records[i] for i in idx], names, reference, options
+        )
         for idx in groups.values()
     ]
     declared = options.hypotheses()
@@ -501,6 +508,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "missing_primaries": hypotheses.missing_primaries(paired, declared, models),
             "declared": declared,
             "set_diffs": set_diffs,
+            "reference": reference,
+            "composition": report.composition_rows(reference["composition"]) if reference else [],
+            "subset_names": list(dict.fromkeys(reference["dataset"])) if reference else [],
             "min_n": options.min_n,
             "any_below_min_n": any(a["below_min_n"] for a in aggregates),
             "baseline": options.baseline_condition,

@@ -92,6 +92,51 @@ def read_evaluated_run(run_dir: Path) -> dict:
     }
 
 
+def read_reference(path: Path) -> dict:
+    """ref_stats.npz -> {mu, sigma, embeddings, n, model, path, dataset, composition}.
+
+    ``dataset``: each reference row's dataset ('pooled' for files written before
+    composition was recorded); ``composition``: {dataset: {requested, available, drawn}}.
+    """
+    require_file(Path(path), "run reference_stats.py first (it caches ref_stats.npz)")
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        raw = {key: data[key] for key in data.files}
+    n = int(raw["n"])
+    dataset = [str(d) for d in raw["dataset"]] if "dataset" in raw else ["pooled"] * n
+    composition = json.loads(str(raw["composition"])) if "composition" in raw else {}
+    if not composition:
+        composition = {"pooled": {"requested": n, "drawn": n}}
+    return {
+        "mu": raw["mu"],
+        "sigma": raw["sigma"],
+        "embeddings": raw["embeddings"],
+        "n": n,
+        "model": str(raw.get("model", "")),
+        "path": str(path),
+        "dataset": dataset,
+        "composition": composition,
+    }
+
+
+def composition_rows(composition: dict) -> list[dict]:
+    """Rows for the 'reference composition' table of every report."""
+    total = sum(int(entry.get("drawn", 0)) for entry in composition.values()) or 1
+    return [
+        {
+            "dataset": name,
+            "requested": entry.get("requested"),
+            "available": entry.get("available", ""),
+            "drawn": entry.get("drawn"),
+            "share": int(entry.get("drawn", 0)) / total,
+            "spec": f"{entry['kind']} {entry['value']:g}" if "kind" in entry else "",
+            "short": int(entry.get("drawn", 0)) < int(entry.get("requested", 0)),
+        }
+        for name, entry in composition.items()
+    ]
+
+
 def format_number(value, digits: int = 3) -> str:
     """Compact text for a metric value; NaN/None -> 'n/a'."""
     if value is None or isinstance(value, str):

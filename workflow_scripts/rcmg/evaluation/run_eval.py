@@ -85,24 +85,14 @@ CSV_COLUMNS = [
 
 
 def load_reference(path: Path, clap_model: str) -> dict:
-    """ref_stats.npz -> dict(mu, sigma, embeddings, n, model, path); checks the CLAP model."""
-    report.require_file(path, "run reference_stats.py first (it caches ref_stats.npz)")
-    with np.load(path, allow_pickle=False) as data:
-        reference = {key: data[key] for key in data.files}
-    model = str(reference.get("model", ""))
-    if model != str(clap_model):
+    """ref_stats.npz (see :func:`report.read_reference`); checks the CLAP model."""
+    reference = report.read_reference(path)
+    if reference["model"] != str(clap_model):
         raise ValueError(
-            f"{path} was computed with CLAP model {model!r} but --clap-model is {clap_model!r}; "
-            "recompute reference_stats.py with the same --clap-model"
+            f"{path} was computed with CLAP model {reference['model']!r} but --clap-model is "
+            f"{clap_model!r}; recompute reference_stats.py with the same --clap-model"
         )
-    return {
-        "mu": reference["mu"],
-        "sigma": reference["sigma"],
-        "embeddings": reference["embeddings"],
-        "n": int(reference["n"]),
-        "model": model,
-        "path": str(path),
-    }
+    return reference
 
 
 def read_clips(run_dir: Path, ok_rows: list[dict]) -> list[tuple[np.ndarray, int]]:
@@ -278,7 +268,19 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "skipped": skipped,
         "generated_seconds": float(np.nansum(column(rows, "duration_s"))),
         "clap_model": clap_model,
-        "reference": {"path": reference["path"], "n": reference["n"], "model": reference["model"]},
+        "reference": {
+            "path": reference["path"],
+            "n": reference["n"],
+            "model": reference["model"],
+            "composition": reference["composition"],
+        },
+        "reference_subsets": set_metrics.per_reference_subset(
+            audio_emb,
+            ok_items(rows),
+            reference["embeddings"],
+            reference["dataset"],
+            options.set_metric_options(),
+        ),
         "n_boot": options.n_boot,
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
@@ -430,6 +432,7 @@ def evaluate_run(
             "hardware": hardware,
             "timings": config.get("timings_s", {}),
             "summary": summary,
+            "composition": report.composition_rows(reference["composition"]),
             "plots": plot_list,
             "items": report_items(rows, items),
         }

@@ -391,3 +391,30 @@ def paired_set_difference(
         method = f"paired grouped jackknife ({len(key_blocks)} + {len(ref_blocks)} blocks)"
     se = math.sqrt(jackknife_variance(leave_prompt) + jackknife_variance(leave_ref))
     return _record(value, se, n, options.confidence, method, n_prompts=len(keys))
+
+
+def per_reference_subset(gen, labels, ref, ref_datasets, options=SetMetricOptions()) -> dict:
+    """KAD and FAD of ``gen`` against each reference dataset on its own.
+
+    FAD is n/a where a subset has no more clips than dimensions (its covariance is
+    singular); KAD is defined for any subset of >= 3 clips.
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    names = list(dict.fromkeys(ref_datasets))
+    if len(names) < 2:
+        return {}
+    out = {}
+    for name in names:
+        rows = np.flatnonzero(np.asarray(ref_datasets) == name)
+        subset = ref[rows]
+        fad = (
+            fad_interval(gen, subset, labels, options)
+            if len(rows) > ref.shape[1]
+            else _na(len(gen), f"{len(rows)} reference clips <= {ref.shape[1]} dimensions")
+        )
+        out[name] = {
+            "n_ref": int(len(rows)),
+            "kad": kad_interval(gen, subset, labels, options),
+            "fad": fad,
+        }
+    return out
