@@ -72,13 +72,12 @@ def analytic_frechet(mu1, var1, mu2, var2) -> float:
     return float(np.sum((mu1 - mu2) ** 2) + np.sum(var1 + var2 - 2 * np.sqrt(var1 * var2)))
 
 
-def test_fad_from_stats_equals_sqrtm_frechet_distance():
+def test_fad_interval_point_equals_sqrtm_frechet_distance():
     rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((50, 6)), rng.standard_normal((70, 6)) * 1.5 + 0.2
-    stats_a, stats_b = metrics.gaussian_stats(a), metrics.gaussian_stats(b)
-    assert set_metrics.fad_from_stats(*stats_a, *stats_b) == pytest.approx(
-        metrics.frechet_distance(*stats_a, *stats_b), rel=1e-9
-    )
+    for n_gen in (5, 50):  # below and above the dimension: both eigen routes
+        a, b = rng.standard_normal((n_gen, 6)), rng.standard_normal((70, 6)) * 1.5 + 0.2
+        expected = metrics.frechet_distance(*metrics.gaussian_stats(a), *metrics.gaussian_stats(b))
+        assert set_metrics.fad_interval(a, b)["mean"] == pytest.approx(expected, rel=1e-7)
 
 
 def test_fad_infinity_intercept_recovers_population_fad_on_gaussians():
@@ -208,3 +207,22 @@ def test_paired_difference_is_the_difference_and_pairing_narrows_it(metric):
     assert diff["se"] < math.hypot(a["se"], b["se"])  # joint deletion cancels prompt effects
     with pytest.raises(ValueError, match="unknown set metric"):
         set_metrics.paired_set_difference("clap", gen_a, labels, gen_b, labels, ref)
+
+
+@pytest.mark.parametrize("n_gen", [4, 40])
+def test_fad_leave_out_values_equal_recomputation_without_those_rows(n_gen):
+    """The downdated / shared-root shortcuts give the FAD of the set without the rows."""
+    rng = np.random.default_rng(9)
+    gen, ref = rng.standard_normal((n_gen, 6)) + 0.3, rng.standard_normal((30, 6))
+    state = set_metrics._FadState(gen, ref)
+
+    def direct(g, r):
+        return metrics.frechet_distance(*metrics.gaussian_stats(g), *metrics.gaussian_stats(r))
+
+    drop_gen, drop_ref = np.array([0, 2]), np.array([1, 5, 7])
+    assert state.value(gen_rows=drop_gen) == pytest.approx(
+        direct(np.delete(gen, drop_gen, 0), ref), rel=1e-6
+    )
+    assert state.value(ref_rows=drop_ref) == pytest.approx(
+        direct(gen, np.delete(ref, drop_ref, 0)), rel=1e-6
+    )

@@ -220,32 +220,67 @@ class _Moments:
         return mu, (sigma + sigma.T) / 2.0, n
 
 
-def fad_from_stats(mu1, sigma1, mu2, sigma2, sigma2_root=None) -> float:
-    """Frechet distance via the eigenvalues of R sigma1 R (R = sqrt(sigma2)): exact for
-    singular covariances (N <= D), no eps offset; equals :func:`metrics.frechet_distance`."""
-    root = metrics.psd_sqrt(sigma2) if sigma2_root is None else sigma2_root
-    product = root @ sigma1 @ root
-    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
-    trace_sqrt = float(np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
-    diff = np.asarray(mu1) - np.asarray(mu2)
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
+class _Reference:
+    """Reference mean/covariance with rows deleted, and sqrt(covariance) computed lazily
+    (only an [N > D] generated set needs it: smaller sets use the N x N eigenproblem of
+    :func:`metrics.frechet_distance_to_reference`). Deleted-block stats are cached, so
+    two conditions of a paired difference share them."""
+
+    def __init__(self, ref: np.ndarray):
+        self.moments = _Moments(ref)
+        self._cache: dict = {}
+
+    def stats(self, rows: np.ndarray | None = None) -> dict:
+        key = None if rows is None else tuple(np.sort(rows).tolist())
+        if key not in self._cache:
+            mu, sigma, _ = self.moments.stats(rows)
+            self._cache[key] = {"mu": mu, "sigma": sigma, "root": None}
+        return self._cache[key]
+
+    def root(self, entry: dict) -> np.ndarray:
+        if entry["root"] is None:
+            entry["root"] = metrics.psd_sqrt(entry["sigma"])
+        return entry["root"]
 
 
 class _FadState:
-    def __init__(self, gen: np.ndarray, ref: np.ndarray):
-        self.gen, self.ref = _Moments(gen), _Moments(ref)
-        self.ref_stats = self.ref.stats()
-        self.ref_root = metrics.psd_sqrt(self.ref_stats[1])
+    """FAD of one generated set vs the reference with generated or reference rows deleted.
+
+    N <= D: the N x N eigenproblem. N > D: Tr sqrt(S_g S_r) is the sum of square roots of
+    the eigenvalues of R S_g R with R = sqrt(S_r) when generated rows are deleted, or of
+    G S_r G with G = sqrt(S_g) when reference rows are deleted: each root is computed once,
+    each deletion costs two products and one symmetric eigenvalue problem.
+    """
+
+    def __init__(self, gen: np.ndarray, ref: np.ndarray | _Reference):
+        self.gen = gen
+        self.gen_moments = _Moments(gen)
+        self.ref = ref if isinstance(ref, _Reference) else _Reference(ref)
+        self._gen_root = None
 
     def value(self, gen_rows=None, ref_rows=None) -> float:
-        mu_g, sigma_g, n = self.gen.stats(gen_rows)
+        n, dim = len(self.gen) - (0 if gen_rows is None else len(gen_rows)), self.gen.shape[1]
         if n < 2:
             return math.nan
+        entry = self.ref.stats(ref_rows)
+        if n - 1 < dim:
+            x = self.gen if gen_rows is None else np.delete(self.gen, gen_rows, 0)
+            return metrics.frechet_distance_to_reference(x, entry["mu"], entry["sigma"])
+        mu_g, sigma_g, _ = self.gen_moments.stats(gen_rows)
         if ref_rows is None:
-            mu_r, sigma_r, _ = self.ref_stats
-            return fad_from_stats(mu_g, sigma_g, mu_r, sigma_r, self.ref_root)
-        mu_r, sigma_r, _ = self.ref.stats(ref_rows)
-        return fad_from_stats(mu_g, sigma_g, mu_r, sigma_r)
+            root = self.ref.root(entry)
+            product = root @ sigma_g @ root
+        elif gen_rows is None:
+            if self._gen_root is None:
+                self._gen_root = metrics.psd_sqrt(sigma_g)
+            product = self._gen_root @ entry["sigma"] @ self._gen_root
+        else:
+            root = metrics.psd_sqrt(entry["sigma"])
+            product = root @ sigma_g @ root
+        eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
+        trace_sqrt = float(np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
+        diff = mu_g - entry["mu"]
+        return float(diff @ diff + np.trace(sigma_g) + np.trace(entry["sigma"]) - 2.0 * trace_sqrt)
 
 
 def fad_interval(gen, ref, labels=None, options: SetMetricOptions = SetMetricOptions()) -> dict:
@@ -301,15 +336,15 @@ def fad_infinity(gen, ref, options: SetMetricOptions = SetMetricOptions()) -> di
         )
     rng = np.random.default_rng(options.seed)
     mu_r, sigma_r = metrics.gaussian_stats(ref)
-    root = metrics.psd_sqrt(sigma_r)
+    root = metrics.psd_sqrt(sigma_r) if n_total - 1 >= gen.shape[1] else None
     points = []
     for size in sizes:
         repeats = 1 if size == n_total else options.fad_inf_repeats
         values = []
         for _ in range(repeats):
             rows = rng.choice(n_total, size=int(size), replace=False)
-            mu_g, sigma_g = metrics.gaussian_stats(gen[rows])
-            values.append(fad_from_stats(mu_g, sigma_g, mu_r, sigma_r, root))
+            use_root = root if size - 1 >= gen.shape[1] else None
+            values.append(metrics.frechet_distance_to_reference(gen[rows], mu_r, sigma_r, use_root))
         points.append([int(size), float(np.mean(values))])
     xs = 1.0 / np.array([p[0] for p in points], dtype=np.float64)
     ys = np.array([p[1] for p in points])
@@ -375,7 +410,8 @@ def paired_set_difference(
         leave_ref = state_b.without_each_reference() - state_a.without_each_reference()
         method = f"paired jackknife ({len(keys)} prompts x {len(ref)} reference clips)"
     else:
-        state_a, state_b = _FadState(gen_a, ref), _FadState(gen_b, ref)
+        shared = _Reference(ref)
+        state_a, state_b = _FadState(gen_a, shared), _FadState(gen_b, shared)
         value = state_b.value() - state_a.value()
         key_blocks = blocks(
             [np.array([i]) for i in range(len(keys))], options.fad_blocks, options.seed
