@@ -8,6 +8,7 @@ localrules:
 rule evaluate:
     input:
         unpack(evaluate_inputs),
+        judge=lambda wc: model_input(config["evaluation"]["clap"]["model"]),
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
@@ -36,9 +37,10 @@ rule evaluate:
     params:
         cli=cli("evaluate"),
         run_dir=parent_of("run_config", of="input"),
-        model=config["clap"]["model"],
+        model=config["evaluation"]["clap"]["model"],
+        style_model=config["clap"]["model"],
         batch=config["evaluation"]["batch"],
-        device=config["clap"]["device"],
+        device=config["evaluation"]["clap"]["device"],
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
         mel_max=config["evaluation"]["mel_max_items"],
@@ -57,6 +59,7 @@ rule evaluate:
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.style_topk} --style-temp {params.style_temp} "
+        "--style-clap-model {params.style_model:q} "
         "> {log} 2>&1"
 
 

@@ -26,7 +26,9 @@ log = logging.getLogger("evaluate")
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__)
     parser.add_argument("--run-dir", type=Path, required=True, help="generated run directory")
-    parser.add_argument("--clap-model", required=True, help="CLAP hub id or local folder")
+    parser.add_argument(
+        "--clap-model", required=True, help="the judge (evaluation.clap): hub id or folder"
+    )
     parser.add_argument("--reference-stats", type=Path, required=True, help="ref_stats.npz")
     for name, kind, text in (
         ("batch", int, "clips per CLAP batch"),
@@ -44,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, type=kind, default=cli.default(EvalOptions, name), help=text)
     style = parser.add_argument_group(
         "style baseline", "runs without style.npy get the style retrieval would use"
+    )
+    style.add_argument(
+        "--style-clap-model",
+        default=None,
+        help="the bank's CLAP when it is not --clap-model (the judge): style similarity "
+        "is measured in its space",
     )
     style.add_argument("--bank", type=Path, default=None, help="style_bank.npy")
     style.add_argument("--bank-mapping", type=Path, default=None, help="style_bank.jsonl")
@@ -70,6 +78,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         index=args.index,
         style_topk=args.style_topk,
         style_temp=args.style_temp,
+        style_clap_model=args.style_clap_model,
     )
 
 

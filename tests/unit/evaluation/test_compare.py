@@ -239,6 +239,8 @@ def test_set_metric_differences_and_min_n_warnings_in_every_table(evaluated):
         section = html.split(f'id="{table}"')[1].split("</table>")[0]
         assert "⚠ N &lt; 6" in section, table
     assert "FAD-inf (R²)" in html and "KAD (kadtk, ×100)" in html and "R²=" in html
+    judge_table = html.split('id="judge"')[1].split("</table>")[0]
+    assert "fake-clap" in judge_table and "<td>no</td>" in judge_table  # fake: no weights
 
 
 def test_comparison_prints_the_reference_composition_and_subset_metrics(evaluated):

@@ -92,6 +92,8 @@ def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
         {"item": 1, "waveform_index": 0, "reason": "prompt too long for tokenizer"}
     ]
     assert summary["is_pipeline_check"] is True and summary["generated_seconds"] == 3.0
+    assert summary["judge"]["model"] == cli_tree["clap"] and summary["judge"]["text_tower_sha256"]
+    assert summary["style_space"] == cli_tree["clap"]  # no --style-clap-model: the judge
     for name in ("clap_text_sim", "clap_style_sim", "rms_dbfs", "fad", "kad"):
         record = summary["metrics"][name]
         assert record["ci_low"] <= record["ci_high"] and record["n"] == 3, name
@@ -297,3 +299,30 @@ def test_run_report_prints_composition_and_per_subset_metrics(tmp_path):
     html = (run_dir / "report.html").read_text()
     assert 'id="reference-composition"' in html and "maestro" in html and "83.3%" in html
     assert 'id="reference-subsets"' in html
+
+
+class SmallEmbedder(fake_runs.FakeEmbedder):
+    """A 'bank CLAP' of another space (16-d) than the judge (FakeEmbedder, 32-d)."""
+
+    dim = 16
+
+
+def test_style_similarity_is_measured_in_the_bank_clap_space_when_the_judge_differs(tmp_path):
+    run_dir = fake_runs.write_fake_run(
+        tmp_path / "runs", condition="retrieval", with_style=True, style_dim=16
+    )
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    options = run_eval.EvalOptions(n_boot=20, style_clap_model="bank-clap")
+    summary = run_eval.evaluate_run(
+        run_dir, "fake-clap", ref, options, fake_runs.FakeEmbedder, SmallEmbedder
+    )
+    assert summary["style_space"] == "bank-clap"
+    rows = read_rows(run_dir)
+    assert [r["style_sim_source"] for r in rows] == ["generation"] * 4
+    assert all(-1.0 <= float(r["clap_style_sim"]) <= 1.0 for r in rows)
+    assert summary["metrics"]["clap_style_sim"]["n"] == 4
+    # the same 16-d style vectors against the 32-d judge are refused, not mis-scored
+    with pytest.raises(ValueError, match="style.npy has shape"):
+        run_eval.evaluate_run(
+            run_dir, "fake-clap", ref, run_eval.EvalOptions(n_boot=20), fake_runs.FakeEmbedder
+        )

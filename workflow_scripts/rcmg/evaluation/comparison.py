@@ -467,6 +467,29 @@ def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:
     return figures
 
 
+def judge_rows(runs: list[dict]) -> list[dict]:
+    """One row per model: the judge, the style space and the text-tower fingerprints."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        summary = run["summary"]
+        record = summary.get("judge") or {}
+        model = run["config"].get("model")
+        towers = record.get("generator_text_towers") or {}
+        generator = towers.get("text_encoder") or {}
+        rows.setdefault(
+            model,
+            {
+                "model": model,
+                "judge": record.get("model", summary.get("clap_model")),
+                "style_space": summary.get("style_space", summary.get("clap_model")),
+                "judge_sha": (record.get("text_tower_sha256") or "n/a")[:12],
+                "generator_sha": (generator.get("sha256") or "n/a")[:12],
+                "shared": bool(record.get("shares_weights_with")),
+            },
+        )
+    return list(rows.values())
+
+
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
@@ -508,6 +531,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "missing_primaries": hypotheses.missing_primaries(paired, declared, models),
             "declared": declared,
             "set_diffs": set_diffs,
+            "judges": judge_rows(runs),
             "reference": reference,
             "composition": report.composition_rows(reference["composition"]) if reference else [],
             "subset_names": list(dict.fromkeys(reference["dataset"])) if reference else [],

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
-from rcmg.evaluation import metrics, plots, report, set_metrics, stats
+from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
 
@@ -48,6 +48,9 @@ class EvalOptions:
     index: Path | None = None
     style_topk: int = 4  # the rule passes models.<key>.retrieval.style_topk
     style_temp: float = 0.07  # ... and style_temp
+    # the CLAP the bank (and style.npy) was built with, when it is not the judge: style
+    # similarity is measured in the bank CLAP's space (None: the judge is that CLAP)
+    style_clap_model: str | None = None
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -284,6 +287,8 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "n_boot": options.n_boot,
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
+        "judge": judge.judge_record(clap_model, config.get("model_id")),
+        "style_space": str(options.style_clap_model or clap_model),
         "style_baseline": {
             "bank": None if options.bank is None else str(options.bank),
             "style_topk": options.style_topk,
@@ -381,6 +386,7 @@ def evaluate_run(
     reference_stats: Path,
     options: EvalOptions = EvalOptions(),
     embedder_factory: Callable[[], object] | None = None,
+    style_embedder_factory: Callable[[], object] | None = None,
 ) -> dict:
     """Evaluate ``run_dir`` against ``reference_stats`` (computed with ``clap_model``).
 
@@ -402,10 +408,18 @@ def evaluate_run(
     embedder = embedder_factory()
     audio_emb = embed_audio_batches(embedder, clips, options.batch)
     prompt_emb = embed_texts(embedder, [r["prompt"] for r in ok_rows])
-    style_sims = style_similarities(run_dir, ok_rows, audio_emb)
+    style_audio, style_prompt = audio_emb, prompt_emb
+    separate = options.style_clap_model and str(options.style_clap_model) != str(clap_model)
+    if separate:  # style vectors live in the bank CLAP's space: embed there too
+        if style_embedder_factory is None:
+            style_embedder_factory = clap_factory(options.style_clap_model, options.device)
+        style_embedder = style_embedder_factory()
+        style_audio = embed_audio_batches(style_embedder, clips, options.batch)
+        style_prompt = embed_texts(style_embedder, [r["prompt"] for r in ok_rows])
+    style_sims = style_similarities(run_dir, ok_rows, style_audio)
     style_sources = ["generation" if math.isfinite(v) else "" for v in style_sims]
     style_sims, style_sources = fill_style_baseline(
-        style_sims, style_sources, prompt_emb, audio_emb, options
+        style_sims, style_sources, style_prompt, style_audio, options
     )
     sims = {
         "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
