@@ -51,16 +51,19 @@ def cli_tree(tmp_path_factory, tiny_model):
     ref = root / "ref_stats.npz"
     run_cli(
         "reference_stats.py",
-        *("--shards", *shards, "--clap-model", clap, "--max-items", "8", "--device", "cpu"),
-        *("--batch", "4", "--out", ref),
+        *("--shards", f"maestro={shards[0]}", f"urmp={shards[1]}", "--clap-model", clap),
+        *("--composition", "maestro=weight:0.5", "urmp=weight:0.5"),
+        *("--max-items", "8", "--device", "cpu", "--batch", "4", "--out", ref),
     )
+    bank = write_bank(root / "bank", dim=512)
     runs_root = root / "runs"
     music = fake_runs.write_fake_run(
         runs_root, condition="retrieval", kind="sine", with_style=True, skipped_items=(1,)
     )
     silent = fake_runs.write_fake_run(runs_root, model="tiny-silent", kind="silent")
     common = ["--clap-model", clap, "--reference-stats", ref, "--device", "cpu", "--n-boot", "100"]
-    run_cli("evaluate.py", "--run-dir", silent, *common, "--batch", "2")
+    bank_flags = ["--bank", bank[0], "--bank-mapping", bank[1], "--index", bank[2]]
+    run_cli("evaluate.py", "--run-dir", silent, *common, "--batch", "2", *bank_flags)
     # the same CLI entry point in-process (saves a second torch import per test run)
     assert evaluate.main(["--run-dir", str(music), *map(str, common)]) == 0
     return {"ref": ref, "music": music, "silent": silent, "clap": str(clap), "shards": shards}
@@ -74,6 +77,7 @@ def test_reference_stats_cli_writes_subsample_stats(cli_tree):
         assert data["mu"].shape == (512,) and data["sigma"].shape == (512, 512)
         np.testing.assert_allclose(data["mu"], data["embeddings"].mean(0), atol=1e-6)
         assert [Path(s) for s in data["shards"]] == cli_tree["shards"]
+        assert sorted(data["dataset"].tolist()) == ["maestro"] * 4 + ["urmp"] * 4
 
 
 def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
@@ -109,15 +113,16 @@ def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
 def test_near_silent_run_gives_finite_metrics(cli_tree):
     summary = json.loads((cli_tree["silent"] / "metrics" / "summary.json").read_text())
     for name, record in summary["metrics"].items():
-        if name == "clap_style_sim":  # no style.npy in a prompt-only run
-            assert record["mean"] is None and record["reason"] == "no finite values"
-            continue
         if name == "fad_inf":  # 4 clips < the default minimum subsample size: said so
             assert record["mean"] is None and "fad_inf_min_n" in record["reason"]
             continue
         for key in ("mean", "ci_low", "ci_high"):
             assert record[key] is not None and math.isfinite(record[key]), (name, key)
     assert summary["metrics"]["rms_dbfs"]["mean"] == -120.0
+    # a prompt run with --bank: scored against the style retrieval would use (via the CLI)
+    assert summary["style_baseline"]["n_retrieval_equivalent"] == 4
+    rows = read_rows(cli_tree["silent"])
+    assert {r["style_sim_source"] for r in rows} == {"retrieval-equivalent"}
     assert summary["metrics"]["silent_fraction"]["mean"] == 1.0
 
 
@@ -188,30 +193,38 @@ def test_style_vectors_of_another_dimension_are_refused(tmp_path):
     assert not (run_dir / "report.html").exists()
 
 
+def write_bank(folder: Path, dim: int, n: int = 40):
+    """A flat FAISS style bank of ``n`` random unit vectors (npy, jsonl mapping, index)."""
+    from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.workflow.atomic import write_jsonl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bank = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    np.save(folder / "bank.npy", bank)
+    write_jsonl(
+        folder / "bank.jsonl",
+        [{"row": i, "segment_id": f"s{i}", "source_id": f"f{i}", "tags": []} for i in range(n)],
+    )
+    save_index(build_index(bank, kind="flat"), folder / "bank.index")
+    return folder / "bank.npy", folder / "bank.jsonl", folder / "bank.index", bank
+
+
 def test_prompt_runs_get_the_style_retrieval_would_use(tmp_path):
     """Style similarity for every condition: a prompt run is scored against the style
     vector retrieval computes for its prompt (top-k bank rows, softmax(score/temp) mean)."""
     from rcmg.bank.blend import style_vector
-    from rcmg.bank.retrieval import build_index, save_index
-    from rcmg.workflow.atomic import write_jsonl
 
-    dim = fake_runs.FakeEmbedder.dim
-    bank = np.random.default_rng(0).standard_normal((40, dim)).astype(np.float32)
-    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    np.save(tmp_path / "bank.npy", bank)
-    write_jsonl(
-        tmp_path / "bank.jsonl",
-        [{"row": i, "segment_id": f"s{i}", "source_id": f"f{i}", "tags": []} for i in range(40)],
-    )
-    save_index(build_index(bank, kind="flat"), tmp_path / "bank.index")
+    paths = write_bank(tmp_path, dim=fake_runs.FakeEmbedder.dim)
+    bank = paths[3]
     run_dir = fake_runs.write_fake_run(tmp_path / "runs", condition="prompt", skipped_items=(2,))
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
     summary = fake_runs.evaluate_with_fake_embedder(
         run_dir,
         ref,
-        bank=tmp_path / "bank.npy",
-        bank_mapping=tmp_path / "bank.jsonl",
-        index=tmp_path / "bank.index",
+        bank=paths[0],
+        bank_mapping=paths[1],
+        index=paths[2],
         style_topk=3,
         style_temp=0.1,
     )
