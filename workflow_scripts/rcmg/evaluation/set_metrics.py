@@ -33,7 +33,7 @@ SET_METRICS = ("fad", "kad")
 
 @dataclass(frozen=True)
 class SetMetricOptions:
-    """Interval and FAD-infinity settings (config: evaluation.set_metrics)."""
+    """Interval and FAD-infinity settings (config: evaluation.fad_blocks, fad_inf_*)."""
 
     confidence: float = 0.95
     fad_blocks: int = 20  # jackknife blocks per side for FAD (each costs one FAD)
@@ -331,7 +331,7 @@ def fad_infinity(gen, ref, options: SetMetricOptions = SetMetricOptions()) -> di
         return _na(
             n_total,
             f"N={n_total} gives {sizes.size} subsample sizes >= min_n={min_n} (need 3): "
-            "lower evaluation.set_metrics.fad_inf_min_n or add clips",
+            "lower evaluation.fad_inf_min_n or add clips",
             **extra,
         )
     rng = np.random.default_rng(options.seed)
