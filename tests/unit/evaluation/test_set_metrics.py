@@ -226,3 +226,16 @@ def test_fad_leave_out_values_equal_recomputation_without_those_rows(n_gen):
     assert state.value(ref_rows=drop_ref) == pytest.approx(
         direct(gen, np.delete(ref, drop_ref, 0)), rel=1e-6
     )
+
+
+def test_two_prompts_give_the_point_value_without_an_interval():
+    rng = np.random.default_rng(10)
+    gen, ref = rng.standard_normal((6, 4)), rng.standard_normal((20, 4))
+    labels = [0, 0, 0, 1, 1, 1]
+    for interval, point in (
+        (set_metrics.kad_interval, metrics.kad(gen, ref)),
+        (set_metrics.fad_interval, metrics.frechet_distance_from_embeddings(gen, ref)),
+    ):
+        record = interval(gen, ref, labels)
+        assert record["mean"] == pytest.approx(point, rel=1e-6)
+        assert math.isnan(record["ci_low"]) and "no interval" in record["reason"]

@@ -29,6 +29,7 @@ import numpy as np
 from rcmg.evaluation import metrics
 
 SET_METRICS = ("fad", "kad")
+NO_INTERVAL = "{} prompts: no interval (the jackknife needs >= 3)"
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,10 @@ def kad_interval(gen, ref, labels=None, options: SetMetricOptions = SetMetricOpt
         return _na(len(gen), reason)
     labels = range(len(gen)) if labels is None else labels
     groups = clusters(labels)
-    if len(groups) < 3:
-        return _na(len(gen), f"{len(groups)} prompts: the jackknife needs >= 3")
     reference = _KadReference(ref)
     state = _KadState(gen, ref, reference)
+    if len(groups) < 3:
+        return {**_na(len(gen), NO_INTERVAL.format(len(groups))), "mean": state.value()}
     var_gen = jackknife_variance([state.without_generated(g) for g in groups])
     var_ref = jackknife_variance(state.without_each_reference())
     method = f"jackknife ({len(groups)} prompt clusters x {len(ref)} reference clips)"
@@ -295,10 +296,10 @@ def fad_interval(gen, ref, labels=None, options: SetMetricOptions = SetMetricOpt
         return _na(len(gen), reason)
     labels = range(len(gen)) if labels is None else labels
     gen_blocks = blocks(clusters(labels), options.fad_blocks, options.seed)
-    if len(gen_blocks) < 3:
-        return _na(len(gen), f"{len(gen_blocks)} prompts: the jackknife needs >= 3")
-    ref_blocks = blocks(clusters(range(len(ref))), options.fad_blocks, options.seed + 1)
     state = _FadState(gen, ref)
+    if len(gen_blocks) < 3:
+        return {**_na(len(gen), NO_INTERVAL.format(len(gen_blocks))), "mean": state.value()}
+    ref_blocks = blocks(clusters(range(len(ref))), options.fad_blocks, options.seed + 1)
     var_gen = jackknife_variance([state.value(gen_rows=b) for b in gen_blocks])
     var_ref = jackknife_variance([state.value(ref_rows=b) for b in ref_blocks])
     method = (
