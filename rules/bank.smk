@@ -68,6 +68,7 @@ rule build_index:
 rule reference_stats:
     input:
         unpack(reference_inputs),
+        judge=lambda wc: model_input(config["evaluation"]["clap"]["model"]),
     output:
         REFERENCE_STATS,
     log:
@@ -85,13 +86,24 @@ rule reference_stats:
         slurm_partition=res("reference_stats", "partition"),
     params:
         cli=cli("reference_stats"),
-        model=config["clap"]["model"],
+        model=config["evaluation"]["clap"]["model"],
+        shards=lambda wc: " ".join(
+            f"{name}={d}"
+            for name in config["evaluation"]["reference_datasets"]
+            for d in shard_dirs(name)
+        ),
+        composition=" ".join(
+            f"{name}={kind}:{value}"
+            for name, part in config["evaluation"]["reference_composition"].items()
+            for kind, value in part.items()
+        ),
         max_items=config["evaluation"]["reference_max_items"],
         seed=config["evaluation"]["seed"],
         batch=config["evaluation"]["batch"],
-        device=config["clap"]["device"],
+        device=config["evaluation"]["clap"]["device"],
         code=code("reference_stats"),
     shell:
-        "python {params.cli} --shards {input.shards} --clap-model {params.model:q} "
+        "python {params.cli} --shards {params.shards} --composition {params.composition} "
+        "--clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
         "--device {params.device} --out {output} > {log} 2>&1"

@@ -287,6 +287,18 @@ def compare_inputs(wildcards):
     ]
 
 
+def primary_hypotheses():
+    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
+    words = []
+    for h in config["evaluation"]["primary_hypotheses"]:
+        models = ",".join(h.get("models", []))
+        words.append(
+            f"{h['condition']}:{h['baseline']}:{h['metric']}"
+            + (f":{models}" if models else "")
+        )
+    return " ".join(words)
+
+
 COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
 
 

@@ -8,6 +8,10 @@ localrules:
 rule evaluate:
     input:
         unpack(evaluate_inputs),
+        judge=lambda wc: model_input(config["evaluation"]["clap"]["model"]),
+        bank=BANK["npy"],
+        bank_mapping=BANK["mapping"],
+        index=BANK["index"],
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
         summary=f"{RUN}/metrics/summary.json",
@@ -34,23 +38,36 @@ rule evaluate:
     params:
         cli=cli("evaluate"),
         run_dir=parent_of("run_config", of="input"),
-        model=config["clap"]["model"],
+        model=config["evaluation"]["clap"]["model"],
+        style_model=config["clap"]["model"],
         batch=config["evaluation"]["batch"],
-        device=config["clap"]["device"],
+        device=config["evaluation"]["clap"]["device"],
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
         mel_max=config["evaluation"]["mel_max_items"],
+        fad_blocks=config["evaluation"]["fad_blocks"],
+        fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
+        fad_inf_steps=config["evaluation"]["fad_inf_steps"],
+        fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
+        style_topk=lambda wc: config["models"][wc.model]["retrieval"]["style_topk"],
+        style_temp=lambda wc: config["models"][wc.model]["retrieval"]["style_temp"],
         code=code("evaluate"),
     shell:
         "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
         "--reference-stats {input.reference} --batch {params.batch} --device {params.device} "
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
+        "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
+        "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
+        "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
+        "--style-topk {params.style_topk} --style-temp {params.style_temp} "
+        "--style-clap-model {params.style_model:q} "
         "> {log} 2>&1"
 
 
 rule compare:
     input:
         compare_inputs,
+        reference=REFERENCE_STATS,
     output:
         index=report(
             COMPARE["index"], category="Comparison", caption="../report/comparison.rst"
@@ -72,8 +89,18 @@ rule compare:
         bench_root=BENCH,
         n_boot=config["evaluation"]["n_boot"],
         seed=config["evaluation"]["seed"],
+        min_n=config["evaluation"]["min_n"],
+        primary=primary_hypotheses(),
+        fad_blocks=config["evaluation"]["fad_blocks"],
+        fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
+        fad_inf_steps=config["evaluation"]["fad_inf_steps"],
+        fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         code=code("compare"),
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
         "--baseline-condition {params.baseline} --bench-root {params.bench_root} "
-        "--n-boot {params.n_boot} --seed {params.seed} > {log} 2>&1"
+        "--n-boot {params.n_boot} --seed {params.seed} --reference-stats {input.reference} "
+        "--min-n {params.min_n} --primary {params.primary} "
+        "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
+        "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
+        "> {log} 2>&1"

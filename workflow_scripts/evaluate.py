@@ -11,346 +11,98 @@ last, DIR/report.html (all atomically: a killed job leaves no finished-looking r
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from rcmg.data.audio_io import read_audio, resample  # noqa: E402
-from rcmg.evaluation import metrics, plots, report, stats  # noqa: E402
-from rcmg.workflow.atomic import atomic_dir, write_json, write_text  # noqa: E402
+from rcmg.evaluation.run_eval import EvalOptions, evaluate_run  # noqa: E402
+from rcmg.workflow import cli  # noqa: E402
 
-LOG = logging.getLogger("evaluate")
-CLAP_SR = 48000
-LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
-FLAG_COLUMNS = ["clipped", "silent"]
-SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
-CSV_COLUMNS = [
-    "item",
-    "waveform_index",
-    "wav",
-    "status",
-    "skip_reason",
-    "prompt",
-    "prompt_used",
-    "style_row",
-    "duration_s",
-    *SIM_COLUMNS,
-    *LEVEL_COLUMNS,
-    *FLAG_COLUMNS,
-    "mel",
-]
+log = logging.getLogger("evaluate")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument("--run-dir", type=Path, required=True, help="generated run directory")
-    parser.add_argument("--clap-model", required=True, help="CLAP hub id or local folder")
+    parser.add_argument(
+        "--clap-model", required=True, help="the judge (evaluation.clap): hub id or folder"
+    )
     parser.add_argument("--reference-stats", type=Path, required=True, help="ref_stats.npz")
-    parser.add_argument("--batch", type=int, default=8, help="clips per CLAP batch")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--mel-max-items", type=int, default=16, help="clips in mel_grid.png")
-    parser.add_argument("--silence-dbfs", type=float, default=metrics.SILENCE_DBFS)
-    return parser.parse_args(argv)
-
-
-def load_reference(path: Path, clap_model: str) -> dict:
-    """ref_stats.npz -> dict(mu, sigma, embeddings, n, model, path); checks the CLAP model."""
-    report.require_file(path, "run reference_stats.py first (it caches ref_stats.npz)")
-    with np.load(path, allow_pickle=False) as data:
-        reference = {key: data[key] for key in data.files}
-    model = str(reference.get("model", ""))
-    if model != str(clap_model):
-        raise ValueError(
-            f"{path} was computed with CLAP model {model!r} but --clap-model is {clap_model!r}; "
-            "recompute reference_stats.py with the same --clap-model"
-        )
-    return {
-        "mu": reference["mu"],
-        "sigma": reference["sigma"],
-        "embeddings": reference["embeddings"],
-        "n": int(reference["n"]),
-        "model": model,
-        "path": str(path),
-    }
-
-
-def read_clips(run_dir: Path, ok_rows: list[dict]) -> list[tuple[np.ndarray, int]]:
-    clips = []
-    for row in ok_rows:
-        path = run_dir / row["wav"]
-        report.require_file(path, "re-run the generate step for this run (the wav is missing)")
-        clips.append(read_audio(path))
-    return clips
-
-
-def embed_audio_batches(embedder, clips, batch: int) -> np.ndarray:
-    """CLAP audio embeddings [N, 512] (clips resampled to 48 kHz, zero-padded per batch)."""
-    from tqdm import tqdm
-
-    chunks = []
-    for start in tqdm(range(0, len(clips), batch), desc="clap audio", file=sys.stderr):
-        waves = [resample(x, sr, CLAP_SR) for x, sr in clips[start : start + batch]]
-        length = max(w.size for w in waves)
-        padded = np.zeros((len(waves), length), dtype=np.float32)
-        for i, wave in enumerate(waves):
-            padded[i, : wave.size] = wave
-        chunks.append(np.asarray(embedder.embed_audio(padded), dtype=np.float64))
-    return np.concatenate(chunks) if chunks else np.zeros((0, 512))
-
-
-def embed_texts(embedder, texts: list[str]) -> np.ndarray:
-    """Embeddings of ``texts`` in order (each distinct text embedded once)."""
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return np.zeros((0, 512))
-    table = dict(
-        zip(unique, np.asarray(embedder.embed_text(unique), dtype=np.float64), strict=True)
+    for name, kind, text in (
+        ("batch", int, "clips per CLAP batch"),
+        ("device", str, "auto | cpu | cuda[:N]"),
+        ("n_boot", int, "bootstrap resamples"),
+        ("seed", int, "bootstrap seed"),
+        ("mel_max_items", int, "clips in mel_grid.png"),
+        ("silence_dbfs", float, "clips below this RMS level count as silent"),
+        ("fad_blocks", int, "jackknife blocks per side for the FAD interval"),
+        ("fad_inf_min_n", int, "smallest subsample size of the FAD-infinity fit"),
+        ("fad_inf_steps", int, "subsample sizes of the FAD-infinity fit"),
+        ("fad_inf_repeats", int, "subsamples averaged per size (without replacement)"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=cli.default(EvalOptions, name), help=text)
+    style = parser.add_argument_group(
+        "style baseline", "runs without style.npy get the style retrieval would use"
     )
-    return np.stack([table[text] for text in texts])
-
-
-def style_similarities(run_dir: Path, ok_rows: list[dict], audio_emb: np.ndarray) -> np.ndarray:
-    """cos(generated, style vector of its row) or NaN where the run/item has no style."""
-    sims = np.full(len(ok_rows), math.nan)
-    style_path = run_dir / "style.npy"
-    if not style_path.is_file():
-        return sims
-    styles = np.load(style_path, allow_pickle=False)
-    if styles.ndim != 2 or (len(audio_emb) and styles.shape[1] != audio_emb.shape[1]):
-        raise ValueError(
-            f"{style_path} has shape {styles.shape} but the CLAP embeddings are "
-            f"{audio_emb.shape[1]}-d; evaluate with the CLAP model the run was generated with"
-        )
-    for i, row in enumerate(ok_rows):
-        style_row = row.get("style_row")
-        if style_row is None:
-            continue
-        if not 0 <= int(style_row) < len(styles):
-            raise ValueError(
-                f"{run_dir / 'items.jsonl'}: item {row['item']} has style_row {style_row} but "
-                f"{style_path} has {len(styles)} rows; re-run the generate step"
-            )
-        sims[i] = metrics.cosine_similarity_rows(audio_emb[i], styles[int(style_row)])[0]
-    return sims
-
-
-def mel_name(row: dict) -> str:
-    return f"visualizations/mel/{Path(row['wav']).stem}.png"
-
-
-def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[dict]:
-    """One CSV row per items.jsonl entry (skipped entries keep empty metric cells)."""
-    by_key = {(r["item"], r.get("waveform_index", 0)): i for i, r in enumerate(ok_rows)}
-    rows = []
-    for entry in items:
-        row = {key: entry.get(key) for key in ("item", "waveform_index", "wav", "status")}
-        row.update(prompt=entry.get("prompt"), prompt_used=entry.get("prompt_used"))
-        row.update(skip_reason=entry.get("skip_reason") or "", style_row=entry.get("style_row"))
-        index = by_key.get((entry["item"], entry.get("waveform_index", 0)))
-        if index is not None:
-            x, sr = clips[index]
-            row.update(metrics.level_metrics(x, sr, silence_dbfs), duration_s=x.size / sr)
-            row.update({name: float(values[index]) for name, values in sims.items()})
-            row["mel"] = mel_name(entry)
-        rows.append(row)
-    return rows
-
-
-def csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    style.add_argument(
+        "--style-clap-model",
+        default=None,
+        help="the bank's CLAP when it is not --clap-model (the judge): style similarity "
+        "is measured in its space",
     )
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _csv_cell(row.get(key)) for key in CSV_COLUMNS})
-    return buffer.getvalue()
+    style.add_argument("--bank", type=Path, default=None, help="style_bank.npy")
+    style.add_argument("--bank-mapping", type=Path, default=None, help="style_bank.jsonl")
+    style.add_argument("--index", type=Path, default=None, help="FAISS index over the bank")
+    style.add_argument("--style-topk", type=int, default=cli.default(EvalOptions, "style_topk"))
+    style.add_argument("--style-temp", type=float, default=cli.default(EvalOptions, "style_temp"))
+    return parser
 
 
-def _csv_cell(value):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def column(rows: list[dict], name: str) -> np.ndarray:
-    values = [r.get(name) for r in rows if r["status"] == "ok"]
-    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def summarise(rows, audio_emb, reference, config, args) -> dict:
-    metric_records = {}
-    for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]:
-        metric_records[name] = stats.bootstrap_mean_ci(column(rows, name), args.n_boot, args.seed)
-    for name in FLAG_COLUMNS:
-        metric_records[f"{name}_fraction"] = stats.bootstrap_mean_ci(
-            column(rows, name), args.n_boot, args.seed
-        )
-    metric_records["fad"] = stats.fad_to_reference_ci(
-        audio_emb, reference["mu"], reference["sigma"], args.n_boot, args.seed
+def options_from_args(args: argparse.Namespace) -> EvalOptions:
+    return EvalOptions(
+        batch=args.batch,
+        device=args.device,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        mel_max_items=args.mel_max_items,
+        silence_dbfs=args.silence_dbfs,
+        fad_blocks=args.fad_blocks,
+        fad_inf_min_n=args.fad_inf_min_n,
+        fad_inf_steps=args.fad_inf_steps,
+        fad_inf_repeats=args.fad_inf_repeats,
+        bank=args.bank,
+        bank_mapping=args.bank_mapping,
+        index=args.index,
+        style_topk=args.style_topk,
+        style_temp=args.style_temp,
+        style_clap_model=args.style_clap_model,
     )
-    metric_records["kad"] = stats.kad_ci(audio_emb, reference["embeddings"], args.n_boot, args.seed)
-    skipped = [
-        {"item": r["item"], "waveform_index": r["waveform_index"], "reason": r["skip_reason"]}
-        for r in rows
-        if r["status"] != "ok"
-    ]
-    return {
-        "run_dir": str(args.run_dir),
-        "model": config.get("model"),
-        "condition": config.get("condition"),
-        "seed": config.get("seed"),
-        "is_pipeline_check": bool(config.get("is_pipeline_check", False)),
-        "n_items": len(rows),
-        "n_evaluated": len(rows) - len(skipped),
-        "n_skipped": len(skipped),
-        "skipped": skipped,
-        "generated_seconds": float(np.nansum(column(rows, "duration_s"))),
-        "clap_model": args.clap_model,
-        "reference": {"path": reference["path"], "n": reference["n"], "model": reference["model"]},
-        "n_boot": args.n_boot,
-        "bootstrap_seed": args.seed,
-        "metrics": metric_records,
-    }
 
 
-def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list[dict]:
-    """Per-item mels, mel grid and histograms into visualizations/ (swapped in atomically)."""
-    from tqdm import tqdm
-
-    ok_rows = [r for r in rows if r["status"] == "ok"]
-    with atomic_dir(run_dir / "visualizations") as tmp:
-        mels = []
-        for row, (x, sr) in tqdm(
-            list(zip(ok_rows, clips, strict=True)), desc="mel", file=sys.stderr
-        ):
-            mel_db = plots.mel_spectrogram_db(x, sr)
-            plots.save_mel_image(
-                mel_db, tmp / "mel" / Path(row["mel"]).name, f"item {row['item']}", sr
-            )
-            mels.append((mel_db, f"{row['item']}: {str(row['prompt'])[:40]}", sr))
-        grid = mels[:mel_max_items]
-        sr_grid = grid[0][2] if grid else 16000
-        plots.save_mel_grid(
-            [m for m, _, _ in grid], [t for _, t, _ in grid], tmp / "mel_grid.png", sr_grid
+def run(args: argparse.Namespace) -> int:
+    given = [name for name in ("bank", "bank_mapping", "index") if getattr(args, name)]
+    if given and len(given) != 3:
+        raise cli.InputError(
+            "--bank, --bank-mapping and --index go together (the style baseline needs all "
+            f"three); got only {', '.join('--' + g.replace('_', '-') for g in given)}"
         )
-        histogram_columns = {name: column(rows, name) for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]}
-        plots.save_histograms(histogram_columns, tmp / "metric_histograms.png")
-    return [
-        {
-            "src": "visualizations/mel_grid.png",
-            "alt": f"mel spectrograms (first {len(grid)} clips)",
-        },
-        {"src": "visualizations/metric_histograms.png", "alt": "per-item metric histograms"},
-    ]
-
-
-def report_items(rows: list[dict], items: list[dict]) -> list[dict]:
-    """Per-item context for the template (metrics as (name, value) pairs)."""
-    shown = [*SIM_COLUMNS, *LEVEL_COLUMNS, *FLAG_COLUMNS]
-    out = []
-    for row, entry in zip(rows, items, strict=True):
-        out.append(
-            {
-                **row,
-                "negative_prompt": entry.get("negative_prompt") or "",
-                "retrieved": entry.get("retrieved") or [],
-                "augment_tags": entry.get("augment_tags") or [],
-                "metrics": [(name, row.get(name)) for name in shown if row.get(name) is not None],
-                "mel": row.get("mel"),
-            }
-        )
-    return out
-
-
-def evaluate_run(args, embedder_factory) -> dict:
-    """Evaluate ``args.run_dir``; ``embedder_factory()`` returns a ClapEmbedder-like object."""
-    run_dir = Path(args.run_dir)
-    config, hardware, items = report.read_run_inputs(run_dir)
-    for stale in ("report.html", "metrics/summary.json"):
-        (run_dir / stale).unlink(missing_ok=True)
-    reference = load_reference(args.reference_stats, args.clap_model)
-    ok_rows = [r for r in items if r.get("status") == "ok"]
-    for entry in items:
-        if entry.get("status") != "ok":
-            LOG.warning("item %s skipped: %s", entry.get("item"), entry.get("skip_reason"))
-    clips = read_clips(run_dir, ok_rows)
-    embedder = embedder_factory()
-    audio_emb = embed_audio_batches(embedder, clips, args.batch)
-    sims = {
-        "clap_text_sim": _row_cosines(
-            audio_emb, embed_texts(embedder, [r["prompt"] for r in ok_rows])
-        ),
-        "clap_text_sim_used": _row_cosines(
-            audio_emb, embed_texts(embedder, [r.get("prompt_used") or r["prompt"] for r in ok_rows])
-        ),
-        "clap_style_sim": style_similarities(run_dir, ok_rows, audio_emb),
-    }
-    rows = item_rows(items, ok_rows, clips, sims, args.silence_dbfs)
-    summary = summarise(rows, audio_emb, reference, config, args)
-    plot_list = write_visualizations(run_dir, rows, clips, args.mel_max_items)
-    write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
-    write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
-    html = report.render_run_report(
-        {
-            "title": f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}",
-            "is_pipeline_check": summary["is_pipeline_check"],
-            "config": config,
-            "hardware": hardware,
-            "timings": config.get("timings_s", {}),
-            "summary": summary,
-            "plots": plot_list,
-            "items": report_items(rows, items),
-        }
+    summary = evaluate_run(
+        args.run_dir, args.clap_model, args.reference_stats, options_from_args(args)
     )
-    write_text(run_dir / "report.html", html)
-    return summary
-
-
-def json_safe(value):
-    """Replace NaN/inf floats by None recursively (strict JSON; readers treat None as n/a)."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return np.zeros(0)
-    return metrics.cosine_similarity_rows(a, b)
-
-
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-
-    def make_embedder():
-        from rcmg.models.clap import ClapEmbedder
-
-        return ClapEmbedder(args.clap_model, device=args.device)
-
-    summary = evaluate_run(args, make_embedder)
-    LOG.info(
+    log.info(
         "evaluated %d clips (%d skipped) in %s",
         summary["n_evaluated"],
         summary["n_skipped"],
         args.run_dir,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

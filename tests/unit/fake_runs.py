@@ -206,6 +206,8 @@ def build_evaluated_tree(root: Path, clap_model: Path, n_boot: int = 50) -> dict
     compare.main(
         ["--runs", *map(str, runs), "--out-dir", str(report_dir)]
         + ["--bench-root", str(root / "benchmarks"), "--n-boot", str(n_boot)]
+        + ["--reference-stats", str(ref), "--min-n", "100", "--fad-inf-min-n", "2"]
+        + ["--primary", "retrieval:prompt:clap_text_sim", "retrieval:prompt:clap_style_sim"]
     )
     side_dir = root / "results" / "compare_ab"
     compare.main(
@@ -236,21 +238,29 @@ class FakeEmbedder:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def write_fake_reference(path: Path, model: str = "fake-clap") -> Path:
-    """ref_stats.npz from FakeEmbedder embeddings of noise (written by reference_stats' writer)."""
-    import reference_stats
+def write_fake_reference(path: Path, model: str = "fake-clap", two_datasets: bool = False) -> Path:
+    """ref_stats.npz from FakeEmbedder embeddings of noise (the library's writer).
+
+    ``two_datasets``: rows 0-5 'maestro', 6-11 'urmp', with a recorded composition.
+    """
+    from rcmg.evaluation import reference
 
     emb = FakeEmbedder().embed_audio(np.random.default_rng(0).standard_normal((12, 48000)))
-    reference_stats.write_reference(Path(path), emb.astype(np.float32), model, [Path("shards/s0")])
+    labels = composition = None
+    if two_datasets:
+        labels = ["maestro"] * 6 + ["urmp"] * 6
+        entry = {"requested": 6, "available": 6, "drawn": 6, "kind": "weight", "value": 0.5}
+        composition = {"maestro": entry, "urmp": dict(entry)}
+    reference.write_reference(
+        Path(path), emb.astype(np.float32), model, [Path("shards/s0")], labels, composition
+    )
     return Path(path)
 
 
-def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50) -> dict:
-    """Run evaluate's real pipeline on ``run_dir`` with FakeEmbedder (no CLAP load)."""
-    import evaluate
+def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50, **options) -> dict:
+    """Run the library's evaluation on ``run_dir`` with FakeEmbedder (no CLAP load)."""
+    from rcmg.evaluation.run_eval import EvalOptions, evaluate_run
 
-    args = evaluate.parse_args(
-        ["--run-dir", str(run_dir), "--clap-model", "fake-clap", "--reference-stats", str(ref)]
-        + ["--n-boot", str(n_boot)]
+    return evaluate_run(
+        run_dir, "fake-clap", ref, EvalOptions(n_boot=n_boot, **options), FakeEmbedder
     )
-    return evaluate.evaluate_run(args, FakeEmbedder)

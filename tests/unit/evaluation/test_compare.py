@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import compare
 import numpy as np
 import pytest
+from rcmg.evaluation import comparison
 
 from tests.unit import fake_runs
 
@@ -40,7 +40,7 @@ def per_item(run_dir: Path) -> dict[int, dict]:
 def evaluated(tmp_path_factory):
     """Model A: prompt + retrieval for seeds 0 and 1; model B: prompt only (no pairs)."""
     root = tmp_path_factory.mktemp("compare")
-    ref = fake_runs.write_fake_reference(root / "ref.npz")
+    ref = fake_runs.write_fake_reference(root / "ref.npz", two_datasets=True)
     runs_root = root / "results" / "runs"
     runs = {}
     for seed in (0, 1):
@@ -64,9 +64,12 @@ def evaluated(tmp_path_factory):
     fake_runs.write_fake_benchmark(bench, "A", "prompt", 0, 12.0)
     out = root / "results" / "report"
     run_compare(
-        "--runs", *runs.values(), "--out-dir", out, "--bench-root", bench, "--n-boot", "200"
+        *("--runs", *runs.values(), "--out-dir", out, "--bench-root", bench, "--n-boot", "200"),
+        *("--reference-stats", ref, "--min-n", "6", "--fad-inf-min-n", "2"),
+        *("--primary", "retrieval:prompt:rms_dbfs", "retrieval:prompt:peak_dbfs"),
+        "retrieval:prompt:clap_style_sim:B",
     )
-    return {"root": root, "runs": runs, "out": out}
+    return {"root": root, "runs": runs, "out": out, "ref": ref}
 
 
 def test_summary_table_has_runs_and_seed_aggregates(evaluated):
@@ -104,20 +107,23 @@ def test_compute_seconds_per_audio_minute_from_benchmark_or_blank(evaluated):
 def test_paired_differences_match_per_item_values(evaluated):
     paired = {r["metric"]: r for r in read_csv(evaluated["out"] / "paired.csv")}
     assert {r["condition"] for r in read_csv(evaluated["out"] / "paired.csv")} == {"retrieval"}
-    diffs = []
+    by_prompt: dict[int, list[float]] = {}
     for seed in (0, 1):
         base = per_item(evaluated["runs"][("A", "prompt", seed)])
         other = per_item(evaluated["runs"][("A", "retrieval", seed)])
-        diffs += [
-            float(other[i]["rms_dbfs"]) - float(base[i]["rms_dbfs"])
-            for i in base
-            if other[i]["status"] == "ok"
-        ]
+        for i in base:
+            if other[i]["status"] == "ok":
+                diff = float(other[i]["rms_dbfs"]) - float(base[i]["rms_dbfs"])
+                by_prompt.setdefault(i, []).append(diff)
     row = paired["rms_dbfs"]
-    assert int(row["n"]) == len(diffs) == 7 and row["unpaired"] == "1"
-    assert float(row["mean_diff"]) == pytest.approx(np.mean(diffs))
-    assert float(row["ci_low"]) <= np.mean(diffs) <= float(row["ci_high"])
-    assert 0 < float(row["wilcoxon_p"]) < 0.05  # noise at -23 dBFS vs sine at -13.5 dBFS
+    # seeds are clusters: the 7 pairs are averaged per prompt (item 1 has one seed only)
+    assert int(row["n_pairs"]) == sum(map(len, by_prompt.values())) == 7
+    assert int(row["n"]) == len(by_prompt) == 4 and row["unpaired"] == "1"
+    per_prompt = [np.mean(values) for values in by_prompt.values()]
+    assert float(row["mean_diff"]) == pytest.approx(np.mean(per_prompt))
+    assert float(row["ci_low"]) <= np.mean(per_prompt) <= float(row["ci_high"])
+    # noise at -23 dBFS vs sine at -13.5 dBFS: all 4 prompts lower, the best 4 prompts allow
+    assert float(row["wilcoxon_p"]) == pytest.approx(0.125) == float(row["min_p"])
     assert paired["clip_fraction"]["wilcoxon_p"] == ""
     assert paired["clip_fraction"]["p_reason"] == "all paired differences are zero"
 
@@ -161,8 +167,7 @@ def test_identical_runs_give_na_p_values_with_reason(evaluated, tmp_path):
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
     run_b = fake_runs.write_fake_run(copy_root, model="A", condition="prompt", seed=0, kind="sine")
     fake_runs.evaluate_with_fake_embedder(run_b, ref, n_boot=10)
-    args = compare.parse_args(["--roots", str(run_a), str(run_b), "--out-dir", str(tmp_path / "o")])
-    compare.compare_side_by_side(args)
+    comparison.compare_side_by_side(run_a, run_b, tmp_path / "o")
     html = (tmp_path / "o" / "index.html").read_text()
     assert html.count("n/a (all paired differences are zero)") == 5
 
@@ -173,3 +178,84 @@ def test_missing_evaluation_names_the_file(evaluated, tmp_path):
     assert result.returncode != 0
     assert "metrics/summary.json" in result.stderr and "run evaluate.py" in result.stderr
     assert not (tmp_path / "o" / "index.html").exists()
+
+
+def test_set_metrics_pool_all_clips_of_a_model_and_condition(evaluated):
+    from rcmg.evaluation import set_metrics
+
+    rows = read_csv(evaluated["out"] / "summary.csv")
+    aggregate = next(r for r in rows if r["level"] == "aggregate" and r["condition"] == "retrieval")
+    runs = [evaluated["runs"][("A", "retrieval", seed)] for seed in (0, 1)]
+    saved = [np.load(run / "metrics" / "embeddings.npz") for run in runs]
+    gen = np.concatenate([s["audio"] for s in saved]).astype(np.float64)
+    labels = [int(i) for s in saved for i in s["item"]]
+    with np.load(evaluated["ref"]) as data:
+        ref = data["embeddings"].astype(np.float64)
+    assert float(aggregate["kad_mean"]) == pytest.approx(
+        set_metrics.kad_interval(gen, ref, labels)["mean"]
+    )
+    assert float(aggregate["fad_mean"]) == pytest.approx(
+        set_metrics.fad_interval(gen, ref, labels)["mean"]
+    )
+    assert aggregate["fad_inf_mean"] != ""  # 7 clips, min n 2: a fit
+    assert aggregate["n_evaluated"] == "7" and aggregate["n_prompts"] == "4"
+    assert aggregate["below_min_n"] == "False"  # min-n 6
+    prompt_b = next(r for r in rows if r["level"] == "aggregate" and r["model"] == "B")
+    assert prompt_b["below_min_n"] == "True"  # 4 clips < 6
+
+
+def test_primary_tests_are_holm_adjusted_and_the_rest_exploratory(evaluated):
+    paired = read_csv(evaluated["out"] / "paired.csv")
+    primary = [r for r in paired if r["family"] == "primary"]
+    assert sorted(r["metric"] for r in primary) == ["peak_dbfs", "rms_dbfs"]
+    assert all(
+        r["family"] == "exploratory" and r["holm_p"] == "" for r in paired if r not in primary
+    )
+    p_values = sorted(float(r["wilcoxon_p"]) for r in primary)
+    holm = sorted(float(r["holm_p"]) for r in primary)
+    assert holm == pytest.approx(
+        [min(1, 2 * p_values[0]), max(min(1, 2 * p_values[0]), p_values[1])]
+    )
+    html = (evaluated["out"] / "index.html").read_text()
+    assert 'id="primary"' in html and "Holm p" in html and "smallest attainable p" in html
+    # declared for model B, which has no retrieval run: listed as not testable
+    assert "B: retrieval vs prompt on clap_style_sim" in html
+
+
+def test_set_metric_differences_and_min_n_warnings_in_every_table(evaluated):
+    diffs = {r["metric"]: r for r in read_csv(evaluated["out"] / "paired_set_metrics.csv")}
+    assert set(diffs) == {"fad", "kad"}
+    rows = read_csv(evaluated["out"] / "summary.csv")
+    agg = {r["condition"]: r for r in rows if r["level"] == "aggregate" and r["model"] == "A"}
+    kad = diffs["kad"]
+    assert float(kad["mean"]) == pytest.approx(
+        float(agg["retrieval"]["kad_mean"]) - float(agg["prompt"]["kad_mean"])
+    )
+    assert float(kad["ci_low"]) <= float(kad["mean"]) <= float(kad["ci_high"])
+    assert "paired jackknife" in kad["method"]
+    html = (evaluated["out"] / "index.html").read_text()
+    assert 'id="min-n-warning"' in html
+    for table in ("aggregates", "runs"):
+        section = html.split(f'id="{table}"')[1].split("</table>")[0]
+        assert "⚠ N &lt; 6" in section, table
+    assert "FAD-inf (R²)" in html and "KAD (kadtk, ×100)" in html and "R²=" in html
+    judge_table = html.split('id="judge"')[1].split("</table>")[0]
+    assert "fake-clap" in judge_table and "<td>no</td>" in judge_table  # fake: no weights
+
+
+def test_comparison_prints_the_reference_composition_and_subset_metrics(evaluated):
+    from rcmg.evaluation import set_metrics
+
+    html = (evaluated["out"] / "index.html").read_text()
+    table = html.split('id="reference-composition"')[1].split("</table>")[0]
+    assert "maestro" in table and "urmp" in table and "50%" in table
+    subsets = html.split('id="reference-subsets"')[1].split("</table>")[0]
+    assert "KAD vs urmp" in subsets and "6 reference clips &lt;= 32 dimensions" in subsets
+    runs = [evaluated["runs"][("A", "prompt", seed)] for seed in (0, 1)]
+    saved = [np.load(run / "metrics" / "embeddings.npz") for run in runs]
+    gen = np.concatenate([s["audio"] for s in saved]).astype(np.float64)
+    labels = [int(i) for s in saved for i in s["item"]]
+    with np.load(evaluated["ref"]) as data:
+        urmp = data["embeddings"][6:].astype(np.float64)
+    expected = set_metrics.kad_interval(gen, urmp, labels)["mean"]
+    assert f"{expected:.3g}" in subsets

@@ -154,55 +154,71 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(sq, 0.0)
 
 
-def median_bandwidth(x, y) -> float:
-    """Median pairwise Euclidean distance over the pooled set (the KAD default)."""
-    pooled = np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)])
-    dists = np.sqrt(_squared_distances(pooled, pooled))
-    upper = dists[np.triu_indices(len(pooled), k=1)]
-    positive = upper[upper > 0]
-    return float(np.median(positive)) if positive.size else 1.0
+# KAD in the convention of kadtk (Chung et al. 2025, github.com/YoonjinXD/kadtk):
+# Gaussian kernel exp(-gamma d^2) with gamma = 1 / (2 bandwidth^2 + 1e-8), bandwidth =
+# median pairwise distance of the REFERENCE set, unbiased MMD^2, x 100.
+KAD_SCALE = 100.0
+KAD_GAMMA_EPS = 1e-8
 
 
-def _kernel(a: np.ndarray, b: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
-    if kernel == "rbf":
-        return np.exp(-_squared_distances(a, b) / (2.0 * bandwidth**2))
-    if kernel == "linear":
-        return a @ b.T
-    raise ValueError(f"unknown kernel {kernel!r}; use 'rbf' or 'linear'")
+def median_pairwise_distance(emb) -> float:
+    """Median of the n(n-1)/2 pairwise Euclidean distances of an [N, D] set.
+
+    The lower median for an even number of pairs, as ``torch.median(torch.pdist(x))``
+    (kadtk's bandwidth); 1.0 when every distance is 0 or the set has < 2 rows.
+    """
+    matrix = np.asarray(emb, dtype=np.float64)
+    if matrix.ndim != 2 or len(matrix) < 2:
+        return 1.0
+    return median_from_squared_distances(_squared_distances(matrix, matrix))
 
 
-def kad_kernels(x, y, kernel: str = "rbf", bandwidth: float | str = "median"):
-    """Kernel pieces for KAD: (K_xx, mean off-diagonal K_yy, K_xy)."""
+def median_from_squared_distances(d2: np.ndarray) -> float:
+    """:func:`median_pairwise_distance` from the [N, N] squared-distance matrix."""
+    upper = d2[np.triu_indices(len(d2), k=1)]
+    k = (upper.size - 1) // 2
+    value = float(np.sqrt(np.partition(upper, k)[k]))
+    return value if np.isfinite(value) and value > 0 else 1.0
+
+
+def kad_gamma(bandwidth: float) -> float:
+    """kadtk's Gaussian-kernel coefficient for ``bandwidth``."""
+    return 1.0 / (2.0 * float(bandwidth) ** 2 + KAD_GAMMA_EPS)
+
+
+def kad_kernels(x, y, bandwidth: float, d2_yy: np.ndarray | None = None):
+    """(K_xx, K_yy, K_xy) Gaussian kernel matrices, the within-set diagonals set to 0.
+
+    ``d2_yy``: the reference's squared distances when already computed (bandwidth).
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"kad needs [N, D] and [M, D] matrices, got {x.shape} and {y.shape}")
     if len(x) < 2 or len(y) < 2:
         raise ValueError("kad needs at least two embeddings in each set")
-    sigma = median_bandwidth(x, y) if bandwidth == "median" else float(bandwidth)
-    k_yy = _kernel(y, y, kernel, sigma)
-    m = len(y)
-    k_yy_term = float((k_yy.sum() - np.trace(k_yy)) / (m * (m - 1)))
-    return _kernel(x, x, kernel, sigma), k_yy_term, _kernel(x, y, kernel, sigma)
+    gamma = kad_gamma(bandwidth)
+    k_xx = np.exp(-gamma * _squared_distances(x, x))
+    k_yy = np.exp(-gamma * (_squared_distances(y, y) if d2_yy is None else d2_yy))
+    np.fill_diagonal(k_xx, 0.0)
+    np.fill_diagonal(k_yy, 0.0)
+    return k_xx, k_yy, np.exp(-gamma * _squared_distances(x, y))
 
 
-def kad_from_kernels(k_xx, k_yy_term: float, k_xy, scale: float = 1000.0) -> float:
-    """Unbiased MMD^2 from precomputed kernels (diagonal of K_xx excluded)."""
-    n = k_xx.shape[0]
-    term_xx = (k_xx.sum() - np.trace(k_xx)) / (n * (n - 1))
-    return float(scale * (term_xx + k_yy_term - 2.0 * k_xy.mean()))
+def kad(gen, ref, bandwidth: float | None = None, scale: float = KAD_SCALE) -> float:
+    """Kernel Audio Distance of ``gen`` [N, D] to ``ref`` [M, D] (kadtk's convention).
 
-
-def kad(x, y, kernel: str = "rbf", bandwidth: float | str = "median", scale: float = 1000.0):
-    """Kernel Audio Distance: unbiased MMD^2 between two [N, D] embedding sets.
-
-    Diagonal terms are excluded from the within-set means, so the expectation is 0
-    when both sets come from one distribution (single estimates may be slightly
-    negative). ``bandwidth="median"`` uses the pooled median pairwise distance; the
-    result is multiplied by ``scale`` (1000 as in the KAD paper).
+    Unbiased MMD^2 (diagonals excluded from the within-set means, so the expectation
+    is 0 when both sets come from one distribution and single estimates may be
+    negative) with a Gaussian kernel whose bandwidth is, by default, the median
+    pairwise distance of the reference set; times ``scale`` (100, kadtk's factor).
     """
-    k_xx, k_yy_term, k_xy = kad_kernels(x, y, kernel, bandwidth)
-    return kad_from_kernels(k_xx, k_yy_term, k_xy, scale)
+    ref = np.asarray(ref, dtype=np.float64)
+    width = median_pairwise_distance(ref) if bandwidth is None else float(bandwidth)
+    k_xx, k_yy, k_xy = kad_kernels(gen, ref, width)
+    n, m = len(k_xx), len(k_yy)
+    value = k_xx.sum() / (n * (n - 1)) + k_yy.sum() / (m * (m - 1)) - 2.0 * k_xy.mean()
+    return float(scale * value)
 
 
 def l2_normalise(x, eps: float = 1e-12) -> np.ndarray:

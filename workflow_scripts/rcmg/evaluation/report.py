@@ -17,6 +17,12 @@ from rcmg.workflow.cli import InputError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 PIPELINE_CHECK_BANNER = "pipeline check — random weights, not music"
+EMBEDDINGS_FILE = "metrics/embeddings.npz"  # written by run_eval, read by comparison
+METRIC_LABELS = {
+    "fad": "FAD at N [jackknife CI]",
+    "fad_inf": "FAD-inf (R²)",
+    "kad": "KAD (kadtk, ×100) [jackknife CI]",
+}
 
 
 class RunDirError(InputError, FileNotFoundError):
@@ -71,7 +77,64 @@ def read_evaluated_run(run_dir: Path) -> dict:
     summary = read_json(run_dir / "metrics" / "summary.json", fix)
     rows = read_per_item_csv(run_dir / "metrics" / "per_item.csv")
     config = read_json(run_dir / "run_config.json", "run the generate step for this run first")
-    return {"dir": run_dir, "summary": summary, "rows": rows, "config": config}
+    embeddings = None
+    if (run_dir / EMBEDDINGS_FILE).is_file():
+        import numpy as np
+
+        with np.load(run_dir / EMBEDDINGS_FILE, allow_pickle=False) as data:
+            embeddings = {key: data[key] for key in data.files}
+    return {
+        "dir": run_dir,
+        "summary": summary,
+        "rows": rows,
+        "config": config,
+        "embeddings": embeddings,
+    }
+
+
+def read_reference(path: Path) -> dict:
+    """ref_stats.npz -> {mu, sigma, embeddings, n, model, path, dataset, composition}.
+
+    ``dataset``: each reference row's dataset ('pooled' for files written before
+    composition was recorded); ``composition``: {dataset: {requested, available, drawn}}.
+    """
+    require_file(Path(path), "run reference_stats.py first (it caches ref_stats.npz)")
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        raw = {key: data[key] for key in data.files}
+    n = int(raw["n"])
+    dataset = [str(d) for d in raw["dataset"]] if "dataset" in raw else ["pooled"] * n
+    composition = json.loads(str(raw["composition"])) if "composition" in raw else {}
+    if not composition:
+        composition = {"pooled": {"requested": n, "drawn": n}}
+    return {
+        "mu": raw["mu"],
+        "sigma": raw["sigma"],
+        "embeddings": raw["embeddings"],
+        "n": n,
+        "model": str(raw.get("model", "")),
+        "path": str(path),
+        "dataset": dataset,
+        "composition": composition,
+    }
+
+
+def composition_rows(composition: dict) -> list[dict]:
+    """Rows for the 'reference composition' table of every report."""
+    total = sum(int(entry.get("drawn", 0)) for entry in composition.values()) or 1
+    return [
+        {
+            "dataset": name,
+            "requested": entry.get("requested"),
+            "available": entry.get("available", ""),
+            "drawn": entry.get("drawn"),
+            "share": int(entry.get("drawn", 0)) / total,
+            "spec": f"{entry['kind']} {entry['value']:g}" if "kind" in entry else "",
+            "short": int(entry.get("drawn", 0)) < int(entry.get("requested", 0)),
+        }
+        for name, entry in composition.items()
+    ]
 
 
 def format_number(value, digits: int = 3) -> str:
@@ -94,8 +157,16 @@ def format_ci(record: dict | None, digits: int = 3) -> str:
         reason = record.get("reason") or ""
         return f"n/a ({reason})" if reason else "n/a"
     low, high = record.get("ci_low"), record.get("ci_high")
-    interval = f" [{format_number(low, digits)}, {format_number(high, digits)}]"
-    return f"{format_number(mean, digits)}{interval}"
+    text = format_number(mean, digits)
+    if _finite(low) and _finite(high):
+        text += f" [{format_number(low, digits)}, {format_number(high, digits)}]"
+    if "r2" in record:
+        text += f" (R²={format_number(record['r2'], digits)})"
+    return text
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(float(value))
 
 
 def relative_link(target: Path, from_dir: Path) -> str:
@@ -123,7 +194,7 @@ def render_run_report(context: dict) -> str:
     return (
         environment()
         .get_template("run_report.html.j2")
-        .render(banner=PIPELINE_CHECK_BANNER, **context)
+        .render(banner=PIPELINE_CHECK_BANNER, metric_labels=METRIC_LABELS, **context)
     )
 
 
@@ -132,5 +203,5 @@ def render_compare(context: dict) -> str:
     return (
         environment()
         .get_template("compare.html.j2")
-        .render(banner=PIPELINE_CHECK_BANNER, **context)
+        .render(banner=PIPELINE_CHECK_BANNER, metric_labels=METRIC_LABELS, **context)
     )

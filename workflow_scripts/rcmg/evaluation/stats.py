@@ -1,4 +1,7 @@
-"""Uncertainty: percentile bootstrap CIs, paired differences, Wilcoxon signed-rank tests.
+"""Uncertainty of per-clip metrics: percentile bootstrap CIs, paired differences, Wilcoxon.
+
+Set metrics (FAD, KAD) have their own intervals in :mod:`rcmg.evaluation.set_metrics`
+(a with-replacement bootstrap pairs clips with themselves there).
 
 Every function is seeded and returns plain dicts of floats so results go straight into
 JSON/CSV. Undefined quantities are NaN with a ``reason`` string, never an exception.
@@ -7,11 +10,8 @@ JSON/CSV. Undefined quantities are NaN with a ``reason`` string, never an except
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-
-from rcmg.evaluation import metrics
 
 
 def _finite(values) -> np.ndarray:
@@ -50,71 +50,6 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, confidence: flo
 
 def _ci_record(value: float, low: float, high: float, n: int, reason: str) -> dict:
     return {"mean": value, "ci_low": low, "ci_high": high, "n": n, "reason": reason}
-
-
-def bootstrap_statistic_ci(
-    items,
-    statistic: Callable[[np.ndarray], float],
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    min_items: int = 2,
-):
-    """Point value of ``statistic(items)`` and a CI from resampling rows of ``items``.
-
-    Used for set-level metrics (FAD, KAD) by resampling generated clips with
-    replacement; the reference side stays fixed.
-    """
-    matrix = np.asarray(items)
-    n = int(matrix.shape[0])
-    if n < min_items:
-        return _ci_record(math.nan, math.nan, math.nan, n, f"n={n} < {min_items} items")
-    value = float(statistic(matrix))
-    rng = np.random.default_rng(seed)
-    samples = [statistic(matrix[rng.integers(0, n, size=n)]) for _ in range(n_boot)]
-    low, high = percentile_interval(samples, confidence)
-    return _ci_record(value, low, high, n, "")
-
-
-def fad_to_reference_ci(gen_emb, mu_ref, sigma_ref, n_boot: int = 1000, seed: int = 0):
-    """FAD (standard sqrtm) of generated embeddings vs reference stats, bootstrap CI."""
-    gen = np.asarray(gen_emb, dtype=np.float64)
-    if gen.shape[0] < 2:
-        return _ci_record(math.nan, math.nan, math.nan, int(gen.shape[0]), "FAD needs >= 2 items")
-    root = metrics.psd_sqrt(sigma_ref) if gen.shape[0] > gen.shape[1] else None
-    result = bootstrap_statistic_ci(
-        gen,
-        lambda x: metrics.frechet_distance_to_reference(x, mu_ref, sigma_ref, root),
-        n_boot,
-        seed,
-    )
-    mu_gen, sigma_gen = metrics.gaussian_stats(gen)
-    result["mean"] = metrics.frechet_distance(mu_gen, sigma_gen, mu_ref, sigma_ref)
-    return result
-
-
-def kad_ci(gen_emb, ref_emb, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95):
-    """KAD (unbiased MMD^2 x 1000, median bandwidth) with a bootstrap CI over generated clips.
-
-    The kernel matrices are computed once; each resample re-indexes the generated
-    rows (a repeated clip counts as a distinct draw; only i == j positions are
-    excluded, as in the unbiased estimator). The reference side stays fixed.
-    """
-    ref = np.asarray(ref_emb, dtype=np.float64)
-    gen = np.asarray(gen_emb, dtype=np.float64)
-    n = int(gen.shape[0])
-    if n < 2 or ref.shape[0] < 2:
-        return _ci_record(math.nan, math.nan, math.nan, n, "KAD needs >= 2 items per set")
-    kernels = metrics.kad_kernels(gen, ref)
-    value = metrics.kad_from_kernels(*kernels)
-    rng = np.random.default_rng(seed)
-    k_xx, k_yy_term, k_xy = kernels
-    samples = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        samples.append(metrics.kad_from_kernels(k_xx[np.ix_(idx, idx)], k_yy_term, k_xy[idx]))
-    low, high = percentile_interval(samples, confidence)
-    return _ci_record(value, low, high, n, "")
 
 
 def wilcoxon_p(differences) -> tuple[float, str]:

@@ -35,6 +35,22 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
                 f"evaluation.reference_datasets: '{name}' is not a key of 'datasets' "
                 f"({', '.join(datasets)})"
             )
+    composition = config["evaluation"].get("reference_composition", {})
+    if composition and set(composition) != set(config["evaluation"]["reference_datasets"]):
+        out.append(
+            "evaluation.reference_composition: its datasets "
+            f"({', '.join(composition)}) must be the reference_datasets "
+            f"({', '.join(config['evaluation']['reference_datasets'])})"
+        )
+    if len({kind for part in composition.values() for kind in part}) > 1:
+        out.append("evaluation.reference_composition: use weights or counts, not both")
+    for h in config["evaluation"].get("primary_hypotheses", []):
+        for key in ("condition", "baseline"):
+            if h[key] not in config["conditions"]:
+                out.append(
+                    f"evaluation.primary_hypotheses: {key} '{h[key]}' is not a key of "
+                    f"'conditions' ({', '.join(config['conditions'])})"
+                )
     baseline = config["evaluation"]["baseline_condition"]
     if baseline not in config["conditions"]:
         out.append(

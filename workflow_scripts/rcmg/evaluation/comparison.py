@@ -1,0 +1,607 @@
+"""Compare evaluated runs: summary table, paired statistics vs a baseline, plots, index.html.
+
+:func:`compare_runs` (table mode: all runs of the workflow) and
+:func:`compare_side_by_side` (any two run folders, item by item) write
+OUT/index.html, OUT/summary.csv, OUT/paired.csv and OUT/plots/. The CLI is
+workflow_scripts/compare.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
+from rcmg.evaluation.hypotheses import Hypothesis
+from rcmg.evaluation.set_metrics import SetMetricOptions
+from rcmg.workflow.atomic import atomic_dir, write_text
+from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
+
+LOG = logging.getLogger("compare")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How runs are compared (the CLI's defaults come from here)."""
+
+    baseline_condition: str = "prompt"  # condition every other condition is paired against
+    bench_root: Path = Path("benchmarks")  # Snakemake benchmark root (generate TSVs)
+    n_boot: int = 1000  # bootstrap resamples
+    seed: int = 0  # bootstrap seed
+    reference_stats: Path | None = None  # ref_stats.npz: pooled set metrics need it
+    min_n: int = 1000  # clips per model x condition below which every table warns
+    primary: tuple[str, ...] = ()  # CONDITION:BASELINE:METRIC[:MODELS] (Holm family)
+    fad_blocks: int = 20
+    fad_inf_min_n: int = 500
+    fad_inf_steps: int = 10
+    fad_inf_repeats: int = 3
+
+    def set_metric_options(self) -> SetMetricOptions:
+        return SetMetricOptions(
+            fad_blocks=self.fad_blocks,
+            fad_inf_min_n=self.fad_inf_min_n,
+            fad_inf_steps=self.fad_inf_steps,
+            fad_inf_repeats=self.fad_inf_repeats,
+            seed=self.seed,
+        )
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return [Hypothesis.parse(text) for text in self.primary]
+
+
+ITEM_METRICS = [
+    "clap_text_sim",
+    "clap_text_sim_used",
+    "clap_style_sim",
+    "rms_dbfs",
+    "peak_dbfs",
+    "loudness_lufs",
+    "clip_fraction",
+]
+SET_METRICS = ["fad", "fad_inf", "kad"]
+PAIRED_SET_METRICS = ["fad", "kad"]
+PAIRED_METRICS = [
+    "clap_style_sim",
+    "clap_text_sim",
+    "rms_dbfs",
+    "peak_dbfs",
+    "loudness_lufs",
+    "clip_fraction",
+]
+
+
+def to_float(value) -> float:
+    if value is None or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def summary_metric_names(runs: list[dict]) -> list[str]:
+    names: dict[str, None] = {}
+    for run in runs:
+        names.update(dict.fromkeys(run["summary"].get("metrics", {})))
+    return list(names)
+
+
+def benchmark_seconds(bench_root: Path, model, condition, seed) -> float:
+    """Mean wall seconds (column ``s``) of the generate job's benchmark TSV, NaN if absent."""
+    path = generate_benchmark_tsv(bench_root, model, condition, seed)
+    if not path.is_file():
+        return math.nan
+    values = [to_float(row.get("s")) for row in read_benchmark_tsv(path)]
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        LOG.warning("%s has no numeric 's' column; compute time shown as n/a", path)
+        return math.nan
+    return float(np.mean(finite))
+
+
+def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> dict:
+    """One row of the per-run table (metrics are CI dicts from summary.json)."""
+    summary, config = run["summary"], run["config"]
+    model, condition, seed = config.get("model"), config.get("condition"), config.get("seed")
+    bench_s = benchmark_seconds(bench_root, model, condition, seed)
+    audio_min = to_float(summary.get("generated_seconds")) / 60.0
+    per_min = bench_s / audio_min if audio_min > 0 else math.nan
+    return {
+        "level": "run",
+        "model": model,
+        "condition": condition,
+        "seed": seed,
+        "label": f"{model}/{condition}/seed{seed}",
+        "link": report.relative_link(run["dir"] / "report.html", out_dir),
+        "is_pipeline_check": bool(summary.get("is_pipeline_check")),
+        "n_evaluated": summary.get("n_evaluated"),
+        "n_prompts": len(set(ok_prompts(run["rows"]))),
+        "below_min_n": int(summary.get("n_evaluated") or 0) < min_n,
+        "n_skipped": summary.get("n_skipped"),
+        "generated_seconds": to_float(summary.get("generated_seconds")),
+        "bench_s": bench_s,
+        "compute_s_per_audio_min": per_min,
+        "metrics": summary.get("metrics", {}),
+    }
+
+
+def ok_values(rows: list[dict], metric: str) -> np.ndarray:
+    return np.array([to_float(r.get(metric)) for r in rows if r.get("status") == "ok"])
+
+
+def load_reference(path: Path | None) -> dict | None:
+    """ref_stats.npz (embeddings, per-row dataset, composition) or None when not given."""
+    return None if path is None else report.read_reference(Path(path))
+
+
+def pooled_embeddings(runs: list[dict]) -> tuple[np.ndarray | None, list]:
+    """All evaluated clips of ``runs`` (seeds pooled) and their prompt (item) labels."""
+    parts, labels = [], []
+    for run in runs:
+        emb = run.get("embeddings")
+        if emb is None:
+            return None, []
+        parts.append(emb["audio"])
+        labels.extend(int(i) for i in emb["item"])
+    return np.concatenate(parts).astype(np.float64), labels
+
+
+def pooled_set_metrics(runs: list[dict], ref, options: CompareOptions) -> dict:
+    """FAD (at this N), FAD-inf and KAD of all clips of a model x condition, seeds pooled."""
+    gen, labels = pooled_embeddings(runs)
+    reason = (
+        "no --reference-stats given"
+        if ref is None
+        else "a run lacks metrics/embeddings.npz: re-run evaluate.py"
+        if gen is None
+        else ""
+    )
+    if reason:
+        na = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0, "reason": reason}
+        return {name: dict(na) for name in SET_METRICS}
+    set_options = options.set_metric_options()
+    return {
+        "fad": set_metrics.fad_interval(gen, ref, labels, set_options),
+        "fad_inf": set_metrics.fad_infinity(gen, ref, set_options),
+        "kad": set_metrics.kad_interval(gen, ref, labels, set_options),
+    }
+
+
+def aggregate_group(runs: list[dict], records: list[dict], names, reference, options) -> dict:
+    """Seed-aggregated row: per-item metrics and set metrics both pool all clips."""
+    n_boot, seed = options.n_boot, options.seed
+    ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
+    first = records[0]
+    metrics_out = {}
+    pooled_sets = pooled_set_metrics(runs, ref, options)
+    subsets = {}
+    gen, labels = pooled_embeddings(runs)
+    if reference is not None and gen is not None:
+        subsets = set_metrics.per_reference_subset(
+            gen, labels, ref, reference["dataset"], options.set_metric_options()
+        )
+    for name in names:
+        if name in SET_METRICS:
+            metrics_out[name] = pooled_sets[name]
+        elif name not in ITEM_METRICS:
+            seed_values = [to_float((r["metrics"].get(name) or {}).get("mean")) for r in records]
+            if len(records) == 1:
+                metrics_out[name] = records[0]["metrics"].get(name) or {}
+            else:
+                metrics_out[name] = stats.bootstrap_mean_ci(seed_values, n_boot, seed)
+                metrics_out[name]["reason"] = f"CI over {len(records)} seeds"
+        else:
+            pooled = np.concatenate([ok_values(run["rows"], name) for run in runs])
+            metrics_out[name] = stats.bootstrap_mean_ci(pooled, n_boot, seed)
+    bench = [r["compute_s_per_audio_min"] for r in records]
+    n_evaluated = sum(int(r["n_evaluated"] or 0) for r in records)
+    return {
+        **{k: first[k] for k in ("model", "condition")},
+        "level": "aggregate",
+        "seed": "+".join(str(r["seed"]) for r in records),
+        "label": f"{first['model']}/{first['condition']}",
+        "link": "",
+        "is_pipeline_check": any(r["is_pipeline_check"] for r in records),
+        "n_evaluated": n_evaluated,
+        "n_prompts": len({key for run in runs for key in ok_prompts(run["rows"])}),
+        "n_skipped": sum(int(r["n_skipped"] or 0) for r in records),
+        "below_min_n": n_evaluated < options.min_n,
+        "generated_seconds": sum(r["generated_seconds"] for r in records),
+        "bench_s": float(np.nansum([r["bench_s"] for r in records]))
+        if any(math.isfinite(r["bench_s"]) for r in records)
+        else math.nan,
+        "compute_s_per_audio_min": float(np.nanmean(bench))
+        if any(math.isfinite(b) for b in bench)
+        else math.nan,
+        "metrics": metrics_out,
+        "reference_subsets": subsets,
+    }
+
+
+def ok_prompts(rows: list[dict]) -> list[int]:
+    return [item_key(r)[0] for r in rows if r.get("status") == "ok"]
+
+
+def group_runs(runs: list[dict], records: list[dict]) -> dict[tuple, list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault((record["model"], record["condition"]), []).append(index)
+    return groups
+
+
+def item_key(row: dict) -> tuple[int, int]:
+    """(item, waveform_index) of a per-item row (waveform_index defaults to 0)."""
+    waveform = to_float(row.get("waveform_index"))
+    return int(to_float(row["item"])), int(waveform) if math.isfinite(waveform) else 0
+
+
+def pair_rows(rows_a: list[dict], rows_b: list[dict]) -> tuple[list[tuple[dict, dict]], list[str]]:
+    """Pair ok items by (item, waveform_index); prompt mismatches are reported, not paired."""
+    by_key = {item_key(r): r for r in rows_b}
+    pairs, problems = [], []
+    for row in rows_a:
+        key = item_key(row)
+        other = by_key.get(key)
+        if other is None:
+            problems.append(f"item {key[0]} w{key[1]}: missing in second run")
+        elif str(other.get("prompt")) != str(row.get("prompt")):
+            problems.append(f"item {key[0]} w{key[1]}: prompts differ")
+        elif row.get("status") != "ok" or other.get("status") != "ok":
+            problems.append(f"item {key[0]} w{key[1]}: skipped in one run")
+        else:
+            pairs.append((row, other))
+    return pairs, problems
+
+
+def paired_metric_rows(pairs, n_boot: int, seed: int, cluster_keys=None) -> list[dict]:
+    """Per metric: per-prompt mean of (second - first), bootstrap CI over prompts, Wilcoxon
+    p on the prompt means and the smallest p attainable with that many prompts.
+
+    ``cluster_keys`` (one per pair; default the item index) say which pairs are one
+    prompt: seeds and waveforms of a prompt are averaged before the test.
+    """
+    keys = cluster_keys or [item_key(a)[0] for a, _ in pairs]
+    out = []
+    for metric in PAIRED_METRICS:
+        diffs = [to_float(b.get(metric)) - to_float(a.get(metric)) for a, b in pairs]
+        result = hypotheses.clustered_paired_test(keys, diffs, n_boot, seed)
+        result["metric"] = metric
+        result["p_text"] = stats.format_p(result["wilcoxon_p"], result["p_reason"])
+        out.append(result)
+    return out
+
+
+def comparisons(records: list[dict], baseline: str, declared: list[Hypothesis]) -> list[tuple]:
+    """(condition, baseline) pairs to test: every condition vs ``baseline`` + declared ones."""
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
+    pairs = [(c, baseline) for c in conditions if c != baseline and baseline in conditions]
+    for h in declared:
+        if (h.condition, h.baseline) not in pairs:
+            pairs.append((h.condition, h.baseline))
+    return pairs
+
+
+def matched_runs(runs, records, condition: str, baseline: str) -> dict:
+    """model -> list of (baseline run, condition run) sharing a seed."""
+    index = {(r["model"], r["condition"], r["seed"]): i for i, r in enumerate(records)}
+    matched: dict[str, list] = {}
+    for (model, cond, seed), i in index.items():
+        j = index.get((model, baseline, seed))
+        if cond == condition and j is not None:
+            matched.setdefault(model, []).append((runs[j], runs[i], seed))
+    return matched
+
+
+def paired_tests(runs, records, pairs_to_test, options: CompareOptions) -> list[dict]:
+    """Clip-level paired tests per model for each (condition, baseline), seeds pooled."""
+    rows = []
+    for condition, baseline in pairs_to_test:
+        for model, matches in sorted(matched_runs(runs, records, condition, baseline).items()):
+            pairs, problems, seeds = [], [], []
+            for base, other, seed in matches:
+                found, issues = pair_rows(base["rows"], other["rows"])
+                pairs.extend(found)
+                problems.extend(f"seed {seed}: {p}" for p in issues)
+                seeds.append(seed)
+            n_clips = min(sum(len(ok_prompts(m[i]["rows"])) for m in matches) for i in (0, 1))
+            for result in paired_metric_rows(pairs, options.n_boot, options.seed):
+                rows.append(
+                    {
+                        "model": model,
+                        "condition": condition,
+                        "baseline": baseline,
+                        "seeds": "+".join(str(s) for s in seeds),
+                        "unpaired": len(problems),
+                        "below_min_n": n_clips < options.min_n,
+                        **result,
+                    }
+                )
+    return hypotheses.label_and_adjust(rows, options.hypotheses())
+
+
+def paired_set_rows(runs, records, pairs_to_test, ref, options: CompareOptions) -> list[dict]:
+    """FAD and KAD of condition minus baseline, prompts deleted jointly (jackknife)."""
+    rows = []
+    if ref is None:
+        return rows
+    for condition, baseline in pairs_to_test:
+        for model, matches in sorted(matched_runs(runs, records, condition, baseline).items()):
+            gen_a, labels_a = pooled_embeddings([m[0] for m in matches])
+            gen_b, labels_b = pooled_embeddings([m[1] for m in matches])
+            if gen_a is None or gen_b is None:
+                continue
+            for metric in PAIRED_SET_METRICS:
+                result = set_metrics.paired_set_difference(
+                    metric, gen_a, labels_a, gen_b, labels_b, ref, options.set_metric_options()
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "condition": condition,
+                        "baseline": baseline,
+                        "metric": metric,
+                        "seeds": "+".join(str(m[2]) for m in matches),
+                        "n_a": len(gen_a),
+                        "n_b": len(gen_b),
+                        "below_min_n": min(len(gen_a), len(gen_b)) < options.min_n,
+                        **result,
+                    }
+                )
+    return rows
+
+
+SUMMARY_FIELDS = [
+    "level",
+    "model",
+    "condition",
+    "seed",
+    "is_pipeline_check",
+    "n_evaluated",
+    "n_prompts",
+    "below_min_n",
+    "n_skipped",
+    "generated_seconds",
+    "bench_s",
+    "compute_s_per_audio_min",
+]
+PAIRED_FIELDS = [
+    "model",
+    "condition",
+    "baseline",
+    "seeds",
+    "metric",
+    "family",
+    "n",
+    "n_pairs",
+    "unpaired",
+    "below_min_n",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_p",
+    "min_p",
+    "holm_p",
+    "holm_m",
+    "p_reason",
+]
+SET_DIFF_FIELDS = [
+    "model",
+    "condition",
+    "baseline",
+    "metric",
+    "seeds",
+    "n_a",
+    "n_b",
+    "below_min_n",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "se",
+    "method",
+    "reason",
+]
+
+
+def summary_csv(records: list[dict], names: list[str]) -> str:
+    fields = SUMMARY_FIELDS + [
+        f"{n}_{part}" for n in names for part in ("mean", "ci_low", "ci_high")
+    ]
+    table = []
+    for record in records:
+        row = {key: record.get(key) for key in SUMMARY_FIELDS}
+        for name in names:
+            ci = record["metrics"].get(name) or {}
+            row.update({f"{name}_{part}": ci.get(part) for part in ("mean", "ci_low", "ci_high")})
+        table.append(row)
+    return rows_to_csv(table, fields)
+
+
+def rows_to_csv(rows: list[dict], fields: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in fields})
+    return buffer.getvalue()
+
+
+def _cell(value):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
+
+
+def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:
+    """Bar (mean with CI) and violin (per-item) plots into out_dir/plots/."""
+    labels = [a["label"] for a in aggregates]
+    figures = []
+    with atomic_dir(out_dir / "plots") as tmp:
+        for name in names:
+            records = [a["metrics"].get(name) or {} for a in aggregates]
+            plots.save_bar_ci(
+                labels,
+                [to_float(r.get("mean")) for r in records],
+                [to_float(r.get("ci_low")) for r in records],
+                [to_float(r.get("ci_high")) for r in records],
+                tmp / f"bar_{name}.png",
+                f"{name} (mean, 95% CI)",
+            )
+            figures.append({"src": f"plots/bar_{name}.png", "alt": f"{name}: mean with 95% CI"})
+        for name in ITEM_METRICS:
+            if name not in names:
+                continue
+            values = {
+                label: np.concatenate([ok_values(runs[i]["rows"], name) for i in indices])
+                for label, indices in zip(labels, groups.values(), strict=True)
+            }
+            plots.save_violins(values, tmp / f"violin_{name}.png", f"{name} per item")
+            figures.append(
+                {"src": f"plots/violin_{name}.png", "alt": f"{name}: per-item distribution"}
+            )
+    return figures
+
+
+def judge_rows(runs: list[dict]) -> list[dict]:
+    """One row per model: the judge, the style space and the text-tower fingerprints."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        summary = run["summary"]
+        record = summary.get("judge") or {}
+        model = run["config"].get("model")
+        towers = record.get("generator_text_towers") or {}
+        generator = towers.get("text_encoder") or {}
+        rows.setdefault(
+            model,
+            {
+                "model": model,
+                "judge": record.get("model", summary.get("clap_model")),
+                "style_space": summary.get("style_space", summary.get("clap_model")),
+                "judge_sha": (record.get("text_tower_sha256") or "n/a")[:12],
+                "generator_sha": (generator.get("sha256") or "n/a")[:12],
+                "shared": bool(record.get("shares_weights_with")),
+            },
+        )
+    return list(rows.values())
+
+
+def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
+    """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
+    out_dir = Path(out_dir)
+    runs = [report.read_evaluated_run(d) for d in run_dirs]
+    reference = load_reference(options.reference_stats)
+    ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
+    records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
+    names = summary_metric_names(runs)
+    for name in SET_METRICS:
+        if name not in names:
+            names.append(name)
+    groups = group_runs(runs, records)
+    aggregates = [
+        aggregate_group(
+            [runs[i] for i in idx], [records[i] for i in idx], names, reference, options
+        )
+        for idx in groups.values()
+    ]
+    declared = options.hypotheses()
+    to_test = comparisons(records, options.baseline_condition, declared)
+    paired = paired_tests(runs, records, to_test, options)
+    set_diffs = paired_set_rows(runs, records, to_test, ref, options)
+    models = list(dict.fromkeys(r["model"] for r in records))
+    figures = write_plots(out_dir, runs, aggregates, groups, names)
+    write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names))
+    write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
+    write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
+    html = report.render_compare(
+        {
+            "mode": "table",
+            "title": "Run comparison",
+            "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
+            "metric_names": names,
+            "aggregates": aggregates,
+            "records": records,
+            "paired": paired,
+            "primary": [r for r in paired if r["family"] == "primary"],
+            "exploratory": [r for r in paired if r["family"] != "primary"],
+            "missing_primaries": hypotheses.missing_primaries(paired, declared, models),
+            "declared": declared,
+            "set_diffs": set_diffs,
+            "judges": judge_rows(runs),
+            "reference": reference,
+            "composition": report.composition_rows(reference["composition"]) if reference else [],
+            "subset_names": list(dict.fromkeys(reference["dataset"])) if reference else [],
+            "min_n": options.min_n,
+            "any_below_min_n": any(a["below_min_n"] for a in aggregates),
+            "baseline": options.baseline_condition,
+            "plots": figures,
+        }
+    )
+    write_text(out_dir / "index.html", html)
+    return {"runs": len(runs), "groups": len(aggregates), "paired_rows": len(paired)}
+
+
+def side_by_side_rows(run_a, run_b, pairs, out_dir: Path) -> list[dict]:
+    rows = []
+    for row_a, row_b in pairs:
+        item, waveform = item_key(row_a)
+        rows.append(
+            {
+                "item": item,
+                "waveform_index": waveform,
+                "prompt": row_a.get("prompt"),
+                "sides": [_side(run_a, row_a, out_dir), _side(run_b, row_b, out_dir)],
+            }
+        )
+    return rows
+
+
+def _side(run: dict, row: dict, out_dir: Path) -> dict:
+    mel = row.get("mel")
+    return {
+        "wav": report.relative_link(run["dir"] / str(row["wav"]), out_dir),
+        "mel": report.relative_link(run["dir"] / str(mel), out_dir) if isinstance(mel, str) else "",
+        "prompt_used": row.get("prompt_used"),
+        "metrics": [(m, to_float(row.get(m))) for m in PAIRED_METRICS],
+    }
+
+
+def compare_side_by_side(
+    run_a_dir: Path, run_b_dir: Path, out_dir: Path, options: CompareOptions = CompareOptions()
+) -> dict:
+    """Two run folders item by item (``run_b`` minus ``run_a``)."""
+    out_dir = Path(out_dir)
+    run_a, run_b = (report.read_evaluated_run(d) for d in (run_a_dir, run_b_dir))
+    records = [
+        run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in (run_a, run_b)
+    ]
+    names = summary_metric_names([run_a, run_b])
+    pairs, problems = pair_rows(run_a["rows"], run_b["rows"])
+    rows = side_by_side_rows(run_a, run_b, pairs, out_dir)
+    paired = paired_metric_rows(pairs, options.n_boot, options.seed)
+    for row in paired:
+        row.update(model="", condition=records[1]["label"], baseline=records[0]["label"], seeds="")
+        row.update(family="exploratory", holm_p=math.nan, below_min_n=len(pairs) < options.min_n)
+    for problem in problems:
+        LOG.warning("not paired: %s", problem)
+    write_text(out_dir / "summary.csv", summary_csv(records, names))
+    write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
+    html = report.render_compare(
+        {
+            "mode": "side_by_side",
+            "title": f"{records[0]['label']} vs {records[1]['label']}",
+            "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
+            "metric_names": names,
+            "records": records,
+            "paired": paired,
+            "rows": rows,
+            "problems": problems,
+            "min_n": options.min_n,
+        }
+    )
+    write_text(out_dir / "index.html", html)
+    return {"pairs": len(rows), "unpaired": len(problems)}

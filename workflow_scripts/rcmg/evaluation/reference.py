@@ -1,0 +1,248 @@
+"""Reference statistics for FAD/KAD: CLAP embeddings of a deterministic corpus subsample.
+
+Reads each shard's audio_16k.npy ([N, T] float16/float32 at 16 kHz, memory-mapped),
+takes a seeded subsample of at most ``max_items`` segments, resamples to 48 kHz, embeds
+with CLAP and writes an npz with mu, sigma, embeddings, n, model and shards. The CLI is
+workflow_scripts/reference_stats.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.data.audio_io import resample
+from rcmg.evaluation import metrics
+from rcmg.workflow.atomic import atomic_path
+from rcmg.workflow.cli import InputError
+
+LOG = logging.getLogger("reference_stats")
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """How the reference subsample is drawn and embedded (CLI defaults come from here)."""
+
+    max_items: int = 2000  # segments in the subsample
+    seed: int = 0  # subsample seed
+    batch: int = 16  # segments per CLAP batch
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    composition: tuple[str, ...] = ()  # NAME=weight:W | NAME=count:N; () = as available
+
+
+SHARD_AUDIO = "audio_16k.npy"
+SOURCE_SR = 16000
+CLAP_SR = 48000
+
+
+def open_shards(shard_dirs: list[Path]) -> list[np.ndarray]:
+    """Memory-mapped [N, T] audio of every shard; clear errors for missing/odd files."""
+    arrays = []
+    for shard in shard_dirs:
+        path = Path(shard) / SHARD_AUDIO
+        if not path.is_file():
+            raise FileNotFoundError(f"missing {path}: run the segment step for this shard first")
+        audio = np.load(path, mmap_mode="r", allow_pickle=False)
+        if audio.ndim != 2:
+            raise ValueError(f"{path} has shape {audio.shape}; expected [N, T] 16 kHz segments")
+        arrays.append(audio)
+    return arrays
+
+
+def subsample_index(counts: list[int], max_items: int, seed: int) -> list[tuple[int, int]]:
+    """Deterministic (shard, row) picks: all rows when they fit, else a seeded sample, sorted."""
+    pairs = [(s, r) for s, count in enumerate(counts) for r in range(count)]
+    if len(pairs) <= max_items:
+        return pairs
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(pairs), size=max_items, replace=False))
+    return [pairs[i] for i in chosen]
+
+
+def embed_subsample(embedder, arrays, picks, batch: int) -> np.ndarray:
+    from tqdm import tqdm
+
+    chunks = []
+    for start in tqdm(range(0, len(picks), batch), desc="reference clap", file=sys.stderr):
+        rows = [np.asarray(arrays[s][r], dtype=np.float32) for s, r in picks[start : start + batch]]
+        waves = np.stack([resample(row, SOURCE_SR, CLAP_SR) for row in rows])
+        chunks.append(np.asarray(embedder.embed_audio(waves), dtype=np.float32))
+    return np.concatenate(chunks)
+
+
+POOLED = "pooled"  # the subset name of untagged shards
+
+
+@dataclass(frozen=True)
+class Part:
+    """One dataset's share of the reference: ``kind`` 'weight' (of max_items) or 'count'."""
+
+    dataset: str
+    kind: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Part:
+        """'NAME=weight:0.5' or 'NAME=count:1000' (config evaluation.reference_composition)."""
+        name, _, spec = text.partition("=")
+        kind, _, value = spec.partition(":")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not name or kind not in ("weight", "count") or not number > 0:
+            raise InputError(
+                f"reference composition {text!r}: write NAME=weight:W or NAME=count:N with "
+                "W, N > 0 (config evaluation.reference_composition)"
+            )
+        return cls(name, kind, number)
+
+
+def parse_shards(items: list[str]) -> list[tuple[str, Path]]:
+    """'NAME=DIR' (dataset-tagged shard) or 'DIR' (subset 'pooled') -> (dataset, dir)."""
+    out = []
+    for item in map(str, items):
+        name, sep, path = item.partition("=")
+        out.append((name, Path(path)) if sep and name and "/" not in name else (POOLED, Path(item)))
+    return out
+
+
+def planned_counts(available: dict[str, int], parts: list[Part], max_items: int) -> dict:
+    """Clips to draw per dataset -> {name: {requested, available, drawn}}.
+
+    Weights are normalised and multiplied by ``max_items``; counts are taken as given.
+    A dataset with fewer segments than requested gives all it has (the shortfall is
+    recorded and printed in every report, never silently re-weighted).
+    """
+    if not parts:
+        total = sum(available.values())
+        parts = [Part(name, "weight", n / total if total else 0) for name, n in available.items()]
+        parts = [p for p in parts if p.value > 0]
+    kinds = {p.kind for p in parts}
+    if len(kinds) > 1:
+        raise InputError("reference composition mixes weights and counts: use one kind")
+    unknown = [p.dataset for p in parts if p.dataset not in available]
+    if unknown:
+        raise InputError(
+            f"reference composition names {unknown} but the shards are tagged "
+            f"{sorted(available)}: pass --shards NAME=DIR for every dataset"
+        )
+    total_weight = sum(p.value for p in parts)
+    plan = {}
+    for p in parts:
+        requested = (
+            int(round(p.value / total_weight * max_items)) if p.kind == "weight" else int(p.value)
+        )
+        plan[p.dataset] = {
+            "requested": requested,
+            "available": int(available[p.dataset]),
+            "drawn": min(requested, int(available[p.dataset])),
+            "kind": p.kind,
+            "value": p.value,
+        }
+    return plan
+
+
+def composed_picks(datasets: list[str], counts: list[int], plan: dict, seed: int):
+    """Seeded (shard, row) picks per dataset following ``plan``; sorted within a dataset."""
+    picks, labels = [], []
+    for name in plan:
+        pairs = [
+            (s, r)
+            for s, (dataset, count) in enumerate(zip(datasets, counts, strict=True))
+            if dataset == name
+            for r in range(count)
+        ]
+        chosen = subsample_index([len(pairs)], plan[name]["drawn"], seed)
+        picks.extend(pairs[r] for _, r in chosen)
+        labels.extend([name] * len(chosen))
+    return picks, labels
+
+
+def write_reference(
+    out: Path,
+    embeddings: np.ndarray,
+    model: str,
+    shards: list[Path],
+    datasets: list[str] | None = None,
+    composition: dict | None = None,
+) -> None:
+    mu, sigma = metrics.gaussian_stats(embeddings)
+    labels = [POOLED] * len(embeddings) if datasets is None else list(datasets)
+    if composition is None:
+        composition = {POOLED: {"requested": len(embeddings), "drawn": len(embeddings)}}
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            mu=mu,
+            sigma=sigma,
+            embeddings=embeddings,
+            n=np.int64(len(embeddings)),
+            model=np.str_(model),
+            shards=np.array([str(s) for s in shards], dtype=np.str_),
+            dataset=np.array(labels, dtype=np.str_),
+            composition=np.str_(json.dumps(composition, sort_keys=True)),
+        )
+
+
+def read_composition(path: Path) -> dict:
+    """{dataset: {requested, available, drawn, ...}} of a ref_stats.npz ({} when absent)."""
+    with np.load(path, allow_pickle=False) as data:
+        if "composition" not in data.files:
+            return {}
+        return json.loads(str(data["composition"]))
+
+
+def build_reference(
+    shards: list,
+    clap_model: str,
+    out: Path,
+    options: ReferenceOptions = ReferenceOptions(),
+    embedder_factory: Callable[[], object] | None = None,
+) -> int:
+    """Embed a seeded, composed subsample of ``shards`` with ``clap_model``; write ``out``.
+
+    ``shards``: 'NAME=DIR' or plain dirs; ``options.composition``: 'NAME=weight:W' /
+    'NAME=count:N' (default: proportional to the segments available). Returns N.
+    """
+    tagged = parse_shards(shards)
+    arrays = open_shards([path for _, path in tagged])
+    names = [name for name, _ in tagged]
+    counts = [len(a) for a in arrays]
+    available: dict[str, int] = {}
+    for name, count in zip(names, counts, strict=True):
+        available[name] = available.get(name, 0) + count
+    plan = planned_counts(
+        available, [Part.parse(t) for t in options.composition], options.max_items
+    )
+    picks, labels = composed_picks(names, counts, plan, options.seed)
+    if len(picks) < 2:
+        raise InputError(
+            f"reference needs >= 2 segments, shards {[str(p) for _, p in tagged]} give "
+            f"{len(picks)}: add reference datasets or segments"
+        )
+    for name, entry in plan.items():
+        if entry["drawn"] < entry["requested"]:
+            LOG.warning(
+                "reference: %s has %d segments, %d requested; all are used (shortfall in "
+                "every report)",
+                name,
+                entry["available"],
+                entry["requested"],
+            )
+    if embedder_factory is None:
+        from rcmg.models.clap import ClapEmbedder
+
+        embedder = ClapEmbedder(clap_model, device=options.device)
+    else:
+        embedder = embedder_factory()
+    embeddings = embed_subsample(embedder, arrays, picks, options.batch)
+    write_reference(out, embeddings, clap_model, [p for _, p in tagged], labels, plan)
+    return len(embeddings)

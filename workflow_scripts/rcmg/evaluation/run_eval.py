@@ -1,0 +1,483 @@
+"""Evaluate one generated run: CLAP similarities, levels, FAD/KAD, plots, report.html.
+
+:func:`evaluate_run` writes RUN/metrics/per_item.csv, RUN/metrics/summary.json,
+RUN/visualizations/ and, last, RUN/report.html (all atomically: a killed job leaves no
+finished-looking report). The CLI is workflow_scripts/evaluate.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcmg.data.audio_io import read_audio, resample
+from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
+from rcmg.evaluation.set_metrics import SetMetricOptions
+from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
+
+LOG = logging.getLogger("evaluate")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How one run is evaluated (the CLI's defaults come from here)."""
+
+    batch: int = 8  # clips per CLAP batch
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    n_boot: int = 1000  # bootstrap resamples
+    seed: int = 0  # bootstrap seed
+    mel_max_items: int = 16  # clips in mel_grid.png
+    silence_dbfs: float = metrics.SILENCE_DBFS
+    fad_blocks: int = 20  # jackknife blocks per side for the FAD interval
+    fad_inf_min_n: int = 500  # smallest subsample of the FAD-infinity fit
+    fad_inf_steps: int = 10  # subsample sizes of the FAD-infinity fit
+    fad_inf_repeats: int = 3  # subsamples averaged per size
+    # style baseline: the bank retrieval queries, so prompt / prompt_aug runs get the style
+    # vector retrieval would use for their prompts (None: only runs with style.npy)
+    bank: Path | None = None
+    bank_mapping: Path | None = None
+    index: Path | None = None
+    style_topk: int = 4  # the rule passes models.<key>.retrieval.style_topk
+    style_temp: float = 0.07  # ... and style_temp
+    # the CLAP the bank (and style.npy) was built with, when it is not the judge: style
+    # similarity is measured in the bank CLAP's space (None: the judge is that CLAP)
+    style_clap_model: str | None = None
+
+    def set_metric_options(self) -> SetMetricOptions:
+        return SetMetricOptions(
+            fad_blocks=self.fad_blocks,
+            fad_inf_min_n=self.fad_inf_min_n,
+            fad_inf_steps=self.fad_inf_steps,
+            fad_inf_repeats=self.fad_inf_repeats,
+            seed=self.seed,
+        )
+
+
+EMBEDDINGS_FILE = report.EMBEDDINGS_FILE
+
+
+CLAP_SR = 48000
+LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
+FLAG_COLUMNS = ["clipped", "silent"]
+SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
+CSV_COLUMNS = [
+    "item",
+    "waveform_index",
+    "wav",
+    "status",
+    "skip_reason",
+    "prompt",
+    "prompt_used",
+    "style_row",
+    "style_sim_source",
+    "duration_s",
+    *SIM_COLUMNS,
+    *LEVEL_COLUMNS,
+    *FLAG_COLUMNS,
+    "mel",
+]
+
+
+def load_reference(path: Path, clap_model: str) -> dict:
+    """ref_stats.npz (see :func:`report.read_reference`); checks the CLAP model."""
+    reference = report.read_reference(path)
+    if reference["model"] != str(clap_model):
+        raise ValueError(
+            f"{path} was computed with CLAP model {reference['model']!r} but --clap-model is "
+            f"{clap_model!r}; recompute reference_stats.py with the same --clap-model"
+        )
+    return reference
+
+
+def read_clips(run_dir: Path, ok_rows: list[dict]) -> list[tuple[np.ndarray, int]]:
+    clips = []
+    for row in ok_rows:
+        path = run_dir / row["wav"]
+        report.require_file(path, "re-run the generate step for this run (the wav is missing)")
+        clips.append(read_audio(path))
+    return clips
+
+
+def embed_audio_batches(embedder, clips, batch: int) -> np.ndarray:
+    """CLAP audio embeddings [N, 512] (clips resampled to 48 kHz, zero-padded per batch)."""
+    from tqdm import tqdm
+
+    chunks = []
+    for start in tqdm(range(0, len(clips), batch), desc="clap audio", file=sys.stderr):
+        waves = [resample(x, sr, CLAP_SR) for x, sr in clips[start : start + batch]]
+        length = max(w.size for w in waves)
+        padded = np.zeros((len(waves), length), dtype=np.float32)
+        for i, wave in enumerate(waves):
+            padded[i, : wave.size] = wave
+        chunks.append(np.asarray(embedder.embed_audio(padded), dtype=np.float64))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 512))
+
+
+def embed_texts(embedder, texts: list[str]) -> np.ndarray:
+    """Embeddings of ``texts`` in order (each distinct text embedded once)."""
+    unique = list(dict.fromkeys(texts))
+    if not unique:
+        return np.zeros((0, 512))
+    table = dict(
+        zip(unique, np.asarray(embedder.embed_text(unique), dtype=np.float64), strict=True)
+    )
+    return np.stack([table[text] for text in texts])
+
+
+def style_similarities(run_dir: Path, ok_rows: list[dict], audio_emb: np.ndarray) -> np.ndarray:
+    """cos(generated, style vector of its row) or NaN where the run/item has no style."""
+    sims = np.full(len(ok_rows), math.nan)
+    style_path = run_dir / "style.npy"
+    if not style_path.is_file():
+        return sims
+    styles = np.load(style_path, allow_pickle=False)
+    if styles.ndim != 2 or (len(audio_emb) and styles.shape[1] != audio_emb.shape[1]):
+        raise ValueError(
+            f"{style_path} has shape {styles.shape} but the CLAP embeddings are "
+            f"{audio_emb.shape[1]}-d; evaluate with the CLAP model the run was generated with"
+        )
+    for i, row in enumerate(ok_rows):
+        style_row = row.get("style_row")
+        if style_row is None:
+            continue
+        if not 0 <= int(style_row) < len(styles):
+            raise ValueError(
+                f"{run_dir / 'items.jsonl'}: item {row['item']} has style_row {style_row} but "
+                f"{style_path} has {len(styles)} rows; re-run the generate step"
+            )
+        sims[i] = metrics.cosine_similarity_rows(audio_emb[i], styles[int(style_row)])[0]
+    return sims
+
+
+def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions) -> np.ndarray:
+    """The style vector retrieval would use for each prompt: top-k bank rows for the
+    prompt's CLAP text embedding, softmax(score / temp)-weighted mean, L2-normalised (the
+    generate step's rule); NaN rows where the embedding cannot query the bank."""
+    from rcmg.bank.blend import style_vector
+    from rcmg.bank.retrieval import StyleRetriever
+
+    retriever = StyleRetriever(options.bank, options.bank_mapping, options.index)
+    styles = np.full((len(text_emb), retriever.dim), math.nan)
+    usable = np.isfinite(text_emb).all(axis=1) & (np.linalg.norm(text_emb, axis=1) > 0)
+    if not usable.any():
+        return styles
+    hits = retriever.search(np.asarray(text_emb[usable], dtype=np.float32), options.style_topk)
+    for row, found in zip(np.flatnonzero(usable), hits, strict=True):
+        if found:
+            vectors = retriever.vectors(found)
+            styles[row] = style_vector(vectors, [h.score for h in found], options.style_temp)
+    return styles
+
+
+def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions):
+    """Items without a generation-time style get cos(audio, retrieval-equivalent style)."""
+    missing = np.flatnonzero(~np.isfinite(sims))
+    if options.bank is None or missing.size == 0:
+        return sims, sources
+    styles = retrieval_equivalent_styles(text_emb[missing], options)
+    if styles.shape[1] != audio_emb.shape[1]:
+        raise ValueError(
+            f"bank {options.bank} is {styles.shape[1]}-d but the CLAP embeddings are "
+            f"{audio_emb.shape[1]}-d; evaluate with the CLAP model the bank was built with"
+        )
+    sims = sims.copy()
+    for position, row in enumerate(missing):
+        if np.isfinite(styles[position]).all():
+            sims[row] = metrics.cosine_similarity_rows(audio_emb[row], styles[position])[0]
+            sources[row] = "retrieval-equivalent"
+    return sims, sources
+
+
+def mel_name(row: dict) -> str:
+    return f"visualizations/mel/{Path(row['wav']).stem}.png"
+
+
+def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[dict]:
+    """One CSV row per items.jsonl entry (skipped entries keep empty metric cells)."""
+    by_key = {(r["item"], r.get("waveform_index", 0)): i for i, r in enumerate(ok_rows)}
+    rows = []
+    for entry in items:
+        row = {key: entry.get(key) for key in ("item", "waveform_index", "wav", "status")}
+        row.update(prompt=entry.get("prompt"), prompt_used=entry.get("prompt_used"))
+        row.update(skip_reason=entry.get("skip_reason") or "", style_row=entry.get("style_row"))
+        index = by_key.get((entry["item"], entry.get("waveform_index", 0)))
+        if index is not None:
+            x, sr = clips[index]
+            row.update(metrics.level_metrics(x, sr, silence_dbfs), duration_s=x.size / sr)
+            row.update({name: float(values[index]) for name, values in sims.items()})
+            row["mel"] = mel_name(entry)
+        rows.append(row)
+    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_cell(row.get(key)) for key in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def _csv_cell(value):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def column(rows: list[dict], name: str) -> np.ndarray:
+    values = [r.get(name) for r in rows if r["status"] == "ok"]
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) -> dict:
+    metric_records = {}
+    for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]:
+        metric_records[name] = stats.bootstrap_mean_ci(
+            column(rows, name), options.n_boot, options.seed
+        )
+    for name in FLAG_COLUMNS:
+        metric_records[f"{name}_fraction"] = stats.bootstrap_mean_ci(
+            column(rows, name), options.n_boot, options.seed
+        )
+    metric_records.update(set_metric_records(audio_emb, ok_items(rows), reference, options))
+    skipped = [
+        {"item": r["item"], "waveform_index": r["waveform_index"], "reason": r["skip_reason"]}
+        for r in rows
+        if r["status"] != "ok"
+    ]
+    return {
+        "run_dir": str(run_dir),
+        "model": config.get("model"),
+        "condition": config.get("condition"),
+        "seed": config.get("seed"),
+        "is_pipeline_check": bool(config.get("is_pipeline_check", False)),
+        "n_items": len(rows),
+        "n_evaluated": len(rows) - len(skipped),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
+        "generated_seconds": float(np.nansum(column(rows, "duration_s"))),
+        "clap_model": clap_model,
+        "reference": {
+            "path": reference["path"],
+            "n": reference["n"],
+            "model": reference["model"],
+            "composition": reference["composition"],
+        },
+        "reference_subsets": set_metrics.per_reference_subset(
+            audio_emb,
+            ok_items(rows),
+            reference["embeddings"],
+            reference["dataset"],
+            options.set_metric_options(),
+        ),
+        "n_boot": options.n_boot,
+        "bootstrap_seed": options.seed,
+        "set_metric_options": dataclasses.asdict(options.set_metric_options()),
+        "judge": judge.judge_record(clap_model, config.get("model_id")),
+        "style_space": str(options.style_clap_model or clap_model),
+        "style_baseline": {
+            "bank": None if options.bank is None else str(options.bank),
+            "style_topk": options.style_topk,
+            "style_temp": options.style_temp,
+            "n_retrieval_equivalent": sum(
+                1 for r in rows if r.get("style_sim_source") == "retrieval-equivalent"
+            ),
+        },
+        "metrics": metric_records,
+    }
+
+
+def ok_items(rows: list[dict]) -> list[int]:
+    """Item (= prompt) index of every evaluated clip: the jackknife's clusters."""
+    return [int(r["item"]) for r in rows if r["status"] == "ok"]
+
+
+def set_metric_records(audio_emb, items, reference, options: EvalOptions) -> dict:
+    """FAD at this N, FAD-infinity and KAD (kadtk convention) with jackknife intervals."""
+    ref = reference["embeddings"]
+    set_options = options.set_metric_options()
+    return {
+        "fad": set_metrics.fad_interval(audio_emb, ref, items, set_options),
+        "fad_inf": set_metrics.fad_infinity(audio_emb, ref, set_options),
+        "kad": set_metrics.kad_interval(audio_emb, ref, items, set_options),
+    }
+
+
+def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, clap_model) -> None:
+    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    with atomic_path(run_dir / EMBEDDINGS_FILE, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            audio=np.asarray(audio_emb, dtype=np.float32),
+            item=np.array([int(r["item"]) for r in ok], dtype=np.int64),
+            waveform_index=np.array([int(r.get("waveform_index") or 0) for r in ok]),
+            prompt=np.array([str(r["prompt"]) for r in ok], dtype=np.str_),
+            clap_model=np.str_(str(clap_model)),
+        )
+
+
+def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list[dict]:
+    """Per-item mels, mel grid and histograms into visualizations/ (swapped in atomically)."""
+    from tqdm import tqdm
+
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    with atomic_dir(run_dir / "visualizations") as tmp:
+        mels = []
+        for row, (x, sr) in tqdm(
+            list(zip(ok_rows, clips, strict=True)), desc="mel", file=sys.stderr
+        ):
+            mel_db = plots.mel_spectrogram_db(x, sr)
+            plots.save_mel_image(
+                mel_db, tmp / "mel" / Path(row["mel"]).name, f"item {row['item']}", sr
+            )
+            mels.append((mel_db, f"{row['item']}: {str(row['prompt'])[:40]}", sr))
+        grid = mels[:mel_max_items]
+        sr_grid = grid[0][2] if grid else 16000
+        plots.save_mel_grid(
+            [m for m, _, _ in grid], [t for _, t, _ in grid], tmp / "mel_grid.png", sr_grid
+        )
+        histogram_columns = {name: column(rows, name) for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]}
+        plots.save_histograms(histogram_columns, tmp / "metric_histograms.png")
+    return [
+        {
+            "src": "visualizations/mel_grid.png",
+            "alt": f"mel spectrograms (first {len(grid)} clips)",
+        },
+        {"src": "visualizations/metric_histograms.png", "alt": "per-item metric histograms"},
+    ]
+
+
+def report_items(rows: list[dict], items: list[dict]) -> list[dict]:
+    """Per-item context for the template (metrics as (name, value) pairs)."""
+    shown = [*SIM_COLUMNS, *LEVEL_COLUMNS, *FLAG_COLUMNS]
+    out = []
+    for row, entry in zip(rows, items, strict=True):
+        out.append(
+            {
+                **row,
+                "negative_prompt": entry.get("negative_prompt") or "",
+                "retrieved": entry.get("retrieved") or [],
+                "augment_tags": entry.get("augment_tags") or [],
+                "metrics": [(name, row.get(name)) for name in shown if row.get(name) is not None],
+                "mel": row.get("mel"),
+            }
+        )
+    return out
+
+
+def evaluate_run(
+    run_dir: Path,
+    clap_model: str,
+    reference_stats: Path,
+    options: EvalOptions = EvalOptions(),
+    embedder_factory: Callable[[], object] | None = None,
+    style_embedder_factory: Callable[[], object] | None = None,
+) -> dict:
+    """Evaluate ``run_dir`` against ``reference_stats`` (computed with ``clap_model``).
+
+    ``embedder_factory()`` returns a ClapEmbedder-like object (default: the CLAP
+    ``clap_model`` on ``options.device``); tests pass a cheap deterministic one.
+    """
+    run_dir = Path(run_dir)
+    if embedder_factory is None:
+        embedder_factory = clap_factory(clap_model, options.device)
+    config, hardware, items = report.read_run_inputs(run_dir)
+    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE):
+        (run_dir / stale).unlink(missing_ok=True)
+    reference = load_reference(Path(reference_stats), clap_model)
+    ok_rows = [r for r in items if r.get("status") == "ok"]
+    for entry in items:
+        if entry.get("status") != "ok":
+            LOG.warning("item %s skipped: %s", entry.get("item"), entry.get("skip_reason"))
+    clips = read_clips(run_dir, ok_rows)
+    embedder = embedder_factory()
+    audio_emb = embed_audio_batches(embedder, clips, options.batch)
+    prompt_emb = embed_texts(embedder, [r["prompt"] for r in ok_rows])
+    style_audio, style_prompt = audio_emb, prompt_emb
+    separate = options.style_clap_model and str(options.style_clap_model) != str(clap_model)
+    if separate:  # style vectors live in the bank CLAP's space: embed there too
+        if style_embedder_factory is None:
+            style_embedder_factory = clap_factory(options.style_clap_model, options.device)
+        style_embedder = style_embedder_factory()
+        style_audio = embed_audio_batches(style_embedder, clips, options.batch)
+        style_prompt = embed_texts(style_embedder, [r["prompt"] for r in ok_rows])
+    style_sims = style_similarities(run_dir, ok_rows, style_audio)
+    style_sources = ["generation" if math.isfinite(v) else "" for v in style_sims]
+    style_sims, style_sources = fill_style_baseline(
+        style_sims, style_sources, style_prompt, style_audio, options
+    )
+    sims = {
+        "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
+        "clap_text_sim_used": _row_cosines(
+            audio_emb, embed_texts(embedder, [r.get("prompt_used") or r["prompt"] for r in ok_rows])
+        ),
+        "clap_style_sim": style_sims,
+    }
+    rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
+    by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
+    for row in rows:
+        index = by_key.get((row["item"], row.get("waveform_index") or 0))
+        row["style_sim_source"] = style_sources[index] if index is not None else ""
+    summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
+    write_embeddings(run_dir, rows, audio_emb, clap_model)
+    write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
+    write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
+    html = report.render_run_report(
+        {
+            "title": f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}",
+            "is_pipeline_check": summary["is_pipeline_check"],
+            "config": config,
+            "hardware": hardware,
+            "timings": config.get("timings_s", {}),
+            "summary": summary,
+            "composition": report.composition_rows(reference["composition"]),
+            "plots": plot_list,
+            "items": report_items(rows, items),
+        }
+    )
+    write_text(run_dir / "report.html", html)
+    return summary
+
+
+def json_safe(value):
+    """Replace NaN/inf floats by None recursively (strict JSON; readers treat None as n/a)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return np.zeros(0)
+    return metrics.cosine_similarity_rows(a, b)
+
+
+def clap_factory(clap_model: str, device: str) -> Callable[[], object]:
+    """A factory loading the CLAP ``clap_model`` (torch imported only when called)."""
+
+    def make_embedder():
+        from rcmg.models.clap import ClapEmbedder
+
+        return ClapEmbedder(clap_model, device=device)
+
+    return make_embedder
