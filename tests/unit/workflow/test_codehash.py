@@ -24,7 +24,9 @@ def test_step_files_follow_relative_imports_parent_inits_and_templates(tmp_path)
         tmp_path,
         {
             "step.py": "from rcmg.stage.a import run\n",
-            "other_step.py": "import rcmg.lonely\n",
+            "other_step.py": "import rcmg.lonely\nimport rcmg.quiet\n",
+            "rcmg/quiet/__init__.py": '"""A docstring that mentions templates is not a use."""\n',
+            "rcmg/quiet/templates/unused.j2": "{{ y }}\n",
             "rcmg/__init__.py": '"""top"""\n',
             "rcmg/lonely.py": "X = 1\n",
             "rcmg/stage/__init__.py": '"""stage"""\n',
@@ -48,7 +50,12 @@ def test_step_files_follow_relative_imports_parent_inits_and_templates(tmp_path)
         "rcmg/stage/templates/page.html.j2",
     }
     other = {p.relative_to(tmp_path).as_posix() for p in step_files(tmp_path / "other_step.py")}
-    assert other == {"other_step.py", "rcmg/__init__.py", "rcmg/lonely.py"}
+    assert other == {
+        "other_step.py",
+        "rcmg/__init__.py",
+        "rcmg/lonely.py",
+        "rcmg/quiet/__init__.py",
+    }
 
 
 def _step_hashes(scripts: Path) -> dict[str, str]:

@@ -91,9 +91,16 @@ def _local_imports(path: Path, package_dir: Path) -> set[Path]:
 
 
 def _templates(module: Path) -> set[Path]:
-    """Files of the ``templates/`` folder beside a module that names it."""
+    """Files of the ``templates/`` folder beside a module whose code names it.
+
+    "Names it" means a string constant that is exactly ``"templates"`` (as in
+    ``Path(__file__).parent / "templates"``); the word in a docstring or comment is not a use.
+    """
     folder = module.parent / "templates"
-    if not folder.is_dir() or "templates" not in module.read_text(encoding="utf-8"):
+    if not folder.is_dir() or module.suffix != ".py":
+        return set()
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    if not any(isinstance(n, ast.Constant) and n.value == "templates" for n in ast.walk(tree)):
         return set()
     return {p for p in folder.rglob("*") if p.is_file()}
 
