@@ -129,6 +129,11 @@ def dataset_root_input(wildcards):
 
 
 # ----------------------------------------------------------------- data paths
+def coverage_files():
+    """coverage.json of every dataset: reports that use the bank or the reference state them."""
+    return [f"{P}/{name}/coverage.json" for name in DATASETS]
+
+
 def shard_dir(dataset, shard):
     return f"{P}/{dataset}/segments/shard{shard}"
 

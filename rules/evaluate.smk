@@ -12,6 +12,7 @@ rule evaluate:
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
+        coverage=coverage_files(),
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
         summary=f"{RUN}/metrics/summary.json",
@@ -60,7 +61,7 @@ rule evaluate:
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.style_topk} --style-temp {params.style_temp} "
-        "--style-clap-model {params.style_model:q} "
+        "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
         "> {log} 2>&1"
 
 
@@ -68,6 +69,7 @@ rule compare:
     input:
         compare_inputs,
         reference=REFERENCE_STATS,
+        coverage=coverage_files(),
     output:
         index=report(
             COMPARE["index"], category="Comparison", caption="../report/comparison.rst"
@@ -103,4 +105,4 @@ rule compare:
         "--min-n {params.min_n} --primary {params.primary} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
-        "> {log} 2>&1"
+        "--coverage {input.coverage} > {log} 2>&1"

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=cli.default(CompareOptions, name), help=text)
+    parser.add_argument(
+        "--coverage",
+        type=Path,
+        nargs="*",
+        default=list(cli.default(CompareOptions, "coverage")),
+        help="coverage.json of each dataset (index_sources), stated on the page",
+    )
     return parser
 
 
@@ -89,6 +96,7 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         fad_inf_min_n=args.fad_inf_min_n,
         fad_inf_steps=args.fad_inf_steps,
         fad_inf_repeats=args.fad_inf_repeats,
+        coverage=tuple(args.coverage),
     )
 
 

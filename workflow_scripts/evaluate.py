@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--index", type=Path, default=None, help="FAISS index over the bank")
     style.add_argument("--style-topk", type=int, default=cli.default(EvalOptions, "style_topk"))
     style.add_argument("--style-temp", type=float, default=cli.default(EvalOptions, "style_temp"))
+    parser.add_argument(
+        "--coverage",
+        type=Path,
+        nargs="*",
+        default=list(cli.default(EvalOptions, "coverage")),
+        help="coverage.json of each dataset (index_sources), stated in the report",
+    )
     return parser
 
 
@@ -79,6 +86,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         style_topk=args.style_topk,
         style_temp=args.style_temp,
         style_clap_model=args.style_clap_model,
+        coverage=tuple(args.coverage),
     )
 
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rcmg.data.coverage import coverage_sentence  # noqa: E402
 from rcmg.data.sources import (  # noqa: E402
     AUDIT_COLUMNS,
     KINDS,
     IndexOptions,
     audit_summary,
-    coverage_sentence,
     index_dataset,
     sources_table,
 )

@@ -68,11 +68,17 @@ def test_demo_produces_every_run_and_the_comparison(demo):
         assert (run / "metrics/summary.json").is_file()
         html = (run / "report.html").read_text()
         assert "&lt;script&gt;" in html and "<script>alert" not in html
+        # every report states the coverage of each dataset (the demo has every file)
+        assert (
+            all(f"{name} (" in html for name in cfg["datasets"]) and "partial download" not in html
+        )
     for model in cfg["models"]:
         assert (results / "adapters" / model / "style_adapter.safetensors").is_file()
     processed = demo / cfg["paths"]["processed"]
     audit = json.loads((processed / "bank/index_audit.json").read_text())
     assert audit["ntotal"] > 0
+    page = (results / "report/index.html").read_text()
+    assert 'id="dataset-coverage"' in page and "(100.0%)" in page
 
 
 def test_summarize_jobs_reads_what_every_generate_job_recorded(demo, tmp_path):

@@ -477,7 +477,7 @@ def test_fsd50k_without_clips_info_is_a_recorded_warning(demo_corpus, tmp_path):
 
 
 def test_coverage_sentence_states_present_of_listed():
-    from rcmg.data.sources import coverage_sentence
+    from rcmg.data.coverage import coverage_sentence
 
     cov = {
         "dataset": "fsd50k",

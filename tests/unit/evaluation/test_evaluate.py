@@ -64,9 +64,43 @@ def cli_tree(tmp_path_factory, tiny_model):
     common = ["--clap-model", clap, "--reference-stats", ref, "--device", "cpu", "--n-boot", "100"]
     bank_flags = ["--bank", bank[0], "--bank-mapping", bank[1], "--index", bank[2]]
     run_cli("evaluate.py", "--run-dir", silent, *common, "--batch", "2", *bank_flags)
-    # the same CLI entry point in-process (saves a second torch import per test run)
-    assert evaluate.main(["--run-dir", str(music), *map(str, common)]) == 0
+    # the same CLI entry point in-process (saves a second torch import per test run); it
+    # states the coverage of the datasets behind the bank and the reference
+    coverage = write_coverage(root / "coverage", {"maestro": (4, 4), "fsd50k": (9, 16)})
+    assert (
+        evaluate.main(
+            ["--run-dir", str(music), *map(str, common), "--coverage", *map(str, coverage)]
+        )
+        == 0
+    )
     return {"ref": ref, "music": music, "silent": silent, "clap": str(clap), "shards": shards}
+
+
+def write_coverage(root: Path, counts: dict[str, tuple[int, int]]) -> list[Path]:
+    """coverage.json files as index_sources writes them: {dataset: (present, listed)}."""
+    paths = []
+    for name, (present, listed) in counts.items():
+        path = root / name / "coverage.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"dataset": name, "layout": f"{name} layout", "present": present, "listed": listed}
+        record.update(fraction_present=present / listed, unreadable=0, warnings=[])
+        path.write_text(json.dumps(record), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_the_report_states_each_datasets_coverage_and_flags_a_partial_download(cli_tree):
+    summary = json.loads((cli_tree["music"] / "metrics" / "summary.json").read_text())
+    rows = {row["dataset"]: row for row in summary["dataset_coverage"]}
+    assert rows["maestro"]["partial"] is False and rows["fsd50k"]["partial"] is True
+    html = (cli_tree["music"] / "report.html").read_text(encoding="utf-8")
+    assert "maestro (maestro layout): 4 of 4 listed files present (100.0%)" in html
+    assert (
+        "⚠ partial download: fsd50k (fsd50k layout): 9 of 16 listed files present (56.2%)" in html
+    )
+    # a run evaluated without coverage files says nothing it does not know
+    silent = json.loads((cli_tree["silent"] / "metrics" / "summary.json").read_text())
+    assert silent["dataset_coverage"] == []
 
 
 def test_reference_stats_cli_writes_subsample_stats(cli_tree):

@@ -797,19 +797,6 @@ def audit_summary(result: IndexResult) -> list[str]:
     return lines + [f"{cov['dataset']}: {w}" for w in cov.get("warnings", [])]
 
 
-def coverage_sentence(coverage: dict) -> str:
-    """The coverage statement reports quote: ``'fsd50k: 12 of 16 listed files present ...'``."""
-    text = (
-        f"{coverage['dataset']} ({coverage['layout']}): {coverage['present']} of "
-        f"{coverage['listed']} listed files present ({100 * coverage['fraction_present']:.1f}%)"
-    )
-    if coverage.get("unreadable"):
-        text += f", {coverage['unreadable']} with unreadable headers"
-    if coverage.get("warnings"):
-        text += "; " + "; ".join(coverage["warnings"])
-    return text
-
-
 def sources_table(rows: list[dict]):
     """The source rows as a pyarrow Table with a fixed schema (also for zero rows)."""
     import pyarrow as pa

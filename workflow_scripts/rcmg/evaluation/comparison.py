@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
@@ -41,6 +42,7 @@ class CompareOptions:
     fad_inf_min_n: int = 500
     fad_inf_steps: int = 10
     fad_inf_repeats: int = 3
+    coverage: tuple[Path, ...] = ()  # coverage.json of every dataset (stated on the page)
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -534,6 +536,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "judges": judge_rows(runs),
             "reference": reference,
             "composition": report.composition_rows(reference["composition"]) if reference else [],
+            "coverage": coverage_rows(options.coverage),
             "subset_names": list(dict.fromkeys(reference["dataset"])) if reference else [],
             "min_n": options.min_n,
             "any_below_min_n": any(a["below_min_n"] for a in aggregates),

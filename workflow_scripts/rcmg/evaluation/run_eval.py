@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
+from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
@@ -51,6 +52,9 @@ class EvalOptions:
     # the CLAP the bank (and style.npy) was built with, when it is not the judge: style
     # similarity is measured in the bank CLAP's space (None: the judge is that CLAP)
     style_clap_model: str | None = None
+    # coverage.json of every dataset the run depends on (bank and reference), stated in
+    # the report: a partial download changes both
+    coverage: tuple[Path, ...] = ()
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -434,6 +438,7 @@ def evaluate_run(
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    summary["dataset_coverage"] = coverage_rows(options.coverage)
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
     write_embeddings(run_dir, rows, audio_emb, clap_model)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
@@ -447,6 +452,7 @@ def evaluate_run(
             "timings": config.get("timings_s", {}),
             "summary": summary,
             "composition": report.composition_rows(reference["composition"]),
+            "coverage": summary["dataset_coverage"],
             "plots": plot_list,
             "items": report_items(rows, items),
         }
