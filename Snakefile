@@ -19,6 +19,20 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 
 
+# `gpu` is limited per submitted job (a group of evaluate jobs asks for one job's GPUs),
+# never across the cluster (config/README.md, cluster.evaluate_group_size).
+resource_scopes:
+    gpu="local",
+
+
+# Jobs see the submitting shell's environment (sbatch --export=ALL); declaring HF_HOME
+# also forwards it on executors that do not share it. Planning never needs it.
+if "HF_HOME" in os.environ:
+
+    envvars:
+        "HF_HOME",
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(map(re.escape, MODELS)),

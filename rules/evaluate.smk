@@ -21,16 +21,20 @@ rule evaluate:
         f"{LOGS}/evaluate/{{model}}/{{condition}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{condition}}/seed{{seed}}.tsv"
+    group:
+        evaluate_group
     conda:
         "../envs/torch-gpu.yaml"
     threads: res("evaluate", "cpus")
     resources:
+        **gpu_request("evaluate"),
         mem_mb=res_attempt("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
         cpus_per_task=res("evaluate", "cpus"),
-        gpu=res("evaluate", "gpu"),
+        require_cuda=require_cuda("evaluate"),
         slurm_partition=res("evaluate", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("evaluate"),
         run_dir=parent_of("run_config", of="input"),
         model=config["clap"]["model"],
@@ -41,7 +45,8 @@ rule evaluate:
         mel_max=config["evaluation"]["mel_max_items"],
         code=code("evaluate"),
     shell:
-        "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
+        "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
         "--reference-stats {input.reference} --batch {params.batch} --device {params.device} "
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
         "> {log} 2>&1"
