@@ -387,7 +387,7 @@ def gpu_request(rule_name):
     """The executor resources asking SLURM for this rule's GPUs, in the site's style.
 
     ``gpus`` -> ``sbatch --gpus=[MODEL:]N``; ``gres`` -> ``--gres=gpu:[MODEL:]N``;
-    ``gpu_constraint`` adds ``-C``. A rule with ``gpu: 0`` requests nothing.
+    ``gpu_constraint`` adds ``-C``. Rules with zero GPUs request nothing.
     """
     count = res(rule_name, "gpu")
     if not count:
@@ -408,14 +408,6 @@ def require_cuda(rule_name):
         config["resources"]
         .get(rule_name, {})
         .get("require_cuda", CLUSTER["require_cuda"])
-    )
-
-
-def cuda_check(rule_name):
-    """Shell prefix of a GPU rule: exits 1 with one line when CUDA is required but absent."""
-    return (
-        f"python {cli('check_cuda')} --rule {rule_name} "
-        f"--policy {require_cuda(rule_name)} --log"
     )
 
 

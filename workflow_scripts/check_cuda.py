@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Exit 1 with one line when a GPU rule's job sees no CUDA device (see rcmg.cuda_check).
 
-    python workflow_scripts/check_cuda.py --rule generate --policy auto --log logs/x.log
+python workflow_scripts/check_cuda.py --rule generate --policy auto --log logs/x.log
 """
 
 from __future__ import annotations
