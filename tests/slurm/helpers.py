@@ -48,9 +48,23 @@ def flag_values(call: list[str], flag: str) -> list[str]:
 
 
 def job_name_of(call: list[str]) -> str:
-    """``rule_generate_wildcards_...`` or ``rule_evaluate_audioldm`` (a group) -> the rule or group."""
-    (comment,) = flag_values(call, "--comment")
-    return comment.removeprefix("rule_").split("_wildcards")[0]
+    """What one sbatch call submitted, from the executor's log folder: ``generate`` for a
+    rule's job, ``group_evaluate_audioldm_...`` for a group job."""
+    (output,) = flag_values(call, "--output")
+    folder = Path(output).parent.name
+    if folder.startswith("rule_"):
+        return folder.removeprefix("rule_")
+    wildcard_folder = Path(output).parent.parent.name  # rule_NAME/WILDCARDS/%j.log
+    if wildcard_folder.startswith("rule_"):
+        return wildcard_folder.removeprefix("rule_")
+    return folder
+
+
+def rule_of_comment(comment: str) -> str:
+    """The rule of a sacct Comment (``rule_NAME_wildcards_...``; a group of evaluate jobs
+    is ``rule_evaluate_<model>_...``)."""
+    name = comment.removeprefix("rule_").split("_wildcards")[0]
+    return "evaluate" if name.startswith("evaluate_") else name
 
 
 def sacct_rows(job_ids: list[str], fields: str = "JobID,JobName,Partition,State,AllocTRES,Comment"):

@@ -25,6 +25,7 @@ from tests.slurm.helpers import (
     cluster_overlay,
     flag_values,
     job_name_of,
+    rule_of_comment,
     sacct_rows,
     slurm_test_profile,
 )
@@ -139,11 +140,13 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
     by_name: dict[str, list[list[str]]] = {}
     for call in calls:
         by_name.setdefault(job_name_of(call), []).append(call)
-    groups = {name: c for name, c in by_name.items() if name.startswith("evaluate_")}
+    groups = {name: c for name, c in by_name.items() if name.startswith("group_evaluate_")}
     cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
     runs_per_model = len(cfg["conditions"]) * len(cfg["seeds"])
     n_groups = len(cfg["models"]) * -(-runs_per_model // GROUP_SIZE)
-    assert sorted(groups) == sorted(f"evaluate_{m}" for m in cfg["models"]), sorted(by_name)
+    for m in cfg["models"]:
+        of_model = [c for name, c in groups.items() if name.startswith(f"group_evaluate_{m}_")]
+        assert len(of_model) == 1 and len(of_model[0]) == -(-runs_per_model // GROUP_SIZE), m
     assert sum(map(len, groups.values())) == n_groups
     assert "evaluate" not in by_name
     expected = sum(planned.values()) - planned["evaluate"] + n_groups + len(cancelled)
@@ -168,8 +171,7 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
     rows = sacct_rows(job_ids)
     rules_seen = set()
     for row in rows.values():
-        rule = row["Comment"].removeprefix("rule_").split("_wildcards")[0]
-        rule = "evaluate" if rule in groups else rule
+        rule = rule_of_comment(row["Comment"])
         rules_seen.add(rule)
         if row["JobID"] in cancelled:
             assert row["State"].startswith("CANCELLED")
