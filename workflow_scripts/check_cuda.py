@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Exit 1 with one line when a GPU rule's job sees no CUDA device (see rcmg.cuda_check).
+"""Exit 1 with one line when a GPU rule's job sees no CUDA device (rcmg.workflow.cuda_check).
 
 python workflow_scripts/check_cuda.py --rule generate --policy auto --log logs/x.log
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.cuda_check import POLICIES, problem  # noqa: E402
+from rcmg.workflow.cuda_check import POLICIES, problem  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

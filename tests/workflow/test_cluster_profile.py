@@ -16,7 +16,7 @@ from .helpers import REPO, copy_workflow, planned_jobs, rule_counts
 
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from rcmg import cuda_check  # noqa: E402
+from rcmg.workflow import cuda_check  # noqa: E402
 
 GPU_RULES = ("clap_embed", "reference_stats", "train_adapter", "generate", "evaluate")
 
