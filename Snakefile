@@ -19,10 +19,10 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 
 
-# `gpu` is limited per submitted job (a group of evaluate jobs asks for one job's GPUs),
-# never across the cluster (config/README.md, cluster.evaluate_group_size).
+# A group of evaluate jobs runs them one at a time: `group_slots` is limited per submitted
+# group, never across the cluster (config/README.md, cluster.evaluate_group_size).
 resource_scopes:
-    gpu="local",
+    group_slots="local",
 
 
 # Jobs see the submitting shell's environment (sbatch --export=ALL); declaring HF_HOME

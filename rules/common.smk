@@ -429,15 +429,16 @@ def evaluate_group(wildcards):
 
 
 def limit_group_gpus():
-    """A group job asks for one member's GPUs, not their sum.
+    """A group job runs its members one after another and asks for one member's resources.
 
-    Snakemake sums the resources of a group's parallel members unless a limit exists; the
-    `gpu` resource is scoped "local" (Snakefile), so this limit binds per submitted group
-    (the members then run one after another and their runtimes add up), never across the
-    cluster. A limit given with --resources gpu=N is kept.
+    Snakemake sums the resources of a group's parallel members (GPUs, memory, cpus: with
+    `--gres` strings not even the GPU count is summed, the rest still is) unless a limit
+    makes them sequential. Each evaluate job takes one `group_slots`, scoped "local"
+    (Snakefile): the limit of 1 binds inside each submitted group, never across the
+    cluster, so the group asks for max(members) and the sum of their runtimes.
     """
-    if "gpu" not in workflow.global_resources:
-        workflow.register_resource("gpu", max(1, res("evaluate", "gpu")))
+    if "group_slots" not in workflow.global_resources:
+        workflow.register_resource("group_slots", 1)
 
 
 def group_evaluate_jobs():

@@ -32,6 +32,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         cpus_per_task=res("evaluate", "cpus"),
         require_cuda=require_cuda("evaluate"),
+        group_slots=1,
         slurm_partition=res("evaluate", "partition"),
     params:
         check_cuda=cli("check_cuda"),

@@ -116,6 +116,7 @@ def test_gpu_request_form_on_slurm(form, slurm_cluster, demo_workdir, sbatch_log
     assert flag_values(call, "-p") == ["gpu"], call
     runtime = cfg["resources"][rule]["runtime"] * len(targets)
     assert flag_values(call, "-t") == [str(runtime)], call  # a group's runtimes add up
+    assert flag_values(call, "--mem") == [str(cfg["resources"][rule]["mem_mb"])], call
 
     (job_id,) = re.findall(r"submitted with SLURM jobid (\d+)", log)
     row = sacct_rows([job_id])[job_id]

@@ -155,6 +155,9 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
     for group_calls in groups.values():
         for call in group_calls:
             assert flag_values(call, "--gres") == ["gpu:1"], call
+            # one member's memory and cpus (Snakemake sums parallel members' otherwise)
+            assert flag_values(call, "--mem") == [str(cfg["resources"]["evaluate"]["mem_mb"])]
+            assert f"--cpus-per-task={cfg['resources']['evaluate']['cpus']}" in call, call
             assert flag_values(call, "-t") == [
                 str(min(GROUP_SIZE, runs_per_model) * evaluate_runtime)
             ]
