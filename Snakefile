@@ -22,6 +22,20 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+# A group of evaluate jobs runs them one at a time: `group_slots` is limited per submitted
+# group, never across the cluster (config/README.md, cluster.evaluate_group_size).
+resource_scopes:
+    group_slots="local",
+
+
+# Jobs see the submitting shell's environment (sbatch --export=ALL); declaring HF_HOME
+# also forwards it on executors that do not share it. Planning never needs it.
+if "HF_HOME" in os.environ:
+
+    envvars:
+        "HF_HOME",
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(map(re.escape, MODELS)),

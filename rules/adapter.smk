@@ -22,12 +22,14 @@ rule train_adapter:
         "../envs/torch-gpu.yaml"
     threads: res("train_adapter", "cpus")
     resources:
+        **gpu_request("train_adapter"),
         mem_mb=res_attempt("train_adapter", "mem_mb"),
         runtime=res("train_adapter", "runtime"),
         cpus_per_task=res("train_adapter", "cpus"),
-        gpu=res("train_adapter", "gpu"),
+        require_cuda=require_cuda("train_adapter"),
         slurm_partition=res("train_adapter", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("train_adapter"),
         model_id=lookup(dpath="models/{model}/id", within=config),
         pipeline=lookup(dpath="models/{model}/pipeline", within=config),
@@ -44,7 +46,8 @@ rule train_adapter:
         out_dir=parent_of("checkpoint"),
         code=code("train_adapter"),
     shell:
-        "python {params.cli} --model-key {wildcards.model} --model-id {params.model_id:q} "
+        "python {params.check_cuda} --rule train_adapter --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --model-key {wildcards.model} --model-id {params.model_id:q} "
         "--pipeline {params.pipeline} --prompts {input.prompts:q} --clap-model {params.clap:q} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "

@@ -79,12 +79,14 @@ rule reference_stats:
         "../envs/torch-gpu.yaml"
     threads: res("reference_stats", "cpus")
     resources:
+        **gpu_request("reference_stats"),
         mem_mb=res_attempt("reference_stats", "mem_mb"),
         runtime=res("reference_stats", "runtime"),
         cpus_per_task=res("reference_stats", "cpus"),
-        gpu=res("reference_stats", "gpu"),
+        require_cuda=require_cuda("reference_stats"),
         slurm_partition=res("reference_stats", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("reference_stats"),
         model=config["evaluation"]["clap"]["model"],
         shards=lambda wc: " ".join(
@@ -103,7 +105,8 @@ rule reference_stats:
         device=config["evaluation"]["clap"]["device"],
         code=code("reference_stats"),
     shell:
-        "python {params.cli} --shards {params.shards} --composition {params.composition} "
-        "--clap-model {params.model:q} "
+        "python {params.check_cuda} --rule reference_stats --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --shards {params.shards} "
+        "--composition {params.composition} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
         "--device {params.device} --out {output} > {log} 2>&1"

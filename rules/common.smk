@@ -373,3 +373,75 @@ def parent_of(name, of="output"):
         return os.path.dirname((input if of == "input" else output)[name])
 
     return value
+
+
+# ----------------------------------------------------------------- cluster
+# GPU request style, CUDA policy and grouping: config `cluster:` (config/README.md).
+CLUSTER = config["cluster"]
+
+
+def gpu_request(rule_name):
+    """The executor resources asking SLURM for this rule's GPUs, in the site's style.
+
+    ``gpus`` -> ``sbatch --gpus=[MODEL:]N``; ``gres`` -> ``--gres=gpu:[MODEL:]N``;
+    ``gpu_constraint`` adds ``-C``. Rules with zero GPUs request nothing.
+    """
+    count = res(rule_name, "gpu")
+    if not count:
+        return {}
+    model = CLUSTER["gpu_model"]
+    if CLUSTER["gpu_request"] == "gres":
+        request = {"gres": f"gpu:{model}:{count}" if model else f"gpu:{count}"}
+    else:
+        request = {"gpu": count, **({"gpu_model": model} if model else {})}
+    if CLUSTER["gpu_constraint"]:
+        request["constraint"] = CLUSTER["gpu_constraint"]
+    return request
+
+
+def require_cuda(rule_name):
+    """CUDA policy of a GPU rule's job (a resource: changing it reruns nothing)."""
+    return (
+        config["resources"]
+        .get(rule_name, {})
+        .get("require_cuda", CLUSTER["require_cuda"])
+    )
+
+
+GROUP_SIZE = CLUSTER["evaluate_group_size"]
+
+
+def evaluate_group(wildcards):
+    """Group id of an evaluate job: up to GROUP_SIZE of one model's runs share an allocation.
+
+    Snakemake asks for this only when it plans or submits cluster jobs (local runs have no
+    groups), after it has read its execution settings: so the group size and the
+    one-allocation GPU limit are registered here.
+    """
+    if GROUP_SIZE <= 1:
+        return None
+    group_evaluate_jobs()
+    limit_group_gpus()
+    return f"evaluate_{wildcards.model}"
+
+
+def limit_group_gpus():
+    """A group job runs its members one after another and asks for one member's resources.
+
+    Snakemake sums the resources of a group's parallel members (GPUs, memory, cpus: with
+    `--gres` strings not even the GPU count is summed, the rest still is) unless a limit
+    makes them sequential. Each evaluate job takes one `group_slots`, scoped "local"
+    (Snakefile): the limit of 1 binds inside each submitted group, never across the
+    cluster, so the group asks for max(members) and the sum of their runtimes.
+    """
+    if "group_slots" not in workflow.global_resources:
+        workflow.register_resource("group_slots", 1)
+
+
+def group_evaluate_jobs():
+    """GROUP_SIZE evaluate jobs (unconnected in the DAG) make one group job per model."""
+    settings = workflow.group_settings
+    components = dict(settings.group_components)  # --group-components on the CLI wins
+    for model in MODELS:
+        components.setdefault(f"evaluate_{model}", GROUP_SIZE)
+    settings.group_components = type(settings.group_components)(components)

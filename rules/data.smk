@@ -90,12 +90,14 @@ rule clap_embed:
         "../envs/torch-gpu.yaml"
     threads: res("clap_embed", "cpus")
     resources:
+        **gpu_request("clap_embed"),
         mem_mb=res_attempt("clap_embed", "mem_mb"),
         runtime=res("clap_embed", "runtime"),
         cpus_per_task=res("clap_embed", "cpus"),
-        gpu=res("clap_embed", "gpu"),
+        require_cuda=require_cuda("clap_embed"),
         slurm_partition=res("clap_embed", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("clap_embed"),
         model=config["clap"]["model"],
         batch=config["clap"]["batch"],
@@ -103,7 +105,8 @@ rule clap_embed:
         dtype=config["clap"]["dtype"],
         code=code("clap_embed"),
     shell:
-        "python {params.cli} --segments-dir {input.shard} --model {params.model:q} "
+        "python {params.check_cuda} --rule clap_embed --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --segments-dir {input.shard} --model {params.model:q} "
         "--batch {params.batch} --device {params.device} --dtype {params.dtype} "
         "--out {output.emb} --stats {output.stats} > {log} 2>&1"
 

@@ -27,16 +27,21 @@ rule evaluate:
         f"{LOGS}/evaluate/{{model}}/{{condition}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{condition}}/seed{{seed}}.tsv"
+    group:
+        evaluate_group
     conda:
         "../envs/torch-gpu.yaml"
     threads: res("evaluate", "cpus")
     resources:
+        **gpu_request("evaluate"),
         mem_mb=res_attempt("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
         cpus_per_task=res("evaluate", "cpus"),
-        gpu=res("evaluate", "gpu"),
+        require_cuda=require_cuda("evaluate"),
+        group_slots=1,
         slurm_partition=res("evaluate", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("evaluate"),
         run_dir=parent_of("run_config", of="input"),
         model=config["evaluation"]["clap"]["model"],
@@ -54,7 +59,8 @@ rule evaluate:
         style_temp=lambda wc: config["models"][wc.model]["retrieval"]["style_temp"],
         code=code("evaluate"),
     shell:
-        "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
+        "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
         "--reference-stats {input.reference} --batch {params.batch} --device {params.device} "
         "--n-boot {params.n_boot} --seed {params.seed} --mel-max-items {params.mel_max} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "

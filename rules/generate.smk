@@ -17,12 +17,14 @@ rule generate:
         "../envs/torch-gpu.yaml"
     threads: res("generate", "cpus")
     resources:
+        **gpu_request("generate"),
         mem_mb=res_attempt("generate", "mem_mb"),
         runtime=res("generate", "runtime"),
         cpus_per_task=res("generate", "cpus"),
-        gpu=res("generate", "gpu"),
+        require_cuda=require_cuda("generate"),
         slurm_partition=res("generate", "partition"),
     params:
+        check_cuda=cli("check_cuda"),
         cli=cli("generate"),
         args=generate_args,
         adapter=generate_adapter_flag,
@@ -30,5 +32,6 @@ rule generate:
         out_dir=parent_of("run_config"),
         code=code("generate"),
     shell:
-        "python {params.cli} {params.args} --prompts {input.prompts:q} {params.bank} "
+        "python {params.check_cuda} --rule generate --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} {params.args} --prompts {input.prompts:q} {params.bank} "
         "{params.adapter} --out-dir {params.out_dir} > {log} 2>&1"

@@ -7,7 +7,8 @@
 #   tests/slurm/cluster.sh status [ROOT]   one line per daemon; exit 0 only if all run
 #   tests/slurm/cluster.sh env    [ROOT]   export lines to eval: eval "$(cluster.sh env)"
 #
-# Partitions: cpu (default) and gpu; two fake GPUs (gres/gpu, char devices c 1 3).
+# Partitions: cpu (default) and gpu; two fake GPUs (gres/gpu, type testgpu, char devices
+# c 1 3) on a node with feature testgpu_node.
 # Exit codes: 0 ok, 2 usage, 3 cannot start (reason on stderr), 1 status: not running.
 set -euo pipefail
 
@@ -21,6 +22,10 @@ DBD_PORT=16819
 DB_PORT=13306
 DB_USER="slurm"
 DB_PASS="rcmg-test-only"
+# The fake GPUs have a type and the node a feature, so --gpus=TYPE:N, --gres=gpu:TYPE:N
+# and -C FEATURE are real requests here.
+GPU_TYPE="testgpu"
+GPU_FEATURE="testgpu_node"
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
 
@@ -164,13 +169,13 @@ Waittime=0
 MessageTimeout=10
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName=$NODE_NAME NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(real_memory_mb) Gres=gpu:2 State=UNKNOWN
+NodeName=$NODE_NAME NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(real_memory_mb) Gres=gpu:$GPU_TYPE:2 Feature=$GPU_FEATURE State=UNKNOWN
 PartitionName=cpu Nodes=$NODE_NAME Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE_NAME Default=NO MaxTime=INFINITE State=UP
 EOF
   cat >"$ETC/gres.conf" <<EOF
 AutoDetect=off
-NodeName=$NODE_NAME Name=gpu File=$ROOT/dev/fakegpu[0-1]
+NodeName=$NODE_NAME Name=gpu Type=$GPU_TYPE File=$ROOT/dev/fakegpu[0-1]
 EOF
   cat >"$ETC/slurmdbd.conf" <<EOF
 AuthType=auth/munge

@@ -9,6 +9,7 @@ RCMG_REQUIRE_SLURM=1, in which case they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -81,3 +82,45 @@ def slurm_cluster():
             os.environ["SLURM_CONF"] = previous_conf
         if not already_running:
             _cluster("stop", root)
+
+
+SBATCH_LOGGER = """#!{python}
+# Logs every sbatch call (argv as one JSON line), then runs the real sbatch.
+import json, os, sys
+with open({log!r}, "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+@dataclass(frozen=True)
+class SbatchLog:
+    """A logging ``sbatch`` first on PATH: put ``bin_dir`` in front of the jobs' PATH."""
+
+    bin_dir: Path
+    path: Path
+
+    def calls(self) -> list[list[str]]:
+        """Each sbatch command line the executor issued, as its argument list."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def path_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "PATH": f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+
+
+@pytest.fixture()
+def sbatch_log(slurm_cluster, tmp_path) -> SbatchLog:
+    import shutil
+    import sys
+
+    real = shutil.which("sbatch")
+    assert real, "sbatch not on PATH"
+    bin_dir = tmp_path / "sbatch_bin"
+    bin_dir.mkdir()
+    log = tmp_path / "sbatch_calls.jsonl"
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(SBATCH_LOGGER.format(python=sys.executable, log=str(log), real=real))
+    wrapper.chmod(0o755)
+    return SbatchLog(bin_dir=bin_dir, path=log)

@@ -1,8 +1,11 @@
 """`snakemake --profile slurm` runs the demo end to end on the local SLURM cluster.
 
-Every job goes through sbatch; GPU rules get a GPU allocation and CPU rules do not; a
-generate job cancelled with scancel mid-run is retried and the workflow completes; the
-results equal a local run's.
+As a site without conda and with gres-only GPU requests would: the profile's default
+(conda-free) mode, `cluster.gpu_request: gres`, and the evaluate jobs grouped four to an
+allocation. Every job goes through sbatch (a logging wrapper records each command line);
+GPU rules get a GPU allocation and CPU rules do not; the groups make fewer submissions,
+each asking for one GPU; a generate job cancelled with scancel mid-run is retried and the
+workflow completes; the results equal a local run's.
 """
 
 from __future__ import annotations
@@ -18,44 +21,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.helpers import copy_workflow, offline_env
+from tests.slurm.helpers import (
+    cluster_overlay,
+    flag_values,
+    job_name_of,
+    rule_of_comment,
+    sacct_rows,
+    slurm_test_profile,
+)
+from tests.workflow.helpers import copy_workflow, offline_env, planned_jobs, rule_counts
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 GPU_RULES = {"clap_embed", "reference_stats", "train_adapter", "generate", "evaluate"}
 LOCAL_RULES = {"compare", "all"}
-
-
-def _test_profile(workdir: Path, account: str) -> Path:
-    """The repository's slurm profile, minus conda (not reachable here), with fast polling."""
-    profile = yaml.safe_load((workdir / "slurm/config.yaml").read_text())
-    profile.pop("software-deployment-method")
-    profile.pop("conda-prefix", None)
-    profile["default-resources"]["slurm_account"] = account
-    profile["jobs"] = 4
-    profile["latency-wait"] = 10
-    profile["slurm-init-seconds-before-status-checks"] = 1
-    profile["slurm-logdir"] = str(workdir / "slurm_logs")
-    profile["slurm-keep-successful-logs"] = True
-    target = workdir / "test_profile"
-    target.mkdir()
-    (target / "config.yaml").write_text(yaml.safe_dump(profile))
-    return target
-
-
-def _sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    fields = "JobID,JobName,Partition,State,AllocTRES,Comment"
-    out = subprocess.run(
-        ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", fields],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = {}
-    for line in out.splitlines():
-        values = dict(zip(fields.split(","), line.split("|"), strict=True))
-        rows[values["JobID"]] = values
-    return rows
+GROUP_SIZE = 4
 
 
 def _cancel_first_generate_job(stop: threading.Event, cancelled: list[str]) -> None:
@@ -100,10 +80,31 @@ def assert_same_runs(a: Path, b: Path) -> None:
         ], items
 
 
-def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, tmp_path):
+def _planned_cluster_jobs(workdir: Path, profile: Path, overlay: str, env) -> dict[str, int]:
+    """Jobs per rule the profile would submit one by one (grouping off), from a dry-run."""
+    ungrouped = cluster_overlay(workdir, "ungrouped.yaml", evaluate_group_size=1)
+    plan = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(profile), "-n", "--configfile"]
+        + ["config/demo.yaml", overlay, ungrouped],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = rule_counts(planned_jobs(plan))
+    return {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES}
+
+
+def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log, tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
-    profile = _test_profile(workdir, slurm_cluster.account)
-    env = offline_env(HF_HOME=str(tmp_path / "hf_home"))
+    profile = slurm_test_profile(workdir, slurm_cluster.account)
+    # fake GPUs and CPU torch: this test cluster is a site that allows CPU fallback
+    overlay = cluster_overlay(
+        workdir, gpu_request="gres", evaluate_group_size=GROUP_SIZE, require_cuda="never"
+    )
+    env = sbatch_log.path_env(offline_env(HF_HOME=str(tmp_path / "hf_home")))
+    planned = _planned_cluster_jobs(workdir, profile, overlay, env)
     stop, cancelled = threading.Event(), []
     watcher = threading.Thread(target=_cancel_first_generate_job, args=(stop, cancelled))
     watcher.start()
@@ -117,6 +118,7 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, tmp_path):
                 str(profile),
                 "--configfile",
                 "config/demo.yaml",
+                overlay,
             ],
             cwd=workdir,
             env=env,
@@ -133,25 +135,60 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, tmp_path):
     assert cancelled, "no generate job was seen running"
     assert "CANCELLED" in log and "Trying to restart job" in log
 
-    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: [^)]*\)", log)
-    submitted += re.findall(r"submitted with SLURM jobid (\d+)", log)
+    # what the executor asked sbatch for: gres only, one GPU per group, fewer submissions
+    calls = sbatch_log.calls()
+    by_name: dict[str, list[list[str]]] = {}
+    for call in calls:
+        by_name.setdefault(job_name_of(call), []).append(call)
+    groups = {name: c for name, c in by_name.items() if name.startswith("group_evaluate_")}
+    cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
+    runs_per_model = len(cfg["conditions"]) * len(cfg["seeds"])
+    n_groups = len(cfg["models"]) * -(-runs_per_model // GROUP_SIZE)
+    for m in cfg["models"]:
+        of_model = [c for name, c in groups.items() if name.startswith(f"group_evaluate_{m}_")]
+        assert len(of_model) == 1 and len(of_model[0]) == -(-runs_per_model // GROUP_SIZE), m
+    assert sum(map(len, groups.values())) == n_groups
+    assert "evaluate" not in by_name
+    expected = sum(planned.values()) - planned["evaluate"] + n_groups + len(cancelled)
+    assert len(calls) == expected, (len(calls), planned, sorted(by_name))
+    evaluate_runtime = cfg["resources"]["evaluate"]["runtime"]
+    for group_calls in groups.values():
+        for call in group_calls:
+            assert flag_values(call, "--gres") == ["gpu:1"], call
+            # one member's memory and cpus (Snakemake sums parallel members' otherwise)
+            assert flag_values(call, "--mem") == [str(cfg["resources"]["evaluate"]["mem_mb"])]
+            assert f"--cpus-per-task={cfg['resources']['evaluate']['cpus']}" in call, call
+            assert flag_values(call, "-t") == [
+                str(min(GROUP_SIZE, runs_per_model) * evaluate_runtime)
+            ]
+    for name, name_calls in by_name.items():
+        gpu_rule = name in GPU_RULES or name in groups
+        for call in name_calls:
+            assert not flag_values(call, "--gpus"), call
+            assert flag_values(call, "--gres") == (["gpu:1"] if gpu_rule else []), call
+            assert flag_values(call, "-p") == (["gpu"] if gpu_rule else ["cpu"]), call
+
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
     job_ids = sorted(set(submitted))
-    rows = _sacct(job_ids)
+    assert len(job_ids) == len(calls)
+    rows = sacct_rows(job_ids)
     rules_seen = set()
     for row in rows.values():
-        rule = row["Comment"].removeprefix("rule_").split("_wildcards")[0]
+        rule = rule_of_comment(row["Comment"])
         rules_seen.add(rule)
         if row["JobID"] in cancelled:
             assert row["State"].startswith("CANCELLED")
             continue
         assert row["State"] == "COMPLETED", row
-        has_gpu = "gres/gpu" in row["AllocTRES"]
-        assert has_gpu == (rule in GPU_RULES), row
+        assert ("gres/gpu=1" in row["AllocTRES"]) == (rule in GPU_RULES), row
         assert row["Partition"] == ("gpu" if rule in GPU_RULES else "cpu"), row
     assert GPU_RULES | {"segment", "build_bank", "build_index", "demo_model"} <= rules_seen
     assert not rules_seen & LOCAL_RULES
+    print(
+        f"\nsbatch submissions: {len(calls)} with evaluate grouped by {GROUP_SIZE} "
+        f"({n_groups} groups); {expected - n_groups + planned['evaluate']} without grouping"
+    )
 
-    cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
     results = workdir / cfg["paths"]["results"]
     assert (results / "report/index.html").is_file()
     # the same results as a local run of the same workflow
