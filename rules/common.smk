@@ -175,6 +175,17 @@ def adapter_checkpoint(model):
     return f"{R}/adapters/{model}/style_adapter.safetensors"
 
 
+def converted_projector(pt_path):
+    """Where convert_projector writes the safetensors adapter of an original ``.pt``."""
+    return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"
+
+
+def external_adapter(model):
+    """A model's external adapter: its converted original projector, else the trained one."""
+    projector = MODELS[model].get("projector")
+    return converted_projector(projector) if projector else adapter_checkpoint(model)
+
+
 def adapter_model_input(wildcards):
     return model_input(MODELS[wildcards.model]["id"]) + model_input(
         config["clap"]["model"]
@@ -203,7 +214,7 @@ def generate_inputs(wildcards):
         for i, path in enumerate(model_input(config["clap"]["model"])):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
-        inputs["adapter"] = adapter_checkpoint(wildcards.model)
+        inputs["adapter"] = external_adapter(wildcards.model)
     return inputs
 
 
@@ -367,7 +378,7 @@ def generate_bank_flags(wildcards):
 def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
-    return f"--adapter-checkpoint {adapter_checkpoint(wildcards.model)}"
+    return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
 
 
 def parent_of(name, of="output"):

@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.generation.conditioning import (
+    LM_INPUT_OVERHEAD,
     ConditionOptions,
     OptionError,
     adapt_style,
     aldm1_retrieval_kwargs,
     aldm2_condition_kwargs,
     effective_adapter,
+    lm_context_budget,
     lm_hidden_size,
     option_default,
     options_from,
@@ -44,6 +46,8 @@ from rcmg.workflow.runinfo import ModuleHookTimer, PhaseTimer, code_version, har
 log = logging.getLogger(__name__)
 
 CLAP_DIM = 512
+# Where the workflow's reference_stats step writes the FAD reference (config.yaml paths).
+DEFAULT_REFERENCE_STATS = "data/processed/reference/ref_stats.npz"
 
 
 @dataclass
@@ -100,6 +104,8 @@ class ItemPlan:
     retrieved: list[dict] = field(default_factory=list)
     augment_tags: list[str] = field(default_factory=list)
     skip_reason: str | None = None
+    truncated: bool = False
+    lm_context: dict | None = None
 
     @property
     def item(self) -> int:
@@ -132,14 +138,16 @@ def _check_numbers(cfg: GenerateConfig) -> None:
 
 
 def _check_bank_files(cfg: GenerateConfig) -> None:
+    """The bank is needed; its mapping and index are optional (a bare ``.npy`` bank gets
+    synthetic mapping rows and an exact index built on the fly)."""
+    if not cfg.bank:
+        raise OptionError(f"--condition-type {cfg.condition_type} needs --bank (or --style_bank)")
     for flag, value in (
         ("--bank", cfg.bank),
         ("--bank-mapping", cfg.bank_mapping),
         ("--index", cfg.index),
     ):
-        if not value:
-            raise OptionError(f"--condition-type {cfg.condition_type} needs {flag}")
-        if not Path(value).is_file():
+        if value and not Path(value).is_file():
             raise OptionError(
                 f"{flag} {value} does not exist; build it with the build_bank/build_index steps"
             )
@@ -224,16 +232,64 @@ def _load_external_adapter(cfg: GenerateConfig, loaded):
 # ------------------------------------------------------------------ planning
 
 
-def _truncate_for_pipeline(text: str, tokenizers) -> tuple[str, list[str]]:
-    notes = []
-    for tok in tokenizers:
-        cut, was_cut = truncate_to_tokens(text, tok)
-        if was_cut:
-            notes.append(
-                f"prompt truncated to {tok.model_max_length} tokens ({type(tok).__name__})"
+def token_limits(pipe, family: str) -> list[tuple[object, int, str]]:
+    """``(tokenizer, max tokens, why)`` for every limit a prompt must fit.
+
+    Each text tokenizer's ``model_max_length``; for AudioLDM2 also the T5 tokens the
+    language model's context leaves (:func:`rcmg.generation.conditioning.lm_context_budget`).
+    """
+    from rcmg.models.pipelines import pipeline_tokenizers
+
+    limits = [
+        (tok, int(tok.model_max_length), f"{type(tok).__name__} max length")
+        for tok in pipeline_tokenizers(pipe)
+    ]
+    if family == "audioldm2":
+        budget = lm_context_budget(pipe)
+        limits.append(
+            (
+                pipe.tokenizer_2,
+                budget["t5_token_limit"],
+                f"language-model context ({budget['n_positions']} positions, "
+                f"{budget['max_new_tokens']} generated)",
             )
+        )
+    return limits
+
+
+def _truncate_for_pipeline(text: str, limits) -> tuple[str, list[str]]:
+    notes = []
+    for tok, limit, why in limits:
+        cut, was_cut = truncate_to_tokens(text, tok, max_length=limit)
+        if was_cut:
+            notes.append(f"prompt truncated to {limit} tokens ({type(tok).__name__}: {why})")
             text = cut
     return text, notes
+
+
+def _fits(limits, text: str) -> bool:
+    return all(len(tok(text)["input_ids"]) <= limit for tok, limit, _why in limits)
+
+
+def visible_text(text: str) -> str:
+    """``text`` without whitespace, control and format (zero-width) characters."""
+    import unicodedata
+
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] not in ("Z", "C"))
+
+
+def lm_context(pipe, text: str) -> dict:
+    """What GPT-2 will see for ``text`` (AudioLDM2): recorded per item in items.jsonl."""
+    budget = lm_context_budget(pipe)
+    tok = pipe.tokenizer_2
+    n_t5 = len(tok(text, truncation=True, max_length=tok.model_max_length)["input_ids"])
+    used = n_t5 + LM_INPUT_OVERHEAD + budget["max_new_tokens"]
+    return {
+        **budget,
+        "t5_tokens": n_t5,
+        "lm_positions_used": used,
+        "fits": used <= budget["n_positions"],
+    }
 
 
 def _usable(vector: np.ndarray | None) -> bool:
@@ -257,18 +313,27 @@ def plan_items(
     cfg: GenerateConfig, items: list[PromptItem], res: Resources, timer: PhaseTimer
 ) -> list[ItemPlan]:
     """Prompt text, augmentation tags, style vectors and skips for every item."""
-    from rcmg.models.pipelines import pipeline_tokenizers
-
-    tokenizers = pipeline_tokenizers(res.loaded.pipe)
+    limits = token_limits(res.loaded.pipe, cfg.pipeline)
     plans = []
     for it in items:
-        text, notes = _truncate_for_pipeline(it.prompt, tokenizers)
+        text, notes = _truncate_for_pipeline(it.prompt, limits)
         it.notes.extend(notes)
-        plans.append(ItemPlan(source=it, prompt_used=text))
+        plan = ItemPlan(source=it, prompt_used=text, truncated=bool(notes))
+        if not visible_text(text):
+            plan.skip_reason = (
+                "prompt has no visible characters (only whitespace/zero-width/control "
+                "characters); write a prompt or delete the line"
+            )
+        plans.append(plan)
     if cfg.condition_type == "prompt_aug":
-        _plan_augmentation(cfg, plans, res, tokenizers, timer)
+        _plan_augmentation(cfg, [p for p in plans if p.skip_reason is None], res, limits, timer)
     elif cfg.condition_type == "retrieval":
-        _plan_styles(cfg, plans, res, timer)
+        _plan_styles(cfg, [p for p in plans if p.skip_reason is None], res, timer)
+    if cfg.pipeline == "audioldm2":
+        for plan in plans:
+            plan.lm_context = lm_context(res.loaded.pipe, plan.prompt_used)
+            if not plan.lm_context["fits"] and plan.skip_reason is None:  # never after truncation
+                plan.skip_reason = f"prompt does not fit the language model: {plan.lm_context}"
     return plans
 
 
@@ -277,9 +342,8 @@ def _text_queries(res: Resources, plans: list[ItemPlan], timer: PhaseTimer) -> n
         return res.clap.embed_text([p.prompt_used for p in plans])
 
 
-def _plan_augmentation(cfg, plans, res, tokenizers, timer) -> None:
+def _plan_augmentation(cfg, plans, res, limits, timer) -> None:
     from rcmg.bank.retrieval import tags_for_augmentation
-    from rcmg.generation.prompts import token_length_fits
 
     queries = _text_queries(res, plans, timer)
     for plan, query in zip(plans, queries, strict=True):
@@ -295,13 +359,14 @@ def _plan_augmentation(cfg, plans, res, tokenizers, timer) -> None:
             plan.prompt_used,
             tags,
             cfg.aug_max_tags,
-            fits=lambda t: token_length_fits(tokenizers, t),
+            fits=lambda t: _fits(limits, t),
         )
         plan.retrieved = [_hit_dict(h) for h in hits]
 
 
 def _plan_styles(cfg, plans, res, timer) -> None:
     from rcmg.bank.blend import style_vector
+    from rcmg.bank.retrieval import retrieved_style
 
     bank_plans = [p for p in plans if p.source.style.kind == "bank"]
     queries = (
@@ -315,15 +380,11 @@ def _plan_styles(cfg, plans, res, timer) -> None:
             )
             continue
         with timer.phase("retrieve"):
-            hits = res.retriever.search(query[None, :], cfg.style_topk)[0]
-            plan.retrieved = [_hit_dict(h) for h in hits]
-            plan.style = _safe_style(
-                plan,
-                style_vector,
-                res.retriever.vectors(hits),
-                [h.score for h in hits],
-                cfg.style_temp,
-            )
+            found = retrieved_style(res.retriever, query, cfg.style_topk, cfg.style_temp)
+            plan.retrieved = [_hit_dict(h) for h in found.hits]
+            plan.style = found.vector
+            if found.error:
+                plan.skip_reason = found.error
     id_rows = _check_style_ids([p.source for p in plans], res.retriever, Path(cfg.prompts))
     for plan in plans:
         if plan.source.style.kind == "ids":
@@ -517,6 +578,8 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "retrieved": plan.retrieved,
                     "augment_tags": plan.augment_tags,
                     "notes": list(plan.source.notes),
+                    "truncated": plan.truncated,
+                    "lm_context": plan.lm_context,
                     "line": plan.source.line,
                 }
             )
@@ -543,7 +606,10 @@ def _condition_params(cfg: GenerateConfig) -> dict:
     params: dict = {"condition_type": cfg.condition_type}
     if cfg.needs_bank:
         params.update(
-            clap_model=cfg.clap_model, bank=cfg.bank, bank_mapping=cfg.bank_mapping, index=cfg.index
+            clap_model=cfg.clap_model,
+            bank=cfg.bank,
+            bank_mapping=cfg.bank_mapping,
+            index=cfg.index or "exact (IndexFlatIP built on the fly)",
         )
     if cfg.condition_type == "prompt_aug":
         params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
@@ -664,3 +730,51 @@ def run_generation(cfg: GenerateConfig) -> Path:
         timings["total"],
     )
     return out_dir
+
+
+# ------------------------------------------------------------------ evaluation afterwards
+
+
+def evaluate_script() -> Path:
+    """The evaluate step's CLI (the same code the workflow's evaluate rule runs)."""
+    return Path(__file__).resolve().parents[2] / "evaluate.py"
+
+
+def check_evaluation_inputs(reference_stats: str | Path) -> None:
+    """Fail before generating when ``--metrics/--report/--visualize`` could not run."""
+    if not Path(reference_stats).is_file():
+        raise OptionError(
+            f"--metrics/--report/--visualize evaluate the run against --reference-stats "
+            f"{reference_stats}, which does not exist; build it with the reference_stats step "
+            "(snakemake ... reference_stats) or pass --reference-stats FILE"
+        )
+
+
+def evaluate_run(run_dir: Path, clap_model: str, reference_stats, device: str = "auto") -> None:
+    """Run ``workflow_scripts/evaluate.py`` on ``run_dir`` (metrics, plots, report.html).
+
+    A subprocess of the evaluate CLI, so the original scripts' ``--metrics --visualize
+    --report`` produce exactly what the workflow's evaluate rule produces.
+    """
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        str(evaluate_script()),
+        "--run-dir",
+        str(run_dir),
+        "--clap-model",
+        str(clap_model),
+        "--reference-stats",
+        str(reference_stats),
+        "--device",
+        device,
+    ]
+    log.info("evaluating %s: %s", run_dir, " ".join(command))
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise OptionError(
+            f"evaluation of {run_dir} failed (exit {done.returncode}); rerun "
+            f"`{' '.join(command)}` to see why (the generated run is complete)"
+        )
