@@ -255,6 +255,31 @@ def aldm2_generate(pipe, branches: Aldm2Branches, max_new_tokens: int | None = N
     )
 
 
+# Tokens the projection model puts around the T5 states before GPT-2: the CLAP token with
+# its SOS/EOS (3) and the T5 sequence's SOS/EOS (2) (diffusers AudioLDM2ProjectionModel).
+LM_INPUT_OVERHEAD = 5
+
+
+def lm_context_budget(pipe) -> dict:
+    """The language model's context budget for one prompt (AudioLDM2).
+
+    GPT-2 sees ``t5_tokens + LM_INPUT_OVERHEAD`` input embeddings and generates
+    ``max_new_tokens`` more, one position each, so a prompt fits when
+    ``t5_tokens + LM_INPUT_OVERHEAD + max_new_tokens <= n_positions`` (one position of
+    slack: the last generated token is never fed back).
+    """
+    config = pipe.language_model.config
+    n_positions = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+    max_new = int(getattr(config, "max_new_tokens", None) or 8)
+    limit = n_positions - max_new - LM_INPUT_OVERHEAD
+    if limit < 3:
+        raise OptionError(
+            f"the language model's context ({n_positions} positions) leaves {limit} T5 tokens "
+            f"after {max_new} generated tokens; this checkpoint cannot take a prompt"
+        )
+    return {"n_positions": n_positions, "max_new_tokens": max_new, "t5_token_limit": limit}
+
+
 def lm_hidden_size(pipe) -> int:
     """The language model's hidden size H (read from its config, never assumed)."""
     config = pipe.language_model.config
