@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         *_f("--cond-mix"), default=_d("cond_mix"), help=f"one of {', '.join(COND_MIXES)}"
     )
     bank.add_argument(*_f("--cond-mix-beta"), type=float, default=_d("cond_mix_beta"))
+    bank.add_argument(
+        "--strength-deg",
+        type=float,
+        default=_d("strength_deg"),
+        help="blend each item to this angle (degrees) instead of a fixed --alpha",
+    )
     ev = p.add_argument_group(
         "evaluation after generating (the evaluate step's CLI, run on the new run directory)"
     )

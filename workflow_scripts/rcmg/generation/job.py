@@ -83,6 +83,7 @@ class GenerateConfig:
     adapter_checkpoint: str | None = option_default("adapter_checkpoint")
     cond_mix: str = option_default("cond_mix")
     cond_mix_beta: float = option_default("cond_mix_beta")
+    strength_deg: float | None = option_default("strength_deg")
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
@@ -106,6 +107,7 @@ class ItemPlan:
     skip_reason: str | None = None
     truncated: bool = False
     lm_context: dict | None = None
+    conditioning: dict | None = None  # retrieval: alpha, prompt-style cosine, angles
 
     @property
     def item(self) -> int:
@@ -449,8 +451,10 @@ def item_generators(plans: list[ItemPlan], seed: int, n_waveforms: int) -> list:
     return gens
 
 
-def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan]) -> dict:
-    """The conditioning part of the pipeline call for one batch."""
+def condition_kwargs(
+    cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], infos: list | None = None
+) -> dict:
+    """The conditioning part of the pipeline call for one batch (``infos``: per-item records)."""
     import torch
 
     loaded = res.loaded
@@ -465,7 +469,7 @@ def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan])
     if cfg.pipeline == "audioldm2":
         opts = cfg.condition_options()
         return aldm2_condition_kwargs(
-            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, opts, res.adapter
+            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, opts, res.adapter, infos
         )
     if styles is None:
         return {"prompt": prompts, "negative_prompt": negatives if cfg.negative_prompt else None}
@@ -473,7 +477,14 @@ def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan])
         styles = adapt_style(res.adapter, styles)
     with torch.no_grad():
         return aldm1_retrieval_kwargs(
-            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, cfg.condition_options()
+            loaded.pipe,
+            prompts,
+            negatives,
+            loaded.device,
+            do_cfg,
+            styles,
+            cfg.condition_options(),
+            infos,
         )
 
 
@@ -498,7 +509,11 @@ def _run_batch(cfg, res, batch, hooks, timer):
     import time
 
     t0 = time.perf_counter()
-    kwargs = condition_kwargs(cfg, res, batch)
+    infos: list = []
+    kwargs = condition_kwargs(cfg, res, batch, infos)
+    if cfg.condition_type == "retrieval":
+        for plan, info in zip(batch, infos, strict=True):
+            plan.conditioning = info
     mid = dict(hooks.seconds)
     t1 = time.perf_counter()
     audio = res.loaded.pipe(
@@ -579,6 +594,7 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "augment_tags": plan.augment_tags,
                     "notes": list(plan.source.notes),
                     "truncated": plan.truncated,
+                    "conditioning": plan.conditioning,
                     "lm_context": plan.lm_context,
                     "line": plan.source.line,
                 }
@@ -625,6 +641,7 @@ def _condition_params(cfg: GenerateConfig) -> dict:
             adapter_checkpoint=cfg.adapter_checkpoint,
             cond_mix=cfg.cond_mix,
             cond_mix_beta=cfg.cond_mix_beta,
+            strength_deg=cfg.strength_deg,
         )
     return params
 
@@ -649,11 +666,54 @@ def _run_params(cfg: GenerateConfig, loaded) -> dict:
     }
 
 
+def _distribution(values: list[float]) -> dict:
+    v = np.asarray(values, np.float64)
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {
+        "n": int(v.size),
+        **{
+            k: round(float(x), 6)
+            for k, x in zip(("min", "p25", "median", "p75", "max"), q, strict=True)
+        },
+        "values": [round(float(x), 6) for x in v],
+    }
+
+
+def conditioning_summary(rows: list[dict]) -> dict:
+    """Distribution over the run's items of the angle per branch / token group, the alpha
+    used and the prompt-style cosine (retrieval runs); shown in the run report."""
+    ok = [
+        r
+        for r in rows
+        if r["status"] == "ok" and r.get("conditioning") and r["waveform_index"] == 0
+    ]
+    if not ok:
+        return {}
+    out = {}
+    for key in ok[0]["conditioning"]["angles_deg"]:
+        out[f"angle_deg.{key}"] = _distribution([r["conditioning"]["angles_deg"][key] for r in ok])
+    out["alpha"] = _distribution([r["conditioning"]["alpha"] for r in ok])
+    out["prompt_style_cos"] = _distribution([r["conditioning"]["prompt_style_cos"] for r in ok])
+    return out
+
+
+def prompt_limits_summary(rows: list[dict]) -> dict:
+    """Which items were truncated (and why) or skipped: shown in the run report."""
+    first = [r for r in rows if r["waveform_index"] == 0]
+    return {
+        "n_truncated": sum(bool(r.get("truncated")) for r in first),
+        "truncated": {str(r["item"]): r["notes"] for r in first if r.get("truncated")},
+        "skipped": {str(r["item"]): r["skip_reason"] for r in first if r["status"] != "ok"},
+    }
+
+
 def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
     from rcmg.models.random_weights import is_random_weight_model
 
     n_ok = sum(r["status"] == "ok" for r in rows)
     return {
+        "conditioning_summary": conditioning_summary(rows),
+        "prompt_limits": prompt_limits_summary(rows),
         "model": cfg.model_key,
         "model_id": cfg.model_id,
         "pipeline": cfg.pipeline,
