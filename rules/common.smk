@@ -193,13 +193,29 @@ def adapter_model_input(wildcards):
 
 
 # ----------------------------------------------------------------- generation
+STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
+
+
 def needs_bank(condition):
-    return CONDITIONS[condition]["type"] in ("prompt_aug", "retrieval")
+    return CONDITIONS[condition]["type"] in ("prompt_aug", *STYLE_TYPES)
 
 
 def uses_external_adapter(condition):
     cond = CONDITIONS[condition]
-    return cond["type"] == "retrieval" and cond.get("adapter") == "external"
+    return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"
+
+
+def condition_models(condition):
+    """The models a condition runs on (``conditions.<name>.models``, default all)."""
+    return CONDITIONS[condition].get("models") or list(MODELS)
+
+
+def controlled_items(wildcards):
+    """A control's input: the items.jsonl of the retrieval run whose angles it matches."""
+    target = CONDITIONS[wildcards.condition].get("control_of")
+    if not target:
+        return []
+    return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
 
 
 def generate_inputs(wildcards):
@@ -215,6 +231,8 @@ def generate_inputs(wildcards):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
         inputs["adapter"] = external_adapter(wildcards.model)
+    for path in controlled_items(wildcards):
+        inputs["match_angles"] = path
     return inputs
 
 
@@ -243,22 +261,25 @@ def generate_args(wildcards):
         f"--negative-prompt {shell_quote(s['negative_prompt'])}",
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
-    if cond["type"] in ("prompt_aug", "retrieval"):
+    if cond["type"] in ("prompt_aug", *STYLE_TYPES):
         args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",
             f"--aug-max-tags {cond.get('max_tags', 6)}",
         ]
-    if cond["type"] == "retrieval":
+    if cond["type"] in STYLE_TYPES:
         r = model["retrieval"]
         args += [
             f"--style-topk {r['style_topk']}",
             f"--style-temp {r['style_temp']}",
             f"--blend {cond.get('blend', r['blend'])}",
             f"--alpha {cond.get('alpha', r['alpha'])}",
-            f"--adapter {cond['adapter']}",
+            f"--adapter {cond.get('adapter', 'none')}",
         ]
+        if "strength_deg" in cond:
+            args.append(f"--strength-deg {cond['strength_deg']}")
+        args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
         if model["pipeline"] == "audioldm1":
             args += [
                 f"--cond-mix {r['cond_mix']}",
@@ -278,7 +299,13 @@ def run_dir(model, condition, seed):
 
 
 def all_runs():
-    return [run_dir(m, c, s) for m in MODELS for c in CONDITIONS for s in SEEDS]
+    return [
+        run_dir(m, c, s)
+        for m in MODELS
+        for c in CONDITIONS
+        if m in condition_models(c)
+        for s in SEEDS
+    ]
 
 
 def evaluate_inputs(wildcards):

@@ -31,7 +31,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rcmg.bank.blend import BLEND_MODES  # noqa: E402
-from rcmg.generation.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES  # noqa: E402
+from rcmg.generation.conditioning import (  # noqa: E402
+    ADAPTERS,
+    COND_MIXES,
+    CONDITION_TYPES,
+    STYLE_TYPES,
+)
 from rcmg.generation.job import (  # noqa: E402
     DEFAULT_REFERENCE_STATS,
     GenerateConfig,
@@ -122,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=_d("strength_deg"),
         help="blend each item to this angle (degrees) instead of a fixed --alpha",
     )
+    bank.add_argument(
+        "--match-angles",
+        default=None,
+        help="controls: items.jsonl of the retrieval run controlled; each item is turned by its angle",
+    )
     ev = p.add_argument_group(
         "evaluation after generating (the evaluate step's CLI, run on the new run directory)"
     )
@@ -156,7 +166,7 @@ def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateCo
     )
     values = {k: v for k, v in vars(args).items() if k not in GENERATION_ONLY}
     values.update(identity)
-    if values["condition_type"] in ("prompt_aug", "retrieval"):
+    if values["condition_type"] in ("prompt_aug", *STYLE_TYPES):
         values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
         values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(values["bank"])
     return GenerateConfig(**values, command=shlex.join(command))

@@ -28,7 +28,16 @@ import numpy as np
 from rcmg.bank.blend import BLEND_MODES
 from rcmg.workflow.cli import InputError
 
-CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
+CONDITION_TYPES = (
+    "prompt",
+    "prompt_aug",
+    "retrieval",
+    "retrieval_random",
+    "retrieval_mismatched",
+    "style_only",
+)
+# Condition types that blend a style vector into the conditioning.
+STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
 ADAPTERS = ("none", "mlp", "external")
 COND_MIXES = ("none", "residual")
 
@@ -105,8 +114,21 @@ def validate_options(opts: ConditionOptions) -> None:
     if opts.condition_type == "prompt_aug":
         if opts.aug_topk < 1 or opts.aug_max_tags < 0:
             raise OptionError("--aug-topk must be >= 1 and --aug-max-tags >= 0")
-    if opts.condition_type == "retrieval":
+    if opts.condition_type == "style_only" and opts.pipeline != "audioldm1":
+        raise OptionError(
+            "--condition-type style_only (the style vector alone as the class embedding) is "
+            "AudioLDM1's audio-embedding baseline; use --pipeline audioldm1"
+        )
+    if opts.condition_type in STYLE_TYPES:
         _check_retrieval(opts)
+
+
+def style_only_options(opts: ConditionOptions) -> ConditionOptions:
+    """``style_only``: the conditional embedding IS the style direction (at the prompt's
+    norm): ``lerp`` at alpha 1, no residual, no target angle."""
+    from dataclasses import replace
+
+    return replace(opts, blend="lerp", alpha=1.0, cond_mix="none", strength_deg=None)
 
 
 def effective_adapter(opts: ConditionOptions) -> str:
@@ -201,6 +223,18 @@ def aldm1_text_embeds(pipe, prompts: list[str], negatives: list[str], device, do
     return cond, uncond
 
 
+def _per_item_options(opts: ConditionOptions, targets, n: int) -> list[ConditionOptions]:
+    """``opts`` per item; ``targets`` (one angle or None per item) override ``strength_deg``
+    (controls matched to the angles of the retrieval run they control)."""
+    from dataclasses import replace
+
+    if targets is None:
+        return [opts] * n
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} target angles for {n} items")
+    return [replace(opts, strength_deg=t) if t is not None else opts for t in targets]
+
+
 def _aldm1_final(cond, style, alpha: float, opts: ConditionOptions):
     blended = blend_tensor(cond, style, alpha, opts.blend)
     if opts.cond_mix == "residual":
@@ -209,7 +243,15 @@ def _aldm1_final(cond, style, alpha: float, opts: ConditionOptions):
 
 
 def aldm1_retrieval_kwargs(
-    pipe, prompts, negatives, device, do_cfg, styles, opts: ConditionOptions, infos=None
+    pipe,
+    prompts,
+    negatives,
+    device,
+    do_cfg,
+    styles,
+    opts: ConditionOptions,
+    infos=None,
+    targets=None,
 ):
     """``prompt_embeds`` (blended) and ``negative_prompt_embeds`` (untouched) for AudioLDM1.
 
@@ -227,25 +269,26 @@ def aldm1_retrieval_kwargs(
             "the bank and the model must share the CLAP space"
         )
     styles = styles.to(device=cond.device, dtype=cond.dtype)
-    if opts.strength_deg is None:
+    per_item = _per_item_options(opts, targets, len(cond))
+    if opts.strength_deg is None and targets is None:
         final = _aldm1_final(cond, styles, opts.alpha, opts)
         solved = [(float(opts.alpha), None)] * len(cond)
     else:
         solved, rows = [], []
         for i in range(len(cond)):
-            c, s = cond[i : i + 1], styles[i : i + 1]
+            c, s, o = cond[i : i + 1], styles[i : i + 1], per_item[i]
             alpha, reached = _alpha_for(
-                opts, lambda a, c=c, s=s: _angle(c, _aldm1_final(c, s, a, opts))
+                o, lambda a, c=c, s=s, o=o: _angle(c, _aldm1_final(c, s, a, o))
             )
             solved.append((alpha, reached))
-            rows.append(_aldm1_final(c, s, alpha, opts))
+            rows.append(_aldm1_final(c, s, alpha, o))
         final = torch.cat(rows)
     if infos is not None:
         for i, (alpha, reached) in enumerate(solved):
             infos.append(
                 _info(
                     "clap_class_embedding",
-                    opts,
+                    per_item[i],
                     alpha,
                     reached,
                     _cos(cond[i], styles[i]),
@@ -489,7 +532,16 @@ def _stack_items(per_item: list[dict]) -> dict:
 
 
 def aldm2_condition_kwargs(
-    pipe, prompts, negatives, device, do_cfg, styles=None, opts=None, adapter=None, infos=None
+    pipe,
+    prompts,
+    negatives,
+    device,
+    do_cfg,
+    styles=None,
+    opts=None,
+    adapter=None,
+    infos=None,
+    targets=None,
 ):
     """Keyword arguments for ``AudioLDM2Pipeline.__call__`` for one batch.
 
@@ -508,13 +560,14 @@ def aldm2_condition_kwargs(
 
     _check_aldm2_supported(pipe)
     per_item = []
+    item_opts = _per_item_options(opts, targets, len(prompts)) if opts else [opts] * len(prompts)
     with torch.no_grad():
         for i, (prompt, negative) in enumerate(zip(prompts, negatives, strict=True)):
             info = {} if infos is not None else None
             style = None if styles is None else styles[i]
             per_item.append(
                 _aldm2_encode_one(
-                    pipe, prompt, negative, device, do_cfg, style, opts, adapter, info
+                    pipe, prompt, negative, device, do_cfg, style, item_opts[i], adapter, info
                 )
             )
             if infos is not None:

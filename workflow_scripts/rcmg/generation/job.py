@@ -27,6 +27,7 @@ import numpy as np
 
 from rcmg.generation.conditioning import (
     LM_INPUT_OVERHEAD,
+    STYLE_TYPES,
     ConditionOptions,
     OptionError,
     adapt_style,
@@ -37,6 +38,7 @@ from rcmg.generation.conditioning import (
     lm_hidden_size,
     option_default,
     options_from,
+    style_only_options,
     validate_options,
 )
 from rcmg.generation.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
@@ -84,14 +86,21 @@ class GenerateConfig:
     cond_mix: str = option_default("cond_mix")
     cond_mix_beta: float = option_default("cond_mix_beta")
     strength_deg: float | None = option_default("strength_deg")
+    # Controls: match each item's angle to the items.jsonl of the run they control.
+    match_angles: str | None = None
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
-        return options_from(self)
+        opts = options_from(self)
+        return style_only_options(opts) if self.condition_type == "style_only" else opts
 
     @property
     def needs_bank(self) -> bool:
-        return self.condition_type in ("prompt_aug", "retrieval")
+        return self.condition_type in ("prompt_aug", *STYLE_TYPES)
+
+    @property
+    def uses_style(self) -> bool:
+        return self.condition_type in STYLE_TYPES
 
 
 @dataclass
@@ -108,6 +117,8 @@ class ItemPlan:
     truncated: bool = False
     lm_context: dict | None = None
     conditioning: dict | None = None  # retrieval: alpha, prompt-style cosine, angles
+    query: np.ndarray | None = None  # the prompt's CLAP text embedding (bank conditions)
+    target_deg: float | None = None  # controls: the angle of the run they control
 
     @property
     def item(self) -> int:
@@ -165,7 +176,12 @@ def validate_config(cfg: GenerateConfig) -> None:
     validate_options(cfg.condition_options())
     if cfg.needs_bank:
         _check_bank_files(cfg)
-    if cfg.adapter == "external" and cfg.condition_type == "retrieval":
+    if cfg.match_angles and not Path(cfg.match_angles).is_file():
+        raise OptionError(
+            f"--match-angles {cfg.match_angles} does not exist; generate the retrieval run it "
+            "controls first (its items.jsonl)"
+        )
+    if cfg.adapter == "external" and cfg.uses_style:
         from rcmg.generation.adapter import read_safetensors_header
 
         read_safetensors_header(cfg.adapter_checkpoint)
@@ -205,7 +221,7 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"bank {cfg.bank} has dim {retriever.dim}; expected CLAP dim {CLAP_DIM}"
             )
-    if cfg.condition_type == "retrieval":
+    if cfg.uses_style:
         style_audio = _read_style_audio(items)
     loaded = load_pipeline(cfg.model_id, cfg.pipeline, cfg.device, cfg.dtype, cfg.scheduler)
     res = Resources(loaded=loaded, retriever=retriever, style_audio=style_audio or {})
@@ -217,7 +233,7 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
             )
-    if cfg.condition_type == "retrieval" and cfg.adapter == "external":
+    if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
 
@@ -329,8 +345,14 @@ def plan_items(
         plans.append(plan)
     if cfg.condition_type == "prompt_aug":
         _plan_augmentation(cfg, [p for p in plans if p.skip_reason is None], res, limits, timer)
-    elif cfg.condition_type == "retrieval":
+    elif cfg.uses_style:
         _plan_styles(cfg, [p for p in plans if p.skip_reason is None], res, timer)
+        if cfg.condition_type == "retrieval_random":
+            _plan_random_styles(cfg, plans, res)
+        elif cfg.condition_type == "retrieval_mismatched":
+            _plan_mismatched_styles(plans)
+        if cfg.match_angles:
+            _plan_matched_angles(cfg, plans)
     if cfg.pipeline == "audioldm2":
         for plan in plans:
             plan.lm_context = lm_context(res.loaded.pipe, plan.prompt_used)
@@ -376,6 +398,7 @@ def _plan_styles(cfg, plans, res, timer) -> None:
     )
     for plan, query in zip(bank_plans, queries, strict=True):
         plan.style_source = "bank"
+        plan.query = query
         if not _usable(query):
             plan.skip_reason = (
                 "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
@@ -396,6 +419,66 @@ def _plan_styles(cfg, plans, res, timer) -> None:
     for plan in plans:
         if plan.skip_reason is None and not _usable(plan.style):
             plan.skip_reason = f"style vector ({plan.style_source}) is NaN or zero; check the bank/audio it came from"
+
+
+def _plan_random_styles(cfg, plans, res) -> None:
+    """``retrieval_random``: the style of ``style_topk`` bank rows drawn at random (seeded
+    by run seed and item), weighted by their scores to the prompt like retrieved hits."""
+    from rcmg.bank.blend import style_vector
+
+    n = len(res.retriever)
+    for plan in plans:
+        if plan.skip_reason is not None or plan.style_source != "bank":
+            continue
+        rng = np.random.default_rng([int(cfg.seed), plan.item, 0x5EED])
+        rows = sorted(int(r) for r in rng.choice(n, size=min(cfg.style_topk, n), replace=False))
+        vectors = np.asarray(res.retriever.bank[rows], np.float32)
+        query = plan.query / np.linalg.norm(plan.query)
+        scores = vectors @ query / np.linalg.norm(vectors, axis=1)
+        plan.retrieved = [
+            _hit_dict(res.retriever.hit(r, float(sc))) for r, sc in zip(rows, scores, strict=True)
+        ]
+        plan.style = _safe_style(plan, style_vector, vectors, scores, cfg.style_temp)
+        plan.style_source = "bank_random"
+
+
+def _plan_mismatched_styles(plans) -> None:
+    """``retrieval_mismatched``: item i takes the style retrieved for the prompt half the
+    set away (``(i + n // 2) mod n`` among the bank-styled items): real retrieved content,
+    for the wrong prompt."""
+    usable = [p for p in plans if p.skip_reason is None and p.style_source == "bank"]
+    if len(usable) < 2:
+        for p in usable:
+            p.skip_reason = "retrieval_mismatched needs at least 2 prompts with retrieved styles"
+        return
+    shift = len(usable) // 2
+    own = [(p.style, p.retrieved, p.item) for p in usable]
+    for i, plan in enumerate(usable):
+        plan.style, plan.retrieved, donor = own[(i + shift) % len(usable)]
+        plan.style_source = f"bank_of_item_{donor}"
+
+
+def _plan_matched_angles(cfg, plans) -> None:
+    """Controls turn each item by the angle the controlled retrieval run turned it by."""
+    from rcmg.workflow.atomic import read_jsonl
+
+    site = {"clap_class_embedding": "cond", "clap_token": "clap", "lm_tokens": "lm_tokens_mean"}
+    matched = {}
+    for row in read_jsonl(cfg.match_angles):
+        info = row.get("conditioning")
+        if row.get("status") == "ok" and info and row.get("waveform_index", 0) == 0:
+            matched[int(row["item"])] = float(info["angles_deg"][site[info["site"]]])
+    for plan in plans:
+        if plan.skip_reason is not None:
+            continue
+        if plan.item not in matched:
+            plan.skip_reason = (
+                f"no angle for item {plan.item} in {cfg.match_angles} (skipped there)"
+            )
+        elif matched[plan.item] <= 0:
+            plan.skip_reason = f"the controlled run turned item {plan.item} by 0 degrees"
+        else:
+            plan.target_deg = matched[plan.item]
 
 
 def _safe_style(plan: ItemPlan, style_vector, vectors, scores, temperature):
@@ -462,14 +545,24 @@ def condition_kwargs(
     negatives = [cfg.negative_prompt] * len(plans)
     do_cfg = cfg.guidance > 1.0
     styles = None
-    if cfg.condition_type == "retrieval":
+    targets = [p.target_deg for p in plans] if cfg.match_angles else None
+    if cfg.uses_style:
         styles = torch.from_numpy(np.stack([p.style for p in plans]).astype(np.float32)).to(
             loaded.device
         )
     if cfg.pipeline == "audioldm2":
         opts = cfg.condition_options()
         return aldm2_condition_kwargs(
-            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, opts, res.adapter, infos
+            loaded.pipe,
+            prompts,
+            negatives,
+            loaded.device,
+            do_cfg,
+            styles,
+            opts,
+            res.adapter,
+            infos,
+            targets,
         )
     if styles is None:
         return {"prompt": prompts, "negative_prompt": negatives if cfg.negative_prompt else None}
@@ -485,6 +578,7 @@ def condition_kwargs(
             styles,
             cfg.condition_options(),
             infos,
+            targets,
         )
 
 
@@ -511,9 +605,11 @@ def _run_batch(cfg, res, batch, hooks, timer):
     t0 = time.perf_counter()
     infos: list = []
     kwargs = condition_kwargs(cfg, res, batch, infos)
-    if cfg.condition_type == "retrieval":
+    if cfg.uses_style:
         for plan, info in zip(batch, infos, strict=True):
             plan.conditioning = info
+            if cfg.match_angles:
+                info["matched_to"] = {"items_jsonl": cfg.match_angles, "angle_deg": plan.target_deg}
     mid = dict(hooks.seconds)
     t1 = time.perf_counter()
     audio = res.loaded.pipe(
@@ -629,9 +725,10 @@ def _condition_params(cfg: GenerateConfig) -> dict:
         )
     if cfg.condition_type == "prompt_aug":
         params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
-    if cfg.condition_type == "retrieval":
+    if cfg.uses_style:
         opts = cfg.condition_options()
         params.update(
+            match_angles=cfg.match_angles,
             style_topk=cfg.style_topk,
             style_temp=cfg.style_temp,
             blend=cfg.blend,
