@@ -95,3 +95,34 @@ rule reference_stats:
         "python {params.cli} --shards {input.shards} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
         "--device {params.device} --out {output} > {log} 2>&1"
+
+
+# AudioLDM1 has no audio tower: does its text tower share the bank CLAP's space?
+rule align_check:
+    input:
+        unpack(align_check_inputs),
+    output:
+        f"{R}/alignment/{{model}}.json",
+    log:
+        f"{LOGS}/align_check/{{model}}.log",
+    benchmark:
+        f"{BENCH}/align_check/{{model}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("align_check", "cpus")
+    resources:
+        mem_mb=res_attempt("align_check", "mem_mb"),
+        runtime=res("align_check", "runtime"),
+        cpus_per_task=res("align_check", "cpus"),
+        gpu=res("align_check", "gpu"),
+        slurm_partition=res("align_check", "partition"),
+    params:
+        cli=cli("align_check"),
+        model_id=model_value("id"),
+        clap=config["clap"]["model"],
+        device=config["clap"]["device"],
+        code=code("align_check"),
+    shell:
+        "python {params.cli} --model-id {params.model_id:q} --clap-model {params.clap:q} "
+        "--bank-mapping {input.mapping} --prompts {input.prompts:q} --device {params.device} "
+        "--out {output} > {log} 2>&1"

@@ -233,6 +233,35 @@ def generate_inputs(wildcards):
         inputs["adapter"] = external_adapter(wildcards.model)
     for path in controlled_items(wildcards):
         inputs["match_angles"] = path
+    if needs_alignment(wildcards):
+        inputs["alignment"] = alignment_file(wildcards.model)
+    return inputs
+
+
+def alignment_file(model):
+    """align_check's output for an AudioLDM1 model (bank CLAP vs its own text tower)."""
+    return f"{R}/alignment/{model}.json"
+
+
+def needs_alignment(wildcards):
+    return (
+        MODELS[wildcards.model]["pipeline"] == "audioldm1"
+        and CONDITIONS[wildcards.condition]["type"] in STYLE_TYPES
+    )
+
+
+def alignment_args(wildcards):
+    if not needs_alignment(wildcards):
+        return ""
+    args = f"--alignment {alignment_file(wildcards.model)}"
+    threshold = config["alignment"]["min_cosine"]
+    return args if threshold is None else f"{args} --min-alignment-cosine {threshold}"
+
+
+def align_check_inputs(wildcards):
+    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
+    for i, path in enumerate(adapter_model_input(wildcards)):
+        inputs[f"model{i}"] = path
     return inputs
 
 
@@ -279,7 +308,10 @@ def generate_args(wildcards):
         ]
         if "strength_deg" in cond:
             args.append(f"--strength-deg {cond['strength_deg']}")
+        if "style_guidance" in cond:
+            args.append(f"--style-guidance {cond['style_guidance']}")
         args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
+        args.append(alignment_args(wildcards))
         if model["pipeline"] == "audioldm1":
             args += [
                 f"--cond-mix {r['cond_mix']}",

@@ -128,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="blend each item to this angle (degrees) instead of a fixed --alpha",
     )
     bank.add_argument(
+        "--style-guidance",
+        type=float,
+        default=_d("style_guidance"),
+        help="AudioLDM1: eps_u + g(eps_c - eps_u) + beta(eps_s - eps_c); 0 = off",
+    )
+    bank.add_argument("--alignment", default=None, help="align_check JSON of this model")
+    bank.add_argument(
+        "--min-alignment-cosine",
+        type=float,
+        default=None,
+        help="refuse style conditions when the alignment's median cosine is below this",
+    )
+    bank.add_argument(
         "--match-angles",
         default=None,
         help="controls: items.jsonl of the retrieval run controlled; each item is turned by its angle",

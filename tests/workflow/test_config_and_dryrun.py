@@ -29,7 +29,9 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
     runs_per_seed = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     n_runs = runs_per_seed * len(cfg["seeds"])
-    assert runs_per_seed == 3 * 4 + 3 + 3 + 1  # 4 conditions + 2 controls on 3 models, style_only
+    assert (
+        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
+    )  # 4 conditions + 2 controls on 3 models, style_only, guided
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     assert counts["generate"] == n_runs
     assert counts["evaluate"] == n_runs
@@ -148,7 +150,7 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
-    assert counts["generate"] == n == 31 and counts["train_adapter"] == 3
+    assert counts["generate"] == n == 32 and counts["train_adapter"] == 3
     planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
     assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned
     assert "results/pilot/runs/audioldm2-music/retrieval_deg15_random/seed42" in out

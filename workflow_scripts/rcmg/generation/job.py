@@ -32,6 +32,7 @@ from rcmg.generation.conditioning import (
     OptionError,
     adapt_style,
     aldm1_retrieval_kwargs,
+    aldm1_text_embeds,
     aldm2_condition_kwargs,
     effective_adapter,
     lm_context_budget,
@@ -88,6 +89,11 @@ class GenerateConfig:
     strength_deg: float | None = option_default("strength_deg")
     # Controls: match each item's angle to the items.jsonl of the run they control.
     match_angles: str | None = None
+    # AudioLDM1 style guidance beta (rcmg.generation.style_guidance); 0 = off.
+    style_guidance: float = 0.0
+    # align_check output for this model (AudioLDM1) and the refusal threshold.
+    alignment: str | None = None
+    min_alignment_cosine: float | None = None
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
@@ -144,7 +150,20 @@ def _check_numbers(cfg: GenerateConfig) -> None:
         (cfg.seconds > 0, f"--seconds must be > 0, got {cfg.seconds}"),
         (cfg.num_waveforms_per_prompt >= 1, "--num-waveforms-per-prompt must be >= 1"),
         (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+        (cfg.style_guidance >= 0, "--style-guidance must be >= 0"),
     ]
+    if cfg.style_guidance:
+        checks += [
+            (
+                cfg.pipeline == "audioldm1" and cfg.condition_type in STYLE_TYPES,
+                "--style-guidance applies to AudioLDM1 style conditions (retrieval, controls)",
+            ),
+            (cfg.guidance > 1.0, "--style-guidance builds on CFG: use --guidance > 1"),
+            (
+                cfg.num_waveforms_per_prompt == 1,
+                "--style-guidance needs --num-waveforms-per-prompt 1",
+            ),
+        ]
     for ok, message in checks:
         if not ok:
             raise OptionError(message)
@@ -170,9 +189,38 @@ def _check_bank_files(cfg: GenerateConfig) -> None:
         )
 
 
+def alignment_summary(cfg: GenerateConfig) -> dict | None:
+    """The align_check figures (without the per-text list) for run_config.json."""
+    if not cfg.alignment:
+        return None
+    import json
+
+    figures = json.loads(Path(cfg.alignment).read_text())
+    return {k: v for k, v in figures.items() if k != "per_text"}
+
+
+def check_alignment(cfg: GenerateConfig) -> None:
+    """Refuse a style condition whose bank space does not match the model's (align_check)."""
+    if not cfg.alignment or cfg.min_alignment_cosine is None or not cfg.uses_style:
+        return
+    if cfg.adapter == "external":  # the trained adapter is the map between the spaces
+        return
+    fig = alignment_summary(cfg)
+    if fig["cosine_median"] < cfg.min_alignment_cosine:
+        raise OptionError(
+            f"{cfg.alignment}: the bank CLAP ({fig['clap_model']}) and {cfg.model_id}'s own text "
+            f"tower do not share a space (median per-text cosine {fig['cosine_median']:.3f} < "
+            f"{cfg.min_alignment_cosine}; Procrustes residual {fig['procrustes_residual']:.3f}, "
+            f"CKA {fig['linear_cka']:.3f}: {fig['verdict']}); a style from the bank would not mean "
+            "the same thing in the model's conditioning. Use adapter: external (a trained map), "
+            "embed the bank with the model's own CLAP, or lower alignment.min_cosine knowingly"
+        )
+
+
 def validate_config(cfg: GenerateConfig) -> None:
     """Every check that needs no model: raises before anything is loaded or generated."""
     _check_numbers(cfg)
+    check_alignment(cfg)
     validate_options(cfg.condition_options())
     if cfg.needs_bank:
         _check_bank_files(cfg)
@@ -612,7 +660,49 @@ def _run_batch(cfg, res, batch, hooks, timer):
                 info["matched_to"] = {"items_jsonl": cfg.match_angles, "angle_deg": plan.target_deg}
     mid = dict(hooks.seconds)
     t1 = time.perf_counter()
-    audio = res.loaded.pipe(
+    if cfg.style_guidance:
+        audio = _style_guided_batch(cfg, res, batch, kwargs)
+    else:
+        audio = _pipeline_batch(cfg, res, batch, kwargs)
+    call_s = time.perf_counter() - t1
+    in_call = {k: hooks.seconds[k] - mid[k] for k in ("encode", "decode", "vocode")}
+    timer.add("encode", (t1 - t0) + in_call["encode"])
+    timer.add("decode", in_call["decode"])
+    timer.add("vocode", in_call["vocode"])
+    timer.add("denoise", max(call_s - sum(in_call.values()), 0.0))
+    return np.asarray(audio, dtype=np.float32).reshape(len(batch), cfg.num_waveforms_per_prompt, -1)
+
+
+def _style_guided_batch(cfg, res, batch, kwargs):
+    """AudioLDM1 with style guidance: eps_c from the prompt's own embedding, eps_s from the
+    blended one (``kwargs['prompt_embeds']``)."""
+    import torch
+
+    from rcmg.generation.style_guidance import aldm1_style_guided
+
+    with torch.no_grad():
+        cond, _ = aldm1_text_embeds(
+            res.loaded.pipe,
+            [p.prompt_used for p in batch],
+            [cfg.negative_prompt] * len(batch),
+            res.loaded.device,
+            True,
+        )
+    return aldm1_style_guided(
+        res.loaded.pipe,
+        prompt_embeds=cond,
+        negative_prompt_embeds=kwargs["negative_prompt_embeds"],
+        style_embeds=kwargs["prompt_embeds"],
+        beta=cfg.style_guidance,
+        guidance_scale=cfg.guidance,
+        num_inference_steps=cfg.steps,
+        audio_length_in_s=cfg.seconds,
+        generator=item_generators(batch, cfg.seed, 1),
+    )
+
+
+def _pipeline_batch(cfg, res, batch, kwargs):
+    return res.loaded.pipe(
         audio_length_in_s=cfg.seconds,
         num_inference_steps=cfg.steps,
         guidance_scale=cfg.guidance,
@@ -621,13 +711,6 @@ def _run_batch(cfg, res, batch, hooks, timer):
         output_type="np",
         **kwargs,
     ).audios
-    call_s = time.perf_counter() - t1
-    in_call = {k: hooks.seconds[k] - mid[k] for k in ("encode", "decode", "vocode")}
-    timer.add("encode", (t1 - t0) + in_call["encode"])
-    timer.add("decode", in_call["decode"])
-    timer.add("vocode", in_call["vocode"])
-    timer.add("denoise", max(call_s - sum(in_call.values()), 0.0))
-    return np.asarray(audio, dtype=np.float32).reshape(len(batch), cfg.num_waveforms_per_prompt, -1)
 
 
 def generate_audio(
@@ -739,6 +822,7 @@ def _condition_params(cfg: GenerateConfig) -> dict:
             cond_mix=cfg.cond_mix,
             cond_mix_beta=cfg.cond_mix_beta,
             strength_deg=cfg.strength_deg,
+            alignment=alignment_summary(cfg),
         )
     return params
 
@@ -757,6 +841,7 @@ def _run_params(cfg: GenerateConfig, loaded) -> dict:
         "num_waveforms_per_prompt": cfg.num_waveforms_per_prompt,
         "blend": cfg.blend,
         "alpha": cfg.alpha,
+        "style_guidance": cfg.style_guidance,
         "device": loaded.device,
         "seeding": "per item: torch.Generator('cpu').manual_seed(seed + item)",
         "sample_rate": int(loaded.pipe.vocoder.config.sampling_rate),
