@@ -38,6 +38,18 @@ def test_figures_reject_mismatched_shapes():
     assert procrustes_residual(_random(), _random()) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_a_shared_dominant_direction_does_not_pass_for_a_linear_map():
+    """Random-weight towers put every text near one direction: centring exposes the rest."""
+    common = np.zeros(32)
+    common[0] = 1.0
+    a = common + 0.05 * _random(seed=3)
+    b = common + 0.05 * _random(seed=4)
+    figures = alignment_figures(a, b, [f"t{i}" for i in range(len(a))])
+    assert figures["cosine_median"] > 0.99  # looks "identical" by raw cosine ...
+    assert figures["procrustes_residual"] > 0.5  # ... but the variation is unrelated
+    assert figures["verdict"] == "unrelated"
+
+
 @pytest.fixture(scope="module")
 def aligned_audioldm(tiny_model, tmp_path_factory):
     """A tiny AudioLDM1 whose text tower IS the tiny bank CLAP's (shared space)."""

@@ -7,13 +7,17 @@ L2-normalised, both ``[n, d]``):
 
 * ``per_text_cosine``: cos(A_i, B_i): are they the SAME space (values near 1)?
 * ``procrustes_residual``: ``min_R ||A R - B||_F / ||B||_F`` over orthogonal ``R``
-  (orthogonal Procrustes, ``R = U V^T`` from the SVD of ``A^T B``): 0 when a rotation maps
-  one onto the other ("a linear map would do"), about ``sqrt(2)`` for unrelated random
-  directions;
+  (orthogonal Procrustes, ``R = U V^T`` from the SVD of ``A^T B``) on the CENTRED rows:
+  0 when a rotation maps one onto the other ("a linear map would do"), about 1 or more for
+  unrelated directions. Centring matters: embeddings that all share one dominant direction
+  (as random-weight towers give, every text at cosine ~0.997 to every other) are trivially
+  rotated onto each other otherwise. With fewer texts than dimensions any fit is
+  optimistic: ``n_texts`` is recorded beside it;
 * ``linear_cka``: linear centred kernel alignment, invariant to rotation and scale
   (1 = same geometry, ~0 = unrelated).
 
-:func:`verdict` turns them into ``identical`` (median cosine >= ``identical_cosine``),
+:func:`verdict` turns them into ``identical`` (median cosine >= ``identical_cosine`` and
+the residual small),
 ``linear_map`` (Procrustes residual <= ``map_residual``) or ``unrelated``. Pure numpy.
 """
 
@@ -46,6 +50,10 @@ def per_text_cosine(a, b) -> np.ndarray:
 
 def procrustes_residual(a, b) -> float:
     a, b = _unit_rows(a), _unit_rows(b)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    if not np.linalg.norm(b) > 0:
+        return 0.0 if not np.linalg.norm(a) > 0 else float("inf")
     u, _s, vt = np.linalg.svd(a.T @ b)
     rotation = u @ vt
     return float(np.linalg.norm(a @ rotation - b) / np.linalg.norm(b))
@@ -66,7 +74,9 @@ def verdict(
     identical_cosine=IDENTICAL_COSINE,
     map_residual=MAP_RESIDUAL,
 ) -> str:
-    if median_cosine >= identical_cosine:
+    """``identical`` needs both a high raw cosine AND a small centred residual (a shared
+    dominant direction alone is not a shared space)."""
+    if median_cosine >= identical_cosine and residual <= map_residual:
         return "identical"
     if residual <= map_residual:
         return "linear_map"
