@@ -123,6 +123,7 @@ class ItemPlan:
     truncated: bool = False
     lm_context: dict | None = None
     conditioning: dict | None = None  # retrieval: alpha, prompt-style cosine, angles
+    rank_scores: list[float] | None = None  # num_waveforms_per_prompt > 1: own-CLAP scores
     query: np.ndarray | None = None  # the prompt's CLAP text embedding (bank conditions)
     target_deg: float | None = None  # controls: the angle of the run they control
 
@@ -727,11 +728,60 @@ def generate_audio(
         for batch in tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch"):
             clips = _run_batch(cfg, res, batch, hooks, timer)
             audio.update({p.item: clips[i] for i, p in enumerate(batch)})
+            if cfg.num_waveforms_per_prompt > 1 and cfg.pipeline == "audioldm2":
+                for i, plan in enumerate(batch):
+                    plan.rank_scores = own_clap_scores(res.loaded.pipe, plan.prompt_used, clips[i])
         unet = {
             "unet_forward_s": round(hooks.seconds["unet"], 6),
             "unet_forward_calls": hooks.calls["unet"],
         }
     return audio, unet
+
+
+RANKED_BY = {
+    "audioldm2": "the model's own CLAP (AudioLDM2Pipeline.text_encoder, HTSAT-base), not the evaluation judge",
+    "audioldm1": None,  # no audio tower in the checkpoint: candidates are not ranked
+}
+
+
+def own_clap_scores(pipe, text: str, clips: np.ndarray) -> list[float]:
+    """Cosine of each of one prompt's candidates ``[n, T]`` with that prompt, by the
+    pipeline's own CLAP (AudioLDM2). Ranked within the prompt's own group only: upstream
+    ``score_waveforms`` sorts across the whole batch and can hand a prompt another
+    prompt's waveforms (and it is never called here: prompts go in as embeddings)."""
+    import torch
+
+    from rcmg.data.audio_io import resample
+
+    fe = pipe.feature_extractor
+    vocoder_sr = int(pipe.vocoder.config.sampling_rate)
+    waves = [resample(np.asarray(c, np.float32), vocoder_sr, fe.sampling_rate) for c in clips]
+    feats = fe(waves, return_tensors="pt", sampling_rate=fe.sampling_rate).input_features
+    param = next(pipe.text_encoder.parameters())
+    tok = pipe.tokenizer([text], return_tensors="pt", padding=True, truncation=True)
+    with torch.no_grad():
+        audio = pipe.text_encoder.get_audio_features(
+            input_features=feats.to(param.device, param.dtype)
+        )
+        words = pipe.text_encoder.get_text_features(
+            **{k: v.to(param.device) for k, v in tok.items()}
+        )
+    audio = getattr(audio, "pooler_output", audio).float()
+    words = getattr(words, "pooler_output", words).float()
+    cos = (
+        torch.nn.functional.normalize(audio, dim=-1)
+        @ torch.nn.functional.normalize(words, dim=-1).T
+    )
+    return [float(x) for x in cos[:, 0].cpu()]
+
+
+def ranks_within_group(scores: list[float]) -> list[int]:
+    """Rank (0 = best) of each candidate among its own prompt's candidates; ties by index."""
+    order = sorted(range(len(scores)), key=lambda k: (-scores[k], k))
+    ranks = [0] * len(scores)
+    for position, k in enumerate(order):
+        ranks[k] = position
+    return ranks
 
 
 # ------------------------------------------------------------------ writing
@@ -754,6 +804,7 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
     rows = []
     n = cfg.num_waveforms_per_prompt
     for plan in plans:
+        ranks = ranks_within_group(plan.rank_scores) if plan.rank_scores else None
         for k in range(n):
             ok = plan.skip_reason is None
             rows.append(
@@ -774,6 +825,8 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "notes": list(plan.source.notes),
                     "truncated": plan.truncated,
                     "conditioning": plan.conditioning,
+                    "rank": ranks[k] if ranks else None,
+                    "rank_score": plan.rank_scores[k] if ranks else None,
                     "lm_context": plan.lm_context,
                     "line": plan.source.line,
                 }
@@ -842,6 +895,9 @@ def _run_params(cfg: GenerateConfig, loaded) -> dict:
         "blend": cfg.blend,
         "alpha": cfg.alpha,
         "style_guidance": cfg.style_guidance,
+        "candidate_ranking": (RANKED_BY[cfg.pipeline] or "none: AudioLDM1 has no audio tower")
+        if cfg.num_waveforms_per_prompt > 1
+        else None,
         "device": loaded.device,
         "seeding": "per item: torch.Generator('cpu').manual_seed(seed + item)",
         "sample_rate": int(loaded.pipe.vocoder.config.sampling_rate),
