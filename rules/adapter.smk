@@ -42,6 +42,7 @@ rule train_adapter:
         wd=config["adapter_training"]["weight_decay"],
         hidden=config["adapter_training"]["hidden"],
         val=config["adapter_training"]["val_fraction"],
+        exclude=config["adapter_training"]["exclude_cosine"],
         seed=config["adapter_training"]["seed"],
         out_dir=parent_of("checkpoint"),
         code=code("train_adapter"),
@@ -53,4 +54,23 @@ rule train_adapter:
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "
         "--hidden {params.hidden} --val-fraction {params.val} --seed {params.seed} "
+        "--exclude-cosine {params.exclude} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+# An original .pt projector (models.<key>.projector) -> safetensors adapter, weights only.
+rule convert_projector:
+    input:
+        "{path}.pt",
+    output:
+        "{path}.projector.safetensors",
+    log:
+        f"{LOGS}/convert_projector/{{path}}.log",
+    localrule: True
+    conda:
+        "../envs/torch-gpu.yaml"
+    params:
+        cli=cli("convert_projector"),
+        code=code("convert_projector"),
+    shell:
+        "python {params.cli} --pt {input:q} --out {output:q} > {log:q} 2>&1"

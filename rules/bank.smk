@@ -110,3 +110,38 @@ rule reference_stats:
         "--composition {params.composition} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
         "--device {params.device} --out {output} > {log} 2>&1"
+
+
+# AudioLDM1 has no audio tower: does its text tower share the bank CLAP's space?
+rule align_check:
+    input:
+        unpack(align_check_inputs),
+    output:
+        f"{R}/alignment/{{model}}.json",
+    log:
+        f"{LOGS}/align_check/{{model}}.log",
+    benchmark:
+        f"{BENCH}/align_check/{{model}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("align_check", "cpus")
+    resources:
+        **gpu_request("align_check"),
+        mem_mb=res_attempt("align_check", "mem_mb"),
+        runtime=res("align_check", "runtime"),
+        cpus_per_task=res("align_check", "cpus"),
+        require_cuda=require_cuda("align_check"),
+        slurm_partition=res("align_check", "partition"),
+    params:
+        check_cuda=cli("check_cuda"),
+        cli=cli("align_check"),
+        model_id=lookup(dpath="models/{model}/id", within=config),
+        clap=config["clap"]["model"],
+        device=config["clap"]["device"],
+        code=code("align_check"),
+    shell:
+        "python {params.check_cuda} --rule align_check --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --model-id {params.model_id:q} "
+        "--clap-model {params.clap:q} "
+        "--bank-mapping {input.mapping} --prompts {input.prompts:q} --device {params.device} "
+        "--out {output} > {log} 2>&1"

@@ -180,6 +180,17 @@ def adapter_checkpoint(model):
     return f"{R}/adapters/{model}/style_adapter.safetensors"
 
 
+def converted_projector(pt_path):
+    """Where convert_projector writes the safetensors adapter of an original ``.pt``."""
+    return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"
+
+
+def external_adapter(model):
+    """A model's external adapter: its converted original projector, else the trained one."""
+    projector = MODELS[model].get("projector")
+    return converted_projector(projector) if projector else adapter_checkpoint(model)
+
+
 def adapter_model_input(wildcards):
     return model_input(MODELS[wildcards.model]["id"]) + model_input(
         config["clap"]["model"]
@@ -187,13 +198,29 @@ def adapter_model_input(wildcards):
 
 
 # ----------------------------------------------------------------- generation
+STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
+
+
 def needs_bank(condition):
-    return CONDITIONS[condition]["type"] in ("prompt_aug", "retrieval")
+    return CONDITIONS[condition]["type"] in ("prompt_aug", *STYLE_TYPES)
 
 
 def uses_external_adapter(condition):
     cond = CONDITIONS[condition]
-    return cond["type"] == "retrieval" and cond.get("adapter") == "external"
+    return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"
+
+
+def condition_models(condition):
+    """The models a condition runs on (``conditions.<name>.models``, default all)."""
+    return CONDITIONS[condition].get("models") or list(MODELS)
+
+
+def controlled_items(wildcards):
+    """A control's input: the items.jsonl of the retrieval run whose angles it matches."""
+    target = CONDITIONS[wildcards.condition].get("control_of")
+    if not target:
+        return []
+    return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
 
 
 def generate_inputs(wildcards):
@@ -208,7 +235,38 @@ def generate_inputs(wildcards):
         for i, path in enumerate(model_input(config["clap"]["model"])):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
-        inputs["adapter"] = adapter_checkpoint(wildcards.model)
+        inputs["adapter"] = external_adapter(wildcards.model)
+    for path in controlled_items(wildcards):
+        inputs["match_angles"] = path
+    if needs_alignment(wildcards):
+        inputs["alignment"] = alignment_file(wildcards.model)
+    return inputs
+
+
+def alignment_file(model):
+    """align_check's output for an AudioLDM1 model (bank CLAP vs its own text tower)."""
+    return f"{R}/alignment/{model}.json"
+
+
+def needs_alignment(wildcards):
+    return (
+        MODELS[wildcards.model]["pipeline"] == "audioldm1"
+        and CONDITIONS[wildcards.condition]["type"] in STYLE_TYPES
+    )
+
+
+def alignment_args(wildcards):
+    if not needs_alignment(wildcards):
+        return ""
+    args = f"--alignment {alignment_file(wildcards.model)}"
+    threshold = config["alignment"]["min_cosine"]
+    return args if threshold is None else f"{args} --min-alignment-cosine {threshold}"
+
+
+def align_check_inputs(wildcards):
+    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
+    for i, path in enumerate(adapter_model_input(wildcards)):
+        inputs[f"model{i}"] = path
     return inputs
 
 
@@ -237,22 +295,28 @@ def generate_args(wildcards):
         f"--negative-prompt {shell_quote(s['negative_prompt'])}",
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
-    if cond["type"] in ("prompt_aug", "retrieval"):
+    if cond["type"] in ("prompt_aug", *STYLE_TYPES):
         args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",
             f"--aug-max-tags {cond.get('max_tags', 6)}",
         ]
-    if cond["type"] == "retrieval":
+    if cond["type"] in STYLE_TYPES:
         r = model["retrieval"]
         args += [
             f"--style-topk {r['style_topk']}",
             f"--style-temp {r['style_temp']}",
             f"--blend {cond.get('blend', r['blend'])}",
             f"--alpha {cond.get('alpha', r['alpha'])}",
-            f"--adapter {cond['adapter']}",
+            f"--adapter {cond.get('adapter', 'none')}",
         ]
+        if "strength_deg" in cond:
+            args.append(f"--strength-deg {cond['strength_deg']}")
+        if "style_guidance" in cond:
+            args.append(f"--style-guidance {cond['style_guidance']}")
+        args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
+        args.append(alignment_args(wildcards))
         if model["pipeline"] == "audioldm1":
             args += [
                 f"--cond-mix {r['cond_mix']}",
@@ -272,7 +336,13 @@ def run_dir(model, condition, seed):
 
 
 def all_runs():
-    return [run_dir(m, c, s) for m in MODELS for c in CONDITIONS for s in SEEDS]
+    return [
+        run_dir(m, c, s)
+        for m in MODELS
+        for c in CONDITIONS
+        if m in condition_models(c)
+        for s in SEEDS
+    ]
 
 
 def evaluate_inputs(wildcards):
@@ -363,7 +433,7 @@ def generate_bank_flags(wildcards):
 def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
-    return f"--adapter-checkpoint {adapter_checkpoint(wildcards.model)}"
+    return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
 
 
 def parent_of(name, of="output"):

@@ -8,6 +8,14 @@ Example (prompt-only AudioLDM2)::
         --prompts config/prompts.txt --seed 42 --steps 200 --guidance 3.2 --seconds 10 \\
         --batch 2 --out-dir results/runs/audioldm2/prompt/seed42
 
+The original scripts' command lines work too (their underscore spellings are aliases;
+``--original-script NAME`` says what the script's name said; see the README's table)::
+
+    python workflow_scripts/generate.py --original-script aldm2_retrieval_infer \\
+        --adapter mlp --model_id cvssp/audioldm2 --prompts_file my_prompts.txt \\
+        --style_bank style_bank.npy --out_dir OUT --blend_mode orth --alpha_style 0.08 \\
+        --metrics --visualize --report --seed 42
+
 The run directory (wav/, items.jsonl, style.npy, run_config.json, hardware.json) is
 built in a temporary sibling and renamed into place only when complete.
 """
@@ -27,81 +35,154 @@ from rcmg.generation.conditioning import (  # noqa: E402
     ADAPTERS,
     COND_MIXES,
     CONDITION_TYPES,
-    option_default,
+    STYLE_TYPES,
 )
-from rcmg.generation.job import GenerateConfig, run_generation  # noqa: E402
+from rcmg.generation.job import (  # noqa: E402
+    DEFAULT_REFERENCE_STATS,
+    GenerateConfig,
+    check_evaluation_inputs,
+    evaluate_run,
+    run_generation,
+)
+from rcmg.generation.original_flags import (  # noqa: E402
+    GENERATE_ALIASES,
+    ORIGINAL_CLAP,
+    ORIGINAL_SCRIPTS,
+    resolve_run_identity,
+    script_name,
+    sibling_mapping,
+)
 from rcmg.models.device import DTYPES  # noqa: E402
 from rcmg.models.pipelines import PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("generate")
 
+EVAL_FLAGS = ("visualize", "report", "metrics")
+
+
+def _d(name: str):
+    return cli.default(GenerateConfig, name)
+
+
+def _f(name: str) -> list[str]:
+    return [name, GENERATE_ALIASES[name]] if name in GENERATE_ALIASES else [name]
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     run = p.add_argument_group("run")
-    run.add_argument("--model-key", required=True, help="name of the model in results/runs/{model}")
-    run.add_argument("--model-id", required=True, help="hub id or local save_pretrained folder")
-    run.add_argument("--pipeline", required=True, choices=sorted(PIPELINE_FAMILIES))
-    run.add_argument("--condition", required=True, help="condition name (config key)")
-    run.add_argument("--condition-type", required=True, choices=CONDITION_TYPES)
     run.add_argument(
-        "--prompts", required=True, help="prompt file: text (one per line) or TSV prompt<TAB>style"
+        "--original-script",
+        type=script_name,
+        default=None,
+        help=f"what the original script's name said (family + condition): one of {', '.join(ORIGINAL_SCRIPTS)}",
     )
-    run.add_argument(
-        "--out-dir", required=True, help="run directory to create (replaced atomically)"
-    )
-    run.add_argument(
-        "--seed", type=int, default=42, help="item i uses torch.Generator seeded seed + i"
-    )
-    run.add_argument("--steps", type=int, default=200)
-    run.add_argument("--guidance", type=float, default=3.2)
-    run.add_argument("--seconds", type=float, default=10.0)
-    run.add_argument("--batch", type=int, default=2)
-    run.add_argument("--dtype", default="auto", choices=DTYPES, help="fp32 is forced on CPU")
-    run.add_argument("--scheduler", default="default", choices=sorted(SCHEDULERS))
-    run.add_argument("--negative-prompt", default="")
-    run.add_argument("--num-waveforms-per-prompt", type=int, default=1)
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    run.add_argument(*_f("--model-key"), default=None, help="name in results/runs/{model}")
+    run.add_argument(*_f("--model-id"), required=True, help="hub id or local folder")
+    run.add_argument("--pipeline", default=None, choices=sorted(PIPELINE_FAMILIES))
+    run.add_argument("--condition", default=None, help="condition name (config key)")
+    run.add_argument("--condition-type", default=None, choices=CONDITION_TYPES)
+    run.add_argument(*_f("--prompts"), required=True, help="text (one per line) or TSV")
+    run.add_argument(*_f("--out-dir"), required=True, help="run directory (replaced atomically)")
+    run.add_argument("--seed", type=int, default=_d("seed"), help="item i: seed + i")
+    run.add_argument("--steps", type=int, default=_d("steps"))
+    run.add_argument("--guidance", type=float, default=_d("guidance"))
+    run.add_argument("--seconds", type=float, default=_d("seconds"))
+    run.add_argument("--batch", type=int, default=_d("batch"))
+    run.add_argument("--dtype", default=_d("dtype"), choices=DTYPES, help="fp32 forced on CPU")
+    run.add_argument("--scheduler", default=_d("scheduler"), choices=sorted(SCHEDULERS))
+    run.add_argument("--negative-prompt", default=_d("negative_prompt"))
+    run.add_argument("--num-waveforms-per-prompt", type=int, default=_d("num_waveforms_per_prompt"))
+    run.add_argument("--device", default=_d("device"), help="auto | cpu | cuda | cuda:N")
     bank = p.add_argument_group("prompt_aug / retrieval")
     bank.add_argument(
-        "--clap-model", default=None, help="CLAP model of the bank (hub id or folder)"
+        *_f("--clap-model"), default=None, help=f"CLAP of the bank (default {ORIGINAL_CLAP})"
     )
-    bank.add_argument("--bank", default=None, help="style_bank.npy [N, 512]")
+    bank.add_argument(*_f("--bank"), default=None, help="style bank .npy [N, 512]")
     bank.add_argument(
-        "--bank-mapping", default=None, help="style_bank.jsonl (one row per bank row)"
+        *_f("--bank-mapping"),
+        default=None,
+        help="bank mapping .jsonl (default: BANK.jsonl beside the bank; none: rows have no tags)",
     )
-    bank.add_argument("--index", default=None, help="FAISS index over the bank")
-    bank.add_argument("--aug-topk", type=int, default=option_default("aug_topk"))
-    bank.add_argument("--aug-max-tags", type=int, default=option_default("aug_max_tags"))
-    bank.add_argument("--style-topk", type=int, default=option_default("style_topk"))
-    bank.add_argument("--style-temp", type=float, default=option_default("style_temp"))
+    bank.add_argument("--index", default=None, help="FAISS index (default: exact, on the fly)")
+    bank.add_argument("--aug-topk", type=int, default=_d("aug_topk"))
+    bank.add_argument("--aug-max-tags", type=int, default=_d("aug_max_tags"))
+    bank.add_argument(*_f("--style-topk"), type=int, default=_d("style_topk"))
+    bank.add_argument(*_f("--style-temp"), type=float, default=_d("style_temp"))
+    bank.add_argument(*_f("--blend"), default=_d("blend"), help=f"one of {', '.join(BLEND_MODES)}")
+    bank.add_argument(*_f("--alpha"), type=float, default=_d("alpha"), help="strength in [0, 1]")
+    bank.add_argument("--adapter", default=_d("adapter"), help=f"one of {', '.join(ADAPTERS)}")
     bank.add_argument(
-        "--blend", default=option_default("blend"), help=f"one of {', '.join(BLEND_MODES)}"
-    )
-    bank.add_argument(
-        "--alpha", type=float, default=option_default("alpha"), help="style strength in [0, 1]"
-    )
-    bank.add_argument(
-        "--adapter", default=option_default("adapter"), help=f"one of {', '.join(ADAPTERS)}"
-    )
-    bank.add_argument(
-        "--adapter-checkpoint",
-        default=option_default("adapter_checkpoint"),
-        help="style adapter .safetensors (external)",
+        *_f("--adapter-checkpoint"),
+        default=_d("adapter_checkpoint"),
+        help="style adapter .safetensors (external); convert an original .pt with convert_projector.py",
     )
     bank.add_argument(
-        "--cond-mix",
-        default=option_default("cond_mix"),
-        help=f"one of {', '.join(COND_MIXES)} (audioldm1)",
+        *_f("--cond-mix"), default=_d("cond_mix"), help=f"one of {', '.join(COND_MIXES)}"
     )
-    bank.add_argument("--cond-mix-beta", type=float, default=option_default("cond_mix_beta"))
+    bank.add_argument(*_f("--cond-mix-beta"), type=float, default=_d("cond_mix_beta"))
+    bank.add_argument(
+        "--strength-deg",
+        type=float,
+        default=_d("strength_deg"),
+        help="blend each item to this angle (degrees) instead of a fixed --alpha",
+    )
+    bank.add_argument(
+        "--style-guidance",
+        type=float,
+        default=_d("style_guidance"),
+        help="AudioLDM1: eps_u + g(eps_c - eps_u) + beta(eps_s - eps_c); 0 = off",
+    )
+    bank.add_argument("--alignment", default=None, help="align_check JSON of this model")
+    bank.add_argument(
+        "--min-alignment-cosine",
+        type=float,
+        default=None,
+        help="refuse style conditions when the alignment's median cosine is below this",
+    )
+    bank.add_argument(
+        "--match-angles",
+        default=None,
+        help="controls: items.jsonl of the retrieval run controlled; each item is turned by its angle",
+    )
+    ev = p.add_argument_group(
+        "evaluation after generating (the evaluate step's CLI, run on the new run directory)"
+    )
+    for name in EVAL_FLAGS:
+        ev.add_argument(f"--{name}", action="store_true", help="run the evaluation afterwards")
+    ev.add_argument(
+        "--reference-stats", default=DEFAULT_REFERENCE_STATS, help="ref_stats.npz for FAD/KAD"
+    )
+    ev.add_argument("--eval-clap-model", default=None, help="judge CLAP (default: --clap-model)")
     p.add_argument("--log-level", default="INFO", help="DEBUG shows tracebacks")
     return p
 
 
+GENERATION_ONLY = {
+    "log_level",
+    "original_script",
+    *EVAL_FLAGS,
+    "reference_stats",
+    "eval_clap_model",
+}
+
+
 def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateConfig:
-    values = {k: v for k, v in vars(args).items() if k != "log_level"}
+    identity = resolve_run_identity(
+        model_id=args.model_id,
+        model_key=args.model_key,
+        pipeline=args.pipeline,
+        condition=args.condition,
+        condition_type=args.condition_type,
+        adapter=args.adapter,
+        original_script=args.original_script,
+    )
+    values = {k: v for k, v in vars(args).items() if k not in GENERATION_ONLY}
+    values.update(identity)
+    if values["condition_type"] in ("prompt_aug", *STYLE_TYPES):
+        values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
+        values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(values["bank"])
     return GenerateConfig(**values, command=shlex.join(command))
 
 
@@ -109,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     command = cli.command_line(argv)
 
     def run(args: argparse.Namespace) -> None:
-        out = run_generation(config_from_args(args, command))
+        cfg = config_from_args(args, command)
+        wants_eval = any(getattr(args, name) for name in EVAL_FLAGS)
+        judge = args.eval_clap_model or cfg.clap_model or ORIGINAL_CLAP
+        if wants_eval:
+            check_evaluation_inputs(args.reference_stats)
+        out = run_generation(cfg)
         log.info("run directory: %s", out)
+        if wants_eval:
+            evaluate_run(out, judge, args.reference_stats, cfg.device)
 
     return cli.main(build_parser(), run, argv)
 

@@ -33,7 +33,14 @@ from tests.workflow.helpers import copy_workflow, offline_env, planned_jobs, rul
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-GPU_RULES = {"clap_embed", "reference_stats", "train_adapter", "generate", "evaluate"}
+GPU_RULES = {
+    "clap_embed",
+    "reference_stats",
+    "align_check",
+    "train_adapter",
+    "generate",
+    "evaluate",
+}
 LOCAL_RULES = {"compare", "all"}
 GROUP_SIZE = 4
 

@@ -27,7 +27,11 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     out = snakemake(workdir, "-n").stdout
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    n_runs = len(cfg["models"]) * len(cfg["conditions"]) * len(cfg["seeds"])
+    runs_per_seed = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
+    n_runs = runs_per_seed * len(cfg["seeds"])
+    assert (
+        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
+    )  # 4 conditions + 2 controls on 3 models, style_only, guided
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     assert counts["generate"] == n_runs
     assert counts["evaluate"] == n_runs
@@ -81,6 +85,8 @@ def test_demo_config_plans_demo_assets(workdir):
         (lambda c: c.update(prompts="config/prompts/nope.txt"), "nope.txt"),
         (lambda c: c["conditions"].update(bad={"type": "retrieval"}), "adapter"),
         (lambda c: c["bank"].update(dataset="maestro"), "role"),
+        (lambda c: c["conditions"]["retrieval_random"].update(control_of="prompt"), "control_of"),
+        (lambda c: c["conditions"]["style_only"].update(models=["audioldm2"]), "style_only"),
         (lambda c: c["evaluation"].update(baseline_condition="nothing"), "nothing"),
         (lambda c: c["resources"]["generate"].update(gpus=1), "gpus"),
     ],
@@ -92,6 +98,8 @@ def test_demo_config_plans_demo_assets(workdir):
         "missing-prompt-file",
         "retrieval-without-adapter",
         "bank-from-reference-dataset",
+        "control-of-a-non-retrieval-condition",
+        "style-only-on-audioldm2",
         "unknown-baseline",
         "unknown-resource-key",
     ],
@@ -118,3 +126,37 @@ def test_missing_raw_dataset_is_reported_by_index_sources(workdir, tmp_path):
     assert proc.returncode != 0
     log = (workdir / "logs/index_sources/urmp.log").read_text()
     assert "data/raw/urmp" in log
+
+
+def test_original_projector_is_converted_before_generation(workdir):
+    """models.<key>.projector: the .pt is converted (weights only) and used as the adapter."""
+    (workdir / "projectors").mkdir()
+    (workdir / "projectors" / "aldm2.pt").write_bytes(b"placeholder: dry-run only")
+    config = _edit(
+        workdir, lambda c: c["models"]["audioldm2"].update(projector="projectors/aldm2.pt")
+    )
+    out = snakemake(workdir, "-n", "-p", "--configfile", config).stdout
+    counts = rule_counts(planned_jobs(out))
+    assert counts["convert_projector"] == 1
+    assert "--adapter-checkpoint projectors/aldm2.projector.safetensors" in out
+
+
+def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
+    """config/pilot.yaml (issue 13 item 8) plans without data or weights."""
+    out = snakemake(workdir, "-n", "--configfile", "config/pilot.yaml").stdout
+    jobs = planned_jobs(out)
+    counts = rule_counts(jobs)
+    pilot = yaml.safe_load((workdir / "config/pilot.yaml").read_text())
+    base = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    conditions = {**base["conditions"], **pilot["conditions"]}
+    n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
+    assert counts["generate"] == n == 32 and counts["train_adapter"] == 3
+    planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
+    assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned
+    assert "results/pilot/runs/audioldm2-music/retrieval_deg15_random/seed42" in out
+    prompts = [
+        ln
+        for ln in (workdir / pilot["prompts"]).read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
+    assert len(prompts) == 100

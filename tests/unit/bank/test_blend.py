@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 from rcmg.bank.blend import (
     BLEND_MODES,
+    analytic_angle_deg,
+    angle_deg,
     blend,
-    residual_mix,
+    cosine,
+    residual_add,
     softmax_weights,
+    solve_alpha,
     style_vector,
     style_vectors,
 )
@@ -178,17 +182,55 @@ def test_style_vectors_batched_matches_single():
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
-def test_residual_mix_properties(seed):
-    cond, blended = _random_pair(seed)
-    assert np.array_equal(residual_mix(cond, blended, 0.0), cond)
-    out = residual_mix(cond, blended, 0.4)
+def test_residual_add_is_not_a_blend(seed):
+    """cond_mix residual: adds beta |c| s_hat on top of the blend; moves the norm too."""
+    cond, style = _random_pair(seed)
+    blended = blend(cond, style, 0.2, "orth")
+    assert np.array_equal(residual_add(cond, blended, style, 0.0), blended)
+    out = residual_add(cond, cond, style, 0.4)
+    cos = cosine(cond, style)
     np.testing.assert_allclose(
-        np.linalg.norm(out, axis=-1), np.linalg.norm(cond, axis=-1), rtol=1e-5
+        np.linalg.norm(out, axis=-1) / np.linalg.norm(cond, axis=-1),
+        np.sqrt(1 + 0.8 * cos + 0.16),
+        rtol=1e-5,
     )
-    full = residual_mix(cond, blended, 1.0)
-    np.testing.assert_allclose(_unit(full), _unit(blended), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        angle_deg(cond, out), analytic_angle_deg("residual", 0.4, cos), atol=1e-4
+    )
     with pytest.raises(ValueError, match="beta"):
-        residual_mix(cond, blended, 1.5)
+        residual_add(cond, blended, style, 1.5)
+
+
+@pytest.mark.parametrize("mode", ["orth", "lerp", "slerp"])
+@pytest.mark.parametrize("alpha", [0.03, 0.08, 0.3, 0.9])
+def test_blend_turns_by_the_analytic_angle(mode, alpha):
+    rng = np.random.default_rng(7)
+    prompt, style = rng.standard_normal((2, 64, 512))
+    got = angle_deg(prompt, blend(prompt, style, alpha, mode))
+    want = analytic_angle_deg(mode, alpha, cosine(prompt, style))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_angle_is_accurate_for_tiny_angles():
+    a = np.array([1.0, 0.0, 0.0])
+    b = np.array([1.0, 1e-9, 0.0])
+    assert angle_deg(a, b) == pytest.approx(np.degrees(1e-9), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["orth", "lerp", "slerp"])
+@pytest.mark.parametrize("target", [0.3, 2.0, 12.5])
+def test_solve_alpha_hits_the_target_angle(mode, target):
+    rng = np.random.default_rng(3)
+    prompt, style = rng.standard_normal((2, 512)).astype(np.float32)
+    alpha, reached = solve_alpha(
+        lambda a: float(angle_deg(prompt, blend(prompt, style, a, mode))), target
+    )
+    assert reached and 0 < alpha < 1
+    assert abs(float(angle_deg(prompt, blend(prompt, style, alpha, mode))) - target) < 0.01
+    alpha, reached = solve_alpha(
+        lambda a: float(angle_deg(prompt, blend(prompt, style, a, "orth"))), 60.0
+    )
+    assert (alpha, reached) == (1.0, False)  # orth turns by at most atan(sin theta) < 45 deg
 
 
 def test_torch_tensors_round_trip():

@@ -21,6 +21,7 @@ from rcmg.generation.adapter_training import (
     adapter_loss,
     bank_captions,
     caption_from_tags,
+    held_out_filter,
     pipeline_targets,
     sha256_file,
     split_indices,
@@ -36,8 +37,9 @@ PROMPTS = [
     "a calm solo piano piece with soft chords",
     "",
     "loud drums and bass guitar",
+    "Solo piano!",  # = the bank caption "solo piano" once folded: must be held out
 ]
-N_TEXTS = 2 + len(TAG_SETS)  # prompts + one caption per distinct tag set
+N_TEXTS = len(TAG_SETS) - 1  # bank items only: one caption per tag set, minus "solo piano"
 CLI_EPOCHS = 5
 TINY_HIDDEN = 64
 
@@ -87,6 +89,7 @@ def _cli_command(tmp_model, clap, assets, pipeline: str, out_dir, **overrides) -
         "--hidden": str(TINY_HIDDEN),
         "--val-fraction": "0.25",
         "--seed": "0",
+        "--exclude-cosine": "1.0",  # random-weight CLAP: every text pair is at cosine ~0.997
         "--device": "cpu",
         "--out-dir": str(out_dir),
         **overrides,
@@ -114,7 +117,9 @@ def _load_cli(repo_root: Path, name: str):
 @pytest.fixture(scope="module")
 def trained(tiny_model, bank_assets, repo_root, tmp_path_factory):
     """``{pipeline: out_dir}``: audioldm2 through a subprocess (the user's path), audioldm1
-    through the same CLI's ``main(argv)`` in-process (saves a second interpreter start)."""
+    through the library job the CLI calls, in-process (saves a second interpreter start)."""
+    from rcmg.generation.adapter_job import AdapterJobConfig, run_adapter_training
+
     root = tmp_path_factory.mktemp("adapters")
     clap = tiny_model("clap")
     out = {"audioldm1": root / "audioldm1", "audioldm2": root / "audioldm2"}
@@ -123,10 +128,16 @@ def trained(tiny_model, bank_assets, repo_root, tmp_path_factory):
     )
     proc = _run(command, repo_root)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    argv = _cli_command(tiny_model("audioldm"), clap, bank_assets, "audioldm1", out["audioldm1"])[
-        2:
-    ]
-    assert _load_cli(repo_root, "train_adapter").main(argv) == 0
+    argv = _cli_command(tiny_model("audioldm"), clap, bank_assets, "audioldm1", out["audioldm1"])
+    values = {
+        flag.removeprefix("--").replace("-", "_"): value
+        for flag, value in zip(argv[2::2], argv[3::2], strict=True)
+    }
+    for name in ("style_topk", "epochs", "batch", "hidden", "seed"):
+        values[name] = int(values[name])
+    for name in ("style_temp", "lr", "val_fraction", "exclude_cosine"):
+        values[name] = float(values[name])
+    run_adapter_training(AdapterJobConfig(**values, command="in-process"))
     return out
 
 
@@ -153,14 +164,31 @@ def test_captions_join_tags_and_dedupe():
     assert bank_captions(rows) == ["rain, water", "wind"]
 
 
-def test_training_texts_prompts_first_then_new_captions():
-    texts = training_texts(["wind", "a piano", "a piano"], [{"tags": ["wind"]}, {"tags": ["rain"]}])
-    assert texts == ["wind", "a piano", "rain"]
+def test_training_texts_are_bank_captions_only():
+    rows = [{"tags": ["wind"]}, {"tags": ["rain"]}, {"tags": ["wind"]}]
+    assert training_texts(rows) == ["wind", "rain"]
 
 
 def test_training_texts_refuses_too_few():
-    with pytest.raises(TrainingDataError, match="--prompts"):
-        training_texts(["only one"], [{"tags": []}])
+    with pytest.raises(TrainingDataError, match="--bank-mapping"):
+        training_texts([{"tags": ["only one"]}, {"tags": []}])
+
+
+def test_held_out_prompts_drop_exact_and_near_duplicate_captions():
+    """Evaluation prompts never reach training: equal text (folded) or CLAP cosine >= threshold."""
+    texts = ["Solo_piano, soft!", "rain, water", "bells", "drums"]
+    prompts = ["solo piano soft", "a storm"]
+    e = np.eye(8)
+    storm = e[1] * 0.96 + e[5] * np.sqrt(1 - 0.96**2)  # cosine 0.96 to "rain, water"
+    keep, dropped = held_out_filter(texts, e[:4], prompts, np.stack([e[3] + e[6], storm]), 0.95)
+    assert keep == [2, 3]
+    assert [(d["text"], d["prompt"]) for d in dropped] == [
+        ("Solo_piano, soft!", "solo piano soft"),
+        ("rain, water", "a storm"),
+    ]
+    assert "0.9600" in dropped[1]["reason"]
+    keep, _ = held_out_filter(texts, e[:4], prompts, np.stack([e[3] + e[6], storm]), 0.97)
+    assert keep == [1, 2, 3]
 
 
 @pytest.mark.parametrize("n", [2, 5, 37])
@@ -292,10 +320,15 @@ def test_cli_writes_complete_outputs(trained, tiny_model, bank_assets):
         assert config["data"]["sha256"]["bank"] == sha256_file(bank_assets["bank"])
         assert config["data"]["sha256"]["prompts"] == sha256_file(bank_assets["prompts"])
         assert config["data"]["n_texts"] == N_TEXTS
+        assert config["data"]["n_held_out_prompts"] == 3  # the prompt file: never trained on
+        dropped = config["data"]["dropped_near_duplicates"]
+        assert [(d["text"], d["prompt"]) for d in dropped] == [("solo piano", "Solo piano!")]
+        assert "bank item captions only" in config["data"]["training_texts"]
         assert config["data"]["n_train"] + config["data"]["n_val"] == N_TEXTS
         assert config["training"]["hidden"] == TINY_HIDDEN
         assert config["random_weight_model"] is True
-        assert f"--out-dir {out_dir}" in config["command"]
+        if pipeline == "audioldm2":  # the subprocess run records its exact command
+            assert f"--out-dir {out_dir}" in config["command"]
         metrics = [
             json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()
         ]
@@ -392,14 +425,13 @@ def test_generate_cli_uses_the_trained_adapter(
 
 
 def test_generate_refuses_an_audioldm2_adapter_on_audioldm1(
-    trained, tiny_model, generate_inputs, repo_root, tmp_path, caplog
+    trained, tiny_model, generate_inputs, repo_root, tmp_path, capsys
 ):
     assets, prompts = generate_inputs
     checkpoint = trained["audioldm2"] / "style_adapter.safetensors"
     out_dir = tmp_path / "run"
     argv = _generate_argv(tiny_model("audioldm"), "audioldm1", checkpoint, assets, prompts, out_dir)
-    with caplog.at_level("ERROR"):
-        assert _load_cli(repo_root, "generate").main(argv) == 2
-    message = caplog.text
+    assert _load_cli(repo_root, "generate").main(argv) == 2
+    message = capsys.readouterr().err  # the CLI frame logs its one-line error to stderr
     assert str(checkpoint) in message and "train an adapter for this model" in message
     assert not out_dir.exists()

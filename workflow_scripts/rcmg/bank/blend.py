@@ -193,18 +193,97 @@ def blend(prompt, style, alpha: float, mode: str = "orth"):
     return back(result.astype(_out_dtype(p_in)))
 
 
-def residual_mix(cond, blended, beta: float):
-    """AudioLDM1 ``residual`` cond mix: ``(1 - beta) * cond + beta * blended``, norm-matched to ``cond``."""
+def residual_add(cond, blended, style, beta: float):
+    """AudioLDM1 ``cond_mix: residual`` (our reading of the original, whose formula is not
+    published): ``blended + beta * |cond| * unit(style)``, NOT renormalised.
+
+    An operation distinct from the blend: the blend only turns the conditioning on the
+    sphere of radius ``|cond|``; the residual adds the style direction on top and so also
+    changes the norm (by ``sqrt(1 + 2 beta cos + beta^2)`` at alpha 0, cos the
+    prompt-style cosine), turning by ``atan2(beta sin, 1 + beta cos)``. ``beta == 0``
+    returns ``blended`` bit-identically.
+    """
     beta = _check_fraction(beta, "beta")
-    c_in, back = _to_numpy(cond, "cond")
-    b_in, _ = _to_numpy(blended, "blended")
+    c_in, _ = _to_numpy(cond, "cond")
+    b_in, back = _to_numpy(blended, "blended")
+    s_in, _ = _to_numpy(style, "style")
     c_norm = _check_vectors(c_in, "cond")
-    _check_vectors(b_in, "blended")
-    shape = np.broadcast_shapes(c_in.shape, b_in.shape)
+    s_norm = _check_vectors(s_in, "style")
+    shape = np.broadcast_shapes(c_in.shape, b_in.shape, s_in.shape)
     if beta == 0.0:
-        return back(np.broadcast_to(c_in, shape).copy())
-    mixed = (1.0 - beta) * c_in.astype(np.float64) + beta * b_in.astype(np.float64)
-    mixed_norm = np.linalg.norm(mixed, axis=-1, keepdims=True)
-    if np.any(mixed_norm <= _PARALLEL_EPS * c_norm):
-        raise ValueError("residual mix cancels to zero (cond and blended are opposite); lower beta")
-    return back((mixed * (c_norm / mixed_norm)).astype(_out_dtype(c_in)))
+        return back(np.broadcast_to(b_in, shape).copy())
+    out = b_in.astype(np.float64) + beta * c_norm * (s_in.astype(np.float64) / s_norm)
+    return back(np.broadcast_to(out, shape).astype(_out_dtype(b_in)))
+
+
+def angle_deg(a, b) -> np.ndarray:
+    """Angle in degrees between ``a`` and ``b`` along the last axis (float64 numpy).
+
+    ``2 * atan2(|â - b̂|, |â + b̂|)``: accurate for tiny angles, where ``arccos`` of a
+    cosine near 1 loses all digits.
+    """
+    a_in, _ = _to_numpy(a, "a")
+    b_in, _ = _to_numpy(b, "b")
+    a64 = a_in.astype(np.float64) / _check_vectors(a_in, "a")
+    b64 = b_in.astype(np.float64) / _check_vectors(b_in, "b")
+    diff = np.linalg.norm(a64 - b64, axis=-1)
+    summ = np.linalg.norm(a64 + b64, axis=-1)
+    return np.degrees(2.0 * np.arctan2(diff, summ))
+
+
+def cosine(a, b) -> np.ndarray:
+    """Cosine along the last axis (float64 numpy)."""
+    a_in, _ = _to_numpy(a, "a")
+    b_in, _ = _to_numpy(b, "b")
+    a64 = a_in.astype(np.float64) / _check_vectors(a_in, "a")
+    b64 = b_in.astype(np.float64) / _check_vectors(b_in, "b")
+    return np.sum(a64 * b64, axis=-1)
+
+
+def analytic_angle_deg(mode: str, alpha, cos):
+    """The angle (degrees) a blend turns the prompt by, from alpha and the prompt-style cosine.
+
+    With ``theta = arccos(cos)``: ``orth`` ``atan(alpha sin theta)``; ``lerp``
+    ``atan2(alpha sin theta, 1 - alpha + alpha cos theta)``; ``slerp`` ``alpha theta``;
+    ``residual`` (the AudioLDM1 cond mix at alpha 0, ``alpha`` = beta)
+    ``atan2(beta sin theta, 1 + beta cos theta)``.
+    """
+    alpha = np.asarray(alpha, np.float64)
+    c = np.clip(np.asarray(cos, np.float64), -1.0, 1.0)
+    sin = np.sqrt(1.0 - c * c)
+    if mode == "orth":
+        rad = np.arctan(alpha * sin)
+    elif mode == "lerp":
+        rad = np.arctan2(alpha * sin, 1.0 - alpha + alpha * c)
+    elif mode == "slerp":
+        rad = alpha * np.arccos(c)
+    elif mode == "residual":
+        rad = np.arctan2(alpha * sin, 1.0 + alpha * c)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; one of orth, lerp, slerp, residual")
+    return np.degrees(rad)
+
+
+def solve_alpha(angle_of_alpha: Callable[[float], float], target_deg: float, tol_deg: float = 1e-6):
+    """The alpha in [0, 1] at which ``angle_of_alpha(alpha)`` (increasing) equals ``target_deg``.
+
+    Bisection on the measured angle itself, so the result hits the target within
+    ``tol_deg`` whatever the blend. Returns ``(alpha, reached)``: when even alpha = 1
+    turns by less than the target, ``(1.0, False)``; when alpha = 0 already turns
+    further, ``(0.0, False)``.
+    """
+    target = float(target_deg)
+    if not target > 0:
+        raise ValueError(f"target angle must be > 0 degrees, got {target}")
+    if angle_of_alpha(1.0) < target:
+        return 1.0, False
+    if angle_of_alpha(0.0) > target:  # e.g. a residual cond mix already turns further
+        return 0.0, False
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        got = angle_of_alpha(mid)
+        if abs(got - target) <= tol_deg:
+            return mid, True
+        lo, hi = (mid, hi) if got < target else (lo, mid)
+    return 0.5 * (lo + hi), True

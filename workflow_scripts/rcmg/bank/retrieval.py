@@ -221,26 +221,47 @@ class Hit:
 
 
 class StyleRetriever:
-    """Search the style bank: bank ``.npy`` (memmap) + mapping ``.jsonl`` + FAISS index."""
+    """Search the style bank: bank ``.npy`` (memmap) + mapping ``.jsonl`` + FAISS index.
+
+    A bare ``.npy`` bank works too (as the original scripts' ``--style_bank X.npy``):
+    without ``mapping_path`` every row gets a synthetic mapping row (``segment_id``
+    ``row{N}``, no tags); without ``index_path`` an exact inner-product index (faiss
+    ``IndexFlatIP`` over the L2-normalised rows) is built in memory on the fly.
+    """
 
     def __init__(
         self,
         bank_path: str | os.PathLike,
-        mapping_path: str | os.PathLike,
-        index_path: str | os.PathLike,
+        mapping_path: str | os.PathLike | None,
+        index_path: str | os.PathLike | None,
         threads: int | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
     ):
         self.bank_path = Path(bank_path)
-        self.mapping_path = Path(mapping_path)
-        self.index_path = Path(index_path)
+        self.mapping_path = Path(mapping_path) if mapping_path else None
+        self.index_path = Path(index_path) if index_path else None
         set_threads(threads)
         self.bank = self._load_bank()
-        self.mapping = read_jsonl(self.mapping_path)
-        self.index = load_index(self.index_path)
+        if self.mapping_path is None:
+            self.mapping = [
+                {"segment_id": f"row{r}", "tags": [], "source_id": ""}
+                for r in range(len(self.bank))
+            ]
+        else:
+            self.mapping = read_jsonl(self.mapping_path)
+        if self.index_path is None:
+            log.info("no index for %s: exact search built on the fly", self.bank_path)
+            self.index = build_index(self.bank, kind="flat")
+        else:
+            self.index = load_index(self.index_path)
         configure_search(self.index, nprobe=nprobe, ef_search=ef_search)
         self._check_consistent()
+
+    @property
+    def index_description(self) -> str:
+        """The index file, or ``exact (built on the fly)`` for a bare ``.npy`` bank."""
+        return str(self.index_path) if self.index_path else "exact (IndexFlatIP built on the fly)"
 
     def _load_bank(self) -> np.ndarray:
         if not self.bank_path.is_file():
@@ -320,6 +341,37 @@ class StyleRetriever:
     def vectors(self, hits: list[Hit]) -> np.ndarray:
         """Bank vectors ``[k, d]`` of ``hits`` (in hit order)."""
         return np.asarray(self.bank[[h.row for h in hits]], dtype=np.float32)
+
+
+@dataclass
+class RetrievedStyle:
+    """A text's style: the bank hits and the style vector built from them (or why not)."""
+
+    hits: list[Hit]
+    vector: np.ndarray | None  # [d] float32, L2-normalised
+    error: str | None = None
+
+
+def retrieved_style(retriever, query, topk: int, temperature: float) -> RetrievedStyle:
+    """THE style vector of one text query: used by generation AND by adapter training.
+
+    The query (a CLAP text embedding ``[d]``) searches the bank on its own (so a text's
+    style never depends on which other texts are searched with it); the top ``topk``
+    hits' bank vectors are softmax-weighted by ``score / temperature`` and the weighted
+    mean is L2-normalised (:func:`rcmg.bank.blend.style_vector`). A style that cannot be
+    formed comes back with ``vector=None`` and the reason in ``error``.
+    """
+    from rcmg.bank.blend import style_vector
+
+    hits = retriever.search(np.asarray(query)[None, :], topk)[0]
+    if not hits:
+        return RetrievedStyle([], None, "bank search returned no hits; is the bank empty?")
+    scores = np.asarray([h.score for h in hits], dtype=np.float64)
+    try:
+        vector = style_vector(retriever.vectors(hits), scores, temperature)
+    except ValueError as err:
+        return RetrievedStyle(hits, None, f"style vector could not be formed: {err}")
+    return RetrievedStyle(hits, np.asarray(vector, np.float32))
 
 
 def _normalize_tag(tag: str) -> str:

@@ -123,7 +123,8 @@ def read_safetensors_header(path: str | Path) -> dict:
             raise AdapterFileError(
                 f"{path}: not a safetensors file ({kind or 'too short'}); refusing to load it. "
                 "Only .safetensors adapters written by rcmg.generation.adapter.save_adapter are accepted "
-                "(pickled .pt/.pth checkpoints are never unpickled); re-export the weights with safetensors."
+                "(pickled .pt/.pth checkpoints are never unpickled); convert an original .pt projector "
+                "state_dict with workflow_scripts/convert_projector.py."
             )
         (header_len,) = struct.unpack("<Q", head)
         if header_len <= 1 or header_len > min(_MAX_HEADER_BYTES, size - 8):
@@ -211,3 +212,117 @@ def load_adapter(
         )
     module.load_state_dict(load_file(str(path), device="cpu"))
     return module.to(device).eval()
+
+
+# ------------------------------------------------------------------ foreign .pt projectors
+
+RESAVE_HINT = (
+    "where the original code runs, re-save the weights alone: "
+    "torch.save(projector.state_dict(), 'projector_state.pt'), then convert that file"
+)
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "projector", "adapter")
+_STRIP_PREFIXES = ("module.", "projector.", "adapter.", "model.")
+
+
+def load_state_dict_weights_only(path: str | Path) -> dict:
+    """A ``.pt`` state_dict read with ``torch.load(weights_only=True)`` and nothing else.
+
+    A file that needs full unpickling (a whole pickled module, custom classes, a
+    malicious pickle) is refused: nothing in it is executed.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterFileError(f"projector {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, AttributeError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AdapterFileError(
+            f"{path}: refused, it needs full unpickling, which could run arbitrary code "
+            f"(torch.load(weights_only=True) said: {first}); {RESAVE_HINT}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise AdapterFileError(f"{path}: not a readable torch checkpoint ({err})") from err
+    return _flat_tensors(path, obj)
+
+
+def _flat_tensors(path: Path, obj) -> dict:
+    import torch
+
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise AdapterFileError(
+            f"{path}: holds a {type(obj).__name__}, not a state_dict of tensors; {RESAVE_HINT}"
+        )
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(obj):
+        extra = sorted(str(k) for k in obj if k not in tensors)[:5]
+        raise AdapterFileError(
+            f"{path}: non-tensor entries {extra} in the state_dict; {RESAVE_HINT}"
+        )
+    return tensors
+
+
+def _renamed(tensors: dict, renames: dict[str, str]) -> dict:
+    out = {}
+    for key, value in tensors.items():
+        for prefix in _STRIP_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+                break
+        for old, new in renames.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
+ADAPTER_KEYS = ("norm.weight", "norm.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+
+
+def convert_projector(
+    pt_path: str | Path, out_path: str | Path, renames: dict[str, str] | None = None
+) -> Path:
+    """Turn an original ``.pt`` projector state_dict into a safetensors :class:`StyleAdapter`.
+
+    The original architecture is not published: a state_dict converts when its tensors
+    are :class:`StyleAdapter`'s (``LayerNorm -> Linear -> GELU -> Linear``, keys
+    :data:`ADAPTER_KEYS`) after stripping a ``module./projector./adapter./model.`` prefix
+    and applying ``renames`` (key prefix ``OLD -> NEW``). Anything else is refused with
+    the expected layout, never guessed.
+    """
+    pt_path = Path(pt_path)
+    tensors = _renamed(load_state_dict_weights_only(pt_path), dict(renames or {}))
+    if sorted(tensors) != sorted(ADAPTER_KEYS):
+        found = ", ".join(f"{k}{list(v.shape)}" for k, v in sorted(tensors.items())[:12])
+        raise AdapterFileError(
+            f"{pt_path}: its tensors ({found}) are not a StyleAdapter's "
+            f"({', '.join(ADAPTER_KEYS)}: LayerNorm(in) -> Linear(in, hidden) -> GELU -> "
+            "Linear(hidden, out)); map the names with --rename OLD=NEW, or retrain with train_adapter"
+        )
+    hidden, in_dim = tensors["fc1.weight"].shape
+    out_dim = tensors["fc2.weight"].shape[0]
+    module = build_adapter(int(in_dim), int(out_dim), int(hidden), "mlp")
+    try:
+        module.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError as err:
+        raise AdapterFileError(
+            f"{pt_path}: tensor shapes do not fit a StyleAdapter: {err}"
+        ) from err
+    import hashlib
+
+    digest = hashlib.sha256(pt_path.read_bytes()).hexdigest()
+    return save_adapter(
+        module,
+        out_path,
+        {"converted_from": str(pt_path), "converted_from_sha256": digest, "renames": renames or {}},
+    )

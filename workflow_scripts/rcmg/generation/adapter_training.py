@@ -2,9 +2,12 @@
 
 Training pairs
 --------------
-Texts are the prompt file's prompts plus one caption per distinct bank tag set (the
-bank item's tags joined as text, e.g. ``"rain, water"``), deduplicated in first-seen
-order. For each text:
+Training uses bank items only: the texts are one caption per distinct bank tag set
+(the bank item's tags joined as text, e.g. ``"rain, water"``), deduplicated in
+first-seen order. The prompt file (the evaluation prompts) is a held-out list: a
+caption equal to a prompt (case/punctuation/spacing folded) or whose CLAP text cosine
+to any prompt is >= ``exclude_cosine`` is dropped, so no evaluation prompt, nor a near
+duplicate of one, is ever a training text. For each text:
 
 * **input** (``x``, 512-d): the style vector exactly as generation builds it. The
   text's CLAP text embedding (``rcmg.models.clap.ClapEmbedder.embed_text``, L2-normalised)
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,15 +161,57 @@ def unique_texts(texts: Iterable[str]) -> list[str]:
     return out
 
 
-def training_texts(prompts: Sequence[str], mapping_rows: Sequence[dict]) -> list[str]:
-    """Prompts first, then bank captions; deduplicated."""
-    texts = unique_texts([*prompts, *bank_captions(mapping_rows)])
+def fold_text(text: str) -> str:
+    """Casefolded words without punctuation: ``"Solo_piano, SOFT!"`` -> ``"solo piano soft"``."""
+    return " ".join(re.sub(r"[\W_]+", " ", str(text).casefold()).split())
+
+
+def training_texts(mapping_rows: Sequence[dict]) -> list[str]:
+    """The bank captions (bank items only; the evaluation prompts are never added)."""
+    texts = bank_captions(mapping_rows)
     if len(texts) < 2:
         raise TrainingDataError(
-            f"only {len(texts)} distinct training text(s) from the prompts and bank tags; "
-            "add prompts to the --prompts file or use a bank whose mapping rows carry tags"
+            f"only {len(texts)} distinct caption(s) from the bank mapping's tags; training needs "
+            "a bank whose mapping rows carry tags (pass --bank-mapping style_bank.jsonl)"
         )
     return texts
+
+
+def held_out_filter(
+    texts: Sequence[str],
+    text_embeddings: np.ndarray,
+    prompts: Sequence[str],
+    prompt_embeddings: np.ndarray,
+    exclude_cosine: float,
+) -> tuple[list[int], list[dict]]:
+    """Rows of ``texts`` to keep, and why the others were dropped (held-out prompts).
+
+    A text is dropped when its folded form equals a prompt's, or when the cosine of its
+    (L2-normalised) CLAP text embedding to any prompt's is >= ``exclude_cosine``.
+    """
+    folded_prompts = {fold_text(p): p for p in prompts}
+    t = np.asarray(text_embeddings, np.float64)
+    q = np.asarray(prompt_embeddings, np.float64)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True) if len(q) else q.reshape(0, t.shape[1])
+    cos = t @ q.T if len(q) else np.zeros((len(t), 0))
+    keep, dropped = [], []
+    for i, text in enumerate(texts):
+        exact = folded_prompts.get(fold_text(text))
+        j = int(np.argmax(cos[i])) if cos.shape[1] else -1
+        if exact is not None:
+            dropped.append({"text": text, "prompt": exact, "reason": "same text as a prompt"})
+        elif j >= 0 and cos[i, j] >= exclude_cosine:
+            dropped.append(
+                {
+                    "text": text,
+                    "prompt": prompts[j],
+                    "reason": f"CLAP text cosine {cos[i, j]:.4f} >= {exclude_cosine}",
+                }
+            )
+        else:
+            keep.append(i)
+    return keep, dropped
 
 
 # ---------------------------------------------------------------- inputs
@@ -174,18 +220,16 @@ def training_texts(prompts: Sequence[str], mapping_rows: Sequence[dict]) -> list
 def style_vectors_for(
     retriever, query_embeddings: np.ndarray, topk: int, temperature: float
 ) -> np.ndarray:
-    """Style vectors ``[N, d]`` built as generation builds them (bank top-k, softmax, normalise)."""
-    from rcmg.bank.blend import style_vector
+    """Style vectors ``[N, d]``, each from :func:`rcmg.bank.retrieval.retrieved_style` (the
+    function generation uses), so training inputs are exactly generation's style vectors."""
+    from rcmg.bank.retrieval import retrieved_style
 
-    hits_per_query = retriever.search(query_embeddings, topk)
     rows = []
-    for i, hits in enumerate(hits_per_query):
-        if not hits:
-            raise TrainingDataError(
-                f"bank search returned no hits for training text {i}; is the bank empty?"
-            )
-        scores = np.asarray([h.score for h in hits], dtype=np.float64)
-        rows.append(style_vector(retriever.vectors(hits), scores, temperature))
+    for i, query in enumerate(np.asarray(query_embeddings)):
+        found = retrieved_style(retriever, query, topk, temperature)
+        if found.error:
+            raise TrainingDataError(f"training text {i}: {found.error}")
+        rows.append(found.vector)
     return np.asarray(rows, dtype=np.float32)
 
 

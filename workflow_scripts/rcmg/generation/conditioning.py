@@ -23,11 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from rcmg.bank.blend import BLEND_MODES
 from rcmg.workflow import kinds
 from rcmg.workflow.cli import InputError
 
 CONDITION_TYPES = kinds.CONDITION_TYPES
+# Condition types that blend a style vector into the conditioning.
+STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
 ADAPTERS = ("none", "mlp", "external")
 COND_MIXES = ("none", "residual")
 
@@ -50,6 +54,7 @@ class ConditionOptions:
     style_temp: float = 0.07
     aug_topk: int = 4
     aug_max_tags: int = 6
+    strength_deg: float | None = None
 
 
 def option_default(name: str):
@@ -90,6 +95,8 @@ def _check_retrieval(opts: ConditionOptions) -> None:
         raise OptionError("retrieval on audioldm2 needs --adapter mlp or --adapter external")
     if opts.pipeline == "audioldm2" and opts.cond_mix != "none":
         raise OptionError("--cond-mix residual applies to audioldm1 only; use --cond-mix none")
+    if opts.strength_deg is not None and not 0.0 < float(opts.strength_deg) < 90.0:
+        raise OptionError(f"--strength-deg must be in (0, 90) degrees, got {opts.strength_deg}")
     if opts.adapter == "external" and not opts.adapter_checkpoint:
         raise OptionError("--adapter external needs --adapter-checkpoint FILE.safetensors")
 
@@ -101,8 +108,21 @@ def validate_options(opts: ConditionOptions) -> None:
     if opts.condition_type == "prompt_aug":
         if opts.aug_topk < 1 or opts.aug_max_tags < 0:
             raise OptionError("--aug-topk must be >= 1 and --aug-max-tags >= 0")
-    if opts.condition_type == "retrieval":
+    if opts.condition_type == "style_only" and opts.pipeline != "audioldm1":
+        raise OptionError(
+            "--condition-type style_only (the style vector alone as the class embedding) is "
+            "AudioLDM1's audio-embedding baseline; use --pipeline audioldm1"
+        )
+    if opts.condition_type in STYLE_TYPES:
         _check_retrieval(opts)
+
+
+def style_only_options(opts: ConditionOptions) -> ConditionOptions:
+    """``style_only``: the conditional embedding IS the style direction (at the prompt's
+    norm): ``lerp`` at alpha 1, no residual, no target angle."""
+    from dataclasses import replace
+
+    return replace(opts, blend="lerp", alpha=1.0, cond_mix="none", strength_deg=None)
 
 
 def effective_adapter(opts: ConditionOptions) -> str:
@@ -127,12 +147,51 @@ def blend_tensor(prompt, style, alpha: float, mode: str):
     return out.to(prompt.dtype)
 
 
-def residual_tensor(cond, blended, beta: float):
-    from rcmg.bank.blend import residual_mix
+def residual_tensor(cond, blended, style, beta: float):
+    """:func:`rcmg.bank.blend.residual_add` on tensors (``beta == 0`` returns ``blended``)."""
+    from rcmg.bank.blend import residual_add
 
     if beta == 0.0:
-        return cond.clone()
-    return residual_mix(cond.float(), blended.float(), beta).to(cond.dtype)
+        return blended.clone()
+    out = residual_add(
+        cond.float(), blended.float(), style.to(device=cond.device, dtype=cond.dtype).float(), beta
+    )
+    return out.to(cond.dtype)
+
+
+def _angle(a, b) -> float:
+    from rcmg.bank.blend import angle_deg
+
+    return float(np.asarray(angle_deg(a.float(), b.float())).item())
+
+
+def _cos(a, b) -> float:
+    from rcmg.bank.blend import cosine
+
+    return float(np.asarray(cosine(a.float(), b.float())).item())
+
+
+def _alpha_for(opts: ConditionOptions, angle_of_alpha) -> tuple[float, bool | None]:
+    """``(alpha, reached)``: the fixed alpha, or the one that turns by ``strength_deg``."""
+    from rcmg.bank.blend import solve_alpha
+
+    if opts.strength_deg is None:
+        return float(opts.alpha), None
+    return solve_alpha(angle_of_alpha, float(opts.strength_deg))
+
+
+def _info(site: str, opts, alpha, reached, cos: float, angles: dict, **extra) -> dict:
+    """What items.jsonl records about one item's conditioning (``conditioning`` field)."""
+    return {
+        "site": site,
+        "blend": opts.blend,
+        "alpha": float(alpha),
+        "strength_deg_target": opts.strength_deg,
+        "strength_reached": reached,
+        "prompt_style_cos": cos,
+        "angles_deg": angles,
+        **extra,
+    }
 
 
 def adapt_style(adapter, styles):
@@ -158,20 +217,82 @@ def aldm1_text_embeds(pipe, prompts: list[str], negatives: list[str], device, do
     return cond, uncond
 
 
+def _per_item_options(opts: ConditionOptions, targets, n: int) -> list[ConditionOptions]:
+    """``opts`` per item; ``targets`` (one angle or None per item) override ``strength_deg``
+    (controls matched to the angles of the retrieval run they control)."""
+    from dataclasses import replace
+
+    if targets is None:
+        return [opts] * n
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} target angles for {n} items")
+    return [replace(opts, strength_deg=t) if t is not None else opts for t in targets]
+
+
+def _aldm1_final(cond, style, alpha: float, opts: ConditionOptions):
+    blended = blend_tensor(cond, style, alpha, opts.blend)
+    if opts.cond_mix == "residual":
+        blended = residual_tensor(cond, blended, style, opts.cond_mix_beta)
+    return blended
+
+
 def aldm1_retrieval_kwargs(
-    pipe, prompts, negatives, device, do_cfg, styles, opts: ConditionOptions
+    pipe,
+    prompts,
+    negatives,
+    device,
+    do_cfg,
+    styles,
+    opts: ConditionOptions,
+    infos=None,
+    targets=None,
 ):
-    """``prompt_embeds`` (blended) and ``negative_prompt_embeds`` (untouched) for AudioLDM1."""
+    """``prompt_embeds`` (blended) and ``negative_prompt_embeds`` (untouched) for AudioLDM1.
+
+    With ``opts.strength_deg`` each item gets the alpha at which its conditional
+    embedding turns by that angle (blend and residual together). ``infos`` (a list),
+    when given, receives one :func:`_info` per item: alpha, prompt-style cosine, the
+    angle of each branch (``cond``; ``uncond`` is never touched) and the norm ratio.
+    """
+    import torch
+
     cond, uncond = aldm1_text_embeds(pipe, prompts, negatives, device, do_cfg)
     if styles.shape[-1] != cond.shape[-1]:
         raise OptionError(
             f"style dim {styles.shape[-1]} != AudioLDM1 CLAP text dim {cond.shape[-1]}; "
             "the bank and the model must share the CLAP space"
         )
-    blended = blend_tensor(cond, styles, opts.alpha, opts.blend)
-    if opts.cond_mix == "residual":
-        blended = residual_tensor(cond, blended, opts.cond_mix_beta)
-    kwargs = {"prompt_embeds": blended}
+    styles = styles.to(device=cond.device, dtype=cond.dtype)
+    per_item = _per_item_options(opts, targets, len(cond))
+    if opts.strength_deg is None and targets is None:
+        final = _aldm1_final(cond, styles, opts.alpha, opts)
+        solved = [(float(opts.alpha), None)] * len(cond)
+    else:
+        solved, rows = [], []
+        for i in range(len(cond)):
+            c, s, o = cond[i : i + 1], styles[i : i + 1], per_item[i]
+            alpha, reached = _alpha_for(
+                o, lambda a, c=c, s=s, o=o: _angle(c, _aldm1_final(c, s, a, o))
+            )
+            solved.append((alpha, reached))
+            rows.append(_aldm1_final(c, s, alpha, o))
+        final = torch.cat(rows)
+    if infos is not None:
+        for i, (alpha, reached) in enumerate(solved):
+            infos.append(
+                _info(
+                    "clap_class_embedding",
+                    per_item[i],
+                    alpha,
+                    reached,
+                    _cos(cond[i], styles[i]),
+                    {"cond": _angle(cond[i], final[i]), "uncond": 0.0},
+                    cond_mix=opts.cond_mix,
+                    cond_mix_beta=opts.cond_mix_beta if opts.cond_mix == "residual" else None,
+                    norm_ratio=float(final[i].float().norm() / cond[i].float().norm()),
+                )
+            )
+    kwargs = {"prompt_embeds": final}
     if do_cfg:
         kwargs["negative_prompt_embeds"] = uncond
     return kwargs
@@ -256,27 +377,111 @@ def aldm2_generate(pipe, branches: Aldm2Branches, max_new_tokens: int | None = N
     )
 
 
+# Tokens the projection model puts around the T5 states before GPT-2: the CLAP token with
+# its SOS/EOS (3) and the T5 sequence's SOS/EOS (2) (diffusers AudioLDM2ProjectionModel).
+LM_INPUT_OVERHEAD = 5
+
+
+def lm_context_budget(pipe) -> dict:
+    """The language model's context budget for one prompt (AudioLDM2).
+
+    GPT-2 sees ``t5_tokens + LM_INPUT_OVERHEAD`` input embeddings and generates
+    ``max_new_tokens`` more, one position each, so a prompt fits when
+    ``t5_tokens + LM_INPUT_OVERHEAD + max_new_tokens <= n_positions`` (one position of
+    slack: the last generated token is never fed back).
+    """
+    config = pipe.language_model.config
+    n_positions = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+    max_new = int(getattr(config, "max_new_tokens", None) or 8)
+    limit = n_positions - max_new - LM_INPUT_OVERHEAD
+    if limit < 3:
+        raise OptionError(
+            f"the language model's context ({n_positions} positions) leaves {limit} T5 tokens "
+            f"after {max_new} generated tokens; this checkpoint cannot take a prompt"
+        )
+    return {"n_positions": n_positions, "max_new_tokens": max_new, "t5_token_limit": limit}
+
+
 def lm_hidden_size(pipe) -> int:
     """The language model's hidden size H (read from its config, never assumed)."""
     config = pipe.language_model.config
     return int(getattr(config, "hidden_size", None) or config.n_embd)
 
 
+def _token_angles(before, after) -> list[float]:
+    from rcmg.bank.blend import angle_deg
+
+    return [float(x) for x in np.asarray(angle_deg(before.float(), after.float())).reshape(-1)]
+
+
 def _aldm2_encode_one(
-    pipe, prompt: str, negative: str, device, do_cfg, style=None, opts=None, adapter=None
+    pipe, prompt: str, negative: str, device, do_cfg, style=None, opts=None, adapter=None, info=None
 ):
-    """One prompt's conditioning, computed exactly as ``encode_prompt`` does for a single prompt."""
+    """One prompt's conditioning, computed exactly as ``encode_prompt`` does for a single prompt.
+
+    ``info`` (a dict), when given, is filled with the item's alpha, prompt-style cosine
+    and angles per token group: ``clap`` (the CLAP text token), ``t5`` (never touched),
+    ``lm_tokens_mean``/``lm_tokens_max`` (the generated language-model tokens against the
+    same prompt's unblended generation).
+    """
     cond = aldm2_branches(pipe, [prompt], device)
+    clap0 = cond.clap
+    alpha = reached = None
     if style is not None and adapter is None:
         if style.shape[-1] != cond.clap.shape[-1]:
             raise OptionError(
                 f"style dim {style.shape[-1]} != AudioLDM2 CLAP text dim {cond.clap.shape[-1]}"
             )
-        cond.clap = blend_tensor(cond.clap, style.reshape(1, 1, -1), opts.alpha, opts.blend)
+        s = style.reshape(1, 1, -1)
+        alpha, reached = _alpha_for(
+            opts, lambda a: _angle(clap0[0, 0], blend_tensor(clap0, s, a, opts.blend)[0, 0])
+        )
+        cond.clap = blend_tensor(clap0, s, alpha, opts.blend)
     generated = aldm2_generate(pipe, cond)
+    generated0 = generated
     if style is not None and adapter is not None:
-        adapted = adapt_style(adapter, style.reshape(1, -1)).to(generated.device)
-        generated = blend_tensor(generated, adapted[:, None, :], opts.alpha, opts.blend)
+        adapted = adapt_style(adapter, style.reshape(1, -1)).to(generated.device)[:, None, :]
+
+        def mean_angle(a):
+            return float(
+                np.mean(_token_angles(generated0, blend_tensor(generated0, adapted, a, opts.blend)))
+            )
+
+        alpha, reached = _alpha_for(opts, mean_angle)
+        generated = blend_tensor(generated0, adapted, alpha, opts.blend)
+    if info is not None and style is not None:
+        if adapter is None:
+            unblended = (
+                aldm2_generate(pipe, Aldm2Branches(clap0, cond.clap_mask, cond.t5, cond.t5_mask))
+                if alpha
+                else generated
+            )
+            tokens = _token_angles(unblended, generated)
+            cos = _cos(clap0[0, 0], style)
+            site = "clap_token"
+        else:
+            tokens = _token_angles(generated0, generated)
+            cos = float(
+                np.mean([_cos(generated0[0, t], adapted[0, 0]) for t in range(generated0.shape[1])])
+            )
+            site = "lm_tokens"
+        angles = {
+            "clap": _angle(clap0[0, 0], cond.clap[0, 0]),
+            "t5": 0.0,
+            "lm_tokens_mean": float(np.mean(tokens)),
+            "lm_tokens_max": float(np.max(tokens)),
+        }
+        info.update(
+            _info(
+                site,
+                opts,
+                alpha,
+                reached,
+                cos,
+                angles,
+                adapter="external" if adapter is not None else "mlp",
+            )
+        )
     out = {
         "prompt_embeds": cond.t5,
         "attention_mask": cond.t5_mask,
@@ -321,7 +526,16 @@ def _stack_items(per_item: list[dict]) -> dict:
 
 
 def aldm2_condition_kwargs(
-    pipe, prompts, negatives, device, do_cfg, styles=None, opts=None, adapter=None
+    pipe,
+    prompts,
+    negatives,
+    device,
+    do_cfg,
+    styles=None,
+    opts=None,
+    adapter=None,
+    infos=None,
+    targets=None,
 ):
     """Keyword arguments for ``AudioLDM2Pipeline.__call__`` for one batch.
 
@@ -333,23 +547,23 @@ def aldm2_condition_kwargs(
     With ``styles`` [B, 512]: ``adapter`` None is the ``mlp`` path (style blended into the
     CLAP text embedding before the pipeline's projection + language model); a loaded
     512 -> H adapter is the ``external`` path (adapted style blended into the generated
-    LM embeddings). The negative branch is never touched.
+    LM embeddings). The negative branch is never touched. ``infos`` (a list), when
+    given, receives one record per item (see :func:`_aldm2_encode_one`).
     """
     import torch
 
     _check_aldm2_supported(pipe)
+    per_item = []
+    item_opts = _per_item_options(opts, targets, len(prompts)) if opts else [opts] * len(prompts)
     with torch.no_grad():
-        per_item = [
-            _aldm2_encode_one(
-                pipe,
-                prompt,
-                negative,
-                device,
-                do_cfg,
-                None if styles is None else styles[i],
-                opts,
-                adapter,
-            )  # fmt: skip
-            for i, (prompt, negative) in enumerate(zip(prompts, negatives, strict=True))
-        ]
+        for i, (prompt, negative) in enumerate(zip(prompts, negatives, strict=True)):
+            info = {} if infos is not None else None
+            style = None if styles is None else styles[i]
+            per_item.append(
+                _aldm2_encode_one(
+                    pipe, prompt, negative, device, do_cfg, style, item_opts[i], adapter, info
+                )
+            )
+            if infos is not None:
+                infos.append(info or None)
     return _stack_items(per_item)

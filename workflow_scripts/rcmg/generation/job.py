@@ -26,15 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.generation.conditioning import (
+    LM_INPUT_OVERHEAD,
+    STYLE_TYPES,
     ConditionOptions,
     OptionError,
     adapt_style,
     aldm1_retrieval_kwargs,
+    aldm1_text_embeds,
     aldm2_condition_kwargs,
     effective_adapter,
+    lm_context_budget,
     lm_hidden_size,
     option_default,
     options_from,
+    style_only_options,
     validate_options,
 )
 from rcmg.generation.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
@@ -44,6 +49,8 @@ from rcmg.workflow.runinfo import ModuleHookTimer, PhaseTimer, code_version, har
 log = logging.getLogger(__name__)
 
 CLAP_DIM = 512
+# Where the workflow's reference_stats step writes the FAD reference (config.yaml paths).
+DEFAULT_REFERENCE_STATS = "data/processed/reference/ref_stats.npz"
 
 
 @dataclass
@@ -79,14 +86,27 @@ class GenerateConfig:
     adapter_checkpoint: str | None = option_default("adapter_checkpoint")
     cond_mix: str = option_default("cond_mix")
     cond_mix_beta: float = option_default("cond_mix_beta")
+    strength_deg: float | None = option_default("strength_deg")
+    # Controls: match each item's angle to the items.jsonl of the run they control.
+    match_angles: str | None = None
+    # AudioLDM1 style guidance beta (rcmg.generation.style_guidance); 0 = off.
+    style_guidance: float = 0.0
+    # align_check output for this model (AudioLDM1) and the refusal threshold.
+    alignment: str | None = None
+    min_alignment_cosine: float | None = None
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
-        return options_from(self)
+        opts = options_from(self)
+        return style_only_options(opts) if self.condition_type == "style_only" else opts
 
     @property
     def needs_bank(self) -> bool:
-        return self.condition_type in ("prompt_aug", "retrieval")
+        return self.condition_type in ("prompt_aug", *STYLE_TYPES)
+
+    @property
+    def uses_style(self) -> bool:
+        return self.condition_type in STYLE_TYPES
 
 
 @dataclass
@@ -100,6 +120,12 @@ class ItemPlan:
     retrieved: list[dict] = field(default_factory=list)
     augment_tags: list[str] = field(default_factory=list)
     skip_reason: str | None = None
+    truncated: bool = False
+    lm_context: dict | None = None
+    conditioning: dict | None = None  # retrieval: alpha, prompt-style cosine, angles
+    rank_scores: list[float] | None = None  # num_waveforms_per_prompt > 1: own-CLAP scores
+    query: np.ndarray | None = None  # the prompt's CLAP text embedding (bank conditions)
+    target_deg: float | None = None  # controls: the angle of the run they control
 
     @property
     def item(self) -> int:
@@ -125,21 +151,36 @@ def _check_numbers(cfg: GenerateConfig) -> None:
         (cfg.seconds > 0, f"--seconds must be > 0, got {cfg.seconds}"),
         (cfg.num_waveforms_per_prompt >= 1, "--num-waveforms-per-prompt must be >= 1"),
         (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+        (cfg.style_guidance >= 0, "--style-guidance must be >= 0"),
     ]
+    if cfg.style_guidance:
+        checks += [
+            (
+                cfg.pipeline == "audioldm1" and cfg.condition_type in STYLE_TYPES,
+                "--style-guidance applies to AudioLDM1 style conditions (retrieval, controls)",
+            ),
+            (cfg.guidance > 1.0, "--style-guidance builds on CFG: use --guidance > 1"),
+            (
+                cfg.num_waveforms_per_prompt == 1,
+                "--style-guidance needs --num-waveforms-per-prompt 1",
+            ),
+        ]
     for ok, message in checks:
         if not ok:
             raise OptionError(message)
 
 
 def _check_bank_files(cfg: GenerateConfig) -> None:
+    """The bank is needed; its mapping and index are optional (a bare ``.npy`` bank gets
+    synthetic mapping rows and an exact index built on the fly)."""
+    if not cfg.bank:
+        raise OptionError(f"--condition-type {cfg.condition_type} needs --bank (or --style_bank)")
     for flag, value in (
         ("--bank", cfg.bank),
         ("--bank-mapping", cfg.bank_mapping),
         ("--index", cfg.index),
     ):
-        if not value:
-            raise OptionError(f"--condition-type {cfg.condition_type} needs {flag}")
-        if not Path(value).is_file():
+        if value and not Path(value).is_file():
             raise OptionError(
                 f"{flag} {value} does not exist; build it with the build_bank/build_index steps"
             )
@@ -149,13 +190,47 @@ def _check_bank_files(cfg: GenerateConfig) -> None:
         )
 
 
+def alignment_summary(cfg: GenerateConfig) -> dict | None:
+    """The align_check figures (without the per-text list) for run_config.json."""
+    if not cfg.alignment:
+        return None
+    import json
+
+    figures = json.loads(Path(cfg.alignment).read_text())
+    return {k: v for k, v in figures.items() if k != "per_text"}
+
+
+def check_alignment(cfg: GenerateConfig) -> None:
+    """Refuse a style condition whose bank space does not match the model's (align_check)."""
+    if not cfg.alignment or cfg.min_alignment_cosine is None or not cfg.uses_style:
+        return
+    if cfg.adapter == "external":  # the trained adapter is the map between the spaces
+        return
+    fig = alignment_summary(cfg)
+    if fig["cosine_median"] < cfg.min_alignment_cosine:
+        raise OptionError(
+            f"{cfg.alignment}: the bank CLAP ({fig['clap_model']}) and {cfg.model_id}'s own text "
+            f"tower do not share a space (median per-text cosine {fig['cosine_median']:.3f} < "
+            f"{cfg.min_alignment_cosine}; Procrustes residual {fig['procrustes_residual']:.3f}, "
+            f"CKA {fig['linear_cka']:.3f}: {fig['verdict']}); a style from the bank would not mean "
+            "the same thing in the model's conditioning. Use adapter: external (a trained map), "
+            "embed the bank with the model's own CLAP, or lower alignment.min_cosine knowingly"
+        )
+
+
 def validate_config(cfg: GenerateConfig) -> None:
     """Every check that needs no model: raises before anything is loaded or generated."""
     _check_numbers(cfg)
+    check_alignment(cfg)
     validate_options(cfg.condition_options())
     if cfg.needs_bank:
         _check_bank_files(cfg)
-    if cfg.adapter == "external" and cfg.condition_type == "retrieval":
+    if cfg.match_angles and not Path(cfg.match_angles).is_file():
+        raise OptionError(
+            f"--match-angles {cfg.match_angles} does not exist; generate the retrieval run it "
+            "controls first (its items.jsonl)"
+        )
+    if cfg.adapter == "external" and cfg.uses_style:
         from rcmg.generation.adapter import read_safetensors_header
 
         read_safetensors_header(cfg.adapter_checkpoint)
@@ -195,7 +270,7 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"bank {cfg.bank} has dim {retriever.dim}; expected CLAP dim {CLAP_DIM}"
             )
-    if cfg.condition_type == "retrieval":
+    if cfg.uses_style:
         style_audio = _read_style_audio(items)
     loaded = load_pipeline(cfg.model_id, cfg.pipeline, cfg.device, cfg.dtype, cfg.scheduler)
     res = Resources(loaded=loaded, retriever=retriever, style_audio=style_audio or {})
@@ -207,7 +282,7 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
             )
-    if cfg.condition_type == "retrieval" and cfg.adapter == "external":
+    if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
 
@@ -224,16 +299,64 @@ def _load_external_adapter(cfg: GenerateConfig, loaded):
 # ------------------------------------------------------------------ planning
 
 
-def _truncate_for_pipeline(text: str, tokenizers) -> tuple[str, list[str]]:
-    notes = []
-    for tok in tokenizers:
-        cut, was_cut = truncate_to_tokens(text, tok)
-        if was_cut:
-            notes.append(
-                f"prompt truncated to {tok.model_max_length} tokens ({type(tok).__name__})"
+def token_limits(pipe, family: str) -> list[tuple[object, int, str]]:
+    """``(tokenizer, max tokens, why)`` for every limit a prompt must fit.
+
+    Each text tokenizer's ``model_max_length``; for AudioLDM2 also the T5 tokens the
+    language model's context leaves (:func:`rcmg.generation.conditioning.lm_context_budget`).
+    """
+    from rcmg.models.pipelines import pipeline_tokenizers
+
+    limits = [
+        (tok, int(tok.model_max_length), f"{type(tok).__name__} max length")
+        for tok in pipeline_tokenizers(pipe)
+    ]
+    if family == "audioldm2":
+        budget = lm_context_budget(pipe)
+        limits.append(
+            (
+                pipe.tokenizer_2,
+                budget["t5_token_limit"],
+                f"language-model context ({budget['n_positions']} positions, "
+                f"{budget['max_new_tokens']} generated)",
             )
+        )
+    return limits
+
+
+def _truncate_for_pipeline(text: str, limits) -> tuple[str, list[str]]:
+    notes = []
+    for tok, limit, why in limits:
+        cut, was_cut = truncate_to_tokens(text, tok, max_length=limit)
+        if was_cut:
+            notes.append(f"prompt truncated to {limit} tokens ({type(tok).__name__}: {why})")
             text = cut
     return text, notes
+
+
+def _fits(limits, text: str) -> bool:
+    return all(len(tok(text)["input_ids"]) <= limit for tok, limit, _why in limits)
+
+
+def visible_text(text: str) -> str:
+    """``text`` without whitespace, control and format (zero-width) characters."""
+    import unicodedata
+
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] not in ("Z", "C"))
+
+
+def lm_context(pipe, text: str) -> dict:
+    """What GPT-2 will see for ``text`` (AudioLDM2): recorded per item in items.jsonl."""
+    budget = lm_context_budget(pipe)
+    tok = pipe.tokenizer_2
+    n_t5 = len(tok(text, truncation=True, max_length=tok.model_max_length)["input_ids"])
+    used = n_t5 + LM_INPUT_OVERHEAD + budget["max_new_tokens"]
+    return {
+        **budget,
+        "t5_tokens": n_t5,
+        "lm_positions_used": used,
+        "fits": used <= budget["n_positions"],
+    }
 
 
 def _usable(vector: np.ndarray | None) -> bool:
@@ -257,18 +380,33 @@ def plan_items(
     cfg: GenerateConfig, items: list[PromptItem], res: Resources, timer: PhaseTimer
 ) -> list[ItemPlan]:
     """Prompt text, augmentation tags, style vectors and skips for every item."""
-    from rcmg.models.pipelines import pipeline_tokenizers
-
-    tokenizers = pipeline_tokenizers(res.loaded.pipe)
+    limits = token_limits(res.loaded.pipe, cfg.pipeline)
     plans = []
     for it in items:
-        text, notes = _truncate_for_pipeline(it.prompt, tokenizers)
+        text, notes = _truncate_for_pipeline(it.prompt, limits)
         it.notes.extend(notes)
-        plans.append(ItemPlan(source=it, prompt_used=text))
+        plan = ItemPlan(source=it, prompt_used=text, truncated=bool(notes))
+        if not visible_text(text):
+            plan.skip_reason = (
+                "prompt has no visible characters (only whitespace/zero-width/control "
+                "characters); write a prompt or delete the line"
+            )
+        plans.append(plan)
     if cfg.condition_type == "prompt_aug":
-        _plan_augmentation(cfg, plans, res, tokenizers, timer)
-    elif cfg.condition_type == "retrieval":
-        _plan_styles(cfg, plans, res, timer)
+        _plan_augmentation(cfg, [p for p in plans if p.skip_reason is None], res, limits, timer)
+    elif cfg.uses_style:
+        _plan_styles(cfg, [p for p in plans if p.skip_reason is None], res, timer)
+        if cfg.condition_type == "retrieval_random":
+            _plan_random_styles(cfg, plans, res)
+        elif cfg.condition_type == "retrieval_mismatched":
+            _plan_mismatched_styles(plans)
+        if cfg.match_angles:
+            _plan_matched_angles(cfg, plans)
+    if cfg.pipeline == "audioldm2":
+        for plan in plans:
+            plan.lm_context = lm_context(res.loaded.pipe, plan.prompt_used)
+            if not plan.lm_context["fits"] and plan.skip_reason is None:  # never after truncation
+                plan.skip_reason = f"prompt does not fit the language model: {plan.lm_context}"
     return plans
 
 
@@ -277,9 +415,8 @@ def _text_queries(res: Resources, plans: list[ItemPlan], timer: PhaseTimer) -> n
         return res.clap.embed_text([p.prompt_used for p in plans])
 
 
-def _plan_augmentation(cfg, plans, res, tokenizers, timer) -> None:
+def _plan_augmentation(cfg, plans, res, limits, timer) -> None:
     from rcmg.bank.retrieval import tags_for_augmentation
-    from rcmg.generation.prompts import token_length_fits
 
     queries = _text_queries(res, plans, timer)
     for plan, query in zip(plans, queries, strict=True):
@@ -295,13 +432,14 @@ def _plan_augmentation(cfg, plans, res, tokenizers, timer) -> None:
             plan.prompt_used,
             tags,
             cfg.aug_max_tags,
-            fits=lambda t: token_length_fits(tokenizers, t),
+            fits=lambda t: _fits(limits, t),
         )
         plan.retrieved = [_hit_dict(h) for h in hits]
 
 
 def _plan_styles(cfg, plans, res, timer) -> None:
     from rcmg.bank.blend import style_vector
+    from rcmg.bank.retrieval import retrieved_style
 
     bank_plans = [p for p in plans if p.source.style.kind == "bank"]
     queries = (
@@ -309,21 +447,18 @@ def _plan_styles(cfg, plans, res, timer) -> None:
     )
     for plan, query in zip(bank_plans, queries, strict=True):
         plan.style_source = "bank"
+        plan.query = query
         if not _usable(query):
             plan.skip_reason = (
                 "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
             )
             continue
         with timer.phase("retrieve"):
-            hits = res.retriever.search(query[None, :], cfg.style_topk)[0]
-            plan.retrieved = [_hit_dict(h) for h in hits]
-            plan.style = _safe_style(
-                plan,
-                style_vector,
-                res.retriever.vectors(hits),
-                [h.score for h in hits],
-                cfg.style_temp,
-            )
+            found = retrieved_style(res.retriever, query, cfg.style_topk, cfg.style_temp)
+            plan.retrieved = [_hit_dict(h) for h in found.hits]
+            plan.style = found.vector
+            if found.error:
+                plan.skip_reason = found.error
     id_rows = _check_style_ids([p.source for p in plans], res.retriever, Path(cfg.prompts))
     for plan in plans:
         if plan.source.style.kind == "ids":
@@ -333,6 +468,66 @@ def _plan_styles(cfg, plans, res, timer) -> None:
     for plan in plans:
         if plan.skip_reason is None and not _usable(plan.style):
             plan.skip_reason = f"style vector ({plan.style_source}) is NaN or zero; check the bank/audio it came from"
+
+
+def _plan_random_styles(cfg, plans, res) -> None:
+    """``retrieval_random``: the style of ``style_topk`` bank rows drawn at random (seeded
+    by run seed and item), weighted by their scores to the prompt like retrieved hits."""
+    from rcmg.bank.blend import style_vector
+
+    n = len(res.retriever)
+    for plan in plans:
+        if plan.skip_reason is not None or plan.style_source != "bank":
+            continue
+        rng = np.random.default_rng([int(cfg.seed), plan.item, 0x5EED])
+        rows = sorted(int(r) for r in rng.choice(n, size=min(cfg.style_topk, n), replace=False))
+        vectors = np.asarray(res.retriever.bank[rows], np.float32)
+        query = plan.query / np.linalg.norm(plan.query)
+        scores = vectors @ query / np.linalg.norm(vectors, axis=1)
+        plan.retrieved = [
+            _hit_dict(res.retriever.hit(r, float(sc))) for r, sc in zip(rows, scores, strict=True)
+        ]
+        plan.style = _safe_style(plan, style_vector, vectors, scores, cfg.style_temp)
+        plan.style_source = "bank_random"
+
+
+def _plan_mismatched_styles(plans) -> None:
+    """``retrieval_mismatched``: item i takes the style retrieved for the prompt half the
+    set away (``(i + n // 2) mod n`` among the bank-styled items): real retrieved content,
+    for the wrong prompt."""
+    usable = [p for p in plans if p.skip_reason is None and p.style_source == "bank"]
+    if len(usable) < 2:
+        for p in usable:
+            p.skip_reason = "retrieval_mismatched needs at least 2 prompts with retrieved styles"
+        return
+    shift = len(usable) // 2
+    own = [(p.style, p.retrieved, p.item) for p in usable]
+    for i, plan in enumerate(usable):
+        plan.style, plan.retrieved, donor = own[(i + shift) % len(usable)]
+        plan.style_source = f"bank_of_item_{donor}"
+
+
+def _plan_matched_angles(cfg, plans) -> None:
+    """Controls turn each item by the angle the controlled retrieval run turned it by."""
+    from rcmg.workflow.atomic import read_jsonl
+
+    site = {"clap_class_embedding": "cond", "clap_token": "clap", "lm_tokens": "lm_tokens_mean"}
+    matched = {}
+    for row in read_jsonl(cfg.match_angles):
+        info = row.get("conditioning")
+        if row.get("status") == "ok" and info and row.get("waveform_index", 0) == 0:
+            matched[int(row["item"])] = float(info["angles_deg"][site[info["site"]]])
+    for plan in plans:
+        if plan.skip_reason is not None:
+            continue
+        if plan.item not in matched:
+            plan.skip_reason = (
+                f"no angle for item {plan.item} in {cfg.match_angles} (skipped there)"
+            )
+        elif matched[plan.item] <= 0:
+            plan.skip_reason = f"the controlled run turned item {plan.item} by 0 degrees"
+        else:
+            plan.target_deg = matched[plan.item]
 
 
 def _safe_style(plan: ItemPlan, style_vector, vectors, scores, temperature):
@@ -388,8 +583,10 @@ def item_generators(plans: list[ItemPlan], seed: int, n_waveforms: int) -> list:
     return gens
 
 
-def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan]) -> dict:
-    """The conditioning part of the pipeline call for one batch."""
+def condition_kwargs(
+    cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], infos: list | None = None
+) -> dict:
+    """The conditioning part of the pipeline call for one batch (``infos``: per-item records)."""
     import torch
 
     loaded = res.loaded
@@ -397,14 +594,24 @@ def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan])
     negatives = [cfg.negative_prompt] * len(plans)
     do_cfg = cfg.guidance > 1.0
     styles = None
-    if cfg.condition_type == "retrieval":
+    targets = [p.target_deg for p in plans] if cfg.match_angles else None
+    if cfg.uses_style:
         styles = torch.from_numpy(np.stack([p.style for p in plans]).astype(np.float32)).to(
             loaded.device
         )
     if cfg.pipeline == "audioldm2":
         opts = cfg.condition_options()
         return aldm2_condition_kwargs(
-            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, opts, res.adapter
+            loaded.pipe,
+            prompts,
+            negatives,
+            loaded.device,
+            do_cfg,
+            styles,
+            opts,
+            res.adapter,
+            infos,
+            targets,
         )
     if styles is None:
         return {"prompt": prompts, "negative_prompt": negatives if cfg.negative_prompt else None}
@@ -412,7 +619,15 @@ def condition_kwargs(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan])
         styles = adapt_style(res.adapter, styles)
     with torch.no_grad():
         return aldm1_retrieval_kwargs(
-            loaded.pipe, prompts, negatives, loaded.device, do_cfg, styles, cfg.condition_options()
+            loaded.pipe,
+            prompts,
+            negatives,
+            loaded.device,
+            do_cfg,
+            styles,
+            cfg.condition_options(),
+            infos,
+            targets,
         )
 
 
@@ -437,10 +652,58 @@ def _run_batch(cfg, res, batch, hooks, timer):
     import time
 
     t0 = time.perf_counter()
-    kwargs = condition_kwargs(cfg, res, batch)
+    infos: list = []
+    kwargs = condition_kwargs(cfg, res, batch, infos)
+    if cfg.uses_style:
+        for plan, info in zip(batch, infos, strict=True):
+            plan.conditioning = info
+            if cfg.match_angles:
+                info["matched_to"] = {"items_jsonl": cfg.match_angles, "angle_deg": plan.target_deg}
     mid = dict(hooks.seconds)
     t1 = time.perf_counter()
-    audio = res.loaded.pipe(
+    if cfg.style_guidance:
+        audio = _style_guided_batch(cfg, res, batch, kwargs)
+    else:
+        audio = _pipeline_batch(cfg, res, batch, kwargs)
+    call_s = time.perf_counter() - t1
+    in_call = {k: hooks.seconds[k] - mid[k] for k in ("encode", "decode", "vocode")}
+    timer.add("encode", (t1 - t0) + in_call["encode"])
+    timer.add("decode", in_call["decode"])
+    timer.add("vocode", in_call["vocode"])
+    timer.add("denoise", max(call_s - sum(in_call.values()), 0.0))
+    return np.asarray(audio, dtype=np.float32).reshape(len(batch), cfg.num_waveforms_per_prompt, -1)
+
+
+def _style_guided_batch(cfg, res, batch, kwargs):
+    """AudioLDM1 with style guidance: eps_c from the prompt's own embedding, eps_s from the
+    blended one (``kwargs['prompt_embeds']``)."""
+    import torch
+
+    from rcmg.generation.style_guidance import aldm1_style_guided
+
+    with torch.no_grad():
+        cond, _ = aldm1_text_embeds(
+            res.loaded.pipe,
+            [p.prompt_used for p in batch],
+            [cfg.negative_prompt] * len(batch),
+            res.loaded.device,
+            True,
+        )
+    return aldm1_style_guided(
+        res.loaded.pipe,
+        prompt_embeds=cond,
+        negative_prompt_embeds=kwargs["negative_prompt_embeds"],
+        style_embeds=kwargs["prompt_embeds"],
+        beta=cfg.style_guidance,
+        guidance_scale=cfg.guidance,
+        num_inference_steps=cfg.steps,
+        audio_length_in_s=cfg.seconds,
+        generator=item_generators(batch, cfg.seed, 1),
+    )
+
+
+def _pipeline_batch(cfg, res, batch, kwargs):
+    return res.loaded.pipe(
         audio_length_in_s=cfg.seconds,
         num_inference_steps=cfg.steps,
         guidance_scale=cfg.guidance,
@@ -449,13 +712,6 @@ def _run_batch(cfg, res, batch, hooks, timer):
         output_type="np",
         **kwargs,
     ).audios
-    call_s = time.perf_counter() - t1
-    in_call = {k: hooks.seconds[k] - mid[k] for k in ("encode", "decode", "vocode")}
-    timer.add("encode", (t1 - t0) + in_call["encode"])
-    timer.add("decode", in_call["decode"])
-    timer.add("vocode", in_call["vocode"])
-    timer.add("denoise", max(call_s - sum(in_call.values()), 0.0))
-    return np.asarray(audio, dtype=np.float32).reshape(len(batch), cfg.num_waveforms_per_prompt, -1)
 
 
 def generate_audio(
@@ -472,11 +728,60 @@ def generate_audio(
         for batch in tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch"):
             clips = _run_batch(cfg, res, batch, hooks, timer)
             audio.update({p.item: clips[i] for i, p in enumerate(batch)})
+            if cfg.num_waveforms_per_prompt > 1 and cfg.pipeline == "audioldm2":
+                for i, plan in enumerate(batch):
+                    plan.rank_scores = own_clap_scores(res.loaded.pipe, plan.prompt_used, clips[i])
         unet = {
             "unet_forward_s": round(hooks.seconds["unet"], 6),
             "unet_forward_calls": hooks.calls["unet"],
         }
     return audio, unet
+
+
+RANKED_BY = {
+    "audioldm2": "the model's own CLAP (AudioLDM2Pipeline.text_encoder, HTSAT-base), not the evaluation judge",
+    "audioldm1": None,  # no audio tower in the checkpoint: candidates are not ranked
+}
+
+
+def own_clap_scores(pipe, text: str, clips: np.ndarray) -> list[float]:
+    """Cosine of each of one prompt's candidates ``[n, T]`` with that prompt, by the
+    pipeline's own CLAP (AudioLDM2). Ranked within the prompt's own group only: upstream
+    ``score_waveforms`` sorts across the whole batch and can hand a prompt another
+    prompt's waveforms (and it is never called here: prompts go in as embeddings)."""
+    import torch
+
+    from rcmg.data.audio_io import resample
+
+    fe = pipe.feature_extractor
+    vocoder_sr = int(pipe.vocoder.config.sampling_rate)
+    waves = [resample(np.asarray(c, np.float32), vocoder_sr, fe.sampling_rate) for c in clips]
+    feats = fe(waves, return_tensors="pt", sampling_rate=fe.sampling_rate).input_features
+    param = next(pipe.text_encoder.parameters())
+    tok = pipe.tokenizer([text], return_tensors="pt", padding=True, truncation=True)
+    with torch.no_grad():
+        audio = pipe.text_encoder.get_audio_features(
+            input_features=feats.to(param.device, param.dtype)
+        )
+        words = pipe.text_encoder.get_text_features(
+            **{k: v.to(param.device) for k, v in tok.items()}
+        )
+    audio = getattr(audio, "pooler_output", audio).float()
+    words = getattr(words, "pooler_output", words).float()
+    cos = (
+        torch.nn.functional.normalize(audio, dim=-1)
+        @ torch.nn.functional.normalize(words, dim=-1).T
+    )
+    return [float(x) for x in cos[:, 0].cpu()]
+
+
+def ranks_within_group(scores: list[float]) -> list[int]:
+    """Rank (0 = best) of each candidate among its own prompt's candidates; ties by index."""
+    order = sorted(range(len(scores)), key=lambda k: (-scores[k], k))
+    ranks = [0] * len(scores)
+    for position, k in enumerate(order):
+        ranks[k] = position
+    return ranks
 
 
 # ------------------------------------------------------------------ writing
@@ -499,6 +804,7 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
     rows = []
     n = cfg.num_waveforms_per_prompt
     for plan in plans:
+        ranks = ranks_within_group(plan.rank_scores) if plan.rank_scores else None
         for k in range(n):
             ok = plan.skip_reason is None
             rows.append(
@@ -517,6 +823,11 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "retrieved": plan.retrieved,
                     "augment_tags": plan.augment_tags,
                     "notes": list(plan.source.notes),
+                    "truncated": plan.truncated,
+                    "conditioning": plan.conditioning,
+                    "rank": ranks[k] if ranks else None,
+                    "rank_score": plan.rank_scores[k] if ranks else None,
+                    "lm_context": plan.lm_context,
                     "line": plan.source.line,
                 }
             )
@@ -543,13 +854,17 @@ def _condition_params(cfg: GenerateConfig) -> dict:
     params: dict = {"condition_type": cfg.condition_type}
     if cfg.needs_bank:
         params.update(
-            clap_model=cfg.clap_model, bank=cfg.bank, bank_mapping=cfg.bank_mapping, index=cfg.index
+            clap_model=cfg.clap_model,
+            bank=cfg.bank,
+            bank_mapping=cfg.bank_mapping,
+            index=cfg.index or "exact (IndexFlatIP built on the fly)",
         )
     if cfg.condition_type == "prompt_aug":
         params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
-    if cfg.condition_type == "retrieval":
+    if cfg.uses_style:
         opts = cfg.condition_options()
         params.update(
+            match_angles=cfg.match_angles,
             style_topk=cfg.style_topk,
             style_temp=cfg.style_temp,
             blend=cfg.blend,
@@ -559,6 +874,8 @@ def _condition_params(cfg: GenerateConfig) -> dict:
             adapter_checkpoint=cfg.adapter_checkpoint,
             cond_mix=cfg.cond_mix,
             cond_mix_beta=cfg.cond_mix_beta,
+            strength_deg=cfg.strength_deg,
+            alignment=alignment_summary(cfg),
         )
     return params
 
@@ -577,9 +894,54 @@ def _run_params(cfg: GenerateConfig, loaded) -> dict:
         "num_waveforms_per_prompt": cfg.num_waveforms_per_prompt,
         "blend": cfg.blend,
         "alpha": cfg.alpha,
+        "style_guidance": cfg.style_guidance,
+        "candidate_ranking": (RANKED_BY[cfg.pipeline] or "none: AudioLDM1 has no audio tower")
+        if cfg.num_waveforms_per_prompt > 1
+        else None,
         "device": loaded.device,
         "seeding": "per item: torch.Generator('cpu').manual_seed(seed + item)",
         "sample_rate": int(loaded.pipe.vocoder.config.sampling_rate),
+    }
+
+
+def _distribution(values: list[float]) -> dict:
+    v = np.asarray(values, np.float64)
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {
+        "n": int(v.size),
+        **{
+            k: round(float(x), 6)
+            for k, x in zip(("min", "p25", "median", "p75", "max"), q, strict=True)
+        },
+        "values": [round(float(x), 6) for x in v],
+    }
+
+
+def conditioning_summary(rows: list[dict]) -> dict:
+    """Distribution over the run's items of the angle per branch / token group, the alpha
+    used and the prompt-style cosine (retrieval runs); shown in the run report."""
+    ok = [
+        r
+        for r in rows
+        if r["status"] == "ok" and r.get("conditioning") and r["waveform_index"] == 0
+    ]
+    if not ok:
+        return {}
+    out = {}
+    for key in ok[0]["conditioning"]["angles_deg"]:
+        out[f"angle_deg.{key}"] = _distribution([r["conditioning"]["angles_deg"][key] for r in ok])
+    out["alpha"] = _distribution([r["conditioning"]["alpha"] for r in ok])
+    out["prompt_style_cos"] = _distribution([r["conditioning"]["prompt_style_cos"] for r in ok])
+    return out
+
+
+def prompt_limits_summary(rows: list[dict]) -> dict:
+    """Which items were truncated (and why) or skipped: shown in the run report."""
+    first = [r for r in rows if r["waveform_index"] == 0]
+    return {
+        "n_truncated": sum(bool(r.get("truncated")) for r in first),
+        "truncated": {str(r["item"]): r["notes"] for r in first if r.get("truncated")},
+        "skipped": {str(r["item"]): r["skip_reason"] for r in first if r["status"] != "ok"},
     }
 
 
@@ -588,6 +950,8 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
 
     n_ok = sum(r["status"] == "ok" for r in rows)
     return {
+        "conditioning_summary": conditioning_summary(rows),
+        "prompt_limits": prompt_limits_summary(rows),
         "model": cfg.model_key,
         "model_id": cfg.model_id,
         "pipeline": cfg.pipeline,
@@ -664,3 +1028,51 @@ def run_generation(cfg: GenerateConfig) -> Path:
         timings["total"],
     )
     return out_dir
+
+
+# ------------------------------------------------------------------ evaluation afterwards
+
+
+def evaluate_script() -> Path:
+    """The evaluate step's CLI (the same code the workflow's evaluate rule runs)."""
+    return Path(__file__).resolve().parents[2] / "evaluate.py"
+
+
+def check_evaluation_inputs(reference_stats: str | Path) -> None:
+    """Fail before generating when ``--metrics/--report/--visualize`` could not run."""
+    if not Path(reference_stats).is_file():
+        raise OptionError(
+            f"--metrics/--report/--visualize evaluate the run against --reference-stats "
+            f"{reference_stats}, which does not exist; build it with the reference_stats step "
+            "(snakemake ... reference_stats) or pass --reference-stats FILE"
+        )
+
+
+def evaluate_run(run_dir: Path, clap_model: str, reference_stats, device: str = "auto") -> None:
+    """Run ``workflow_scripts/evaluate.py`` on ``run_dir`` (metrics, plots, report.html).
+
+    A subprocess of the evaluate CLI, so the original scripts' ``--metrics --visualize
+    --report`` produce exactly what the workflow's evaluate rule produces.
+    """
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        str(evaluate_script()),
+        "--run-dir",
+        str(run_dir),
+        "--clap-model",
+        str(clap_model),
+        "--reference-stats",
+        str(reference_stats),
+        "--device",
+        device,
+    ]
+    log.info("evaluating %s: %s", run_dir, " ".join(command))
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise OptionError(
+            f"evaluation of {run_dir} failed (exit {done.returncode}); rerun "
+            f"`{' '.join(command)}` to see why (the generated run is complete)"
+        )

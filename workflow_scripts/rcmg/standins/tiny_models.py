@@ -46,6 +46,13 @@ CLAP_MAX_TEXT_TOKENS = 512
 CLAP_TEXT_WIDTH = 32
 T5_WIDTH = 48
 GPT2_WIDTH = 32
+# The real AudioLDM2 checkpoints give GPT-2 1024 positions for a T5 tokenizer of 128 tokens
+# (config/bench/audioldm2/language_model.json, tokenizers.json): a ratio of 8. The tiny
+# models keep that ratio with their 512-token T5 tokenizer, so the language-model context
+# check behaves as on the real models (a long prompt is cut by T5, never by GPT-2).
+TINY_T5_MAX_TOKENS = 512
+REAL_LM_POSITIONS_PER_T5_TOKEN = 1024 // 128
+GPT2_POSITIONS = TINY_T5_MAX_TOKENS * REAL_LM_POSITIONS_PER_T5_TOKEN
 UNET_CHANNELS = (32, 64, 64)
 
 MUSIC_VOCABULARY_TEXT = """
@@ -146,7 +153,7 @@ def train_roberta_tokenizer(vocab_size: int = 400, max_length: int = CLAP_MAX_TE
     return RobertaTokenizer(vocab=model_json["vocab"], merges=merges, model_max_length=max_length)
 
 
-def train_t5_tokenizer(vocab_size: int = 300, max_length: int = 512):
+def train_t5_tokenizer(vocab_size: int = 300, max_length: int = TINY_T5_MAX_TOKENS):
     """A unigram tokenizer (T5 special tokens and ids) built from the corpus' word counts.
 
     Same corpus and contract as :func:`train_roberta_tokenizer`. The pieces and scores
@@ -386,7 +393,7 @@ def _gpt2_language_model():
 
     config = GPT2Config(
         vocab_size=64,
-        n_positions=256,
+        n_positions=GPT2_POSITIONS,
         n_embd=GPT2_WIDTH,
         n_layer=2,
         n_head=2,

@@ -57,14 +57,65 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"evaluation.baseline_condition: '{baseline}' is not a key of 'conditions' "
             f"({', '.join(config['conditions'])})"
         )
-    for name, cond in config["conditions"].items():
-        if cond["type"] == "retrieval" and "adapter" not in cond:
+    conditions = config["conditions"]
+    blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
+    for name, cond in conditions.items():
+        if cond["type"] in blended and "adapter" not in cond:
             out.append(
-                f"conditions.{name}: a retrieval condition needs 'adapter: mlp' or 'adapter: external'"
+                f"conditions.{name}: a {cond['type']} condition needs 'adapter: mlp' or 'adapter: external'"
             )
-        if cond["type"] != "retrieval" and "adapter" in cond:
-            out.append(f"conditions.{name}: 'adapter' only applies to type 'retrieval'")
+        if cond["type"] not in (*blended, "style_only") and "adapter" in cond:
+            out.append(f"conditions.{name}: 'adapter' only applies to retrieval types")
+        out += _control_problems(name, cond, conditions, config["models"])
         for key in ("topk", "max_tags"):
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
+    return out
+
+
+def _control_problems(name: str, cond: dict, conditions: dict, models: dict) -> list[str]:
+    """``models`` name configured models; ``control_of`` names a retrieval condition that
+    runs on every model its control runs on; style_only runs on AudioLDM1 models only."""
+    out = []
+    runs_on = cond.get("models") or list(models)
+    unknown = [m for m in runs_on if m not in models]
+    if unknown:
+        out.append(
+            f"conditions.{name}.models: {unknown} are not keys of 'models' ({', '.join(models)})"
+        )
+    if "style_guidance" in cond:
+        not_aldm1 = [m for m in runs_on if m in models and models[m]["pipeline"] != "audioldm1"]
+        if not_aldm1 or cond["type"] not in (
+            "retrieval",
+            "retrieval_random",
+            "retrieval_mismatched",
+        ):
+            out.append(
+                f"conditions.{name}.style_guidance: AudioLDM1 retrieval/control conditions only; "
+                f"set 'models' to audioldm1 models (not {not_aldm1})"
+            )
+    if cond["type"] == "style_only":
+        other = [m for m in runs_on if m in models and models[m]["pipeline"] != "audioldm1"]
+        if other:
+            out.append(
+                f"conditions.{name}: style_only is AudioLDM1's baseline; set 'models' to "
+                f"audioldm1 models (not {other})"
+            )
+    target = cond.get("control_of")
+    if target is None:
+        return out
+    if target not in conditions or conditions[target]["type"] != "retrieval":
+        out.append(f"conditions.{name}.control_of: '{target}' is not a retrieval condition")
+        return out
+    if cond["type"] not in ("retrieval_random", "retrieval_mismatched"):
+        out.append(
+            f"conditions.{name}.control_of: only controls (retrieval_random/_mismatched) match angles"
+        )
+    controlled = conditions[target].get("models") or list(models)
+    missing = [m for m in runs_on if m not in controlled]
+    if missing:
+        out.append(
+            f"conditions.{name}: control_of '{target}' does not run on {missing}; "
+            f"add them to conditions.{target}.models or drop them here"
+        )
     return out

@@ -13,4 +13,11 @@ PIPELINE_FAMILIES = ("audioldm1", "audioldm2")
 # Model folders the stand-in builders write (tiny and published-architecture).
 MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 # Condition types a config condition can have (rcmg.generation.conditioning).
-CONDITION_TYPES = ("prompt", "prompt_aug", "retrieval")
+CONDITION_TYPES = (
+    "prompt",
+    "prompt_aug",
+    "retrieval",
+    "retrieval_random",
+    "retrieval_mismatched",
+    "style_only",
+)
