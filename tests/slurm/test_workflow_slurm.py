@@ -149,25 +149,36 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
         by_name.setdefault(job_name_of(call), []).append(call)
     groups = {name: c for name, c in by_name.items() if name.startswith("group_evaluate_")}
     cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
-    runs_per_model = len(cfg["conditions"]) * len(cfg["seeds"])
-    n_groups = len(cfg["models"]) * -(-runs_per_model // GROUP_SIZE)
+    # a condition runs on the models it names (conditions.<name>.models), else on all
+    runs_per_model = {
+        m: len(cfg["seeds"])
+        * sum(m in cond.get("models", cfg["models"]) for cond in cfg["conditions"].values())
+        for m in cfg["models"]
+    }
+    # Snakemake cuts each model's evaluations into groups of GROUP_SIZE (the last smaller)
+    group_sizes = {
+        m: [GROUP_SIZE] * (n // GROUP_SIZE) + ([n % GROUP_SIZE] if n % GROUP_SIZE else [])
+        for m, n in runs_per_model.items()
+    }
+    n_groups = sum(map(len, group_sizes.values()))
+    evaluate_runtime = cfg["resources"]["evaluate"]["runtime"]
     for m in cfg["models"]:
         of_model = [c for name, c in groups.items() if name.startswith(f"group_evaluate_{m}_")]
-        assert len(of_model) == 1 and len(of_model[0]) == -(-runs_per_model // GROUP_SIZE), m
+        assert len(of_model) == 1 and len(of_model[0]) == len(group_sizes[m]), m
+        # runtimes add up over a group's sequential members
+        assert sorted(int(flag_values(call, "-t")[0]) for call in of_model[0]) == sorted(
+            size * evaluate_runtime for size in group_sizes[m]
+        ), m
     assert sum(map(len, groups.values())) == n_groups
     assert "evaluate" not in by_name
     expected = sum(planned.values()) - planned["evaluate"] + n_groups + len(cancelled)
     assert len(calls) == expected, (len(calls), planned, sorted(by_name))
-    evaluate_runtime = cfg["resources"]["evaluate"]["runtime"]
     for group_calls in groups.values():
         for call in group_calls:
             assert flag_values(call, "--gres") == ["gpu:1"], call
             # one member's memory and cpus (Snakemake sums parallel members' otherwise)
             assert flag_values(call, "--mem") == [str(cfg["resources"]["evaluate"]["mem_mb"])]
             assert f"--cpus-per-task={cfg['resources']['evaluate']['cpus']}" in call, call
-            assert flag_values(call, "-t") == [
-                str(min(GROUP_SIZE, runs_per_model) * evaluate_runtime)
-            ]
     for name, name_calls in by_name.items():
         gpu_rule = name in GPU_RULES or name in groups
         for call in name_calls:

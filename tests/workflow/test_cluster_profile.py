@@ -18,7 +18,14 @@ sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from rcmg.workflow import cuda_check  # noqa: E402
 
-GPU_RULES = ("clap_embed", "reference_stats", "train_adapter", "generate", "evaluate")
+GPU_RULES = (
+    "clap_embed",
+    "reference_stats",
+    "align_check",
+    "train_adapter",
+    "generate",
+    "evaluate",
+)
 
 
 @pytest.fixture()
@@ -57,7 +64,10 @@ def test_profile_plans_full_matrix_without_hf_home_or_conda(workdir, tmp_path):
     out = _snakemake(workdir, env, "--profile", "slurm", "-n")
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    n_runs = len(cfg["models"]) * len(cfg["conditions"]) * len(cfg["seeds"])
+    # a condition runs on the models it names (conditions.<name>.models), else on all
+    n_runs = len(cfg["seeds"]) * sum(
+        len(cond.get("models", cfg["models"])) for cond in cfg["conditions"].values()
+    )
     assert counts["generate"] == counts["evaluate"] == n_runs
     assert counts["segment"] == sum(d["shards"] for d in cfg["datasets"].values())
     assert "This was a dry-run" in out
@@ -131,15 +141,20 @@ def test_evaluate_jobs_are_grouped_per_model_only_when_asked(workdir):
     (workdir / "config/group.yaml").write_text(
         yaml.safe_dump({"cluster": {"evaluate_group_size": 4}})
     )
-    runs_per_model = len(cfg["conditions"]) * len(cfg["seeds"])
+    # a condition runs on the models it names (conditions.<name>.models), else on all
+    runs_per_model = {
+        m: len(cfg["seeds"])
+        * sum(m in cond.get("models", cfg["models"]) for cond in cfg["conditions"].values())
+        for m in cfg["models"]
+    }
     assert sorted(groups("config/group.yaml")) == sorted(
-        f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model // 4))
+        f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model[m] // 4))
     )
     (workdir / "config/group2.yaml").write_text(
         yaml.safe_dump({"cluster": {"evaluate_group_size": 2}})
     )
     assert sorted(groups("config/group2.yaml")) == sorted(
-        f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model // 2))
+        f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model[m] // 2))
     )
 
 
