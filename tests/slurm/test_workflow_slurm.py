@@ -29,18 +29,16 @@ from tests.slurm.helpers import (
     sacct_rows,
     slurm_test_profile,
 )
-from tests.workflow.helpers import copy_workflow, offline_env, planned_jobs, rule_counts
+from tests.workflow.helpers import (
+    GPU_RULES,
+    copy_workflow,
+    offline_env,
+    planned_jobs,
+    rule_counts,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-GPU_RULES = {
-    "clap_embed",
-    "reference_stats",
-    "align_check",
-    "train_adapter",
-    "generate",
-    "evaluate",
-}
 LOCAL_RULES = {"compare", "all"}
 GROUP_SIZE = 4
 

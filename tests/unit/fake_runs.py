@@ -264,3 +264,31 @@ def evaluate_with_fake_embedder(run_dir: Path, ref: Path, n_boot: int = 50, **op
     return evaluate_run(
         run_dir, "fake-clap", ref, EvalOptions(n_boot=n_boot, **options), FakeEmbedder
     )
+
+
+def write_style_bank(folder: Path, vectors: np.ndarray, rows: list[dict] | None = None) -> dict:
+    """A style bank as build_bank + build_index write it: ``bank.npy`` (unit rows), a
+    ``bank.jsonl`` mapping (one row per vector; default tags empty) and a flat FAISS index.
+
+    Returns ``{"bank", "bank_mapping", "index"}`` as strings, ready for the CLIs' flags.
+    """
+    from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.workflow.atomic import write_jsonl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    if rows is None:
+        rows = [
+            {"row": i, "segment_id": f"s{i}", "source_id": f"u{i}", "tags": []}
+            for i in range(len(vectors))
+        ]
+    np.save(folder / "bank.npy", vectors)
+    write_jsonl(folder / "bank.jsonl", rows)
+    save_index(build_index(vectors, kind="flat"), folder / "bank.index")
+    return {
+        "bank": str(folder / "bank.npy"),
+        "bank_mapping": str(folder / "bank.jsonl"),
+        "index": str(folder / "bank.index"),
+    }

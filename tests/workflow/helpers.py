@@ -12,6 +12,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "report", "slurm")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# Rules that ask SLURM for a GPU (resources.<rule>.gpu in the configs) and run the CUDA check.
+GPU_RULES = frozenset(
+    {"clap_embed", "reference_stats", "align_check", "train_adapter", "generate", "evaluate"}
+)
 
 
 def copy_workflow(dst: Path) -> Path:

@@ -12,20 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import REPO, copy_workflow, planned_jobs, rule_counts
+from .helpers import GPU_RULES, REPO, copy_workflow, planned_jobs, rule_counts
 
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from rcmg.workflow import cuda_check  # noqa: E402
-
-GPU_RULES = (
-    "clap_embed",
-    "reference_stats",
-    "align_check",
-    "train_adapter",
-    "generate",
-    "evaluate",
-)
 
 
 @pytest.fixture()

@@ -229,19 +229,10 @@ def test_style_vectors_of_another_dimension_are_refused(tmp_path):
 
 def write_bank(folder: Path, dim: int, n: int = 40):
     """A flat FAISS style bank of ``n`` random unit vectors (npy, jsonl mapping, index)."""
-    from rcmg.bank.retrieval import build_index, save_index
-    from rcmg.workflow.atomic import write_jsonl
-
-    folder.mkdir(parents=True, exist_ok=True)
     bank = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
-    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    np.save(folder / "bank.npy", bank)
-    write_jsonl(
-        folder / "bank.jsonl",
-        [{"row": i, "segment_id": f"s{i}", "source_id": f"f{i}", "tags": []} for i in range(n)],
-    )
-    save_index(build_index(bank, kind="flat"), folder / "bank.index")
-    return folder / "bank.npy", folder / "bank.jsonl", folder / "bank.index", bank
+    paths = fake_runs.write_style_bank(folder, bank)
+    bank = np.load(paths["bank"])
+    return Path(paths["bank"]), Path(paths["bank_mapping"]), Path(paths["index"]), bank
 
 
 def test_prompt_runs_get_the_style_retrieval_would_use(tmp_path):

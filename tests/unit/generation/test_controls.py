@@ -3,19 +3,18 @@ the retrieval run they control (not the same alpha), and the style_only baseline
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from rcmg.generation.job import GenerateConfig, run_generation
 from rcmg.workflow.atomic import read_jsonl
+
+from tests.unit import fake_runs
 
 PROMPTS = ["a calm piano melody", "rain on a tin roof with bells", "fast jazz drums"]
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_model):
-    from rcmg.bank.retrieval import build_index, save_index
     from rcmg.models.clap import ClapEmbedder
 
     root = tmp_path_factory.mktemp("controls")
@@ -30,17 +29,12 @@ def inputs(tmp_path_factory, tiny_model):
     for row in range(9):
         mixed = 0.9 * text[row % 3] + 0.436 * bank[row]
         bank[row] = mixed / np.linalg.norm(mixed)
-    np.save(root / "bank.npy", bank)
     rows = [{"segment_id": f"s{i}", "tags": ["t"], "source_id": f"u{i}"} for i in range(40)]
-    (root / "bank.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    save_index(build_index(bank), root / "bank.index")
     prompts = root / "p.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     return {
         "prompts": str(prompts),
-        "bank": str(root / "bank.npy"),
-        "bank_mapping": str(root / "bank.jsonl"),
-        "index": str(root / "bank.index"),
+        **fake_runs.write_style_bank(root, bank, rows),
         "clap_model": str(tiny_model("clap")),
         "root": root,
     }

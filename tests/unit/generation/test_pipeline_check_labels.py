@@ -17,6 +17,7 @@ import numpy as np
 from rcmg.evaluation.report import PIPELINE_CHECK_BANNER
 from rcmg.models.random_weights import MARKER_NAME, random_weight_info, write_marker
 
+from tests.unit import fake_runs
 from tests.unit.fake_runs import write_fake_shard
 
 TAGS = (["Piano", "Music"], ["Rain", "Water"], ["Guitar", "Strum"])
@@ -32,21 +33,6 @@ def _cli(repo_root, script, *args):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
-
-
-def _bank(root):
-    from rcmg.bank.retrieval import build_index, save_index
-    from rcmg.workflow.atomic import write_jsonl
-
-    vectors = np.random.default_rng(3).normal(size=(9, 512)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [
-        {"segment_id": f"seg{i}", "tags": TAGS[i % 3], "source_id": f"src{i}"} for i in range(9)
-    ]
-    np.save(root / "bank.npy", vectors)
-    write_jsonl(root / "bank.jsonl", rows)
-    save_index(build_index(vectors, kind="flat"), root / "bank.index")
-    return root / "bank.npy", root / "bank.jsonl", root / "bank.index"
 
 
 def test_published_architecture_random_weights_are_a_pipeline_check_everywhere(
@@ -84,13 +70,15 @@ def test_published_architecture_random_weights_are_a_pipeline_check_everywhere(
     assert json.loads((run / "metrics" / "summary.json").read_text())["is_pipeline_check"] is True
     assert PIPELINE_CHECK_BANNER in (run / "report.html").read_text(encoding="utf-8")
 
-    bank, mapping, index = _bank(tmp_path)
+    vectors = np.random.default_rng(3).normal(size=(9, 512))
+    rows = [{"segment_id": f"s{i}", "tags": TAGS[i % 3], "source_id": f"u{i}"} for i in range(9)]
+    bank = fake_runs.write_style_bank(tmp_path / "bank", vectors, rows)
     adapter_dir = tmp_path / "adapter"
     _cli(
         repo_root, "train_adapter",
         "--model-key", "m", "--model-id", model, "--pipeline", "audioldm1",
-        "--prompts", prompts, "--clap-model", clap, "--bank", bank, "--bank-mapping", mapping,
-        "--index", index, "--epochs", "1", "--batch", "4", "--device", "cpu",
+        "--prompts", prompts, "--clap-model", clap, "--bank", bank["bank"],
+        "--bank-mapping", bank["bank_mapping"], "--index", bank["index"], "--epochs", "1", "--batch", "4", "--device", "cpu",
         "--out-dir", adapter_dir,
     )  # fmt: skip
     config = json.loads((adapter_dir / "adapter_config.json").read_text())

@@ -16,6 +16,8 @@ from rcmg.bank.blend import analytic_angle_deg
 from rcmg.generation.job import GenerateConfig, run_generation
 from rcmg.workflow.atomic import read_jsonl
 
+from tests.unit import fake_runs
+
 PROMPTS = [
     "a calm piano melody",
     "rain on a tin roof with bells",
@@ -26,23 +28,15 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_model):
-    from rcmg.bank.retrieval import build_index, save_index
-
     root = tmp_path_factory.mktemp("strength")
     rng = np.random.default_rng(1)
     bank = rng.standard_normal((16, 512)).astype(np.float32)
-    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    np.save(root / "bank.npy", bank)
     rows = [{"segment_id": f"s{i}", "tags": ["t"], "source_id": f"u{i}"} for i in range(16)]
-    (root / "bank.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    save_index(build_index(bank), root / "bank.index")
     prompts = root / "p.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     return {
         "prompts": str(prompts),
-        "bank": str(root / "bank.npy"),
-        "bank_mapping": str(root / "bank.jsonl"),
-        "index": str(root / "bank.index"),
+        **fake_runs.write_style_bank(root, bank, rows),
         "clap_model": str(tiny_model("clap")),
         "root": root,
     }

@@ -8,8 +8,6 @@ workflow_scripts/compare.py.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
+from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
 
@@ -425,18 +424,8 @@ def summary_csv(records: list[dict], names: list[str]) -> str:
 
 
 def rows_to_csv(rows: list[dict], fields: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in fields})
-    return buffer.getvalue()
-
-
-def _cell(value):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return value
+    """A comparison table as CSV (missing and non-finite values empty)."""
+    return tables.csv_text(rows, fields)
 
 
 def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:

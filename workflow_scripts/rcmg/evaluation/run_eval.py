@@ -7,9 +7,7 @@ finished-looking report). The CLI is workflow_scripts/evaluate.py.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import sys
@@ -23,6 +21,7 @@ from rcmg.data.audio_io import read_audio, resample
 from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
 from rcmg.evaluation.set_metrics import SetMetricOptions
+from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
 
 LOG = logging.getLogger("evaluate")
@@ -224,22 +223,8 @@ def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[di
 
 
 def csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _csv_cell(row.get(key)) for key in CSV_COLUMNS})
-    return buffer.getvalue()
-
-
-def _csv_cell(value):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, bool):
-        return int(value)
-    return value
+    """per_item.csv: the fixed columns, booleans as 0/1, missing and non-finite values empty."""
+    return tables.csv_text(rows, CSV_COLUMNS, bool_as_int=True)
 
 
 def column(rows: list[dict], name: str) -> np.ndarray:
@@ -462,14 +447,8 @@ def evaluate_run(
 
 
 def json_safe(value):
-    """Replace NaN/inf floats by None recursively (strict JSON; readers treat None as n/a)."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """Strict JSON (NaN/inf -> None, numpy unwrapped): readers treat None as n/a."""
+    return tables.json_value(value)
 
 
 def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

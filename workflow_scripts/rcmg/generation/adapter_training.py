@@ -412,12 +412,11 @@ def train_adapter(
 
 def plot_losses(history: Sequence[dict], path: str | Path, title: str) -> None:
     """Train/validation loss per epoch as a PNG (matplotlib Agg), the best epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from rcmg.workflow.figures import pyplot
+
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     try:

@@ -7,6 +7,8 @@ or non-finite values; readers treat both as "n/a".
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 
 import numpy as np
@@ -38,3 +40,15 @@ def csv_cell(value, bool_as_int: bool = False):
     if bool_as_int and isinstance(value, bool):
         return int(value)
     return value
+
+
+def csv_text(rows, fields, bool_as_int: bool = False) -> str:
+    """``rows`` (dicts) as CSV text with exactly ``fields`` as columns, cells by :func:`csv_cell`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: csv_cell(row.get(key), bool_as_int) for key in fields})
+    return buffer.getvalue()
