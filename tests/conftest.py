@@ -7,16 +7,33 @@ rules call, so tests exercise the user's code path.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_THREADS = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _restore_openmp_threads():
+    """Put the OpenMP thread count back after each test.
+
+    faiss.omp_set_num_threads (rcmg.bank.retrieval.set_threads, e.g. a test's
+    ``threads=1``) sets the process-wide OpenMP pool that torch's intra-op threads use
+    too: left at 1, every later in-process generation would run with another thread count
+    than the runs it is compared with bit for bit (float sums are not associative).
+    """
+    yield
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(DEFAULT_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,12 @@ KMEANS_ITERATIONS = 10
 
 
 def set_threads(threads: int | None) -> None:
-    """Set faiss' OpenMP thread count (``None`` keeps the current setting)."""
+    """Set faiss' OpenMP thread count (``None`` keeps the current setting).
+
+    The OpenMP pool is process-wide and shared with torch's intra-op threads (measured:
+    ``torch.get_num_threads()`` follows ``faiss.omp_set_num_threads``), so jobs that also
+    run a model (generate, evaluate, train_adapter) never pass a thread count here.
+    """
     if threads is None:
         return
     if threads < 1:
