@@ -68,7 +68,7 @@ rule build_index:
 rule reference_stats:
     input:
         unpack(reference_inputs),
-        judge=lambda wc: model_input(config["evaluation"]["clap"]["model"]),
+        judge=judge_input,
     output:
         REFERENCE_STATS,
     log:
@@ -89,16 +89,8 @@ rule reference_stats:
         check_cuda=cli("check_cuda"),
         cli=cli("reference_stats"),
         model=config["evaluation"]["clap"]["model"],
-        shards=lambda wc: " ".join(
-            f"{name}={d}"
-            for name in config["evaluation"]["reference_datasets"]
-            for d in shard_dirs(name)
-        ),
-        composition=" ".join(
-            f"{name}={kind}:{value}"
-            for name, part in config["evaluation"]["reference_composition"].items()
-            for kind, value in part.items()
-        ),
+        shards=reference_shard_args(),
+        composition=reference_composition_args(),
         max_items=config["evaluation"]["reference_max_items"],
         seed=config["evaluation"]["seed"],
         batch=config["evaluation"]["batch"],

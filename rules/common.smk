@@ -166,6 +166,29 @@ BANK = {
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
 
 
+def reference_shard_args():
+    """Reference shards as DATASET=SHARD_DIR words (reference_stats tags each clip)."""
+    return " ".join(
+        f"{name}={d}"
+        for name in config["evaluation"]["reference_datasets"]
+        for d in shard_dirs(name)
+    )
+
+
+def reference_composition_args():
+    """evaluation.reference_composition as DATASET=weight:W / DATASET=count:N words."""
+    return " ".join(
+        f"{name}={kind}:{value}"
+        for name, part in config["evaluation"]["reference_composition"].items()
+        for kind, value in part.items()
+    )
+
+
+def judge_input(wildcards):
+    """The evaluation judge's CLAP folder when the workflow writes it (demo, bench)."""
+    return model_input(config["evaluation"]["clap"]["model"])
+
+
 def reference_shards(wildcards):
     return [
         d

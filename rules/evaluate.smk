@@ -8,7 +8,7 @@ localrules:
 rule evaluate:
     input:
         unpack(evaluate_inputs),
-        judge=lambda wc: model_input(config["evaluation"]["clap"]["model"]),
+        judge=judge_input,
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
@@ -55,8 +55,8 @@ rule evaluate:
         fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
-        style_topk=lambda wc: config["models"][wc.model]["retrieval"]["style_topk"],
-        style_temp=lambda wc: config["models"][wc.model]["retrieval"]["style_temp"],
+        style_topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
+        style_temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
         code=code("evaluate"),
     shell:
         "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
