@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 # stdlib-only imports: keep `snakemake -n` fast
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
-from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS  # noqa: E402
+from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS, STYLE_TYPES  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -44,6 +44,7 @@ BANK_DS = config["bank"]["dataset"]
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
 
 
+# ----------------- step helpers
 def cli(step):
     """A step's CLI, relative to the working directory (``python {params.cli}`` in ``shell:``)."""
     path = SCRIPTS / f"{step}.py"
@@ -73,392 +74,6 @@ def res_attempt(rule_name, key):
     return scaled
 
 
-# ----------------------------------------------------------------- demo assets
-def demo_model_dir(kind):
-    return f"{DEMO}/models/{kind}"
-
-
-def demo_raw_dir(kind):
-    return f"{DEMO}/raw/{kind}"
-
-
-def produced_by_demo(path):
-    """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
-    if not config["demo"]["enabled"]:
-        return False
-    demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
-        demo_raw_dir(k) for k in DATASET_KINDS
-    }
-    return is_one_of(path, demo_paths)
-
-
-def is_one_of(path, paths):
-    """``path`` names one of ``paths`` (``a/./b`` and ``a/b/`` count as ``a/b``)."""
-    return str(Path(path)) in {str(Path(p)) for p in paths}
-
-
-# ----------------------------------------------------------------- bench models
-def real_arch_model_dir(kind):
-    return f"{BENCH_MODELS}/{kind}"
-
-
-def real_arch_configs(wildcards):
-    """The published configs a real-architecture build reads: editing one rebuilds it."""
-    return [os.path.relpath(p) for p in bench_config_files(wildcards.arch_kind)]
-
-
-def produced_by_bench(path):
-    """True when ``path`` is a real-architecture model folder the bench rule writes."""
-    return is_one_of(path, [real_arch_model_dir(k) for k in MODEL_KINDS])
-
-
-def model_input(name_or_path):
-    """A model folder the workflow writes is an input; a hub id (or the user's folder) is not."""
-    written = produced_by_demo(name_or_path) or produced_by_bench(name_or_path)
-    return [name_or_path] if written else []
-
-
-def dataset_root_input(wildcards):
-    """Raw roots are inputs only when the demo writes them.
-
-    The user's raw datasets are not declared, so a dry-run plans the full matrix
-    without the data; index_sources fails with a clear message if a root is missing.
-    """
-    root = DATASETS[wildcards.dataset]["root"]
-    return [root] if produced_by_demo(root) else []
-
-
-# ----------------------------------------------------------------- data paths
-def coverage_files():
-    """coverage.json of every dataset: reports that use the bank or the reference state them."""
-    return [f"{P}/{name}/coverage.json" for name in DATASETS]
-
-
-def shard_dir(dataset, shard):
-    return f"{P}/{dataset}/segments/shard{shard}"
-
-
-def shard_dirs(dataset):
-    return [shard_dir(dataset, i) for i in range(DATASETS[dataset]["shards"])]
-
-
-def shard_embeddings(dataset):
-    return [
-        f"{P}/{dataset}/clap/shard{i}.npy" for i in range(DATASETS[dataset]["shards"])
-    ]
-
-
-def shard_dirs_of(wildcards):
-    return shard_dirs(wildcards.dataset)
-
-
-def shard_embeddings_of(wildcards):
-    return shard_embeddings(wildcards.dataset)
-
-
-BANK = {
-    "npy": f"{P}/bank/style_bank.npy",
-    "mapping": f"{P}/bank/style_bank.jsonl",
-    "audit": f"{P}/bank/audit",
-    "index": f"{P}/bank/bank.index",
-    "index_audit": f"{P}/bank/index_audit.json",
-}
-REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
-
-
-def reference_shard_args():
-    """Reference shards as DATASET=SHARD_DIR words (reference_stats tags each clip)."""
-    return " ".join(
-        f"{name}={d}"
-        for name in config["evaluation"]["reference_datasets"]
-        for d in shard_dirs(name)
-    )
-
-
-def reference_composition_args():
-    """evaluation.reference_composition as DATASET=weight:W / DATASET=count:N words."""
-    return " ".join(
-        f"{name}={kind}:{value}"
-        for name, part in config["evaluation"]["reference_composition"].items()
-        for kind, value in part.items()
-    )
-
-
-def judge_input(wildcards):
-    """The evaluation judge's CLAP folder when the workflow writes it (demo, bench)."""
-    return model_input(config["evaluation"]["clap"]["model"])
-
-
-def reference_shards(wildcards):
-    return [
-        d
-        for name in config["evaluation"]["reference_datasets"]
-        for d in shard_dirs(name)
-    ]
-
-
-# ----------------------------------------------------------------- adapters
-def adapter_checkpoint(model):
-    """The trained style adapter of ``model`` (output of train_adapter)."""
-    return f"{R}/adapters/{model}/style_adapter.safetensors"
-
-
-def converted_projector(pt_path):
-    """Where convert_projector writes the safetensors adapter of an original ``.pt``."""
-    return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"
-
-
-def external_adapter(model):
-    """A model's external adapter: its converted original projector, else the trained one."""
-    projector = MODELS[model].get("projector")
-    return converted_projector(projector) if projector else adapter_checkpoint(model)
-
-
-def adapter_model_input(wildcards):
-    return model_input(MODELS[wildcards.model]["id"]) + model_input(
-        config["clap"]["model"]
-    )
-
-
-# ----------------------------------------------------------------- generation
-STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
-
-
-def needs_bank(condition):
-    return CONDITIONS[condition]["type"] in ("prompt_aug", *STYLE_TYPES)
-
-
-def uses_external_adapter(condition):
-    cond = CONDITIONS[condition]
-    return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"
-
-
-def condition_models(condition):
-    """The models a condition runs on (``conditions.<name>.models``, default all)."""
-    return CONDITIONS[condition].get("models") or list(MODELS)
-
-
-def controlled_items(wildcards):
-    """A control's input: the items.jsonl of the retrieval run whose angles it matches."""
-    target = CONDITIONS[wildcards.condition].get("control_of")
-    if not target:
-        return []
-    return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
-
-
-def generate_inputs(wildcards):
-    inputs = {"prompts": config["prompts"]}
-    model = MODELS[wildcards.model]
-    for i, path in enumerate(model_input(model["id"])):
-        inputs[f"model{i}"] = path
-    if needs_bank(wildcards.condition):
-        inputs.update(
-            bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"]
-        )
-        for i, path in enumerate(model_input(config["clap"]["model"])):
-            inputs[f"clap{i}"] = path
-    if uses_external_adapter(wildcards.condition):
-        inputs["adapter"] = external_adapter(wildcards.model)
-    for path in controlled_items(wildcards):
-        inputs["match_angles"] = path
-    if needs_alignment(wildcards):
-        inputs["alignment"] = alignment_file(wildcards.model)
-    return inputs
-
-
-def alignment_file(model):
-    """align_check's output for an AudioLDM1 model (bank CLAP vs its own text tower)."""
-    return f"{R}/alignment/{model}.json"
-
-
-def needs_alignment(wildcards):
-    return (
-        MODELS[wildcards.model]["pipeline"] == "audioldm1"
-        and CONDITIONS[wildcards.condition]["type"] in STYLE_TYPES
-    )
-
-
-def alignment_args(wildcards):
-    if not needs_alignment(wildcards):
-        return ""
-    args = f"--alignment {alignment_file(wildcards.model)}"
-    threshold = config["alignment"]["min_cosine"]
-    return args if threshold is None else f"{args} --min-alignment-cosine {threshold}"
-
-
-def align_check_inputs(wildcards):
-    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
-    for i, path in enumerate(adapter_model_input(wildcards)):
-        inputs[f"model{i}"] = path
-    return inputs
-
-
-def generate_args(wildcards):
-    """Every config value the generate job depends on, as CLI flags (so params track them).
-
-    Only the values a condition uses are passed: editing the retrieval alpha of one model
-    reruns that model's retrieval runs and nothing else.
-    """
-    model = MODELS[wildcards.model]
-    cond = CONDITIONS[wildcards.condition]
-    s = model["sampling"]
-    args = [
-        f"--model-key {wildcards.model}",
-        f"--model-id {shell_quote(model['id'])}",
-        f"--pipeline {model['pipeline']}",
-        f"--condition {wildcards.condition}",
-        f"--condition-type {cond['type']}",
-        f"--seed {wildcards.seed}",
-        f"--steps {s['steps']}",
-        f"--guidance {s['guidance']}",
-        f"--seconds {s['seconds']}",
-        f"--batch {s['batch']}",
-        f"--dtype {s['dtype']}",
-        f"--scheduler {s['scheduler']}",
-        f"--negative-prompt {shell_quote(s['negative_prompt'])}",
-        f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
-    ]
-    if cond["type"] in ("prompt_aug", *STYLE_TYPES):
-        args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
-    if cond["type"] == "prompt_aug":
-        args += [
-            f"--aug-topk {cond.get('topk', 4)}",
-            f"--aug-max-tags {cond.get('max_tags', 6)}",
-        ]
-    if cond["type"] in STYLE_TYPES:
-        r = model["retrieval"]
-        args += [
-            f"--style-topk {r['style_topk']}",
-            f"--style-temp {r['style_temp']}",
-            f"--blend {cond.get('blend', r['blend'])}",
-            f"--alpha {cond.get('alpha', r['alpha'])}",
-            f"--adapter {cond.get('adapter', 'none')}",
-        ]
-        if "strength_deg" in cond:
-            args.append(f"--strength-deg {cond['strength_deg']}")
-        if "style_guidance" in cond:
-            args.append(f"--style-guidance {cond['style_guidance']}")
-        args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
-        args.append(alignment_args(wildcards))
-        if model["pipeline"] == "audioldm1":
-            args += [
-                f"--cond-mix {r['cond_mix']}",
-                f"--cond-mix-beta {r['cond_mix_beta']}",
-            ]
-    return " ".join(args)
-
-
-def shell_quote(value):
-    import shlex
-
-    return shlex.quote(str(value))
-
-
-def run_dir(model, condition, seed):
-    return RUN.format(model=model, condition=condition, seed=seed)
-
-
-def all_runs():
-    return [
-        run_dir(m, c, s)
-        for m in MODELS
-        for c in CONDITIONS
-        if m in condition_models(c)
-        for s in SEEDS
-    ]
-
-
-def evaluate_inputs(wildcards):
-    inputs = {
-        "run_config": f"{RUN}/run_config.json".format(**wildcards),
-        "items_jsonl": f"{RUN}/items.jsonl".format(**wildcards),
-        "reference": REFERENCE_STATS,
-    }
-    for i, path in enumerate(model_input(config["clap"]["model"])):
-        inputs[f"clap{i}"] = path
-    return inputs
-
-
-def compare_inputs(wildcards):
-    return [f"{run}/metrics/summary.json" for run in all_runs()] + [
-        f"{run}/report.html" for run in all_runs()
-    ]
-
-
-def primary_hypotheses():
-    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
-    words = []
-    for h in config["evaluation"]["primary_hypotheses"]:
-        models = ",".join(h.get("models", []))
-        words.append(
-            f"{h['condition']}:{h['baseline']}:{h['metric']}"
-            + (f":{models}" if models else "")
-        )
-    return " ".join(words)
-
-
-COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
-
-
-def all_targets():
-    embeddings = [f"{P}/{name}/embeddings.npy" for name in DATASETS]
-    return [
-        COMPARE["index"],
-        COMPARE["summary"],
-        BANK["index_audit"],
-        BANK["audit"],
-        *embeddings,
-    ]
-
-
-def clap_embed_inputs(wildcards):
-    inputs = {"shard": shard_dir(wildcards.dataset, wildcards.shard)}
-    for i, path in enumerate(model_input(config["clap"]["model"])):
-        inputs[f"clap{i}"] = path
-    return inputs
-
-
-def bank_inputs(wildcards):
-    return {
-        "npy": f"{P}/{BANK_DS}/embeddings.npy",
-        "mapping": f"{P}/{BANK_DS}/mapping.jsonl",
-        "filter": config["bank"]["filter"],
-    }
-
-
-def reference_inputs(wildcards):
-    inputs = {"shards": reference_shards(wildcards)}
-    for i, path in enumerate(model_input(config["clap"]["model"])):
-        inputs[f"clap{i}"] = path
-    return inputs
-
-
-def adapter_inputs(wildcards):
-    inputs = {
-        "prompts": config["prompts"],
-        "bank": BANK["npy"],
-        "bank_mapping": BANK["mapping"],
-        "index": BANK["index"],
-    }
-    for i, path in enumerate(adapter_model_input(wildcards)):
-        inputs[f"model{i}"] = path
-    return inputs
-
-
-def generate_bank_flags(wildcards):
-    if not needs_bank(wildcards.condition):
-        return ""
-    return (
-        f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
-    )
-
-
-def generate_adapter_flag(wildcards):
-    if not uses_external_adapter(wildcards.condition):
-        return ""
-    return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
-
-
 def parent_of(name, of="output"):
     """The folder holding a named input/output file, as a params function."""
 
@@ -468,7 +83,13 @@ def parent_of(name, of="output"):
     return value
 
 
-# ----------------------------------------------------------------- cluster
+def shell_quote(value):
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+# ----------------- cluster: GPU request style, CUDA policy, grouping (config `cluster:`)
 # GPU request style, CUDA policy and grouping: config `cluster:` (config/README.md).
 CLUSTER = config["cluster"]
 
@@ -538,3 +159,383 @@ def group_evaluate_jobs():
     for model in MODELS:
         components.setdefault(f"evaluate_{model}", GROUP_SIZE)
     settings.group_components = type(settings.group_components)(components)
+
+
+# ----------------- models and raw data the workflow writes itself (demo, bench)
+def demo_model_dir(kind):
+    return f"{DEMO}/models/{kind}"
+
+
+def demo_raw_dir(kind):
+    return f"{DEMO}/raw/{kind}"
+
+
+def produced_by_demo(path):
+    """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
+    if not config["demo"]["enabled"]:
+        return False
+    demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
+        demo_raw_dir(k) for k in DATASET_KINDS
+    }
+    return is_one_of(path, demo_paths)
+
+
+def is_one_of(path, paths):
+    """``path`` names one of ``paths`` (``a/./b`` and ``a/b/`` count as ``a/b``)."""
+    return str(Path(path)) in {str(Path(p)) for p in paths}
+
+
+def real_arch_model_dir(kind):
+    return f"{BENCH_MODELS}/{kind}"
+
+
+def real_arch_configs(wildcards):
+    """The published configs a real-architecture build reads: editing one rebuilds it."""
+    return [os.path.relpath(p) for p in bench_config_files(wildcards.arch_kind)]
+
+
+def produced_by_bench(path):
+    """True when ``path`` is a real-architecture model folder the bench rule writes."""
+    return is_one_of(path, [real_arch_model_dir(k) for k in MODEL_KINDS])
+
+
+def model_input(name_or_path):
+    """A model folder the workflow writes is an input; a hub id (or the user's folder) is not."""
+    written = produced_by_demo(name_or_path) or produced_by_bench(name_or_path)
+    return [name_or_path] if written else []
+
+
+def dataset_root_input(wildcards):
+    """Raw roots are inputs only when the demo writes them.
+
+    The user's raw datasets are not declared, so a dry-run plans the full matrix
+    without the data; index_sources fails with a clear message if a root is missing.
+    """
+    root = DATASETS[wildcards.dataset]["root"]
+    return [root] if produced_by_demo(root) else []
+
+
+# ----------------- data: sources, segments, embeddings
+def coverage_files():
+    """coverage.json of every dataset: reports that use the bank or the reference state them."""
+    return [f"{P}/{name}/coverage.json" for name in DATASETS]
+
+
+def shard_dir(dataset, shard):
+    return f"{P}/{dataset}/segments/shard{shard}"
+
+
+def shard_dirs(dataset):
+    return [shard_dir(dataset, i) for i in range(DATASETS[dataset]["shards"])]
+
+
+def shard_embeddings(dataset):
+    return [
+        f"{P}/{dataset}/clap/shard{i}.npy" for i in range(DATASETS[dataset]["shards"])
+    ]
+
+
+def shard_dirs_of(wildcards):
+    return shard_dirs(wildcards.dataset)
+
+
+def shard_embeddings_of(wildcards):
+    return shard_embeddings(wildcards.dataset)
+
+
+def clap_embed_inputs(wildcards):
+    inputs = {"shard": shard_dir(wildcards.dataset, wildcards.shard)}
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+# ----------------- bank, index, alignment, reference statistics
+BANK = {
+    "npy": f"{P}/bank/style_bank.npy",
+    "mapping": f"{P}/bank/style_bank.jsonl",
+    "audit": f"{P}/bank/audit",
+    "index": f"{P}/bank/bank.index",
+    "index_audit": f"{P}/bank/index_audit.json",
+}
+
+
+def bank_inputs(wildcards):
+    return {
+        "npy": f"{P}/{BANK_DS}/embeddings.npy",
+        "mapping": f"{P}/{BANK_DS}/mapping.jsonl",
+        "filter": config["bank"]["filter"],
+    }
+
+
+def alignment_file(model):
+    """align_check's output for an AudioLDM1 model (bank CLAP vs its own text tower)."""
+    return f"{R}/alignment/{model}.json"
+
+
+def needs_alignment(wildcards):
+    return (
+        MODELS[wildcards.model]["pipeline"] == "audioldm1"
+        and CONDITIONS[wildcards.condition]["type"] in STYLE_TYPES
+    )
+
+
+def alignment_args(wildcards):
+    if not needs_alignment(wildcards):
+        return ""
+    args = f"--alignment {alignment_file(wildcards.model)}"
+    threshold = config["alignment"]["min_cosine"]
+    return args if threshold is None else f"{args} --min-alignment-cosine {threshold}"
+
+
+def align_check_inputs(wildcards):
+    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
+    for i, path in enumerate(adapter_model_input(wildcards)):
+        inputs[f"model{i}"] = path
+    return inputs
+
+
+REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+
+
+def reference_shard_args():
+    """Reference shards as DATASET=SHARD_DIR words (reference_stats tags each clip)."""
+    return " ".join(
+        f"{name}={d}"
+        for name in config["evaluation"]["reference_datasets"]
+        for d in shard_dirs(name)
+    )
+
+
+def reference_composition_args():
+    """evaluation.reference_composition as DATASET=weight:W / DATASET=count:N words."""
+    return " ".join(
+        f"{name}={kind}:{value}"
+        for name, part in config["evaluation"]["reference_composition"].items()
+        for kind, value in part.items()
+    )
+
+
+def judge_input(wildcards):
+    """The evaluation judge's CLAP folder when the workflow writes it (demo, bench)."""
+    return model_input(config["evaluation"]["clap"]["model"])
+
+
+def reference_shards(wildcards):
+    return [
+        d
+        for name in config["evaluation"]["reference_datasets"]
+        for d in shard_dirs(name)
+    ]
+
+
+def reference_inputs(wildcards):
+    inputs = {"shards": reference_shards(wildcards)}
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+# ----------------- adapters
+def adapter_checkpoint(model):
+    """The trained style adapter of ``model`` (output of train_adapter)."""
+    return f"{R}/adapters/{model}/style_adapter.safetensors"
+
+
+def converted_projector(pt_path):
+    """Where convert_projector writes the safetensors adapter of an original ``.pt``."""
+    return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"
+
+
+def external_adapter(model):
+    """A model's external adapter: its converted original projector, else the trained one."""
+    projector = MODELS[model].get("projector")
+    return converted_projector(projector) if projector else adapter_checkpoint(model)
+
+
+def adapter_model_input(wildcards):
+    return model_input(MODELS[wildcards.model]["id"]) + model_input(
+        config["clap"]["model"]
+    )
+
+
+def adapter_inputs(wildcards):
+    inputs = {
+        "prompts": config["prompts"],
+        "bank": BANK["npy"],
+        "bank_mapping": BANK["mapping"],
+        "index": BANK["index"],
+    }
+    for i, path in enumerate(adapter_model_input(wildcards)):
+        inputs[f"model{i}"] = path
+    return inputs
+
+
+def needs_bank(condition):
+    return CONDITIONS[condition]["type"] in ("prompt_aug", *STYLE_TYPES)
+
+
+def uses_external_adapter(condition):
+    cond = CONDITIONS[condition]
+    return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"
+
+
+def condition_models(condition):
+    """The models a condition runs on (``conditions.<name>.models``, default all)."""
+    return CONDITIONS[condition].get("models") or list(MODELS)
+
+
+def controlled_items(wildcards):
+    """A control's input: the items.jsonl of the retrieval run whose angles it matches."""
+    target = CONDITIONS[wildcards.condition].get("control_of")
+    if not target:
+        return []
+    return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
+
+
+def generate_inputs(wildcards):
+    inputs = {"prompts": config["prompts"]}
+    model = MODELS[wildcards.model]
+    for i, path in enumerate(model_input(model["id"])):
+        inputs[f"model{i}"] = path
+    if needs_bank(wildcards.condition):
+        inputs.update(
+            bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"]
+        )
+        for i, path in enumerate(model_input(config["clap"]["model"])):
+            inputs[f"clap{i}"] = path
+    if uses_external_adapter(wildcards.condition):
+        inputs["adapter"] = external_adapter(wildcards.model)
+    for path in controlled_items(wildcards):
+        inputs["match_angles"] = path
+    if needs_alignment(wildcards):
+        inputs["alignment"] = alignment_file(wildcards.model)
+    return inputs
+
+
+def generate_args(wildcards):
+    """Every config value the generate job depends on, as CLI flags (so params track them).
+
+    Only the values a condition uses are passed: editing the retrieval alpha of one model
+    reruns that model's retrieval runs and nothing else.
+    """
+    model = MODELS[wildcards.model]
+    cond = CONDITIONS[wildcards.condition]
+    s = model["sampling"]
+    args = [
+        f"--model-key {wildcards.model}",
+        f"--model-id {shell_quote(model['id'])}",
+        f"--pipeline {model['pipeline']}",
+        f"--condition {wildcards.condition}",
+        f"--condition-type {cond['type']}",
+        f"--seed {wildcards.seed}",
+        f"--steps {s['steps']}",
+        f"--guidance {s['guidance']}",
+        f"--seconds {s['seconds']}",
+        f"--batch {s['batch']}",
+        f"--dtype {s['dtype']}",
+        f"--scheduler {s['scheduler']}",
+        f"--negative-prompt {shell_quote(s['negative_prompt'])}",
+        f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
+    ]
+    if cond["type"] in ("prompt_aug", *STYLE_TYPES):
+        args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
+    if cond["type"] == "prompt_aug":
+        args += [
+            f"--aug-topk {cond.get('topk', 4)}",
+            f"--aug-max-tags {cond.get('max_tags', 6)}",
+        ]
+    if cond["type"] in STYLE_TYPES:
+        r = model["retrieval"]
+        args += [
+            f"--style-topk {r['style_topk']}",
+            f"--style-temp {r['style_temp']}",
+            f"--blend {cond.get('blend', r['blend'])}",
+            f"--alpha {cond.get('alpha', r['alpha'])}",
+            f"--adapter {cond.get('adapter', 'none')}",
+        ]
+        if "strength_deg" in cond:
+            args.append(f"--strength-deg {cond['strength_deg']}")
+        if "style_guidance" in cond:
+            args.append(f"--style-guidance {cond['style_guidance']}")
+        args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
+        args.append(alignment_args(wildcards))
+        if model["pipeline"] == "audioldm1":
+            args += [
+                f"--cond-mix {r['cond_mix']}",
+                f"--cond-mix-beta {r['cond_mix_beta']}",
+            ]
+    return " ".join(args)
+
+
+def generate_bank_flags(wildcards):
+    if not needs_bank(wildcards.condition):
+        return ""
+    return (
+        f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
+    )
+
+
+def generate_adapter_flag(wildcards):
+    if not uses_external_adapter(wildcards.condition):
+        return ""
+    return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
+
+
+def run_dir(model, condition, seed):
+    return RUN.format(model=model, condition=condition, seed=seed)
+
+
+def all_runs():
+    return [
+        run_dir(m, c, s)
+        for m in MODELS
+        for c in CONDITIONS
+        if m in condition_models(c)
+        for s in SEEDS
+    ]
+
+
+# ----------------- evaluation and comparison
+def evaluate_inputs(wildcards):
+    inputs = {
+        "run_config": f"{RUN}/run_config.json".format(**wildcards),
+        "items_jsonl": f"{RUN}/items.jsonl".format(**wildcards),
+        "reference": REFERENCE_STATS,
+    }
+    for i, path in enumerate(model_input(config["clap"]["model"])):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+def compare_inputs(wildcards):
+    return [f"{run}/metrics/summary.json" for run in all_runs()] + [
+        f"{run}/report.html" for run in all_runs()
+    ]
+
+
+def primary_hypotheses():
+    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
+    words = []
+    for h in config["evaluation"]["primary_hypotheses"]:
+        models = ",".join(h.get("models", []))
+        words.append(
+            f"{h['condition']}:{h['baseline']}:{h['metric']}"
+            + (f":{models}" if models else "")
+        )
+    return " ".join(words)
+
+
+COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
+
+
+# ----------------- targets
+def all_targets():
+    embeddings = [f"{P}/{name}/embeddings.npy" for name in DATASETS]
+    return [
+        COMPARE["index"],
+        COMPARE["summary"],
+        BANK["index_audit"],
+        BANK["audit"],
+        *embeddings,
+    ]

@@ -9,7 +9,7 @@ import yaml
 from rcmg.bank.blend import BLEND_MODES
 from rcmg.bank.retrieval import INDEX_KINDS
 from rcmg.data import segmenting, sources
-from rcmg.generation.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES
+from rcmg.generation.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES, STYLE_TYPES
 from rcmg.models.device import DTYPES
 from rcmg.models.pipelines import PIPELINE_FAMILIES, SCHEDULERS
 from rcmg.standins import demo_corpus, real_arch, tiny_models
@@ -77,3 +77,4 @@ def test_every_list_of_kinds_is_the_one_definition():
     assert tiny_models.KINDS is kinds.MODEL_KINDS is real_arch.KINDS
     assert tuple(PIPELINE_FAMILIES) == kinds.PIPELINE_FAMILIES
     assert CONDITION_TYPES is kinds.CONDITION_TYPES
+    assert STYLE_TYPES is kinds.STYLE_TYPES and set(STYLE_TYPES) <= set(CONDITION_TYPES)

@@ -30,8 +30,7 @@ from rcmg.workflow import kinds
 from rcmg.workflow.cli import InputError
 
 CONDITION_TYPES = kinds.CONDITION_TYPES
-# Condition types that blend a style vector into the conditioning.
-STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
+STYLE_TYPES = kinds.STYLE_TYPES
 ADAPTERS = ("none", "mlp", "external")
 COND_MIXES = ("none", "residual")
 

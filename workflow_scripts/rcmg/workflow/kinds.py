@@ -21,3 +21,5 @@ CONDITION_TYPES = (
     "retrieval_mismatched",
     "style_only",
 )
+# Condition types that blend a style vector into the conditioning.
+STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
