@@ -16,6 +16,8 @@ rule evaluate:
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
         summary=f"{RUN}/metrics/summary.json",
+        attribution=f"{RUN}/ATTRIBUTION.md",
+        bank_items=f"{RUN}/metrics/bank_items.jsonl",
         report=report(
             f"{RUN}/report.html",
             category="Runs",

@@ -21,7 +21,7 @@ import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
+from rcmg.evaluation import judge, metrics, plots, provenance, report, set_metrics, stats
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
 
@@ -366,16 +366,19 @@ def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list
     ]
 
 
-def report_items(rows: list[dict], items: list[dict]) -> list[dict]:
-    """Per-item context for the template (metrics as (name, value) pairs)."""
+def report_items(rows: list[dict], items: list[dict], used: list[dict] | None = None) -> list[dict]:
+    """Per-item context for the template (metrics as (name, value) pairs; ``used`` = the
+    bank items of each entry, from :func:`provenance.run_provenance`)."""
     shown = [*SIM_COLUMNS, *LEVEL_COLUMNS, *FLAG_COLUMNS]
     out = []
-    for row, entry in zip(rows, items, strict=True):
+    used = used or [{"bank_items": []}] * len(items)
+    for row, entry, bank in zip(rows, items, used, strict=True):
         out.append(
             {
                 **row,
                 "negative_prompt": entry.get("negative_prompt") or "",
                 "retrieved": entry.get("retrieved") or [],
+                "bank_items": bank["bank_items"],
                 "augment_tags": entry.get("augment_tags") or [],
                 "metrics": [(name, row.get(name)) for name in shown if row.get(name) is not None],
                 "mel": row.get("mel"),
@@ -401,7 +404,7 @@ def evaluate_run(
     if embedder_factory is None:
         embedder_factory = clap_factory(clap_model, options.device)
     config, hardware, items = report.read_run_inputs(run_dir)
-    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE):
+    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE, "ATTRIBUTION.md"):
         (run_dir / stale).unlink(missing_ok=True)
     reference = load_reference(Path(reference_stats), clap_model)
     ok_rows = [r for r in items if r.get("status") == "ok"]
@@ -439,13 +442,16 @@ def evaluate_run(
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
+    title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
+    used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
+    summary["provenance"] = {k: v for k, v in used.items() if k != "by_output"}
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
     write_embeddings(run_dir, rows, audio_emb, clap_model)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
     write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
     html = report.render_run_report(
         {
-            "title": f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}",
+            "title": title,
             "is_pipeline_check": summary["is_pipeline_check"],
             "config": config,
             "hardware": hardware,
@@ -454,7 +460,8 @@ def evaluate_run(
             "composition": report.composition_rows(reference["composition"]),
             "coverage": summary["dataset_coverage"],
             "plots": plot_list,
-            "items": report_items(rows, items),
+            "items": report_items(rows, items, used["by_output"]),
+            "provenance": summary["provenance"],
         }
     )
     write_text(run_dir / "report.html", html)
