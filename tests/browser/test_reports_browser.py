@@ -131,6 +131,8 @@ def test_compare_index_renders_plots_and_links(browser, served_tree):
     open_and_check(browser, page_url(served_tree, served_tree["report"] / "index.html"), 0, 4)
     from selenium.webdriver.common.by import By
 
+    for details in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        details.click()  # everything below the key tables is one click away
     for table in ("aggregates", "primary", "set-diffs", "reference-composition"):
         assert browser.find_element(By.ID, table).is_displayed(), table
     header = browser.find_element(By.ID, "aggregates").text
@@ -150,3 +152,65 @@ def test_side_by_side_page_loads_both_runs_audio(browser, served_tree):
 
     prompts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#items .prompt")]
     assert SCRIPT_PROMPT in prompts
+
+
+SCROLL_JS = """
+return {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+        body: document.body.scrollWidth};
+"""
+
+PLAY_JS = """
+const done = arguments[arguments.length - 1];
+const audio = document.querySelector('#grid-box table.grid:not([hidden]) tr.grid-row audio');
+if (!audio) { done({error: 'no audio in the visible grid'}); return; }
+audio.muted = true;
+audio.play().then(() => {
+  const t0 = performance.now();
+  const poll = () => {
+    if (audio.currentTime > 0 || performance.now() - t0 > 10000) {
+      done({src: audio.getAttribute('src'), time: audio.currentTime, paused: audio.paused,
+            preload: audio.getAttribute('preload'), error: audio.error && audio.error.code});
+    } else { setTimeout(poll, 50); }
+  };
+  poll();
+}).catch((e) => done({error: String(e)}));
+"""
+
+
+def test_comparison_page_fits_1366_plays_a_grid_cell_and_draws_the_scatter(browser, served_tree):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1366, 768)
+    width = browser.execute_script("return window.innerWidth")
+    browser.get(page_url(served_tree, served_tree["report"] / "index.html"))
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll at {width} px: {sizes}"
+    # the key tables come first: conditions as rows, key metrics as columns
+    key = browser.find_element(By.CSS_SELECTOR, "table.key")
+    assert key.is_displayed() and "text sim" in key.text and "KAD" in key.text
+    assert [r.text.split()[0] for r in key.find_elements(By.TAG_NAME, "tr")[1:]] == [
+        "prompt",
+        "retrieval",
+    ]
+    assert browser.find_elements(By.CSS_SELECTOR, "table.key td.best")
+    assert browser.find_elements(By.CSS_SELECTOR, "#footnotes li")  # primary tests' Holm p
+    # every player waits for a click (preload="none")
+    audios = browser.find_elements(By.CSS_SELECTOR, "#grid-box audio")
+    assert len(audios) == 7  # 4 prompts x 2 conditions, one retrieval item skipped
+    assert {a.get_attribute("preload") for a in audios} == {"none"}
+    played = browser.execute_async_script(PLAY_JS)
+    assert played.get("error") is None and played["time"] > 0, played
+    assert browser.find_element(By.CSS_SELECTOR, "#grid-box td.cell[title]")  # hover text
+    # the trade-off scatter: one point per run, drawn with a size
+    svg = browser.find_element(By.ID, "tradeoff")
+    assert svg.size["width"] > 300 and svg.size["height"] > 200
+    # (the fake prompt run was evaluated without a bank: no style similarity, named instead)
+    assert len(svg.find_elements(By.CSS_SELECTOR, "circle.pt")) == 1
+    assert "tiny-audioldm/prompt/seed0" in svg.find_element(By.CSS_SELECTOR, ".left-out").text
+    # opening every details section still leaves no page-level horizontal scroll
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll with details open: {sizes}"
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []

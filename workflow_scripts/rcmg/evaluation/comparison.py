@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
+from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow.atomic import atomic_dir, write_text
@@ -130,6 +130,8 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
         "bench_s": bench_s,
         "compute_s_per_audio_min": per_min,
         "metrics": summary.get("metrics", {}),
+        "non_commercial": bool((summary.get("provenance") or {}).get("non_commercial")),
+        "license_classes": "+".join((summary.get("provenance") or {}).get("license_classes") or []),
     }
 
 
@@ -223,6 +225,10 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
         else math.nan,
         "metrics": metrics_out,
         "reference_subsets": subsets,
+        "non_commercial": any(r["non_commercial"] for r in records),
+        "license_classes": "+".join(
+            dict.fromkeys(c for r in records for c in r["license_classes"].split("+") if c)
+        ),
     }
 
 
@@ -371,6 +377,8 @@ SUMMARY_FIELDS = [
     "generated_seconds",
     "bench_s",
     "compute_s_per_audio_min",
+    "non_commercial",
+    "license_classes",
 ]
 PAIRED_FIELDS = [
     "model",
@@ -516,6 +524,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     set_diffs = paired_set_rows(runs, records, to_test, ref, options)
     models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
+    nc_groups = {(a["model"], a["condition"]) for a in aggregates if a["non_commercial"]}
+    key, footnotes = overview.key_tables(aggregates, paired, options.baseline_condition, nc_groups)
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
@@ -542,6 +552,12 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "any_below_min_n": any(a["below_min_n"] for a in aggregates),
             "baseline": options.baseline_condition,
             "plots": figures,
+            "key_tables": key,
+            "footnotes": footnotes,
+            "key_metrics": overview.KEY_METRICS,
+            "scatter": overview.tradeoff_svg(records),
+            "grid": overview.listening_grid(runs, out_dir, options.baseline_condition, item_key),
+            "any_non_commercial": bool(nc_groups),
         }
     )
     write_text(out_dir / "index.html", html)
