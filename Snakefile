@@ -39,6 +39,7 @@ include: "rules/bank.smk"
 include: "rules/adapter.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
+include: "rules/listening.smk"
 include: "rules/bench.smk"
 
 

@@ -70,6 +70,7 @@ rule evaluate:
 rule compare:
     input:
         compare_inputs,
+        unpack(lambda wc: listening_input()),
         reference=REFERENCE_STATS,
         coverage=coverage_files(),
     output:
@@ -99,6 +100,7 @@ rule compare:
         fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
+        listening=listening_flag(),
         code=code("compare"),
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
@@ -107,4 +109,4 @@ rule compare:
         "--min-n {params.min_n} --primary {params.primary} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
-        "--coverage {input.coverage} > {log} 2>&1"
+        "--coverage {input.coverage} {params.listening} > {log} 2>&1"

@@ -43,6 +43,7 @@ class CompareOptions:
     fad_inf_steps: int = 10
     fad_inf_repeats: int = 3
     coverage: tuple[Path, ...] = ()  # coverage.json of every dataset (stated on the page)
+    listening: Path | None = None  # preferences.json of the listening test (listening_ingest)
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -418,13 +419,40 @@ SET_DIFF_FIELDS = [
 ]
 
 
-def summary_csv(records: list[dict], names: list[str]) -> str:
+LISTENING_QUESTIONS = ("quality", "text", "style")
+
+
+def summary_csv(records: list[dict], names: list[str], listening: dict | None = None) -> str:
+    """One row per aggregate and run; with ``listening``, the aggregate rows also carry the
+    rate the condition was preferred over the baseline (listening_<question>_pref*)."""
     fields = SUMMARY_FIELDS + [
         f"{n}_{part}" for n in names for part in ("mean", "ci_low", "ci_high")
     ]
+    prefs = {}
+    if listening is not None:
+        fields += [
+            f"listening_{q}_{part}"
+            for q in LISTENING_QUESTIONS
+            for part in ("pref", "ci_low", "ci_high", "baseline", "n_raters")
+        ]
+        for p in listening.get("preferences", []):
+            prefs[(p["model"], p["condition"], p["question"])] = p
     table = []
     for record in records:
         row = {key: record.get(key) for key in SUMMARY_FIELDS}
+        if record.get("level") == "aggregate":
+            for q in LISTENING_QUESTIONS:
+                p = prefs.get((record["model"], record["condition"], q))
+                if p:
+                    row.update(
+                        {
+                            f"listening_{q}_pref": p["preference"],
+                            f"listening_{q}_ci_low": p["ci_low"],
+                            f"listening_{q}_ci_high": p["ci_high"],
+                            f"listening_{q}_baseline": p["baseline"],
+                            f"listening_{q}_n_raters": p["n_raters"],
+                        }
+                    )
         for name in names:
             ci = record["metrics"].get(name) or {}
             row.update({f"{name}_{part}": ci.get(part) for part in ("mean", "ci_low", "ci_high")})
@@ -477,6 +505,13 @@ def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:
     return figures
 
 
+def read_listening(path: Path | None) -> dict | None:
+    """preferences.json of listening_ingest.py (None when no test was configured)."""
+    if path is None:
+        return None
+    return report.read_json(Path(path), "run the listening_ingest step (listening_ingest.py)")
+
+
 def judge_rows(runs: list[dict]) -> list[dict]:
     """One row per model: the judge, the style space and the text-tower fingerprints."""
     rows: dict[str, dict] = {}
@@ -526,7 +561,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     figures = write_plots(out_dir, runs, aggregates, groups, names)
     nc_groups = {(a["model"], a["condition"]) for a in aggregates if a["non_commercial"]}
     key, footnotes = overview.key_tables(aggregates, paired, options.baseline_condition, nc_groups)
-    write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names))
+    listening = read_listening(options.listening)
+    write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
     html = report.render_compare(
@@ -558,6 +594,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "scatter": overview.tradeoff_svg(records),
             "grid": overview.listening_grid(runs, out_dir, options.baseline_condition, item_key),
             "any_non_commercial": bool(nc_groups),
+            "listening": listening,
         }
     )
     write_text(out_dir / "index.html", html)
