@@ -152,3 +152,54 @@ def test_two_way_bootstrap_covers_the_population_rate_under_rater_and_item_effec
         _, low, high = listening.two_way_bootstrap(raters, items, y.ravel(), 300, exp)
         covered += low <= truth <= high
     assert covered / n_exp >= 0.9
+
+
+def test_retrieved_windows_become_style_references(built, tmp_path):
+    """With the bank mapping and its segment shards, a pair with a retrieval side gets up
+    to 3 of its retrieved windows as (opaque, normalised) references: the style question."""
+    seg = tmp_path / "segments" / "shard0"
+    seg.mkdir(parents=True)
+    t = np.arange(16000) / 16000
+    np.save(
+        seg / "audio_16k.npy",
+        np.stack([0.2 * np.sin(2 * np.pi * (200 + 40 * i) * t) for i in range(12)]).astype(
+            np.float32
+        ),
+    )
+    mapping = tmp_path / "bank.jsonl"
+    mapping.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "row": i,
+                    "segment_id": fake_runs.FAKE_BANK_SEGMENTS[i],
+                    "shard": "shard0",
+                    "shard_row": i,
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
+    out, key = tmp_path / "test", tmp_path / "key.json"
+    runs = [str(r) for r in built["runs"]]
+    argv = [
+        "--runs",
+        *runs,
+        "--out-dir",
+        str(out),
+        "--key",
+        str(key),
+        "--bank-mapping",
+        str(mapping),
+    ]
+    assert listening_test.main([*argv, "--segments-root", str(seg.parent)]) == 0
+    page = (out / "index.html").read_text()
+    trials = json.loads(re.search(r"const TRIALS = (\[.*?\]);", page).group(1))
+    meta = json.loads(key.read_text())
+    with_refs = [t for t in trials if t["refs"]]
+    # fake runs: prompt_aug and retrieval both list retrieved rows 3 and 9
+    assert len(with_refs) == 8 and all(len(t["refs"]) == 2 for t in with_refs)
+    assert all(not meta["trials"][t["id"]]["catch"] for t in with_refs)
+    refs = {r for t in with_refs for r in t["refs"]}
+    assert len(refs) == 2 and all(re.fullmatch(r"stimuli/[0-9a-f]{16}\.wav", r) for r in refs)
