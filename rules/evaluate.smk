@@ -12,6 +12,7 @@ rule evaluate:
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
+        segments=shard_dirs(BANK_DS),
         coverage=coverage_files(),
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
@@ -54,6 +55,12 @@ rule evaluate:
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         style_topk=lambda wc: config["models"][wc.model]["retrieval"]["style_topk"],
         style_temp=lambda wc: config["models"][wc.model]["retrieval"]["style_temp"],
+        segments_root=lambda wc, input: os.path.dirname(input.segments[0]),
+        copy_threshold=config["evaluation"].get("copy_audit", {}).get("threshold", 0.69),
+        copy_nearest=config["evaluation"].get("copy_audit", {}).get("nearest", 3),
+        copy_semitones=config["evaluation"]
+        .get("copy_audit", {})
+        .get("max_semitones", 3),
         code=code("evaluate"),
     shell:
         "python {params.cli} --run-dir {params.run_dir} --clap-model {params.model:q} "
@@ -64,6 +71,8 @@ rule evaluate:
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.style_topk} --style-temp {params.style_temp} "
         "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
+        "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
+        "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
         "> {log} 2>&1"
 
 

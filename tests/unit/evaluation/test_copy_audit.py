@@ -63,8 +63,7 @@ def test_planted_copies_are_flagged_and_ordinary_outputs_not(bank):
     metas = [{"item": i, "wav": f"wav/{i:04d}.wav"} for i in range(5)]
     rows = copy_audit.audit_outputs(
         list(zip(metas, outputs, strict=True)),
-        out_emb,
-        bank_emb,
+        copy_audit.cosine_matrix(out_emb, bank_emb),
         retrieved,
         lambda r: bank[r],
         SR,
@@ -76,3 +75,69 @@ def test_planted_copies_are_flagged_and_ordinary_outputs_not(bank):
     assert rows[2]["nearest_bank_cosine"] > 0.9 and rows[2]["nearest_bank_row"] == 0
     assert rows[2]["retrieved_rows"] == "0 1" and rows[2]["retrieved_cosine_max"] > 0.9
     assert all(0 <= r["copy_score"] <= 1 + 1e-9 for r in rows)
+
+
+def test_evaluate_fills_the_copy_columns_for_every_clip_and_flags_a_planted_copy(tmp_path):
+    """Through evaluate_run (what evaluate.py runs): the bank's windows live in segment
+    shards; output 0 of a retrieval run is replaced by bank window 3 (one it retrieved)."""
+    import csv
+    import json
+
+    import soundfile as sf
+    from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.workflow.atomic import write_jsonl
+
+    from tests.unit import fake_runs
+
+    dim = fake_runs.FakeEmbedder.dim
+    windows = np.stack([melody(50 + i, seconds=1.0) for i in range(12)])
+    shard = tmp_path / "segments" / "shard0"
+    shard.mkdir(parents=True)
+    np.save(shard / "audio_16k.npy", windows)
+    bank = np.random.default_rng(0).standard_normal((12, dim)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    np.save(tmp_path / "bank.npy", bank)
+    write_jsonl(
+        tmp_path / "bank.jsonl",
+        [
+            {
+                "row": i,
+                "segment_id": fake_runs.FAKE_BANK_SEGMENTS[i],
+                "shard": "shard0",
+                "shard_row": i,
+                "tags": [],
+            }
+            for i in range(12)
+        ],
+    )
+    save_index(build_index(bank, kind="flat"), tmp_path / "bank.index")
+    run_dir = fake_runs.write_fake_run(
+        tmp_path / "runs", condition="retrieval", with_style=True, style_dim=dim
+    )
+    sf.write(run_dir / "wav" / "0000.wav", windows[3], SR, subtype="FLOAT")
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    summary = fake_runs.evaluate_with_fake_embedder(
+        run_dir,
+        ref,
+        bank=tmp_path / "bank.npy",
+        bank_mapping=tmp_path / "bank.jsonl",
+        index=tmp_path / "bank.index",
+        segments_root=tmp_path / "segments",
+    )
+    with open(run_dir / "metrics" / "per_item.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:  # every clip has the audit columns filled
+        for column in (
+            "nearest_bank_row",
+            "nearest_bank_cosine",
+            "retrieved_cosine_max",
+            "copy_score",
+            "copy_flag",
+        ):
+            assert row[column] != "", (column, row)
+    assert [row["copy_flag"] for row in rows] == ["1", "0", "0", "0"]  # CSV booleans
+    assert rows[0]["copy_source_row"] == "3" and float(rows[0]["copy_score"]) > 0.99
+    audit = json.loads((run_dir / "metrics" / "summary.json").read_text())["copy_audit"]
+    assert audit["n_audited"] == 4 and audit["n_flagged"] == 1 == summary["copy_audit"]["n_flagged"]
+    html = (run_dir / "report.html").read_text()
+    assert 'id="copy-audit" class="check"' in html and "1 of 4 output(s)" in html

@@ -133,6 +133,7 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
         "metrics": summary.get("metrics", {}),
         "non_commercial": bool((summary.get("provenance") or {}).get("non_commercial")),
         "license_classes": "+".join((summary.get("provenance") or {}).get("license_classes") or []),
+        "copy_flagged": (summary.get("copy_audit") or {}).get("n_flagged"),
     }
 
 
@@ -227,6 +228,9 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
         "metrics": metrics_out,
         "reference_subsets": subsets,
         "non_commercial": any(r["non_commercial"] for r in records),
+        "copy_flagged": sum(int(r["copy_flagged"] or 0) for r in records)
+        if any(r["copy_flagged"] is not None for r in records)
+        else None,
         "license_classes": "+".join(
             dict.fromkeys(c for r in records for c in r["license_classes"].split("+") if c)
         ),
@@ -380,6 +384,7 @@ SUMMARY_FIELDS = [
     "compute_s_per_audio_min",
     "non_commercial",
     "license_classes",
+    "copy_flagged",
 ]
 PAIRED_FIELDS = [
     "model",

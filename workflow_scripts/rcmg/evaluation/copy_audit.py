@@ -98,7 +98,7 @@ def copy_score(x: np.ndarray, ref: np.ndarray, sr: int, options: CopyOptions = C
     """Median over the output's non-silent 1-s patches of their best match in ``ref``."""
     fx, level = log_freq_spectrogram(x, sr)
     fr, _ = log_freq_spectrogram(ref, sr)
-    p = max(2, round(options.patch_s / HOP_S))
+    p = max(2, min(round(options.patch_s / HOP_S), fx.shape[1]))  # short clips: one patch
     scores = []
     for start in range(0, max(1, fx.shape[1] - p + 1), p):
         if np.mean(level[start : start + p]) < options.min_patch_rms_db:
@@ -168,19 +168,24 @@ AUDIT_FIELDS = (
 )
 
 
-def audit_outputs(outputs, out_emb, bank_emb, retrieved, bank_audio, sr, options, n_nearest=3):
+def cosine_matrix(out_emb, bank_emb) -> np.ndarray:
+    """(N x B) cosines of outputs and bank rows (same CLAP space)."""
+    a = np.asarray(out_emb, dtype=np.float64)
+    b = np.asarray(bank_emb, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def audit_outputs(outputs, cosines, retrieved, bank_audio, sr, options, n_nearest=3):
     """One row per output: embedding cosines (reported) and the copy score / flag.
 
-    ``outputs``: list of (row dict with item/waveform_index/wav, audio); ``out_emb``
-    (N x D) and ``bank_emb`` (B x D) in the same CLAP space; ``retrieved``: per output the
-    bank rows it was conditioned on; ``bank_audio(row)`` -> audio at ``sr`` (or None).
+    ``outputs``: list of (row dict with item/waveform_index/wav, audio); ``cosines``
+    (N x B) output-to-bank-row cosines (:func:`cosine_matrix`); ``retrieved``: per output
+    the bank rows it was conditioned on; ``bank_audio(row)`` -> audio at ``sr`` or None.
     The copy score is taken against the retrieved rows and the ``n_nearest`` bank rows.
     """
-    out_emb = np.asarray(out_emb, dtype=np.float64)
-    bank = np.asarray(bank_emb, dtype=np.float64)
-    unit = out_emb / np.maximum(np.linalg.norm(out_emb, axis=1, keepdims=True), 1e-12)
-    bank_unit = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
-    cos = unit @ bank_unit.T
+    cos = np.asarray(cosines, dtype=np.float64)
     rows = []
     for k, ((meta, audio), used) in enumerate(zip(outputs, retrieved, strict=True)):
         order = np.argsort(-cos[k])

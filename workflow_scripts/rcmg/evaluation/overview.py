@@ -114,6 +114,7 @@ def key_tables(aggregates, paired, baseline: str, nc_groups: set) -> tuple[list[
                     "seeds": r.get("seed"),
                     "below_min_n": r.get("below_min_n"),
                     "non_commercial": (model, r["condition"]) in nc_groups,
+                    "copy_flagged": r.get("copy_flagged"),
                     "cells": cells,
                 }
             )

@@ -55,6 +55,12 @@ class EvalOptions:
     # coverage.json of every dataset the run depends on (bank and reference), stated in
     # the report: a partial download changes both
     coverage: tuple[Path, ...] = ()
+    # copy audit (rcmg.evaluation.copy_audit): the bank dataset's segments/ folder holds
+    # the bank windows' audio; None: no audit
+    segments_root: Path | None = None
+    copy_threshold: float = 0.69  # copy_audit.CopyOptions.threshold (planted-copy calibration)
+    copy_nearest: int = 3  # nearest bank rows (by CLAP cosine) scored besides the retrieved
+    copy_max_semitones: int = 3
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -73,6 +79,14 @@ CLAP_SR = 48000
 LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
 FLAG_COLUMNS = ["clipped", "silent"]
 SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
+COPY_COLUMNS = [
+    "nearest_bank_row",
+    "nearest_bank_cosine",
+    "retrieved_cosine_max",
+    "copy_score",
+    "copy_source_row",
+    "copy_flag",
+]
 CSV_COLUMNS = [
     "item",
     "waveform_index",
@@ -87,6 +101,7 @@ CSV_COLUMNS = [
     *SIM_COLUMNS,
     *LEVEL_COLUMNS,
     *FLAG_COLUMNS,
+    *COPY_COLUMNS,
     "mel",
 ]
 
@@ -441,6 +456,7 @@ def evaluate_run(
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
     used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
@@ -466,6 +482,73 @@ def evaluate_run(
     )
     write_text(run_dir / "report.html", html)
     return summary
+
+
+def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) -> dict:
+    """Fill COPY_COLUMNS of every evaluated row; return the run-level summary."""
+    from rcmg.data.audio_io import resample
+    from rcmg.evaluation import copy_audit
+    from rcmg.evaluation.provenance import read_mapping_rows
+
+    if options.segments_root is None or options.bank is None or not ok_rows:
+        return {"enabled": False, "reason": "no --segments-root / --bank given"}
+    bank = np.load(options.bank, mmap_mode="r")
+    if bank.shape[1] != style_audio.shape[1]:
+        return {"enabled": False, "reason": f"bank is {bank.shape[1]}-d, embeddings not"}
+    cos = copy_audit.cosine_matrix(style_audio, bank)
+    retrieved = [
+        [int(h["row"]) for h in r.get("retrieved") or [] if isinstance(h.get("row"), int)]
+        for r in ok_rows
+    ]
+    nearest = np.argsort(-cos, axis=1)[:, : options.copy_nearest]
+    wanted = {int(r) for row in retrieved for r in row} | {int(r) for r in nearest.ravel()}
+    mapping = read_mapping_rows(options.bank_mapping, wanted)
+    shards: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+
+    def bank_audio_at(sr):
+        def load(row):
+            meta = mapping.get(row)
+            if meta is None or "shard" not in meta:
+                return None
+            path = Path(options.segments_root) / str(meta["shard"]) / "audio_16k.npy"
+            if not path.is_file():
+                missing.append(str(path))
+                return None
+            shards.setdefault(str(path), np.load(path, mmap_mode="r"))
+            x = np.asarray(shards[str(path)][int(meta["shard_row"])], dtype=np.float32)
+            return x if sr == 16000 else resample(x, 16000, sr)
+
+        return load
+
+    copy_options = copy_audit.CopyOptions(
+        max_semitones=options.copy_max_semitones, threshold=options.copy_threshold
+    )
+    audited = []
+    for k, (row, (x, sr)) in enumerate(zip(ok_rows, clips, strict=True)):
+        audited += copy_audit.audit_outputs(
+            [(row, x)],
+            cos[k : k + 1],
+            [retrieved[k]],
+            bank_audio_at(sr),
+            sr,
+            copy_options,
+            n_nearest=options.copy_nearest,
+        )
+    by_key = {(a["item"], a["waveform_index"]): a for a in audited}
+    for row in rows:
+        found = by_key.get((row["item"], row.get("waveform_index") or 0))
+        if found:
+            row.update({c: found[c] for c in COPY_COLUMNS})
+    flagged = [a for a in audited if a["copy_flag"]]
+    return {
+        "enabled": True,
+        "threshold": options.copy_threshold,
+        "n_audited": len(audited),
+        "n_flagged": len(flagged),
+        "flagged": [f"{a['item']}:{a['copy_source_row']}" for a in flagged],
+        "missing_audio": sorted(set(missing)),
+    }
 
 
 def json_safe(value):
