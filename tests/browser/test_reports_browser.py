@@ -312,3 +312,27 @@ def test_listening_test_taken_as_a_rater_reveals_no_condition_and_is_ingested(
     table = browser.find_element(By.ID, "listening-preferences")
     assert "quality" in table.text and "retrieval" in table.text and "prompt" in table.text
     assert "listening_quality_pref" in (out / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+def test_demo_comparison_page_fits_1366_and_plays_a_grid_cell(browser, demo_workdir):
+    """The demo's own comparison page (the session demo run): no horizontal scroll at
+    1366x768, a grid cell plays, the scatter has one point per run with similarities."""
+    import yaml
+    from selenium.webdriver.common.by import By
+
+    cfg = yaml.safe_load((demo_workdir / "config/demo.yaml").read_text())
+    index = demo_workdir / cfg["paths"]["results"] / "report/index.html"
+    browser.set_window_size(1366, 768)
+    browser.get(index.as_uri())
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], sizes
+    played = browser.execute_async_script(PLAY_JS)
+    assert played.get("error") is None and played["time"] > 0, played
+    n_runs = len(cfg["models"]) * len(cfg["conditions"]) * len(cfg["seeds"])
+    points = browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.pt")
+    assert 0 < len(points) <= n_runs
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], sizes
