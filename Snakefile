@@ -40,6 +40,7 @@ include: "rules/adapter.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
 include: "rules/listening.smk"
+include: "rules/audit.smk"
 include: "rules/bench.smk"
 
 

@@ -165,6 +165,7 @@ BANK = {
     "index_audit": f"{P}/bank/index_audit.json",
 }
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
 
 
 def reference_shards(wildcards):

@@ -13,6 +13,7 @@ rule evaluate:
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
         segments=shard_dirs(BANK_DS),
+        copy_calibration=COPY_CALIBRATION,
         coverage=coverage_files(),
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
@@ -73,6 +74,7 @@ rule evaluate:
         "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
         "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
         "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
+        "--copy-calibration {input.copy_calibration} "
         "> {log} 2>&1"
 
 

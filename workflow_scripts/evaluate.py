@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--copy-threshold", type=float, default=cli.default(EvalOptions, "copy_threshold")
     )
+    audit.add_argument(
+        "--copy-calibration",
+        type=Path,
+        default=None,
+        help="copy_calibrate.py JSON: its threshold when planted and unrelated separate",
+    )
     audit.add_argument("--copy-nearest", type=int, default=cli.default(EvalOptions, "copy_nearest"))
     audit.add_argument(
         "--copy-max-semitones", type=int, default=cli.default(EvalOptions, "copy_max_semitones")
@@ -107,6 +113,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         copy_threshold=args.copy_threshold,
         copy_nearest=args.copy_nearest,
         copy_max_semitones=args.copy_max_semitones,
+        copy_calibration=args.copy_calibration,
     )
 
 

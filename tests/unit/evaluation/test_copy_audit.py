@@ -116,6 +116,15 @@ def test_evaluate_fills_the_copy_columns_for_every_clip_and_flags_a_planted_copy
     )
     sf.write(run_dir / "wav" / "0000.wav", windows[3], SR, subtype="FLOAT")
     ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    # the copy_calibrate step on this bank: planted copies of its own windows
+    import copy_calibrate
+
+    calibration = tmp_path / "copy_calibration.json"
+    argv = ["--bank-mapping", str(tmp_path / "bank.jsonl"), "--segments-root"]
+    argv += [str(tmp_path / "segments"), "--n-windows", "6", "--out", str(calibration)]
+    assert copy_calibrate.main(argv) == 0
+    cal = json.loads(calibration.read_text())
+    assert len(cal["windows"]) == 6 and len(cal["planted"]) == 12 and len(cal["unrelated"]) == 6
     summary = fake_runs.evaluate_with_fake_embedder(
         run_dir,
         ref,
@@ -123,7 +132,11 @@ def test_evaluate_fills_the_copy_columns_for_every_clip_and_flags_a_planted_copy
         bank_mapping=tmp_path / "bank.jsonl",
         index=tmp_path / "bank.index",
         segments_root=tmp_path / "segments",
+        copy_calibration=calibration,
     )
+    used = summary["copy_audit"]
+    assert str(calibration) in used["calibration"]
+    assert used["threshold"] == (cal["threshold"] if cal["separated"] else 0.69)
     with open(run_dir / "metrics" / "per_item.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:  # every clip has the audit columns filled

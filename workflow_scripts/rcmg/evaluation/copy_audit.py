@@ -209,3 +209,29 @@ def audit_outputs(outputs, cosines, retrieved, bank_audio, sr, options, n_neares
             }
         )
     return rows
+
+
+def calibrate_on_bank(mapping_path, segments_root, n_windows: int, seed: int, options) -> dict:
+    """:func:`calibrate_threshold` on ``n_windows`` bank windows drawn at random (seeded)
+    from the bank mapping, their 16 kHz audio read from the segment shards."""
+    from pathlib import Path
+
+    from rcmg.evaluation.provenance import read_mapping_rows
+
+    with open(mapping_path, encoding="utf-8") as fh:
+        n_rows = sum(1 for line in fh if line.strip())
+    rng = np.random.default_rng(seed)
+    rows = sorted(rng.choice(n_rows, min(n_windows, n_rows), replace=False).tolist())
+    mapping = read_mapping_rows(Path(mapping_path), set(rows))
+    windows, used = [], []
+    for row in rows:
+        meta = mapping[row]
+        path = Path(segments_root) / str(meta["shard"]) / "audio_16k.npy"
+        audio = np.load(path, mmap_mode="r")
+        windows.append(np.asarray(audio[int(meta["shard_row"])], dtype=np.float32))
+        used.append(str(meta.get("segment_id", row)))
+    if len(windows) < 2:
+        return {"separated": False, "reason": f"only {len(windows)} bank window(s)"}
+    result = calibrate_threshold(windows, 16000, options, seed)
+    result["windows"] = used
+    return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 import math
 import sys
@@ -61,6 +62,9 @@ class EvalOptions:
     copy_threshold: float = 0.69  # copy_audit.CopyOptions.threshold (planted-copy calibration)
     copy_nearest: int = 3  # nearest bank rows (by CLAP cosine) scored besides the retrieved
     copy_max_semitones: int = 3
+    # copy_calibrate.py's JSON: its threshold replaces copy_threshold when the planted and
+    # unrelated scores on the bank separate (recorded either way)
+    copy_calibration: Path | None = None
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -521,8 +525,22 @@ def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) 
 
         return load
 
+    threshold, calibration = options.copy_threshold, "config (evaluation.copy_audit.threshold)"
+    if options.copy_calibration is not None:
+        cal = json.loads(Path(options.copy_calibration).read_text(encoding="utf-8"))
+        if cal.get("separated"):
+            threshold = float(cal["threshold"])
+            calibration = (
+                f"{options.copy_calibration}: planted copies of {len(cal.get('windows', []))} "
+                f"bank windows >= {cal['planted_min']:.3f}, unrelated <= {cal['unrelated_max']:.3f}"
+            )
+        else:
+            calibration = (
+                f"config threshold kept: planted and unrelated scores on the bank do not "
+                f"separate ({options.copy_calibration}: {cal.get('reason') or cal})"
+            )[:400]
     copy_options = copy_audit.CopyOptions(
-        max_semitones=options.copy_max_semitones, threshold=options.copy_threshold
+        max_semitones=options.copy_max_semitones, threshold=threshold
     )
     audited = []
     for k, (row, (x, sr)) in enumerate(zip(ok_rows, clips, strict=True)):
@@ -543,7 +561,8 @@ def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) 
     flagged = [a for a in audited if a["copy_flag"]]
     return {
         "enabled": True,
-        "threshold": options.copy_threshold,
+        "threshold": threshold,
+        "calibration": calibration,
         "n_audited": len(audited),
         "n_flagged": len(flagged),
         "flagged": [f"{a['item']}:{a['copy_source_row']}" for a in flagged],
