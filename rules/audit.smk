@@ -11,6 +11,12 @@ rule copy_calibrate:
         f"{LOGS}/copy_calibrate.log",
     conda:
         "../envs/report.yaml"
+    threads: res("copy_calibrate", "cpus")
+    resources:
+        mem_mb=res_attempt("copy_calibrate", "mem_mb"),
+        runtime=res("copy_calibrate", "runtime"),
+        cpus_per_task=res("copy_calibrate", "cpus"),
+        slurm_partition=res("copy_calibrate", "partition"),
     params:
         cli=cli("copy_calibrate"),
         segments_root=lambda wc, input: os.path.dirname(input.segments[0]),
