@@ -53,6 +53,8 @@ include: "rules/bank.smk"
 include: "rules/adapter.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
+include: "rules/listening.smk"
+include: "rules/audit.smk"
 include: "rules/bench.smk"
 
 

@@ -1,6 +1,7 @@
 # Helpers shared by the rules files: paths, input functions, params builders.
 # No logic inside rules; rules call these.
 
+import glob
 import os
 import re
 import shlex
@@ -72,6 +73,15 @@ def res_attempt(rule_name, key):
         return int(res(rule_name, key) * attempt)
 
     return scaled
+
+
+def parent_of_first(name):
+    """The folder holding the first file of a list input (e.g. the segment shards' root)."""
+
+    def value(wildcards, input):
+        return os.path.dirname(input[name][0])
+
+    return value
 
 
 def parent_of(name, of="output"):
@@ -296,6 +306,7 @@ def align_check_inputs(wildcards):
 
 
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
 
 
 def reference_shard_args():
@@ -527,6 +538,46 @@ def primary_hypotheses():
 
 
 COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
+
+# ----------------------------------------------------------------- listening test
+LISTENING = config.get("listening_test", {"enabled": False})
+LISTEN = {
+    "page": f"{R}/listening/test",
+    "key": f"{R}/listening/key.json",
+    "prefs": f"{R}/listening/preferences.json",
+}
+
+
+def listening_runs():
+    """Run folders the blind test draws from (listening_test.models / conditions: empty =
+    all; seeds: empty = the first configured seed)."""
+    models = LISTENING.get("models") or list(MODELS)
+    seeds = LISTENING.get("seeds") or list(SEEDS)[:1]
+    conditions = LISTENING.get("conditions") or list(CONDITIONS)
+    for key, chosen, known in (
+        ("models", models, MODELS),
+        ("seeds", seeds, SEEDS),
+        ("conditions", conditions, CONDITIONS),
+    ):
+        unknown = [v for v in chosen if v not in known]
+        if unknown:
+            raise ValueError(
+                f"listening_test.{key}: {unknown} not in the configured {key} {list(known)}"
+            )
+    return [run_dir(m, c, s) for m in models for c in conditions for s in seeds]
+
+
+def listening_answers(wildcards):
+    """The raters' CSVs now in listening_test.answers_dir (a new file reruns the ingest)."""
+    return sorted(glob.glob(os.path.join(LISTENING["answers_dir"], "*.csv")))
+
+
+def listening_input():
+    return {"listening": LISTEN["prefs"]} if LISTENING.get("enabled") else {}
+
+
+def listening_flag():
+    return f"--listening {LISTEN['prefs']}" if LISTENING.get("enabled") else ""
 
 
 # ----------------- targets

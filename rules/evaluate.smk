@@ -12,10 +12,14 @@ rule evaluate:
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
+        segments=shard_dirs(BANK_DS),
+        copy_calibration=COPY_CALIBRATION,
         coverage=coverage_files(),
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
         summary=f"{RUN}/metrics/summary.json",
+        attribution=f"{RUN}/ATTRIBUTION.md",
+        bank_items=f"{RUN}/metrics/bank_items.jsonl",
         report=report(
             f"{RUN}/report.html",
             category="Runs",
@@ -57,6 +61,10 @@ rule evaluate:
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         style_topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
         style_temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
+        segments_root=parent_of_first("segments"),
+        copy_threshold=config["evaluation"]["copy_audit"]["threshold"],
+        copy_nearest=config["evaluation"]["copy_audit"]["nearest"],
+        copy_semitones=config["evaluation"]["copy_audit"]["max_semitones"],
         code=code("evaluate"),
     shell:
         "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
@@ -68,12 +76,16 @@ rule evaluate:
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.style_topk} --style-temp {params.style_temp} "
         "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
+        "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
+        "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
+        "--copy-calibration {input.copy_calibration} "
         "> {log} 2>&1"
 
 
 rule compare:
     input:
         compare_inputs,
+        unpack(lambda wc: listening_input()),
         reference=REFERENCE_STATS,
         coverage=coverage_files(),
     output:
@@ -103,6 +115,7 @@ rule compare:
         fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
+        listening=listening_flag(),
         code=code("compare"),
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
@@ -111,4 +124,4 @@ rule compare:
         "--min-n {params.min_n} --primary {params.primary} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
-        "--coverage {input.coverage} > {log} 2>&1"
+        "--coverage {input.coverage} {params.listening} > {log} 2>&1"

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(cli.default(CompareOptions, "coverage")),
         help="coverage.json of each dataset (index_sources), stated on the page",
     )
+    parser.add_argument(
+        "--listening",
+        type=Path,
+        default=None,
+        help="preferences.json of the blind listening test (listening_ingest.py)",
+    )
     return parser
 
 
@@ -97,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         fad_inf_steps=args.fad_inf_steps,
         fad_inf_repeats=args.fad_inf_repeats,
         coverage=tuple(args.coverage),
+        listening=args.listening,
     )
 
 

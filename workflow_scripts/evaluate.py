@@ -58,6 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--index", type=Path, default=None, help="FAISS index over the bank")
     style.add_argument("--style-topk", type=int, default=cli.default(EvalOptions, "style_topk"))
     style.add_argument("--style-temp", type=float, default=cli.default(EvalOptions, "style_temp"))
+    audit = parser.add_argument_group(
+        "copy audit", "content-level copy score against retrieved and nearest bank windows"
+    )
+    audit.add_argument(
+        "--segments-root",
+        type=Path,
+        default=None,
+        help="the bank dataset's segments/ folder (shard*/audio_16k.npy); none: no audit",
+    )
+    audit.add_argument(
+        "--copy-threshold", type=float, default=cli.default(EvalOptions, "copy_threshold")
+    )
+    audit.add_argument(
+        "--copy-calibration",
+        type=Path,
+        default=None,
+        help="copy_calibrate.py JSON: its threshold when planted and unrelated separate",
+    )
+    audit.add_argument("--copy-nearest", type=int, default=cli.default(EvalOptions, "copy_nearest"))
+    audit.add_argument(
+        "--copy-max-semitones", type=int, default=cli.default(EvalOptions, "copy_max_semitones")
+    )
     parser.add_argument(
         "--coverage",
         type=Path,
@@ -87,6 +109,11 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         style_temp=args.style_temp,
         style_clap_model=args.style_clap_model,
         coverage=tuple(args.coverage),
+        segments_root=args.segments_root,
+        copy_threshold=args.copy_threshold,
+        copy_nearest=args.copy_nearest,
+        copy_max_semitones=args.copy_max_semitones,
+        copy_calibration=args.copy_calibration,
     )
 
 

@@ -131,6 +131,8 @@ def test_compare_index_renders_plots_and_links(browser, served_tree):
     open_and_check(browser, page_url(served_tree, served_tree["report"] / "index.html"), 0, 4)
     from selenium.webdriver.common.by import By
 
+    for details in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        details.click()  # everything below the key tables is one click away
     for table in ("aggregates", "primary", "set-diffs", "reference-composition"):
         assert browser.find_element(By.ID, table).is_displayed(), table
     header = browser.find_element(By.ID, "aggregates").text
@@ -150,3 +152,187 @@ def test_side_by_side_page_loads_both_runs_audio(browser, served_tree):
 
     prompts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#items .prompt")]
     assert SCRIPT_PROMPT in prompts
+
+
+SCROLL_JS = """
+return {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+        body: document.body.scrollWidth};
+"""
+
+PLAY_JS = """
+const done = arguments[arguments.length - 1];
+const audio = document.querySelector('#grid-box table.grid:not([hidden]) tr.grid-row audio');
+if (!audio) { done({error: 'no audio in the visible grid'}); return; }
+audio.muted = true;
+audio.play().then(() => {
+  const t0 = performance.now();
+  const poll = () => {
+    if (audio.currentTime > 0 || performance.now() - t0 > 10000) {
+      done({src: audio.getAttribute('src'), time: audio.currentTime, paused: audio.paused,
+            preload: audio.getAttribute('preload'), error: audio.error && audio.error.code});
+    } else { setTimeout(poll, 50); }
+  };
+  poll();
+}).catch((e) => done({error: String(e)}));
+"""
+
+
+def test_comparison_page_fits_1366_plays_a_grid_cell_and_draws_the_scatter(browser, served_tree):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1366, 768)
+    width = browser.execute_script("return window.innerWidth")
+    browser.get(page_url(served_tree, served_tree["report"] / "index.html"))
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll at {width} px: {sizes}"
+    # the key tables come first: conditions as rows, key metrics as columns
+    key = browser.find_element(By.CSS_SELECTOR, "table.key")
+    assert key.is_displayed() and "text sim" in key.text and "KAD" in key.text
+    assert [r.text.split()[0] for r in key.find_elements(By.TAG_NAME, "tr")[1:]] == [
+        "prompt",
+        "retrieval",
+    ]
+    assert browser.find_elements(By.CSS_SELECTOR, "table.key td.best")
+    assert browser.find_elements(By.CSS_SELECTOR, "#footnotes li")  # primary tests' Holm p
+    # every player waits for a click (preload="none")
+    audios = browser.find_elements(By.CSS_SELECTOR, "#grid-box audio")
+    assert len(audios) == 7  # 4 prompts x 2 conditions, one retrieval item skipped
+    assert {a.get_attribute("preload") for a in audios} == {"none"}
+    played = browser.execute_async_script(PLAY_JS)
+    assert played.get("error") is None and played["time"] > 0, played
+    assert browser.find_element(By.CSS_SELECTOR, "#grid-box td.cell[title]")  # hover text
+    # the trade-off scatter: one point per run, drawn with a size
+    svg = browser.find_element(By.ID, "tradeoff")
+    assert svg.size["width"] > 300 and svg.size["height"] > 200
+    # (the fake prompt run was evaluated without a bank: no style similarity, named instead)
+    assert len(svg.find_elements(By.CSS_SELECTOR, "circle.pt")) == 1
+    assert "tiny-audioldm/prompt/seed0" in svg.find_element(By.CSS_SELECTOR, ".left-out").text
+    # opening every details section still leaves no page-level horizontal scroll
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll with details open: {sizes}"
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_listening_test_taken_as_a_rater_reveals_no_condition_and_is_ingested(
+    browser, served_tree, tmp_path
+):
+    """Build the test from the served runs, open it from file://, answer every trial,
+    export the CSV, ingest it and show the preference rates on the comparison page."""
+    import json
+    import re
+
+    import compare
+    import listening_ingest
+    import listening_test
+    from selenium.webdriver.common.by import By
+
+    runs = served_tree["runs"]
+    page_dir, key = tmp_path / "test", tmp_path / "key.json"
+    assert (
+        listening_test.main(
+            ["--runs", *map(str, runs), "--out-dir", str(page_dir), "--key", str(key)]
+        )
+        == 0
+    )
+    conditions = [json.loads((r / "run_config.json").read_text())["condition"] for r in runs]
+    browser.set_window_size(1366, 768)
+    browser.get((page_dir / "index.html").as_uri())
+    source = browser.page_source.lower()
+    names = [p.relative_to(page_dir).as_posix().lower() for p in page_dir.rglob("*")]
+    for condition in [*conditions, "tiny-audioldm", "seed"]:
+        assert condition not in source, f"page source reveals {condition!r}"
+        assert not any(condition in n for n in names), f"a file name reveals {condition!r}"
+    browser.find_element(By.ID, "rater").send_keys("rater-1")
+    browser.find_element(By.ID, "start").click()
+    trials = json.loads(key.read_text())["trials"]
+    # the page's own trial list (clip A's file -> trial id), as the experimenter reads it
+    listed = json.loads(
+        re.search(r"const TRIALS = (\[.*?\]);", (page_dir / "index.html").read_text()).group(1)
+    )
+    trial_of = {t["a"]: t["id"] for t in listed}
+    answered = 0
+    while browser.find_element(By.ID, "trial").is_displayed():
+        assert not any(c in browser.find_element(By.TAG_NAME, "body").text for c in conditions)
+        src_a = browser.find_element(By.ID, "audio-a").get_attribute("src")
+        state = browser.execute_async_script(AUDIO_STATE_JS)
+        assert all(s["error"] is None and s["duration"] > 0 for s in state), state
+        trial = trials[trial_of[src_a.split(page_dir.as_uri() + "/", 1)[1]]]
+        # a careful listener: no difference on identical clips, the clean one over the
+        # degraded one; otherwise prefers B on quality and A on text
+        quality = {
+            "identical": "same",
+            "degraded": "B" if trial.get("degraded_side") == "A" else "A",
+        }.get(trial["catch"], "B")
+        browser.find_element(By.CSS_SELECTOR, f"input[name=quality][value={quality}]").click()
+        browser.find_element(By.CSS_SELECTOR, "input[name=text][value=A]").click()
+        if browser.find_element(By.ID, "style-q").is_displayed():
+            browser.find_element(By.CSS_SELECTOR, "input[name=style][value=same]").click()
+        browser.find_element(By.ID, "rate-a").send_keys("4")
+        browser.find_element(By.ID, "next").click()
+        answered += 1
+    assert answered == len(trials)
+    browser.find_element(By.ID, "export").click()
+    text = browser.find_element(By.ID, "csv-out").get_attribute("value")
+    lines = text.strip().splitlines()
+    assert lines[0] == "rater_id,trial_id,question,choice,rating_a,rating_b,time_ms,answered_at"
+    assert len(lines) - 1 >= 2 * len(trials)
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    (answers / "rater-1.csv").write_text(text)
+    prefs = tmp_path / "preferences.json"
+    assert (
+        listening_ingest.main(
+            [
+                "--answers-dir",
+                str(answers),
+                "--key",
+                str(key),
+                "--out",
+                str(prefs),
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(prefs.read_text())
+    assert result["n_raters_kept"] == 1 and result["preferences"]
+    out = tmp_path / "report"
+    assert (
+        compare.main(
+            ["--runs", *map(str, runs), "--out-dir", str(out), "--n-boot", "20"]
+            + ["--listening", str(prefs)]
+        )
+        == 0
+    )
+    browser.get(out.joinpath("index.html").as_uri())
+    table = browser.find_element(By.ID, "listening-preferences")
+    assert "quality" in table.text and "retrieval" in table.text and "prompt" in table.text
+    assert "listening_quality_pref" in (out / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+def test_demo_comparison_page_fits_1366_and_plays_a_grid_cell(browser, demo_workdir):
+    """The demo's own comparison page (the session demo run): no horizontal scroll at
+    1366x768, a grid cell plays, the scatter has one point per run with similarities."""
+    import yaml
+    from selenium.webdriver.common.by import By
+
+    cfg = yaml.safe_load((demo_workdir / "config/demo.yaml").read_text())
+    index = demo_workdir / cfg["paths"]["results"] / "report/index.html"
+    browser.set_window_size(1366, 768)
+    browser.get(index.as_uri())
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], sizes
+    played = browser.execute_async_script(PLAY_JS)
+    assert played.get("error") is None and played["time"] > 0, played
+    n_runs = len(cfg["models"]) * len(cfg["conditions"]) * len(cfg["seeds"])
+    points = browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.pt")
+    assert 0 < len(points) <= n_runs
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], sizes

@@ -20,6 +20,8 @@ DEFAULT_PROMPTS = (
     "ambient synth pads with rain",
 )
 
+FAKE_BANK_SEGMENTS = [f"fsd50k/FSD50K.dev_audio/{1000 + i}@{10.0 * (i % 2):.3f}" for i in range(12)]
+
 
 def _clip(kind: str, item: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
@@ -48,8 +50,9 @@ def _item_row(item, k, wav_name, prompt, condition, seed, skipped, style_row):
         "style_source": "bank" if style_row is not None else "none",
         "style_row": style_row,
         "retrieved": [
-            {"row": 3, "segment_id": "maestro_0003_s0001", "score": 0.71, "tags": ["piano"]},
-            {"row": 9, "segment_id": "urmp_0009_s0000", "score": 0.55, "tags": ["violin"]},
+            # bank rows as the FSD50K bank numbers them (segment id = source id @ offset)
+            {"row": 3, "segment_id": FAKE_BANK_SEGMENTS[3], "score": 0.71, "tags": ["piano"]},
+            {"row": 9, "segment_id": FAKE_BANK_SEGMENTS[9], "score": 0.55, "tags": ["violin"]},
         ]
         if condition != "prompt"
         else [],

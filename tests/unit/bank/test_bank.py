@@ -227,6 +227,20 @@ def test_include_tags_and_tag_normalisation():
     assert metadata_drop_reason({"tags": []}, filter_from_dict({})) is None
 
 
+def test_exclude_licenses_drops_those_classes_and_needs_the_field():
+    spec = filter_from_dict({"exclude_licenses": ["CC-BY-NC", "unknown"]})
+    nc = "http://creativecommons.org/licenses/by-nc/3.0/"
+    by = "http://creativecommons.org/licenses/by/3.0/"
+    assert metadata_drop_reason({"tags": [], "license": nc}, spec) == "exclude_license"
+    assert metadata_drop_reason({"tags": [], "license": ""}, spec) == "exclude_license"
+    assert metadata_drop_reason({"tags": [], "license": by}, spec) is None
+    # a mapping from before licences were carried cannot be filtered on them
+    assert metadata_drop_reason({"tags": []}, spec) == "missing_metadata"
+    assert metadata_drop_reason({"tags": [], "license": nc}, filter_from_dict({})) is None
+    with pytest.raises(ValueError, match="unknown licence class.*CC-BY-SA"):
+        filter_from_dict({"exclude_licenses": ["CC-BY-SA"]})
+
+
 def test_empty_bank_error_names_filter_and_reason(tmp_path):
     emb, mapping, _, _, _ = synthetic_inputs(tmp_path)
     filter_path = write_filter(tmp_path / "strict.yaml", include_tags=["Theremin"])

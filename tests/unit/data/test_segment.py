@@ -157,9 +157,18 @@ def test_cli_segments_fsd50k_with_expected_counts(demo_corpus, demo_sources, tmp
     a16 = np.load(out / "audio_16k.npy", mmap_mode="r")
     assert a48.shape == (len(manifest), 480000) and a16.shape == (len(manifest), 160000)
     assert [m["row"] for m in manifest] == list(range(len(manifest)))
+    by_id = {r["source_id"]: r for r in sources}
     for m in manifest:
         assert m["padded"] == (m["duration_s"] < 10.0)
         assert m["rms_dbfs"] > -60 and m["tags"]
+        # provenance from clips_info rides along with every window
+        source = by_id[m["source_id"]]
+        assert (m["title"], m["license"], m["uploader"]) == (
+            source["title"],
+            source["license"],
+            source["uploader"],
+        )
+        assert m["license"].startswith("http://creativecommons.org/") and m["uploader"]
 
 
 def test_array_rows_are_the_source_audio_at_both_rates(demo_corpus, demo_sources, tmp_path):

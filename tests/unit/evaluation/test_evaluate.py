@@ -166,7 +166,7 @@ def test_report_html_is_escaped_relative_and_labelled(cli_tree):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert 'src="wav/0000.wav"' in html and 'src="visualizations/mel/0000.png"' in html
     assert "python workflow_scripts/generate.py --model tiny-audioldm" in html
-    for needle in ("denoise", "diffusers", "guidance", "maestro_0003_s0001"):
+    for needle in ("denoise", "diffusers", "guidance", "FSD50K.dev_audio/1003"):
         assert needle in html
     assert "http://" not in html and "https://" not in html
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rcmg.data.licences import check_classes, normalize_license
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json
 from rcmg.workflow.cli import InputError
 
@@ -35,12 +36,14 @@ FILTER_KEYS = (
     "max_source_seconds",
     "min_rms_dbfs",
     "splits",
+    "exclude_licenses",
 )
 DROP_REASONS = (
     "missing_metadata",
     "split",
     "exclude_tag",
     "include_tag",
+    "exclude_license",
     "too_short",
     "too_long",
     "too_quiet",
@@ -71,6 +74,7 @@ class BankFilter:
     max_source_seconds: float | None = None
     min_rms_dbfs: float | None = None
     splits: tuple[str, ...] = ()
+    exclude_licenses: tuple[str, ...] = ()  # licence classes (rcmg.data.licences)
     _include_keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _exclude_keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -129,6 +133,10 @@ def filter_from_dict(data: dict | None, source: str = "filter") -> BankFilter:
         ),
         min_rms_dbfs=_optional_number(data.get("min_rms_dbfs"), "min_rms_dbfs", source),
         splits=_string_list(data.get("splits"), "splits", source),
+        exclude_licenses=check_classes(
+            _string_list(data.get("exclude_licenses"), "exclude_licenses", source),
+            f"{source}: exclude_licenses",
+        ),
     )
     if (
         spec.min_source_seconds is not None
@@ -169,6 +177,7 @@ def metadata_drop_reason(row: dict, spec: BankFilter) -> str | None:
         or (spec.splits and not isinstance(row.get("split"), str))
         or (needs_duration and duration is None)
         or (spec.min_rms_dbfs is not None and rms is None)
+        or (spec.exclude_licenses and "license" not in row)
     ):
         return "missing_metadata"
     if spec.splits and row["split"] not in spec.splits:
@@ -178,6 +187,8 @@ def metadata_drop_reason(row: dict, spec: BankFilter) -> str | None:
         return "exclude_tag"
     if spec.include_tags and not tag_keys & spec._include_keys:
         return "include_tag"
+    if spec.exclude_licenses and normalize_license(row["license"]).cls in spec.exclude_licenses:
+        return "exclude_license"
     if spec.min_source_seconds is not None and duration < spec.min_source_seconds:
         return "too_short"
     if spec.max_source_seconds is not None and duration > spec.max_source_seconds:

@@ -287,6 +287,10 @@ def _add_window(
             "rms_dbfs": level,
             "source_duration_s": source_duration,
             "padded": window.padded,
+            # provenance (FSD50K clips_info; '' where the dataset has none)
+            "title": str(row.get("title") or ""),
+            "license": str(row.get("license") or ""),
+            "uploader": str(row.get("uploader") or ""),
         }
     )
 
@@ -312,6 +316,9 @@ def manifest_table(rows: list[dict]):
             ("rms_dbfs", pa.float64()),
             ("source_duration_s", pa.float64()),
             ("padded", pa.bool_()),
+            ("title", pa.string()),
+            ("license", pa.string()),
+            ("uploader", pa.string()),
         ]
     )
     return pa.Table.from_pylist(rows, schema=schema)

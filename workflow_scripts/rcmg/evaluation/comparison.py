@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import hypotheses, plots, report, set_metrics, stats
+from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
@@ -42,6 +42,7 @@ class CompareOptions:
     fad_inf_steps: int = 10
     fad_inf_repeats: int = 3
     coverage: tuple[Path, ...] = ()  # coverage.json of every dataset (stated on the page)
+    listening: Path | None = None  # preferences.json of the listening test (listening_ingest)
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -129,6 +130,9 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
         "bench_s": bench_s,
         "compute_s_per_audio_min": per_min,
         "metrics": summary.get("metrics", {}),
+        "non_commercial": bool((summary.get("provenance") or {}).get("non_commercial")),
+        "license_classes": "+".join((summary.get("provenance") or {}).get("license_classes") or []),
+        "copy_flagged": (summary.get("copy_audit") or {}).get("n_flagged"),
     }
 
 
@@ -222,6 +226,13 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
         else math.nan,
         "metrics": metrics_out,
         "reference_subsets": subsets,
+        "non_commercial": any(r["non_commercial"] for r in records),
+        "copy_flagged": sum(int(r["copy_flagged"] or 0) for r in records)
+        if any(r["copy_flagged"] is not None for r in records)
+        else None,
+        "license_classes": "+".join(
+            dict.fromkeys(c for r in records for c in r["license_classes"].split("+") if c)
+        ),
     }
 
 
@@ -370,6 +381,9 @@ SUMMARY_FIELDS = [
     "generated_seconds",
     "bench_s",
     "compute_s_per_audio_min",
+    "non_commercial",
+    "license_classes",
+    "copy_flagged",
 ]
 PAIRED_FIELDS = [
     "model",
@@ -409,13 +423,40 @@ SET_DIFF_FIELDS = [
 ]
 
 
-def summary_csv(records: list[dict], names: list[str]) -> str:
+LISTENING_QUESTIONS = ("quality", "text", "style")
+
+
+def summary_csv(records: list[dict], names: list[str], listening: dict | None = None) -> str:
+    """One row per aggregate and run; with ``listening``, the aggregate rows also carry the
+    rate the condition was preferred over the baseline (listening_<question>_pref*)."""
     fields = SUMMARY_FIELDS + [
         f"{n}_{part}" for n in names for part in ("mean", "ci_low", "ci_high")
     ]
+    prefs = {}
+    if listening is not None:
+        fields += [
+            f"listening_{q}_{part}"
+            for q in LISTENING_QUESTIONS
+            for part in ("pref", "ci_low", "ci_high", "baseline", "n_raters")
+        ]
+        for p in listening.get("preferences", []):
+            prefs[(p["model"], p["condition"], p["question"])] = p
     table = []
     for record in records:
         row = {key: record.get(key) for key in SUMMARY_FIELDS}
+        if record.get("level") == "aggregate":
+            for q in LISTENING_QUESTIONS:
+                p = prefs.get((record["model"], record["condition"], q))
+                if p:
+                    row.update(
+                        {
+                            f"listening_{q}_pref": p["preference"],
+                            f"listening_{q}_ci_low": p["ci_low"],
+                            f"listening_{q}_ci_high": p["ci_high"],
+                            f"listening_{q}_baseline": p["baseline"],
+                            f"listening_{q}_n_raters": p["n_raters"],
+                        }
+                    )
         for name in names:
             ci = record["metrics"].get(name) or {}
             row.update({f"{name}_{part}": ci.get(part) for part in ("mean", "ci_low", "ci_high")})
@@ -456,6 +497,13 @@ def write_plots(out_dir: Path, runs, aggregates, groups, names) -> list[dict]:
                 {"src": f"plots/violin_{name}.png", "alt": f"{name}: per-item distribution"}
             )
     return figures
+
+
+def read_listening(path: Path | None) -> dict | None:
+    """preferences.json of listening_ingest.py (None when no test was configured)."""
+    if path is None:
+        return None
+    return report.read_json(Path(path), "run the listening_ingest step (listening_ingest.py)")
 
 
 def judge_rows(runs: list[dict]) -> list[dict]:
@@ -505,7 +553,10 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     set_diffs = paired_set_rows(runs, records, to_test, ref, options)
     models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
-    write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names))
+    nc_groups = {(a["model"], a["condition"]) for a in aggregates if a["non_commercial"]}
+    key, footnotes = overview.key_tables(aggregates, paired, options.baseline_condition, nc_groups)
+    listening = read_listening(options.listening)
+    write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
     html = report.render_compare(
@@ -531,6 +582,13 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "any_below_min_n": any(a["below_min_n"] for a in aggregates),
             "baseline": options.baseline_condition,
             "plots": figures,
+            "key_tables": key,
+            "footnotes": footnotes,
+            "key_metrics": overview.KEY_METRICS,
+            "scatter": overview.tradeoff_svg(records),
+            "grid": overview.listening_grid(runs, out_dir, options.baseline_condition, item_key),
+            "any_non_commercial": bool(nc_groups),
+            "listening": listening,
         }
     )
     write_text(out_dir / "index.html", html)

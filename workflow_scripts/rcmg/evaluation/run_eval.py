@@ -8,6 +8,7 @@ finished-looking report). The CLI is workflow_scripts/evaluate.py.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import judge, metrics, plots, report, set_metrics, stats
+from rcmg.evaluation import judge, metrics, plots, provenance, report, set_metrics, stats
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
@@ -54,6 +55,15 @@ class EvalOptions:
     # coverage.json of every dataset the run depends on (bank and reference), stated in
     # the report: a partial download changes both
     coverage: tuple[Path, ...] = ()
+    # copy audit (rcmg.evaluation.copy_audit): the bank dataset's segments/ folder holds
+    # the bank windows' audio; None: no audit
+    segments_root: Path | None = None
+    copy_threshold: float = 0.69  # copy_audit.CopyOptions.threshold (planted-copy calibration)
+    copy_nearest: int = 3  # nearest bank rows (by CLAP cosine) scored besides the retrieved
+    copy_max_semitones: int = 3
+    # copy_calibrate.py's JSON: its threshold replaces copy_threshold when the planted and
+    # unrelated scores on the bank separate (recorded either way)
+    copy_calibration: Path | None = None
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -72,6 +82,14 @@ CLAP_SR = 48000
 LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
 FLAG_COLUMNS = ["clipped", "silent"]
 SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
+COPY_COLUMNS = [
+    "nearest_bank_row",
+    "nearest_bank_cosine",
+    "retrieved_cosine_max",
+    "copy_score",
+    "copy_source_row",
+    "copy_flag",
+]
 CSV_COLUMNS = [
     "item",
     "waveform_index",
@@ -86,6 +104,7 @@ CSV_COLUMNS = [
     *SIM_COLUMNS,
     *LEVEL_COLUMNS,
     *FLAG_COLUMNS,
+    *COPY_COLUMNS,
     "mel",
 ]
 
@@ -351,16 +370,19 @@ def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list
     ]
 
 
-def report_items(rows: list[dict], items: list[dict]) -> list[dict]:
-    """Per-item context for the template (metrics as (name, value) pairs)."""
+def report_items(rows: list[dict], items: list[dict], used: list[dict] | None = None) -> list[dict]:
+    """Per-item context for the template (metrics as (name, value) pairs; ``used`` = the
+    bank items of each entry, from :func:`provenance.run_provenance`)."""
     shown = [*SIM_COLUMNS, *LEVEL_COLUMNS, *FLAG_COLUMNS]
     out = []
-    for row, entry in zip(rows, items, strict=True):
+    used = used or [{"bank_items": []}] * len(items)
+    for row, entry, bank in zip(rows, items, used, strict=True):
         out.append(
             {
                 **row,
                 "negative_prompt": entry.get("negative_prompt") or "",
                 "retrieved": entry.get("retrieved") or [],
+                "bank_items": bank["bank_items"],
                 "augment_tags": entry.get("augment_tags") or [],
                 "metrics": [(name, row.get(name)) for name in shown if row.get(name) is not None],
                 "mel": row.get("mel"),
@@ -386,7 +408,7 @@ def evaluate_run(
     if embedder_factory is None:
         embedder_factory = clap_factory(clap_model, options.device)
     config, hardware, items = report.read_run_inputs(run_dir)
-    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE):
+    for stale in ("report.html", "metrics/summary.json", EMBEDDINGS_FILE, "ATTRIBUTION.md"):
         (run_dir / stale).unlink(missing_ok=True)
     reference = load_reference(Path(reference_stats), clap_model)
     ok_rows = [r for r in items if r.get("status") == "ok"]
@@ -423,14 +445,18 @@ def evaluate_run(
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
+    title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
+    used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
+    summary["provenance"] = {k: v for k, v in used.items() if k != "by_output"}
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
     write_embeddings(run_dir, rows, audio_emb, clap_model)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
     write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
     html = report.render_run_report(
         {
-            "title": f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}",
+            "title": title,
             "is_pipeline_check": summary["is_pipeline_check"],
             "config": config,
             "hardware": hardware,
@@ -439,11 +465,94 @@ def evaluate_run(
             "composition": report.composition_rows(reference["composition"]),
             "coverage": summary["dataset_coverage"],
             "plots": plot_list,
-            "items": report_items(rows, items),
+            "items": report_items(rows, items, used["by_output"]),
+            "provenance": summary["provenance"],
         }
     )
     write_text(run_dir / "report.html", html)
     return summary
+
+
+def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) -> dict:
+    """Fill COPY_COLUMNS of every evaluated row; return the run-level summary."""
+    from rcmg.data.audio_io import resample
+    from rcmg.evaluation import copy_audit
+    from rcmg.evaluation.provenance import read_mapping_rows
+
+    if options.segments_root is None or options.bank is None or not ok_rows:
+        return {"enabled": False, "reason": "no --segments-root / --bank given"}
+    bank = np.load(options.bank, mmap_mode="r")
+    if bank.shape[1] != style_audio.shape[1]:
+        return {"enabled": False, "reason": f"bank is {bank.shape[1]}-d, embeddings not"}
+    cos = copy_audit.cosine_matrix(style_audio, bank)
+    retrieved = [
+        [int(h["row"]) for h in r.get("retrieved") or [] if isinstance(h.get("row"), int)]
+        for r in ok_rows
+    ]
+    nearest = np.argsort(-cos, axis=1)[:, : options.copy_nearest]
+    wanted = {int(r) for row in retrieved for r in row} | {int(r) for r in nearest.ravel()}
+    mapping = read_mapping_rows(options.bank_mapping, wanted)
+    shards: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+
+    def bank_audio_at(sr):
+        def load(row):
+            meta = mapping.get(row)
+            if meta is None or "shard" not in meta:
+                return None
+            path = Path(options.segments_root) / str(meta["shard"]) / "audio_16k.npy"
+            if not path.is_file():
+                missing.append(str(path))
+                return None
+            shards.setdefault(str(path), np.load(path, mmap_mode="r"))
+            x = np.asarray(shards[str(path)][int(meta["shard_row"])], dtype=np.float32)
+            return x if sr == 16000 else resample(x, 16000, sr)
+
+        return load
+
+    threshold, calibration = options.copy_threshold, "config (evaluation.copy_audit.threshold)"
+    if options.copy_calibration is not None:
+        cal = json.loads(Path(options.copy_calibration).read_text(encoding="utf-8"))
+        if cal.get("separated"):
+            threshold = float(cal["threshold"])
+            calibration = (
+                f"{options.copy_calibration}: planted copies of {len(cal.get('windows', []))} "
+                f"bank windows >= {cal['planted_min']:.3f}, unrelated <= {cal['unrelated_max']:.3f}"
+            )
+        else:
+            calibration = (
+                f"config threshold kept: planted and unrelated scores on the bank do not "
+                f"separate ({options.copy_calibration}: {cal.get('reason') or cal})"
+            )[:400]
+    copy_options = copy_audit.CopyOptions(
+        max_semitones=options.copy_max_semitones, threshold=threshold
+    )
+    audited = []
+    for k, (row, (x, sr)) in enumerate(zip(ok_rows, clips, strict=True)):
+        audited += copy_audit.audit_outputs(
+            [(row, x)],
+            cos[k : k + 1],
+            [retrieved[k]],
+            bank_audio_at(sr),
+            sr,
+            copy_options,
+            n_nearest=options.copy_nearest,
+        )
+    by_key = {(a["item"], a["waveform_index"]): a for a in audited}
+    for row in rows:
+        found = by_key.get((row["item"], row.get("waveform_index") or 0))
+        if found:
+            row.update({c: found[c] for c in COPY_COLUMNS})
+    flagged = [a for a in audited if a["copy_flag"]]
+    return {
+        "enabled": True,
+        "threshold": threshold,
+        "calibration": calibration,
+        "n_audited": len(audited),
+        "n_flagged": len(flagged),
+        "flagged": [f"{a['item']}:{a['copy_source_row']}" for a in flagged],
+        "missing_audio": sorted(set(missing)),
+    }
 
 
 def json_safe(value):

@@ -1,0 +1,33 @@
+# Copy-audit threshold calibrated on planted copies of the style bank's own windows.
+
+
+rule copy_calibrate:
+    input:
+        bank_mapping=BANK["mapping"],
+        segments=shard_dirs(BANK_DS),
+    output:
+        calibration=COPY_CALIBRATION,
+    log:
+        f"{LOGS}/copy_calibrate.log",
+    conda:
+        "../envs/report.yaml"
+    threads: res("copy_calibrate", "cpus")
+    resources:
+        mem_mb=res_attempt("copy_calibrate", "mem_mb"),
+        runtime=res("copy_calibrate", "runtime"),
+        cpus_per_task=res("copy_calibrate", "cpus"),
+        slurm_partition=res("copy_calibrate", "partition"),
+    params:
+        cli=cli("copy_calibrate"),
+        segments_root=parent_of_first("segments"),
+        n_windows=config["evaluation"]
+        .get("copy_audit", {})
+        .get("calibration_windows", 16),
+        semitones=config["evaluation"].get("copy_audit", {}).get("max_semitones", 3),
+        seed=config["evaluation"]["seed"],
+        code=code("copy_calibrate"),
+    shell:
+        "python {params.cli} --bank-mapping {input.bank_mapping} "
+        "--segments-root {params.segments_root} --n-windows {params.n_windows} "
+        "--max-semitones {params.semitones} --seed {params.seed} "
+        "--out {output.calibration} > {log} 2>&1"
