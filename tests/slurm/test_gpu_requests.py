@@ -88,7 +88,8 @@ def test_gpu_request_form_on_slurm(form, slurm_cluster, demo_workdir, sbatch_log
     else:
         targets = [
             f"{cfg['paths']['results']}/runs/{model}/{c}/seed{s}/report.html"
-            for c in cfg["conditions"]
+            for c, cond in cfg["conditions"].items()
+            if model in cond.get("models", cfg["models"])  # a condition's own models
             for s in cfg["seeds"]
         ]
     proc = subprocess.run(
