@@ -68,7 +68,7 @@ CASES = {
     "gpus_grouped": (
         {"gpu_request": "gpus", "evaluate_group_size": 4},
         "evaluate",
-        "audioldm",
+        "audioldm2-music",  # the demo model with exactly 4 runs: one group of 4
         ["1"],
         [],
         [],
@@ -92,6 +92,8 @@ def test_gpu_request_form_on_slurm(form, slurm_cluster, demo_workdir, sbatch_log
             if model in cond.get("models", cfg["models"])  # a condition's own models
             for s in cfg["seeds"]
         ]
+        # one group job is expected: the model's runs must fill exactly one group
+        assert len(targets) == cluster["evaluate_group_size"], (model, len(targets))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *targets, "--profile", str(profile)]
         + ["--retries", "0", "--forcerun", rule, "--configfile", "config/demo.yaml", overlay],
