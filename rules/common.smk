@@ -564,7 +564,14 @@ def listening_runs():
             raise ValueError(
                 f"listening_test.{key}: {unknown} not in the configured {key} {list(known)}"
             )
-    return [run_dir(m, c, s) for m in models for c in conditions for s in seeds]
+    # only the runs the matrix has: a condition runs on the models it names
+    return [
+        run_dir(m, c, s)
+        for m in models
+        for c in conditions
+        if m in condition_models(c)
+        for s in seeds
+    ]
 
 
 def listening_answers(wildcards):
