@@ -16,6 +16,7 @@ import time
 
 import pytest
 import yaml
+from rcmg.workflow.kinds import STYLE_TYPES
 
 from .helpers import REPO, SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
 
@@ -98,7 +99,10 @@ def test_demo_runs_attribute_their_bank_items_and_are_copy_audited(demo):
 
     cfg = _config(demo)
     used_bank = {
-        c for c, v in cfg["conditions"].items() if v["type"] in ("prompt_aug", "retrieval")
+        c
+        for c, v in cfg["conditions"].items()
+        # every condition that conditions on bank items, the controls included
+        if v["type"] in ("prompt_aug", *STYLE_TYPES)
     }
     classes = set()
     for run in _runs(demo):
