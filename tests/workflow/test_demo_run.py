@@ -51,7 +51,6 @@ def _models_of(cfg, condition):
     return cfg["conditions"][condition].get("models") or list(cfg["models"])
 
 
-STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
 
 
 def _plan_with(workdir, edit, name):
