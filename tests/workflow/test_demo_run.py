@@ -51,8 +51,6 @@ def _models_of(cfg, condition):
     return cfg["conditions"][condition].get("models") or list(cfg["models"])
 
 
-
-
 def _plan_with(workdir, edit, name):
     cfg = _config(workdir)
     edit(cfg)
