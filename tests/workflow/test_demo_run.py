@@ -286,9 +286,19 @@ def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(d
     assert not (run / "run_config.json").exists()
     assert not (run / "items.jsonl").exists()
     out = snakemake(demo, "-n", "--configfile", DEMO, "--rerun-incomplete").stdout
+    # the controls of this run read its items.jsonl (conditions.<name>.control_of): they
+    # are replanned with it
+    controls = [
+        c
+        for c, v in cfg["conditions"].items()
+        if v.get("control_of") == cond and model in (v.get("models") or cfg["models"])
+    ]
     assert planned_jobs(out) == {
-        job("generate", model=model, condition=cond, seed=seed),
-        job("evaluate", model=model, condition=cond, seed=seed),
+        *(
+            job(rule, model=model, condition=c, seed=seed)
+            for c in [cond, *controls]
+            for rule in ("generate", "evaluate")
+        ),
         job("compare"),
         job("all"),
     }, out[-3000:]
