@@ -1,8 +1,13 @@
-"""`snakemake --profile slurm` runs the demo end to end on the local SLURM cluster.
+"""`snakemake --profile slurm` runs the demo's stages on the local SLURM cluster.
 
 As a site without conda and with gres-only GPU requests would: the profile's default
-(conda-free) mode, `cluster.gpu_request: gres`, and the evaluate jobs grouped four to an
-allocation. Every job goes through sbatch (a logging wrapper records each command line);
+(conda-free) mode, `cluster.gpu_request: gres`, and the evaluate jobs grouped three to an
+allocation. The targets are every run of one AudioLDM2 model plus one AudioLDM1 retrieval
+run: that plans every submitted rule of the demo (data, CLAP, bank, index, alignment check,
+adapter training, generation, evaluation) at a fifth of the demo's generate/evaluate jobs,
+and cuts one model's evaluations into a full and a partial group. The local rules (compare,
+listening test) are covered by the local demo tests.
+Every job goes through sbatch (a logging wrapper records each command line);
 GPU rules get a GPU allocation and CPU rules do not; the groups make fewer submissions,
 each asking for one GPU; a generate job cancelled with scancel mid-run is retried and the
 workflow completes; the results equal a local run's.
@@ -39,8 +44,39 @@ from tests.workflow.helpers import (
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-LOCAL_RULES = {"compare", "all"}
-GROUP_SIZE = 4
+GROUP_SIZE = 3
+GROUPED_MODEL = "audioldm2-music"  # 4 runs in the demo: a group of 3 and a group of 1
+ALDM1_RUN = ("audioldm", "retrieval_mlp")  # plans align_check and an AudioLDM1 adapter
+
+
+def _local_rules(workdir: Path) -> set[str]:
+    """The rules the workflow declares `localrules:` (never submitted), and `all`."""
+    names = {"all"}
+    for smk in [workdir / "Snakefile", *sorted((workdir / "rules").glob("*.smk"))]:
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("localrules:"):
+                for item in lines[i + 1 :]:
+                    if not item.startswith(" "):
+                        break
+                    names.add(item.strip().rstrip(","))
+    return names
+
+
+def _target_runs(cfg: dict) -> list[tuple[str, str, int]]:
+    """(model, condition, seed) of the runs this test submits."""
+    runs = [
+        (GROUPED_MODEL, c, s)
+        for c, cond in cfg["conditions"].items()
+        if GROUPED_MODEL in cond.get("models", cfg["models"])  # a condition's own models
+        for s in cfg["seeds"]
+    ]
+    return runs + [(*ALDM1_RUN, s) for s in cfg["seeds"]]
+
+
+def _run_dir(run: tuple[str, str, int]) -> str:
+    model, condition, seed = run
+    return f"runs/{model}/{condition}/seed{seed}"
 
 
 def _cancel_first_generate_job(stop: threading.Event, cancelled: list[str]) -> None:
@@ -59,14 +95,18 @@ def _cancel_first_generate_job(stop: threading.Event, cancelled: list[str]) -> N
         time.sleep(0.5)
 
 
-def assert_same_runs(a: Path, b: Path) -> None:
-    """Same clips, prompts and retrievals. Audio equal up to float round-off: a SLURM job
-    runs torch with its allocation's thread count, which changes summation order."""
+def assert_same_runs(a: Path, b: Path, run_dirs: list[str]) -> None:
+    """Same clips, prompts and retrievals in each run of ``run_dirs`` (relative to ``a`` and
+    ``b``). Audio equal up to float round-off: a SLURM job runs torch with its allocation's
+    thread count, which changes summation order."""
     import numpy as np
     import soundfile as sf
 
-    wavs_a = sorted(p.relative_to(a) for p in a.glob("runs/*/*/seed*/wav/*.wav"))
-    assert wavs_a and wavs_a == sorted(p.relative_to(b) for p in b.glob("runs/*/*/seed*/wav/*.wav"))
+    for run in run_dirs:
+        assert (a / run / "metrics/summary.json").is_file() and (a / run / "report.html").is_file()
+    wavs_a = sorted(p.relative_to(a) for run in run_dirs for p in (a / run).glob("wav/*.wav"))
+    wavs_b = sorted(p.relative_to(b) for run in run_dirs for p in (b / run).glob("wav/*.wav"))
+    assert wavs_a and wavs_a == wavs_b
     for rel in wavs_a:
         x, sr_x = sf.read(a / rel, dtype="float32")
         y, sr_y = sf.read(b / rel, dtype="float32")
@@ -74,7 +114,7 @@ def assert_same_runs(a: Path, b: Path) -> None:
         peak = max(float(np.abs(y).max()), 1e-12)
         assert float(np.abs(x - y).max()) <= 1e-3 * peak, rel
     keys = ("item", "prompt", "prompt_used", "augment_tags", "status", "style_source")
-    for items in sorted(a.glob("runs/*/*/seed*/items.jsonl")):
+    for items in sorted(a / run / "items.jsonl" for run in run_dirs):
         rows_a = [json.loads(line) for line in items.read_text().splitlines()]
         rows_b = [json.loads(line) for line in (b / items.relative_to(a)).read_text().splitlines()]
         assert [{k: r.get(k) for k in keys} for r in rows_a] == [
@@ -85,12 +125,14 @@ def assert_same_runs(a: Path, b: Path) -> None:
         ], items
 
 
-def _planned_cluster_jobs(workdir: Path, profile: Path, overlay: str, env) -> dict[str, int]:
+def _planned_cluster_jobs(
+    workdir: Path, profile: Path, overlay: str, env, targets: list[str]
+) -> dict[str, int]:
     """Jobs per rule the profile would submit one by one (grouping off), from a dry-run."""
     ungrouped = cluster_overlay(workdir, "ungrouped.yaml", evaluate_group_size=1)
     plan = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(profile), "-n", "--configfile"]
-        + ["config/demo.yaml", overlay, ungrouped],
+        [sys.executable, "-m", "snakemake", *targets, "--profile", str(profile), "-n"]
+        + ["--configfile", "config/demo.yaml", overlay, ungrouped],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -98,7 +140,7 @@ def _planned_cluster_jobs(workdir: Path, profile: Path, overlay: str, env) -> di
         check=True,
     ).stdout
     counts = rule_counts(planned_jobs(plan))
-    return {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES}
+    return {rule: n for rule, n in counts.items() if rule not in _local_rules(workdir)}
 
 
 def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log, tmp_path):
@@ -109,7 +151,14 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
         workdir, gpu_request="gres", evaluate_group_size=GROUP_SIZE, require_cuda="never"
     )
     env = sbatch_log.path_env(offline_env(HF_HOME=str(tmp_path / "hf_home")))
-    planned = _planned_cluster_jobs(workdir, profile, overlay, env)
+    cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
+    runs = _target_runs(cfg)
+    run_dirs = [_run_dir(run) for run in runs]  # relative to paths.results
+    targets = [f"{cfg['paths']['results']}/{run}/report.html" for run in run_dirs]
+    planned = _planned_cluster_jobs(workdir, profile, overlay, env, targets)
+    assert planned["generate"] == planned["evaluate"] == len(runs), planned
+    # the subset still submits every rule the whole demo submits
+    assert set(planned) == set(_planned_cluster_jobs(workdir, profile, overlay, env, [])), planned
     stop, cancelled = threading.Event(), []
     watcher = threading.Thread(target=_cancel_first_generate_job, args=(stop, cancelled))
     watcher.start()
@@ -119,6 +168,7 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
                 sys.executable,
                 "-m",
                 "snakemake",
+                *targets,
                 "--profile",
                 str(profile),
                 "--configfile",
@@ -146,13 +196,8 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
     for call in calls:
         by_name.setdefault(job_name_of(call), []).append(call)
     groups = {name: c for name, c in by_name.items() if name.startswith("group_evaluate_")}
-    cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
-    # a condition runs on the models it names (conditions.<name>.models), else on all
-    runs_per_model = {
-        m: len(cfg["seeds"])
-        * sum(m in cond.get("models", cfg["models"]) for cond in cfg["conditions"].values())
-        for m in cfg["models"]
-    }
+    runs_per_model = {m: sum(run[0] == m for run in runs) for m in {run[0] for run in runs}}
+    assert runs_per_model[GROUPED_MODEL] % GROUP_SIZE, "the grouped model needs a partial group"
     # Snakemake cuts each model's evaluations into groups of GROUP_SIZE (the last smaller)
     group_sizes = {
         m: [GROUP_SIZE] * (n // GROUP_SIZE) + ([n % GROUP_SIZE] if n % GROUP_SIZE else [])
@@ -160,7 +205,7 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
     }
     n_groups = sum(map(len, group_sizes.values()))
     evaluate_runtime = cfg["resources"]["evaluate"]["runtime"]
-    for m in cfg["models"]:
+    for m in runs_per_model:
         of_model = [c for name, c in groups.items() if name.startswith(f"group_evaluate_{m}_")]
         assert len(of_model) == 1 and len(of_model[0]) == len(group_sizes[m]), m
         # runtimes add up over a group's sequential members
@@ -199,18 +244,17 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, demo_workdir, sbatch_log
         assert ("gres/gpu=1" in row["AllocTRES"]) == (rule in GPU_RULES), row
         assert row["Partition"] == ("gpu" if rule in GPU_RULES else "cpu"), row
     assert GPU_RULES | {"segment", "build_bank", "build_index", "demo_model"} <= rules_seen
-    assert not rules_seen & LOCAL_RULES
+    assert not rules_seen & _local_rules(workdir)
     print(
         f"\nsbatch submissions: {len(calls)} with evaluate grouped by {GROUP_SIZE} "
         f"({n_groups} groups); {expected - n_groups + planned['evaluate']} without grouping"
     )
 
     results = workdir / cfg["paths"]["results"]
-    assert (results / "report/index.html").is_file()
     # the same results as a local run of the same workflow
     local = demo_workdir
     local_results = local / cfg["paths"]["results"]
-    assert_same_runs(results, local_results)
+    assert_same_runs(results, local_results, run_dirs)
     processed = cfg["paths"]["processed"]
     import numpy as np
 
