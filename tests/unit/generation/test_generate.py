@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,6 +224,41 @@ def test_prompt_aug_records_tags(tiny_model, prompts_file, bank, work):
         assert len(row["retrieved"]) == 3
         assert {"row", "segment_id", "score", "tags"} <= set(row["retrieved"][0])
     assert not (out / "style.npy").exists()
+
+
+def test_items_carry_the_provenance_of_each_bank_item(tiny_model, prompts_file, bank, work):
+    """items.jsonl names, for every retrieved item, its clip, uploader, licence and URL,
+    read from the bank mapping (FSD50K rows carry clips_info's licence and uploader)."""
+    mapping = Path(bank["bank_mapping"])
+    rows = [json.loads(line) for line in mapping.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row.update(
+            dataset="fsd50k",
+            segment_id=f"fsd50k/FSD50K.dev_audio/{1000 + i}@0.000",
+            source_id=f"fsd50k/FSD50K.dev_audio/{1000 + i}",
+            title=f"clip {i}",
+            uploader=f"user{i % 3}",
+            license="http://creativecommons.org/licenses/by/3.0/",
+        )
+    licensed = work / "bank_licensed.jsonl"  # the shared fixture's mapping stays as it is
+    licensed.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = work / "runs" / "audioldm1" / "prompt_aug_provenance"
+    cfg = _config(
+        tiny_model("audioldm"), "audioldm1", "prompt_aug", out, prompts_file,
+        clap_model=str(tiny_model("clap")), aug_topk=3, aug_max_tags=2,
+        **{**bank, "bank_mapping": str(licensed)},
+    )  # fmt: skip
+    items = read_jsonl(run_generation(cfg) / "items.jsonl")
+    hits = [hit for item in items for hit in item["retrieved"]]
+    assert hits
+    for hit in hits:
+        source = rows[hit["row"]]
+        assert hit["segment_id"] == source["segment_id"]
+        assert hit["clip_id"] == source["segment_id"].split("/")[-1].split("@")[0]
+        assert (hit["title"], hit["uploader"]) == (source["title"], source["uploader"])
+        assert (hit["license"], hit["license_class"]) == (source["license"], "CC-BY")
+        assert hit["license_url"].startswith("https://creativecommons.org/licenses/by/3.0")
+        assert hit["source_url"] == f"https://freesound.org/s/{hit['clip_id']}/"
 
 
 def _retrieval(tiny_model, pipeline, kind, out, prompts, bank, **extra):

@@ -800,6 +800,25 @@ def _style_rows(plans: list[ItemPlan]) -> tuple[np.ndarray | None, dict[int, int
     return np.stack([p.style for p in with_style]).astype(np.float32), rows
 
 
+def attach_provenance(plans: list[ItemPlan], retriever) -> None:
+    """Give every retrieved bank item of every plan its provenance (clip, Freesound title
+    and uploader, licence and its deed, source URL), read from the bank mapping row, so
+    items.jsonl says what each generated clip used. Missing metadata stays empty here;
+    the evaluate step's bank-item audit lists it as a warning."""
+    from rcmg.data.licences import item_provenance
+
+    if retriever is None:
+        return
+    for plan in plans:
+        enriched = []
+        for hit in plan.retrieved:
+            row = hit.get("row")
+            mapping_row = retriever.mapping[row] if row is not None else None
+            provenance, _warnings = item_provenance(hit, mapping_row)
+            enriched.append({**provenance, **hit})  # the hit's own fields (score, tags) win
+        plan.retrieved = enriched
+
+
 def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, int]) -> list[dict]:
     rows = []
     n = cfg.num_waveforms_per_prompt
@@ -998,6 +1017,7 @@ def run_generation(cfg: GenerateConfig) -> Path:
         res = load_resources(cfg, prompt_file.items)
     timer.cuda = res.loaded.device.startswith("cuda")
     plans = plan_items(cfg, prompt_file.items, res, timer)
+    attach_provenance(plans, res.retriever)
     out_dir = Path(cfg.out_dir)
     audio, unet = generate_audio(cfg, res, plans, timer)
     with atomic_members(out_dir, last="run_config.json", owned=RUN_MEMBERS) as tmp:
