@@ -20,10 +20,8 @@ rule copy_calibrate:
     params:
         cli=cli("copy_calibrate"),
         segments_root=parent_of_first("segments"),
-        n_windows=config["evaluation"]
-        .get("copy_audit", {})
-        .get("calibration_windows", 16),
-        semitones=config["evaluation"].get("copy_audit", {}).get("max_semitones", 3),
+        n_windows=config["evaluation"]["copy_audit"]["calibration_windows"],
+        semitones=config["evaluation"]["copy_audit"]["max_semitones"],
         seed=config["evaluation"]["seed"],
         code=code("copy_calibrate"),
     shell:

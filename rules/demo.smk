@@ -15,7 +15,7 @@ rule demo_dataset:
     params:
         cli=cli("demo_dataset"),
         seed=config["demo"]["seed"],
-        seconds_scale=config["demo"].get("seconds_scale", 1.0),
+        seconds_scale=config["demo"]["seconds_scale"],
         code=code("demo_dataset"),
     shell:
         "python {params.cli} --only {wildcards.demo_kind} --out {output} "
