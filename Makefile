@@ -32,8 +32,12 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.zip
 
+# Two workers: the tests that need the demo run or the SLURM cluster share one worker (one
+# demo run per session, see tests/conftest.py); the unit tests fill the other. TEST_WORKERS=0
+# runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser" $(PYTEST_ARGS)

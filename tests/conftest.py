@@ -21,6 +21,32 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Fixtures that cost minutes once per process: every test that uses one runs on the same
+# xdist worker (make test: ``-n 2 --dist loadgroup``), so the demo runs once per session.
+SHARED_SESSION_FIXTURES = ("demo_workdir", "slurm_cluster")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    loadgroup = bool(config.getoption("loadgroup", default=False))
+    for item in items:
+        if any(name in SHARED_SESSION_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            if loadgroup:
+                _suffix_group(item, "demo")
+
+
+def _suffix_group(item, group: str) -> None:
+    """What xdist's loadgroup does to a grouped item: ``nodeid@group`` (the controller
+    schedules by that suffix). pytest-xdist 3.8 sets ``item._nodeid``, which pytest 9
+    no longer reads (the id is ``item._id``), so without this every group is ignored and
+    two workers would each run the demo and start the SLURM cluster."""
+    from _pytest.nodeid import coerce_node_id
+
+    if not item.nodeid.endswith(f"@{group}"):
+        item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
 @pytest.fixture(autouse=True)
 def _restore_openmp_threads():
     """Put the OpenMP thread count back after each test.
