@@ -306,6 +306,8 @@ def align_check_inputs(wildcards):
 
 
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+# the style bank's audio embedded by the judge (evaluation.clap), once per workflow
+JUDGE_BANK = f"{P}/bank/judge_bank.npz"
 COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
 
 

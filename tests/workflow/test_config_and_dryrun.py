@@ -39,7 +39,7 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert counts["clap_embed"] == n_shards
     assert counts["index_sources"] == len(cfg["datasets"])
     assert counts["train_adapter"] == len(cfg["models"])
-    for single in ("build_bank", "build_index", "reference_stats", "compare"):
+    for single in ("build_bank", "build_index", "reference_stats", "judge_bank_embed", "compare"):
         assert counts[single] == 1
     # the real config never writes demo assets
     assert "demo_model" not in counts and "demo_dataset" not in counts

@@ -345,7 +345,11 @@ class SmallEmbedder(fake_runs.FakeEmbedder):
     dim = 16
 
 
-def test_style_similarity_is_measured_in_the_bank_clap_space_when_the_judge_differs(tmp_path):
+def test_bank_space_style_similarity_is_measured_with_the_bank_clap_when_the_judge_differs(
+    tmp_path,
+):
+    """clap_style_sim_bankspace: the style vector itself, in the bank CLAP's space (the
+    judge-space clap_style_sim needs the judge bank: tests/unit/evaluation/test_judge_bank.py)."""
     run_dir = fake_runs.write_fake_run(
         tmp_path / "runs", condition="retrieval", with_style=True, style_dim=16
     )
@@ -354,11 +358,11 @@ def test_style_similarity_is_measured_in_the_bank_clap_space_when_the_judge_diff
     summary = run_eval.evaluate_run(
         run_dir, "fake-clap", ref, options, fake_runs.FakeEmbedder, SmallEmbedder
     )
-    assert summary["style_space"] == "bank-clap"
+    assert summary["bank_style_space"] == "bank-clap" and summary["style_space"] == "fake-clap"
     rows = read_rows(run_dir)
     assert [r["style_sim_source"] for r in rows] == ["generation"] * 4
-    assert all(-1.0 <= float(r["clap_style_sim"]) <= 1.0 for r in rows)
-    assert summary["metrics"]["clap_style_sim"]["n"] == 4
+    assert all(-1.0 <= float(r["clap_style_sim_bankspace"]) <= 1.0 for r in rows)
+    assert summary["metrics"]["clap_style_sim_bankspace"]["n"] == 4
     # the same 16-d style vectors against the 32-d judge are refused, not mis-scored
     with pytest.raises(ValueError, match="style.npy has shape"):
         run_eval.evaluate_run(

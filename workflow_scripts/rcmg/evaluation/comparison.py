@@ -61,6 +61,7 @@ ITEM_METRICS = [
     "clap_text_sim",
     "clap_text_sim_used",
     "clap_style_sim",
+    "clap_style_sim_bankspace",
     "rms_dbfs",
     "peak_dbfs",
     "loudness_lufs",

@@ -49,9 +49,14 @@ class EvalOptions:
     index: Path | None = None
     style_topk: int = 4  # the rule passes models.<key>.retrieval.style_topk
     style_temp: float = 0.07  # ... and style_temp
-    # the CLAP the bank (and style.npy) was built with, when it is not the judge: style
-    # similarity is measured in the bank CLAP's space (None: the judge is that CLAP)
+    # the CLAP the bank (and style.npy) was built with, when it is not the judge: the
+    # bank-space figure (clap_style_sim_bankspace) and the retrieval-equivalent queries use
+    # it (None: the judge is that CLAP)
     style_clap_model: str | None = None
+    # judge_bank_embed's npz: the bank rows' audio embedded by the judge; clap_style_sim is
+    # measured there (rcmg.evaluation.judge_bank). None: clap_style_sim is the bank-space
+    # figure when the judge is the bank CLAP, else empty
+    judge_bank: Path | None = None
     # coverage.json of every dataset the run depends on (bank and reference), stated in
     # the report: a partial download changes both
     coverage: tuple[Path, ...] = ()
@@ -81,7 +86,9 @@ EMBEDDINGS_FILE = report.EMBEDDINGS_FILE
 CLAP_SR = 48000
 LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
 FLAG_COLUMNS = ["clipped", "silent"]
-SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
+# clap_style_sim: in the judge's space (bank items re-embedded by the judge, the primary);
+# clap_style_sim_bankspace: against the style vector itself, in the bank CLAP's space
+SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim", "clap_style_sim_bankspace"]
 COPY_COLUMNS = [
     "nearest_bank_row",
     "nearest_bank_cosine",
@@ -180,32 +187,36 @@ def style_similarities(run_dir: Path, ok_rows: list[dict], audio_emb: np.ndarray
     return sims
 
 
-def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions) -> np.ndarray:
+def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions):
     """The style vector retrieval would use for each prompt: top-k bank rows for the
     prompt's CLAP text embedding, softmax(score / temp)-weighted mean, L2-normalised (the
-    generate step's rule); NaN rows where the embedding cannot query the bank."""
+    generate step's rule); NaN rows where the embedding cannot query the bank. Also
+    returns each prompt's hits ({row, score}; [] where none) for the judge-space style."""
     from rcmg.bank.blend import style_vector
     from rcmg.bank.retrieval import StyleRetriever
 
     retriever = StyleRetriever(options.bank, options.bank_mapping, options.index)
     styles = np.full((len(text_emb), retriever.dim), math.nan)
+    hit_lists: list[list[dict]] = [[] for _ in range(len(text_emb))]
     usable = np.isfinite(text_emb).all(axis=1) & (np.linalg.norm(text_emb, axis=1) > 0)
     if not usable.any():
-        return styles
+        return styles, hit_lists
     hits = retriever.search(np.asarray(text_emb[usable], dtype=np.float32), options.style_topk)
     for row, found in zip(np.flatnonzero(usable), hits, strict=True):
         if found:
             vectors = retriever.vectors(found)
             styles[row] = style_vector(vectors, [h.score for h in found], options.style_temp)
-    return styles
+            hit_lists[row] = [{"row": int(h.row), "score": float(h.score)} for h in found]
+    return styles, hit_lists
 
 
-def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions):
-    """Items without a generation-time style get cos(audio, retrieval-equivalent style)."""
+def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions, hits=None):
+    """Items without a generation-time style get cos(audio, retrieval-equivalent style);
+    ``hits`` (one list per item, filled in place) receives the bank hits behind it."""
     missing = np.flatnonzero(~np.isfinite(sims))
     if options.bank is None or missing.size == 0:
         return sims, sources
-    styles = retrieval_equivalent_styles(text_emb[missing], options)
+    styles, found = retrieval_equivalent_styles(text_emb[missing], options)
     if styles.shape[1] != audio_emb.shape[1]:
         raise ValueError(
             f"bank {options.bank} is {styles.shape[1]}-d but the CLAP embeddings are "
@@ -216,6 +227,8 @@ def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions
         if np.isfinite(styles[position]).all():
             sims[row] = metrics.cosine_similarity_rows(audio_emb[row], styles[position])[0]
             sources[row] = "retrieval-equivalent"
+            if hits is not None:
+                hits[row] = found[position]
     return sims, sources
 
 
@@ -296,7 +309,10 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "judge": judge.judge_record(clap_model, config.get("model_id")),
-        "style_space": str(options.style_clap_model or clap_model),
+        # clap_style_sim is measured in the judge's space; clap_style_sim_bankspace in
+        # the bank CLAP's (the space the style vectors were built in)
+        "style_space": str(clap_model),
+        "bank_style_space": str(options.style_clap_model or clap_model),
         "style_baseline": {
             "bank": None if options.bank is None else str(options.bank),
             "style_topk": options.style_topk,
@@ -429,15 +445,23 @@ def evaluate_run(
         style_prompt = embed_texts(style_embedder, [r["prompt"] for r in ok_rows])
     style_sims = style_similarities(run_dir, ok_rows, style_audio)
     style_sources = ["generation" if math.isfinite(v) else "" for v in style_sims]
+    style_hits = [
+        list(r.get("retrieved") or []) if math.isfinite(v) else []
+        for r, v in zip(ok_rows, style_sims, strict=True)
+    ]
     style_sims, style_sources = fill_style_baseline(
-        style_sims, style_sources, style_prompt, style_audio, options
+        style_sims, style_sources, style_prompt, style_audio, options, style_hits
+    )
+    judge_sims, style_record = judge_space_style(
+        audio_emb, style_hits, style_sims, clap_model, bool(separate), options
     )
     sims = {
         "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
         "clap_text_sim_used": _row_cosines(
             audio_emb, embed_texts(embedder, [r.get("prompt_used") or r["prompt"] for r in ok_rows])
         ),
-        "clap_style_sim": style_sims,
+        "clap_style_sim": judge_sims,
+        "clap_style_sim_bankspace": style_sims,
     }
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
     by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
@@ -445,6 +469,7 @@ def evaluate_run(
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    summary["style_similarity"] = style_record
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
@@ -471,6 +496,36 @@ def evaluate_run(
     )
     write_text(run_dir / "report.html", html)
     return summary
+
+
+def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):
+    """clap_style_sim per clip and the record of how it was measured.
+
+    With ``options.judge_bank``: the item's bank rows re-embedded by the judge, weighted
+    as its style vector (:mod:`rcmg.evaluation.judge_bank`). Without it, the bank-space
+    figure when the judge IS the bank CLAP (its bank vectors are judge embeddings), else
+    empty (the bank vectors live in another model's space).
+    """
+    from rcmg.evaluation import judge_bank
+
+    record = judge_bank.describe(options.judge_bank, clap_model)
+    if options.judge_bank is not None:
+        emb = judge_bank.read_judge_bank(options.judge_bank, clap_model)
+        if len(audio_emb) and emb.shape[1] != audio_emb.shape[1]:
+            raise ValueError(
+                f"{options.judge_bank} is {emb.shape[1]}-d but the judge's audio embeddings "
+                f"are {audio_emb.shape[1]}-d; rerun judge_bank_embed with the judge"
+            )
+        sims = judge_bank.judge_style_sims(audio_emb, hits, emb, options.style_temp)
+        record["method"] = "bank items re-embedded by the judge"
+    elif not separate:
+        sims = np.array(bank_sims, dtype=np.float64)
+        record["method"] = "bank vectors (the judge is the bank CLAP: the same space)"
+    else:
+        sims = np.full(len(audio_emb), math.nan)
+        record["method"] = "unavailable: the bank CLAP is not the judge and no --judge-bank"
+    record["n"] = int(np.isfinite(sims).sum())
+    return sims, record
 
 
 def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) -> dict:
