@@ -88,7 +88,7 @@ rule reference_stats:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("reference_stats"),
-        model=config["evaluation"]["clap"]["model"],
+        model=JUDGE_REF,
         shards=reference_shard_args(),
         composition=reference_composition_args(),
         max_items=config["evaluation"]["reference_max_items"],
@@ -127,8 +127,8 @@ rule align_check:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("align_check"),
-        model_id=lookup(dpath="models/{model}/id", within=config),
-        clap=config["clap"]["model"],
+        model_id=model_ref_of,
+        clap=CLAP_REF,
         device=config["clap"]["device"],
         code=code("align_check"),
     shell:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
 from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS, STYLE_TYPES  # noqa: E402
+from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -43,6 +44,21 @@ CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
+# Models as the CLIs take them: ID, or ID@REVISION where the config pins a hub commit
+# (clap.revision, evaluation.clap.revision, models.<m>.revision; config/README.md).
+CLAP_REF = model_reference(config["clap"]["model"], config["clap"].get("revision"))
+JUDGE_REF = model_reference(
+    config["evaluation"]["clap"]["model"], config["evaluation"]["clap"].get("revision")
+)
+
+
+def model_ref(model):
+    """``models.<model>`` as ID or ID@REVISION."""
+    return model_reference(MODELS[model]["id"], MODELS[model].get("revision"))
+
+
+def model_ref_of(wildcards):
+    return model_ref(wildcards.model)
 
 
 # ----------------- step helpers
@@ -437,7 +453,7 @@ def generate_args(wildcards):
     s = model["sampling"]
     args = [
         f"--model-key {wildcards.model}",
-        f"--model-id {shell_quote(model['id'])}",
+        f"--model-id {shell_quote(model_ref(wildcards.model))}",
         f"--pipeline {model['pipeline']}",
         f"--condition {wildcards.condition}",
         f"--condition-type {cond['type']}",
@@ -452,7 +468,7 @@ def generate_args(wildcards):
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
     if cond["type"] in ("prompt_aug", *STYLE_TYPES):
-        args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
+        args.append(f"--clap-model {shell_quote(CLAP_REF)}")
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",

@@ -132,6 +132,11 @@ def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
     assert summary["is_pipeline_check"] is True and summary["generated_seconds"] == 3.0
     assert summary["judge"]["model"] == cli_tree["clap"] and summary["judge"]["text_tower_sha256"]
     assert summary["style_space"] == cli_tree["clap"]  # no --style-clap-model: the judge
+    # item 7: the judge as given and what it resolved to (a local folder: its content hash)
+    judge_rev = summary["model_revisions"]["judge"]
+    assert judge_rev["model"] == cli_tree["clap"] and judge_rev["resolved_revision"] == "local"
+    assert len(judge_rev["content_sha256"]) == 64
+    assert summary["determinism"]["seeding"].startswith("bootstrap")
     for name in ("clap_text_sim", "clap_style_sim", "rms_dbfs", "fad", "kad"):
         record = summary["metrics"][name]
         assert record["ci_low"] <= record["ci_high"] and record["n"] == 3, name

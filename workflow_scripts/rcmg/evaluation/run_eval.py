@@ -265,6 +265,9 @@ def column(rows: list[dict], name: str) -> np.ndarray:
 
 
 def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) -> dict:
+    from rcmg.models.hf_loading import revision_records
+    from rcmg.workflow.runinfo import determinism_settings
+
     metric_records = {}
     for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]:
         metric_records[name] = stats.bootstrap_mean_ci(
@@ -309,6 +312,12 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "judge": judge.judge_record(clap_model, config.get("model_id")),
+        "model_revisions": revision_records(
+            {"judge": clap_model, "bank_clap": options.style_clap_model}
+        ),
+        "determinism": determinism_settings(
+            f"bootstrap / jackknife / FAD-infinity subsamples: numpy, seed {options.seed}"
+        ),
         # clap_style_sim is measured in the judge's space; clap_style_sim_bankspace in
         # the bank CLAP's (the space the style vectors were built in)
         "style_space": str(clap_model),
