@@ -69,6 +69,7 @@ rule reference_stats:
     input:
         unpack(reference_inputs),
         judge=judge_input,
+        classifier=classifier_input,
     output:
         REFERENCE_STATS,
     log:
@@ -95,13 +96,14 @@ rule reference_stats:
         seed=config["evaluation"]["seed"],
         batch=config["evaluation"]["batch"],
         device=config["evaluation"]["clap"]["device"],
+        classifier=classifier_flag(),
         code=code("reference_stats"),
     shell:
         "python {params.check_cuda} --rule reference_stats --policy {resources.require_cuda} "
         "--log {log} && python {params.cli} --shards {params.shards} "
         "--composition {params.composition} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
-        "--device {params.device} --out {output} > {log} 2>&1"
+        "--device {params.device} {params.classifier} --out {output} > {log} 2>&1"
 
 
 # AudioLDM1 has no audio tower: does its text tower share the bank CLAP's space?

@@ -13,7 +13,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 # stdlib-only imports: keep `snakemake -n` fast
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
-from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS, STYLE_TYPES  # noqa: E402
+from rcmg.workflow.kinds import (  # noqa: E402
+    DATASET_KINDS,
+    MODEL_KINDS,
+    STYLE_TYPES,
+    TINY_KINDS,
+)
 from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
@@ -50,6 +55,24 @@ CLAP_REF = model_reference(config["clap"]["model"], config["clap"].get("revision
 JUDGE_REF = model_reference(
     config["evaluation"]["clap"]["model"], config["evaluation"]["clap"].get("revision")
 )
+
+
+CLASSIFIER = config["evaluation"].get("classifier") or None
+CLASSIFIER_REF = (
+    model_reference(CLASSIFIER["model"], CLASSIFIER.get("revision"))
+    if CLASSIFIER
+    else None
+)
+
+
+def classifier_flag():
+    """``--classifier ID[@REV]`` for reference_stats and evaluate (empty when off)."""
+    return f"--classifier {shell_quote(CLASSIFIER_REF)}" if CLASSIFIER_REF else ""
+
+
+def classifier_input(wildcards):
+    """The classifier's folder when the workflow writes it (the demo's tiny AST)."""
+    return model_input(CLASSIFIER["model"]) if CLASSIFIER else []
 
 
 def model_ref(model):
@@ -200,7 +223,7 @@ def produced_by_demo(path):
     """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
     if not config["demo"]["enabled"]:
         return False
-    demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
+    demo_paths = {demo_model_dir(k) for k in TINY_KINDS} | {
         demo_raw_dir(k) for k in DATASET_KINDS
     }
     return is_one_of(path, demo_paths)

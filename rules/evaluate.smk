@@ -47,6 +47,7 @@ rule evaluate:
         unpack(evaluate_inputs),
         judge=judge_input,
         judge_bank=JUDGE_BANK,
+        classifier=classifier_input,
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
@@ -103,6 +104,7 @@ rule evaluate:
         copy_threshold=config["evaluation"]["copy_audit"]["threshold"],
         copy_nearest=config["evaluation"]["copy_audit"]["nearest"],
         copy_semitones=config["evaluation"]["copy_audit"]["max_semitones"],
+        classifier=classifier_flag(),
         code=code("evaluate"),
     shell:
         "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
@@ -117,6 +119,7 @@ rule evaluate:
         "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
         "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
         "--copy-calibration {input.copy_calibration} --judge-bank {input.judge_bank} "
+        "{params.classifier} "
         "> {log} 2>&1"
 
 

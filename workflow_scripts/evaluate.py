@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clap-model", required=True, help="the judge (evaluation.clap): hub id or folder"
     )
     parser.add_argument("--reference-stats", type=Path, required=True, help="ref_stats.npz")
+    parser.add_argument(
+        "--classifier",
+        default=cli.default(EvalOptions, "classifier"),
+        help="AudioSet classifier (evaluation.classifier): FD/KAD in its space, KL to pairs",
+    )
     for name, kind, text in (
         ("batch", int, "clips per CLAP batch"),
         ("device", str, "auto | cpu | cuda[:N]"),
@@ -116,6 +121,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         style_temp=args.style_temp,
         style_clap_model=args.style_clap_model,
         judge_bank=args.judge_bank,
+        classifier=args.classifier,
         coverage=tuple(args.coverage),
         segments_root=args.segments_root,
         copy_threshold=args.copy_threshold,

@@ -35,6 +35,9 @@ class ReferenceOptions:
     batch: int = 16  # segments per CLAP batch
     device: str = "auto"  # auto | cpu | cuda[:N]
     composition: tuple[str, ...] = ()  # NAME=weight:W | NAME=count:N; () = as available
+    # evaluation.classifier (an AudioSet classifier, rcmg.models.classifier): its
+    # embeddings of the same clips are stored too (None: no classifier view)
+    classifier: str | None = None
 
 
 SHARD_AUDIO = "audio_16k.npy"
@@ -173,8 +176,15 @@ def write_reference(
     shards: list[Path],
     datasets: list[str] | None = None,
     composition: dict | None = None,
+    classifier: tuple[str, np.ndarray] | None = None,
 ) -> None:
     mu, sigma = metrics.gaussian_stats(embeddings)
+    extra = {}
+    if classifier is not None:
+        extra = {
+            "classifier_model": np.str_(classifier[0]),
+            "classifier_embeddings": np.asarray(classifier[1], np.float32),
+        }
     labels = [POOLED] * len(embeddings) if datasets is None else list(datasets)
     if composition is None:
         composition = {POOLED: {"requested": len(embeddings), "drawn": len(embeddings)}}
@@ -189,6 +199,7 @@ def write_reference(
             shards=np.array([str(s) for s in shards], dtype=np.str_),
             dataset=np.array(labels, dtype=np.str_),
             composition=np.str_(json.dumps(composition, sort_keys=True)),
+            **extra,
         )
 
 
@@ -206,8 +217,12 @@ def build_reference(
     out: Path,
     options: ReferenceOptions = ReferenceOptions(),
     embedder_factory: Callable[[], object] | None = None,
+    classifier_factory: Callable[[], object] | None = None,
 ) -> int:
     """Embed a seeded, composed subsample of ``shards`` with ``clap_model``; write ``out``.
+
+    With ``options.classifier``, the same clips are also embedded by that AudioSet
+    classifier (``classifier_factory()``: an AudioClassifier-like object; default: load it).
 
     ``shards``: 'NAME=DIR' or plain dirs; ``options.composition``: 'NAME=weight:W' /
     'NAME=count:N' (default: proportional to the segments available). Returns N.
@@ -244,5 +259,30 @@ def build_reference(
     else:
         embedder = embedder_factory()
     embeddings = embed_subsample(embedder, arrays, picks, options.batch)
-    write_reference(out, embeddings, clap_model, [p for _, p in tagged], labels, plan)
+    classifier = None
+    if options.classifier:
+        classifier = (
+            str(options.classifier),
+            classify_subsample(options, arrays, picks, classifier_factory),
+        )
+    write_reference(out, embeddings, clap_model, [p for _, p in tagged], labels, plan, classifier)
     return len(embeddings)
+
+
+def classify_subsample(options: ReferenceOptions, arrays, picks, factory=None) -> np.ndarray:
+    """The classifier's embeddings of the reference picks (16 kHz segments)."""
+    if factory is None:
+        from rcmg.models.classifier import AudioClassifier
+
+        classifier = AudioClassifier(options.classifier, device=options.device)
+    else:
+        classifier = factory()
+    rate = int(getattr(classifier, "sampling_rate", SOURCE_SR))
+    chunks = []
+    for start in range(0, len(picks), options.batch):
+        waves = [
+            resample(np.asarray(arrays[s][r], np.float32), SOURCE_SR, rate)
+            for s, r in picks[start : start + options.batch]
+        ]
+        chunks.append(classifier.embed(waves)[0])
+    return np.concatenate(chunks)

@@ -57,6 +57,10 @@ class EvalOptions:
     # measured there (rcmg.evaluation.judge_bank). None: clap_style_sim is the bank-space
     # figure when the judge is the bank CLAP, else empty
     judge_bank: Path | None = None
+    # evaluation.classifier: an AudioSet classifier (rcmg.models.classifier); FD / KAD in
+    # its embedding space against the reference's (reference_stats --classifier) and KL
+    # to each item's paired reference_clip (rcmg.evaluation.classifier_view). None: off
+    classifier: str | None = None
     # coverage.json of every dataset the run depends on (bank and reference), stated in
     # the report: a partial download changes both
     coverage: tuple[Path, ...] = ()
@@ -313,7 +317,11 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "judge": judge.judge_record(clap_model, config.get("model_id")),
         "model_revisions": revision_records(
-            {"judge": clap_model, "bank_clap": options.style_clap_model}
+            {
+                "judge": clap_model,
+                "bank_clap": options.style_clap_model,
+                "classifier": options.classifier,
+            }
         ),
         "determinism": determinism_settings(
             f"bootstrap / jackknife / FAD-infinity subsamples: numpy, seed {options.seed}"
@@ -423,6 +431,7 @@ def evaluate_run(
     options: EvalOptions = EvalOptions(),
     embedder_factory: Callable[[], object] | None = None,
     style_embedder_factory: Callable[[], object] | None = None,
+    classifier_factory: Callable[[], object] | None = None,
 ) -> dict:
     """Evaluate ``run_dir`` against ``reference_stats`` (computed with ``clap_model``).
 
@@ -479,6 +488,9 @@ def evaluate_run(
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
+    summary["classifier"] = classifier_view(
+        rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
+    )
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
@@ -505,6 +517,71 @@ def evaluate_run(
     )
     write_text(run_dir / "report.html", html)
     return summary
+
+
+CLASSIFIER_METRICS = ("ast_fd", "ast_kad", "ast_kl_bernoulli", "ast_kl_sigmoid")
+
+
+def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_records) -> dict:
+    """The AudioSet classifier's FD / KAD (set-metric intervals) and paired KLs.
+
+    Adds CLASSIFIER_METRICS to ``metric_records``; returns the run-level record.
+    """
+    from rcmg.evaluation import classifier_view as view
+
+    if not options.classifier:
+        return {"enabled": False, "reason": "no evaluation.classifier"}
+    if reference.get("classifier_model") != str(options.classifier):
+        raise ValueError(
+            f"{reference['path']} holds classifier embeddings of "
+            f"{reference.get('classifier_model')!r}, not {options.classifier!r}; rerun "
+            "reference_stats.py with the same --classifier"
+        )
+    from rcmg.models.classifier import EMBEDDING
+
+    if factory is None:
+        from rcmg.models.classifier import AudioClassifier
+
+        classifier = AudioClassifier(options.classifier, device=options.device)
+    else:
+        classifier = factory()
+    rate = int(classifier.sampling_rate)
+    emb, probs = classifier.embed([resample(x, sr, rate) for x, sr in clips])
+    items = ok_items(rows)
+    ref = np.asarray(reference["classifier_embeddings"], np.float64)
+    set_options = options.set_metric_options()
+    metric_records["ast_fd"] = set_metrics.fad_interval(emb, ref, items, set_options)
+    metric_records["ast_kad"] = set_metrics.kad_interval(emb, ref, items, set_options)
+    paired_probs, missing = {}, []
+    for i, row in enumerate(ok_rows):
+        clip = row.get("reference_clip")
+        if not clip:
+            continue
+        if not Path(clip).is_file():
+            missing.append(str(clip))
+            continue
+        x, sr = read_audio(Path(clip))
+        paired_probs[i] = classifier.embed([resample(x, sr, rate)])[1][0]
+    kls = view.paired_kl(ok_rows, probs, paired_probs)
+    for name, values in kls.items():
+        metric_records[f"ast_{name}"] = stats.bootstrap_mean_ci(
+            values, options.n_boot, options.seed
+        )
+    return {
+        "enabled": True,
+        "model": str(options.classifier),
+        "embedding": EMBEDDING,
+        "dim": int(emb.shape[1]) if emb.ndim == 2 else 0,
+        "probabilities": "per-class sigmoid (AudioSet is multi-label; see classifier_view)",
+        "n_paired": len(paired_probs),
+        "paired": (
+            f"{len(paired_probs)} of {len(ok_rows)} clips have a paired reference clip"
+            if paired_probs
+            else "no paired reference (the prompt set gives no reference_clip)"
+        ),
+        "missing_reference_clips": missing,
+        "metrics": list(CLASSIFIER_METRICS),
+    }
 
 
 def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):

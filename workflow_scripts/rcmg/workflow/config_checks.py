@@ -79,6 +79,9 @@ def _model_entries(config: dict):
     yield "clap", config["clap"]["model"], config["clap"].get("revision")
     judge = config["evaluation"]["clap"]
     yield "evaluation.clap", judge["model"], judge.get("revision")
+    classifier = config["evaluation"].get("classifier")
+    if classifier:
+        yield "evaluation.classifier", classifier["model"], classifier.get("revision")
     for name, model in config["models"].items():
         yield f"models.{name}", model["id"], model.get("revision")
 
