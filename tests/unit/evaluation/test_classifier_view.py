@@ -109,6 +109,21 @@ def test_run_gets_classifier_fd_kad_and_paired_kl_through_the_cli(tmp_path, tiny
     assert metrics["ast_kl_bernoulli"]["n"] == 2 and metrics["ast_kl_bernoulli"]["mean"] >= 0
     html = (run_dir / "report.html").read_text()
     assert 'id="classifier-view"' in html and "2 of 4 clips" in html and "ast_kad" in html
+    # the comparison pools the classifier embeddings of a model x condition's clips
+    from rcmg.evaluation import comparison
+
+    out = comparison.compare_runs(
+        [run_dir], tmp_path / "report", comparison.CompareOptions(reference_stats=ref, n_boot=20)
+    )
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "ast_kad" in page and ast in page
+    import csv
+
+    with open(tmp_path / "report" / "summary.csv", newline="") as fh:
+        table = {r["level"]: r for r in csv.DictReader(fh)}
+    pooled = float(table["aggregate"]["ast_kad_mean"])  # one run: pooling = the run's clips
+    assert pooled == pytest.approx(metrics["ast_kad"]["mean"], rel=1e-6)
+    assert out is not None
     # no pairs: says so; the set metrics still come
     plain = fake_runs.write_fake_run(tmp_path / "runs2", condition="prompt")
     summary = run_eval.evaluate_run(

@@ -358,9 +358,18 @@ def set_metric_records(audio_emb, items, reference, options: EvalOptions) -> dic
     }
 
 
-def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, clap_model) -> None:
-    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics."""
+def write_embeddings(
+    run_dir: Path, rows, audio_emb, clap_model, classifier_emb=None, classifier_model=None
+) -> None:
+    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics
+    (and the AudioSet classifier's, ``classifier``, when that view is on)."""
     ok = [r for r in rows if r["status"] == "ok"]
+    extra = {}
+    if classifier_emb is not None:
+        extra = {
+            "classifier": np.asarray(classifier_emb, dtype=np.float32),
+            "classifier_model": np.str_(str(classifier_model)),
+        }
     with atomic_path(run_dir / EMBEDDINGS_FILE, suffix=".npz") as tmp:
         np.savez(
             tmp,
@@ -369,6 +378,7 @@ def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, cla
             waveform_index=np.array([int(r.get("waveform_index") or 0) for r in ok]),
             prompt=np.array([str(r["prompt"]) for r in ok], dtype=np.str_),
             clap_model=np.str_(str(clap_model)),
+            **extra,
         )
 
 
@@ -488,7 +498,7 @@ def evaluate_run(
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
-    summary["classifier"] = classifier_view(
+    summary["classifier"], classifier_emb = classifier_view(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
     )
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
@@ -497,7 +507,7 @@ def evaluate_run(
     used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
     summary["provenance"] = {k: v for k, v in used.items() if k != "by_output"}
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
-    write_embeddings(run_dir, rows, audio_emb, clap_model)
+    write_embeddings(run_dir, rows, audio_emb, clap_model, classifier_emb, options.classifier)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
     write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
     html = report.render_run_report(
@@ -525,12 +535,13 @@ CLASSIFIER_METRICS = ("ast_fd", "ast_kad", "ast_kl_bernoulli", "ast_kl_sigmoid")
 def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_records) -> dict:
     """The AudioSet classifier's FD / KAD (set-metric intervals) and paired KLs.
 
-    Adds CLASSIFIER_METRICS to ``metric_records``; returns the run-level record.
+    Adds CLASSIFIER_METRICS to ``metric_records``; returns the run-level record and the
+    clips' classifier embeddings (None when the view is off).
     """
     from rcmg.evaluation import classifier_view as view
 
     if not options.classifier:
-        return {"enabled": False, "reason": "no evaluation.classifier"}
+        return {"enabled": False, "reason": "no evaluation.classifier"}, None
     if reference.get("classifier_model") != str(options.classifier):
         raise ValueError(
             f"{reference['path']} holds classifier embeddings of "
@@ -581,7 +592,7 @@ def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_re
         ),
         "missing_reference_clips": missing,
         "metrics": list(CLASSIFIER_METRICS),
-    }
+    }, emb
 
 
 def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):
