@@ -177,6 +177,7 @@ def write_reference(
     datasets: list[str] | None = None,
     composition: dict | None = None,
     classifier: tuple[str, np.ndarray] | None = None,
+    calibration: dict | None = None,
 ) -> None:
     mu, sigma = metrics.gaussian_stats(embeddings)
     extra = {}
@@ -199,6 +200,7 @@ def write_reference(
             shards=np.array([str(s) for s in shards], dtype=np.str_),
             dataset=np.array(labels, dtype=np.str_),
             composition=np.str_(json.dumps(composition, sort_keys=True)),
+            calibration=np.str_(json.dumps(calibration or {}, sort_keys=True)),
             **extra,
         )
 
@@ -265,8 +267,90 @@ def build_reference(
             str(options.classifier),
             classify_subsample(options, arrays, picks, classifier_factory),
         )
-    write_reference(out, embeddings, clap_model, [p for _, p in tagged], labels, plan, classifier)
+    captions = reference_captions([path for _, path in tagged], picks)
+    calibration = text_calibration(embedder, embeddings, captions, options.seed)
+    write_reference(
+        out, embeddings, clap_model, [p for _, p in tagged], labels, plan, classifier, calibration
+    )
     return len(embeddings)
+
+
+# --------------------------------------------------------------- text calibration
+CAPTION_RULE = (
+    "from each segment's manifest row: MAESTRO 'solo piano: <canonical title>'; URMP "
+    "'chamber music for <instruments>: <piece title>'; FSD50K 'the sound of <labels>'; "
+    "any other dataset its tags (or title)"
+)
+MANIFEST = "manifest.parquet"
+
+
+def _words(items) -> str:
+    names = [str(t).replace("_", " ").strip() for t in items or [] if str(t).strip()]
+    names = list(dict.fromkeys(names))
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def caption_of(row: dict) -> str:
+    """The reference clip's caption under :data:`CAPTION_RULE` ('' when nothing is known)."""
+    dataset = str(row.get("dataset") or "")
+    title = str(row.get("title") or "").strip()
+    tags = list(row.get("tags") or [])
+    if dataset == "maestro":
+        return f"solo piano: {title}" if title else "solo piano"
+    if dataset == "urmp":
+        head = f"chamber music for {_words(tags)}" if tags else "chamber music"
+        return f"{head}: {title}" if title else head
+    if dataset == "fsd50k":
+        return f"the sound of {_words(tags)}" if tags else ""
+    return _words(tags) or title
+
+
+def reference_captions(shard_dirs: list[Path], picks) -> list[str] | None:
+    """Captions of the picked reference segments (None when a shard has no manifest)."""
+    manifests = {}
+    for s in sorted({s for s, _ in picks}):
+        path = Path(shard_dirs[s]) / MANIFEST
+        if not path.is_file():
+            return None
+        import pyarrow.parquet as pq
+
+        manifests[s] = pq.read_table(path).to_pylist()
+    return [caption_of(manifests[s][r]) for s, r in picks]
+
+
+def text_calibration(embedder, audio_emb, captions, seed: int, n_boot: int = 1000) -> dict:
+    """The judge's text similarity of reference audio to its own caption (ceiling) and to
+    the different caption of a random other clip (floor, seeded)."""
+    from rcmg.evaluation import stats
+
+    if not captions:
+        return {"reason": "the reference shards have no manifest.parquet (no captions)"}
+    usable = [i for i, c in enumerate(captions) if c]
+    if len(usable) < 2:
+        return {"reason": f"{len(usable)} reference clip(s) have a caption"}
+    unique = list(dict.fromkeys(captions[i] for i in usable))
+    table = dict(zip(unique, np.asarray(embedder.embed_text(unique), np.float64), strict=True))
+    audio = np.asarray(audio_emb, np.float64)
+    rng = np.random.default_rng([int(seed), 0xCA11B])
+    own, shuffled = [], []
+    for i in usable:
+        own.append(metrics.cosine_similarity_rows(audio[i : i + 1], table[captions[i]][None])[0])
+        others = [j for j in usable if captions[j] != captions[i]]
+        if others:
+            j = others[int(rng.integers(len(others)))]
+            text = table[captions[j]][None]
+            shuffled.append(metrics.cosine_similarity_rows(audio[i : i + 1], text)[0])
+    return {
+        "ceiling": stats.bootstrap_mean_ci(np.array(own), n_boot, seed),
+        "floor": stats.bootstrap_mean_ci(np.array(shuffled), n_boot, seed),
+        "caption_rule": CAPTION_RULE,
+        "floor_rule": "each clip against the caption of a random other clip whose caption differs",
+        "n_captions": len(usable),
+        "n_distinct": len(unique),
+        "examples": unique[:5],
+    }
 
 
 def classify_subsample(options: ReferenceOptions, arrays, picks, factory=None) -> np.ndarray:

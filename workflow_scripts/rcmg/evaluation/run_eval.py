@@ -498,6 +498,7 @@ def evaluate_run(
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
+    summary["text_calibration"] = reference.get("calibration") or {}
     summary["classifier"], classifier_emb = classifier_view(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
     )
