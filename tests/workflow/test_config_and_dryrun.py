@@ -69,8 +69,10 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
 def test_demo_config_plans_demo_assets(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/demo.yaml").stdout
     jobs = planned_jobs(out)
-    for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music"):
+    for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music", "ast"):
         assert job("demo_model", tiny_kind=kind) in jobs
+    # one job re-embeds the bank with the judge for every evaluate job
+    assert job("judge_bank_embed") in jobs
     for kind in ("maestro", "urmp", "fsd50k"):
         assert job("demo_dataset", demo_kind=kind) in jobs
 
