@@ -31,11 +31,11 @@ rule train_adapter:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("train_adapter"),
-        model_id=lookup(dpath="models/{model}/id", within=config),
+        model_id=model_ref_of,
         pipeline=lookup(dpath="models/{model}/pipeline", within=config),
         topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
         temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
-        clap=config["clap"]["model"],
+        clap=CLAP_REF,
         epochs=config["adapter_training"]["epochs"],
         batch=config["adapter_training"]["batch"],
         lr=config["adapter_training"]["lr"],

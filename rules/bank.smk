@@ -69,6 +69,7 @@ rule reference_stats:
     input:
         unpack(reference_inputs),
         judge=judge_input,
+        classifier=classifier_input,
     output:
         REFERENCE_STATS,
     log:
@@ -88,20 +89,21 @@ rule reference_stats:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("reference_stats"),
-        model=config["evaluation"]["clap"]["model"],
+        model=JUDGE_REF,
         shards=reference_shard_args(),
         composition=reference_composition_args(),
         max_items=config["evaluation"]["reference_max_items"],
         seed=config["evaluation"]["seed"],
         batch=config["evaluation"]["batch"],
         device=config["evaluation"]["clap"]["device"],
+        classifier=classifier_flag(),
         code=code("reference_stats"),
     shell:
         "python {params.check_cuda} --rule reference_stats --policy {resources.require_cuda} "
         "--log {log} && python {params.cli} --shards {params.shards} "
         "--composition {params.composition} --clap-model {params.model:q} "
         "--max-items {params.max_items} --seed {params.seed} --batch {params.batch} "
-        "--device {params.device} --out {output} > {log} 2>&1"
+        "--device {params.device} {params.classifier} --out {output} > {log} 2>&1"
 
 
 # AudioLDM1 has no audio tower: does its text tower share the bank CLAP's space?
@@ -127,8 +129,8 @@ rule align_check:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("align_check"),
-        model_id=lookup(dpath="models/{model}/id", within=config),
-        clap=config["clap"]["model"],
+        model_id=model_ref_of,
+        clap=CLAP_REF,
         device=config["clap"]["device"],
         code=code("align_check"),
     shell:

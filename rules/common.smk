@@ -13,7 +13,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 # stdlib-only imports: keep `snakemake -n` fast
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
-from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS, STYLE_TYPES  # noqa: E402
+from rcmg.workflow.kinds import (  # noqa: E402
+    DATASET_KINDS,
+    MODEL_KINDS,
+    STYLE_TYPES,
+    TINY_KINDS,
+)
+from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -43,6 +49,39 @@ CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
+# Models as the CLIs take them: ID, or ID@REVISION where the config pins a hub commit
+# (clap.revision, evaluation.clap.revision, models.<m>.revision; config/README.md).
+CLAP_REF = model_reference(config["clap"]["model"], config["clap"].get("revision"))
+JUDGE_REF = model_reference(
+    config["evaluation"]["clap"]["model"], config["evaluation"]["clap"].get("revision")
+)
+
+
+CLASSIFIER = config["evaluation"].get("classifier") or None
+CLASSIFIER_REF = (
+    model_reference(CLASSIFIER["model"], CLASSIFIER.get("revision"))
+    if CLASSIFIER
+    else None
+)
+
+
+def classifier_flag():
+    """``--classifier ID[@REV]`` for reference_stats and evaluate (empty when off)."""
+    return f"--classifier {shell_quote(CLASSIFIER_REF)}" if CLASSIFIER_REF else ""
+
+
+def classifier_input(wildcards):
+    """The classifier's folder when the workflow writes it (the demo's tiny AST)."""
+    return model_input(CLASSIFIER["model"]) if CLASSIFIER else []
+
+
+def model_ref(model):
+    """``models.<model>`` as ID or ID@REVISION."""
+    return model_reference(MODELS[model]["id"], MODELS[model].get("revision"))
+
+
+def model_ref_of(wildcards):
+    return model_ref(wildcards.model)
 
 
 # ----------------- step helpers
@@ -184,7 +223,7 @@ def produced_by_demo(path):
     """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
     if not config["demo"]["enabled"]:
         return False
-    demo_paths = {demo_model_dir(k) for k in MODEL_KINDS} | {
+    demo_paths = {demo_model_dir(k) for k in TINY_KINDS} | {
         demo_raw_dir(k) for k in DATASET_KINDS
     }
     return is_one_of(path, demo_paths)
@@ -306,6 +345,8 @@ def align_check_inputs(wildcards):
 
 
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
+# the style bank's audio embedded by the judge (evaluation.clap), once per workflow
+JUDGE_BANK = f"{P}/bank/judge_bank.npz"
 COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
 
 
@@ -435,7 +476,7 @@ def generate_args(wildcards):
     s = model["sampling"]
     args = [
         f"--model-key {wildcards.model}",
-        f"--model-id {shell_quote(model['id'])}",
+        f"--model-id {shell_quote(model_ref(wildcards.model))}",
         f"--pipeline {model['pipeline']}",
         f"--condition {wildcards.condition}",
         f"--condition-type {cond['type']}",
@@ -450,7 +491,7 @@ def generate_args(wildcards):
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
     if cond["type"] in ("prompt_aug", *STYLE_TYPES):
-        args.append(f"--clap-model {shell_quote(config['clap']['model'])}")
+        args.append(f"--clap-model {shell_quote(CLAP_REF)}")
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",

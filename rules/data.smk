@@ -99,7 +99,7 @@ rule clap_embed:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("clap_embed"),
-        model=config["clap"]["model"],
+        model=CLAP_REF,
         batch=config["clap"]["batch"],
         device=config["clap"]["device"],
         dtype=config["clap"]["dtype"],

@@ -5,10 +5,49 @@ localrules:
     compare,
 
 
+# Style similarity in the judge's space: every bank row's audio embedded by the judge.
+rule judge_bank_embed:
+    input:
+        judge=judge_input,
+        mapping=BANK["mapping"],
+        segments=shard_dirs(BANK_DS),
+    output:
+        JUDGE_BANK,
+    log:
+        f"{LOGS}/judge_bank_embed.log",
+    benchmark:
+        f"{BENCH}/judge_bank_embed.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("judge_bank_embed", "cpus")
+    resources:
+        **gpu_request("judge_bank_embed"),
+        mem_mb=res_attempt("judge_bank_embed", "mem_mb"),
+        runtime=res("judge_bank_embed", "runtime"),
+        cpus_per_task=res("judge_bank_embed", "cpus"),
+        require_cuda=require_cuda("judge_bank_embed"),
+        slurm_partition=res("judge_bank_embed", "partition"),
+    params:
+        check_cuda=cli("check_cuda"),
+        cli=cli("judge_bank_embed"),
+        model=JUDGE_REF,
+        segments_root=parent_of_first("segments"),
+        batch=config["evaluation"]["batch"],
+        device=config["evaluation"]["clap"]["device"],
+        code=code("judge_bank_embed"),
+    shell:
+        "python {params.check_cuda} --rule judge_bank_embed --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --bank-mapping {input.mapping} "
+        "--segments-root {params.segments_root} --clap-model {params.model:q} "
+        "--batch {params.batch} --device {params.device} --out {output} > {log} 2>&1"
+
+
 rule evaluate:
     input:
         unpack(evaluate_inputs),
         judge=judge_input,
+        judge_bank=JUDGE_BANK,
+        classifier=classifier_input,
         bank=BANK["npy"],
         bank_mapping=BANK["mapping"],
         index=BANK["index"],
@@ -48,8 +87,8 @@ rule evaluate:
         check_cuda=cli("check_cuda"),
         cli=cli("evaluate"),
         run_dir=parent_of("run_config", of="input"),
-        model=config["evaluation"]["clap"]["model"],
-        style_model=config["clap"]["model"],
+        model=JUDGE_REF,
+        style_model=CLAP_REF,
         batch=config["evaluation"]["batch"],
         device=config["evaluation"]["clap"]["device"],
         n_boot=config["evaluation"]["n_boot"],
@@ -65,6 +104,7 @@ rule evaluate:
         copy_threshold=config["evaluation"]["copy_audit"]["threshold"],
         copy_nearest=config["evaluation"]["copy_audit"]["nearest"],
         copy_semitones=config["evaluation"]["copy_audit"]["max_semitones"],
+        classifier=classifier_flag(),
         code=code("evaluate"),
     shell:
         "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
@@ -78,7 +118,8 @@ rule evaluate:
         "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
         "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
         "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
-        "--copy-calibration {input.copy_calibration} "
+        "--copy-calibration {input.copy_calibration} --judge-bank {input.judge_bank} "
+        "{params.classifier} "
         "> {log} 2>&1"
 
 

@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clap-model", required=True, help="the judge (evaluation.clap): hub id or folder"
     )
     parser.add_argument("--reference-stats", type=Path, required=True, help="ref_stats.npz")
+    parser.add_argument(
+        "--classifier",
+        default=cli.default(EvalOptions, "classifier"),
+        help="AudioSet classifier (evaluation.classifier): FD/KAD in its space, KL to pairs",
+    )
     for name, kind, text in (
         ("batch", int, "clips per CLAP batch"),
         ("device", str, "auto | cpu | cuda[:N]"),
@@ -50,8 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument(
         "--style-clap-model",
         default=None,
-        help="the bank's CLAP when it is not --clap-model (the judge): style similarity "
-        "is measured in its space",
+        help="the bank's CLAP when it is not --clap-model (the judge): "
+        "clap_style_sim_bankspace and the retrieval-equivalent queries use it",
+    )
+    style.add_argument(
+        "--judge-bank",
+        type=Path,
+        default=None,
+        help="judge_bank_embed.py's npz (bank audio embedded by the judge): clap_style_sim "
+        "is measured there",
     )
     style.add_argument("--bank", type=Path, default=None, help="style_bank.npy")
     style.add_argument("--bank-mapping", type=Path, default=None, help="style_bank.jsonl")
@@ -108,6 +120,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         style_topk=args.style_topk,
         style_temp=args.style_temp,
         style_clap_model=args.style_clap_model,
+        judge_bank=args.judge_bank,
+        classifier=args.classifier,
         coverage=tuple(args.coverage),
         segments_root=args.segments_root,
         copy_threshold=args.copy_threshold,

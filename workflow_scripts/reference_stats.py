@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="clips per dataset (default: in proportion to the segments available)",
     )
     parser.add_argument("--clap-model", required=True, help="CLAP hub id or local folder")
+    parser.add_argument(
+        "--classifier",
+        default=cli.default(ReferenceOptions, "classifier"),
+        help="AudioSet classifier (evaluation.classifier): its embeddings of the same clips",
+    )
     for name, kind, text in (
         ("max_items", int, "segments in the subsample"),
         ("seed", int, "subsample seed"),
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         device=args.device,
         composition=tuple(args.composition),
+        classifier=args.classifier,
     )
     n = build_reference(args.shards, args.clap_model, args.out, options)
     log.info("reference stats from %d segments -> %s", n, args.out)

@@ -39,7 +39,7 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert counts["clap_embed"] == n_shards
     assert counts["index_sources"] == len(cfg["datasets"])
     assert counts["train_adapter"] == len(cfg["models"])
-    for single in ("build_bank", "build_index", "reference_stats", "compare"):
+    for single in ("build_bank", "build_index", "reference_stats", "judge_bank_embed", "compare"):
         assert counts[single] == 1
     # the real config never writes demo assets
     assert "demo_model" not in counts and "demo_dataset" not in counts
@@ -69,8 +69,10 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
 def test_demo_config_plans_demo_assets(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/demo.yaml").stdout
     jobs = planned_jobs(out)
-    for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music"):
+    for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music", "ast"):
         assert job("demo_model", tiny_kind=kind) in jobs
+    # one job re-embeds the bank with the judge for every evaluate job
+    assert job("judge_bank_embed") in jobs
     for kind in ("maestro", "urmp", "fsd50k"):
         assert job("demo_dataset", demo_kind=kind) in jobs
 

@@ -132,6 +132,11 @@ def test_evaluate_cli_outputs_per_item_metrics_and_summary(cli_tree):
     assert summary["is_pipeline_check"] is True and summary["generated_seconds"] == 3.0
     assert summary["judge"]["model"] == cli_tree["clap"] and summary["judge"]["text_tower_sha256"]
     assert summary["style_space"] == cli_tree["clap"]  # no --style-clap-model: the judge
+    # item 7: the judge as given and what it resolved to (a local folder: its content hash)
+    judge_rev = summary["model_revisions"]["judge"]
+    assert judge_rev["model"] == cli_tree["clap"] and judge_rev["resolved_revision"] == "local"
+    assert len(judge_rev["content_sha256"]) == 64
+    assert summary["determinism"]["seeding"].startswith("bootstrap")
     for name in ("clap_text_sim", "clap_style_sim", "rms_dbfs", "fad", "kad"):
         record = summary["metrics"][name]
         assert record["ci_low"] <= record["ci_high"] and record["n"] == 3, name
@@ -345,7 +350,11 @@ class SmallEmbedder(fake_runs.FakeEmbedder):
     dim = 16
 
 
-def test_style_similarity_is_measured_in_the_bank_clap_space_when_the_judge_differs(tmp_path):
+def test_bank_space_style_similarity_is_measured_with_the_bank_clap_when_the_judge_differs(
+    tmp_path,
+):
+    """clap_style_sim_bankspace: the style vector itself, in the bank CLAP's space (the
+    judge-space clap_style_sim needs the judge bank: tests/unit/evaluation/test_judge_bank.py)."""
     run_dir = fake_runs.write_fake_run(
         tmp_path / "runs", condition="retrieval", with_style=True, style_dim=16
     )
@@ -354,11 +363,11 @@ def test_style_similarity_is_measured_in_the_bank_clap_space_when_the_judge_diff
     summary = run_eval.evaluate_run(
         run_dir, "fake-clap", ref, options, fake_runs.FakeEmbedder, SmallEmbedder
     )
-    assert summary["style_space"] == "bank-clap"
+    assert summary["bank_style_space"] == "bank-clap" and summary["style_space"] == "fake-clap"
     rows = read_rows(run_dir)
     assert [r["style_sim_source"] for r in rows] == ["generation"] * 4
-    assert all(-1.0 <= float(r["clap_style_sim"]) <= 1.0 for r in rows)
-    assert summary["metrics"]["clap_style_sim"]["n"] == 4
+    assert all(-1.0 <= float(r["clap_style_sim_bankspace"]) <= 1.0 for r in rows)
+    assert summary["metrics"]["clap_style_sim_bankspace"]["n"] == 4
     # the same 16-d style vectors against the 32-d judge are refused, not mis-scored
     with pytest.raises(ValueError, match="style.npy has shape"):
         run_eval.evaluate_run(

@@ -157,6 +157,19 @@ def test_run_directory_contract(aldm2_prompt_run):
     assert [r["seed"] for r in rows] == [SEED, SEED + 1, SEED + 2]
     config = json.loads((run / "run_config.json").read_text())
     assert config["is_pipeline_check"] is True
+    # item 7: the model as given, what it resolved to (a local folder: its content hash),
+    # and the determinism settings; a prompt run loads no bank CLAP
+    from rcmg.models.hf_loading import folder_digest
+
+    generator = config["model_revisions"]["generator"]
+    assert generator["kind"] == "local" and generator["resolved_revision"] == "local"
+    assert generator["content_sha256"] == folder_digest(Path(config["model_id"]))
+    assert set(config["model_revisions"]) == {"generator"}
+    determinism = config["determinism"]
+    assert (
+        determinism["deterministic_algorithms"] is False and "seed + item" in determinism["seeding"]
+    )
+    assert {"cudnn_benchmark", "cudnn_deterministic", "cuda_matmul_allow_tf32"} <= set(determinism)
     assert config["pipeline"] == "audioldm2" and config["params"]["dtype"] == "fp32"
     assert config["params"]["steps"] == STEPS and "generate.py" in config["command"]
     assert set(config["timings_s"]) == {

@@ -74,7 +74,9 @@ def test_every_list_of_kinds_is_the_one_definition():
     assert set(
         _enum("properties", "datasets", "additionalProperties", "properties", "kind")
     ) == set(kinds.DATASET_KINDS)
-    assert tiny_models.KINDS is kinds.MODEL_KINDS is real_arch.KINDS
+    assert real_arch.KINDS is kinds.MODEL_KINDS
+    assert tiny_models.KINDS is kinds.TINY_KINDS
+    assert kinds.TINY_KINDS == kinds.MODEL_KINDS + kinds.CLASSIFIER_KINDS
     assert tuple(PIPELINE_FAMILIES) == kinds.PIPELINE_FAMILIES
     assert CONDITION_TYPES is kinds.CONDITION_TYPES
     assert STYLE_TYPES is kinds.STYLE_TYPES and set(STYLE_TYPES) <= set(CONDITION_TYPES)

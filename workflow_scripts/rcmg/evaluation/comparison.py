@@ -61,6 +61,7 @@ ITEM_METRICS = [
     "clap_text_sim",
     "clap_text_sim_used",
     "clap_style_sim",
+    "clap_style_sim_bankspace",
     "rms_dbfs",
     "peak_dbfs",
     "loudness_lufs",
@@ -178,6 +179,29 @@ def pooled_set_metrics(runs: list[dict], ref, options: CompareOptions) -> dict:
     }
 
 
+CLASSIFIER_SET_METRICS = ("ast_fd", "ast_kad")
+
+
+def pooled_classifier_metrics(runs: list[dict], reference, options: CompareOptions) -> dict:
+    """ast_fd / ast_kad of all clips of a model x condition (seeds pooled) in the AudioSet
+    classifier's space; {} when the reference or a run lacks classifier embeddings."""
+    ref = None if reference is None else reference.get("classifier_embeddings")
+    embs = [run.get("embeddings") or {} for run in runs]
+    if ref is None or not embs or any("classifier" not in e for e in embs):
+        return {}
+    models = {str(e.get("classifier_model")) for e in embs}
+    if models != {str(reference.get("classifier_model"))}:
+        return {}
+    gen = np.concatenate([e["classifier"] for e in embs]).astype(np.float64)
+    labels = [int(i) for e in embs for i in e["item"]]
+    ref = np.asarray(ref, dtype=np.float64)
+    set_options = options.set_metric_options()
+    return {
+        "ast_fd": set_metrics.fad_interval(gen, ref, labels, set_options),
+        "ast_kad": set_metrics.kad_interval(gen, ref, labels, set_options),
+    }
+
+
 def aggregate_group(runs: list[dict], records: list[dict], names, reference, options) -> dict:
     """Seed-aggregated row: per-item metrics and set metrics both pool all clips."""
     n_boot, seed = options.n_boot, options.seed
@@ -185,6 +209,7 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
     first = records[0]
     metrics_out = {}
     pooled_sets = pooled_set_metrics(runs, ref, options)
+    pooled_sets.update(pooled_classifier_metrics(runs, reference, options))
     subsets = {}
     gen, labels = pooled_embeddings(runs)
     if reference is not None and gen is not None:
@@ -192,7 +217,7 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
             gen, labels, ref, reference["dataset"], options.set_metric_options()
         )
     for name in names:
-        if name in SET_METRICS:
+        if name in pooled_sets:
             metrics_out[name] = pooled_sets[name]
         elif name not in ITEM_METRICS:
             seed_values = [to_float((r["metrics"].get(name) or {}).get("mean")) for r in records]
@@ -524,6 +549,7 @@ def judge_rows(runs: list[dict]) -> list[dict]:
                 "judge_sha": (record.get("text_tower_sha256") or "n/a")[:12],
                 "generator_sha": (generator.get("sha256") or "n/a")[:12],
                 "shared": bool(record.get("shares_weights_with")),
+                "classifier": (summary.get("classifier") or {}).get("model") or "off",
             },
         )
     return list(rows.values())

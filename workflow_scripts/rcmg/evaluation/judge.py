@@ -20,7 +20,10 @@ CONDITIONING_COMPONENTS = ("text_encoder",)  # AudioLDM 1 and 2: the CLAP text t
 
 def local_folder(model_id: str, component: str | None = None) -> Path | None:
     """A local folder for ``model_id`` (a folder, or the hub cache offline), or None."""
-    path = Path(str(model_id))
+    from rcmg.models.hf_loading import split_revision
+
+    model_id, revision = split_revision(str(model_id))
+    path = Path(model_id)
     if path.is_dir():
         return path / component if component else path
     try:
@@ -28,7 +31,9 @@ def local_folder(model_id: str, component: str | None = None) -> Path | None:
 
         pattern = f"{component}/*" if component else "*.safetensors"
         folder = Path(
-            snapshot_download(str(model_id), allow_patterns=[pattern], local_files_only=True)
+            snapshot_download(
+                model_id, revision=revision, allow_patterns=[pattern], local_files_only=True
+            )
         )
     except Exception:  # noqa: BLE001 - absent from the cache is an answer, not an error
         return None

@@ -35,6 +35,9 @@ class ReferenceOptions:
     batch: int = 16  # segments per CLAP batch
     device: str = "auto"  # auto | cpu | cuda[:N]
     composition: tuple[str, ...] = ()  # NAME=weight:W | NAME=count:N; () = as available
+    # evaluation.classifier (an AudioSet classifier, rcmg.models.classifier): its
+    # embeddings of the same clips are stored too (None: no classifier view)
+    classifier: str | None = None
 
 
 SHARD_AUDIO = "audio_16k.npy"
@@ -173,8 +176,16 @@ def write_reference(
     shards: list[Path],
     datasets: list[str] | None = None,
     composition: dict | None = None,
+    classifier: tuple[str, np.ndarray] | None = None,
+    calibration: dict | None = None,
 ) -> None:
     mu, sigma = metrics.gaussian_stats(embeddings)
+    extra = {}
+    if classifier is not None:
+        extra = {
+            "classifier_model": np.str_(classifier[0]),
+            "classifier_embeddings": np.asarray(classifier[1], np.float32),
+        }
     labels = [POOLED] * len(embeddings) if datasets is None else list(datasets)
     if composition is None:
         composition = {POOLED: {"requested": len(embeddings), "drawn": len(embeddings)}}
@@ -189,6 +200,8 @@ def write_reference(
             shards=np.array([str(s) for s in shards], dtype=np.str_),
             dataset=np.array(labels, dtype=np.str_),
             composition=np.str_(json.dumps(composition, sort_keys=True)),
+            calibration=np.str_(json.dumps(calibration or {}, sort_keys=True)),
+            **extra,
         )
 
 
@@ -206,8 +219,12 @@ def build_reference(
     out: Path,
     options: ReferenceOptions = ReferenceOptions(),
     embedder_factory: Callable[[], object] | None = None,
+    classifier_factory: Callable[[], object] | None = None,
 ) -> int:
     """Embed a seeded, composed subsample of ``shards`` with ``clap_model``; write ``out``.
+
+    With ``options.classifier``, the same clips are also embedded by that AudioSet
+    classifier (``classifier_factory()``: an AudioClassifier-like object; default: load it).
 
     ``shards``: 'NAME=DIR' or plain dirs; ``options.composition``: 'NAME=weight:W' /
     'NAME=count:N' (default: proportional to the segments available). Returns N.
@@ -244,5 +261,112 @@ def build_reference(
     else:
         embedder = embedder_factory()
     embeddings = embed_subsample(embedder, arrays, picks, options.batch)
-    write_reference(out, embeddings, clap_model, [p for _, p in tagged], labels, plan)
+    classifier = None
+    if options.classifier:
+        classifier = (
+            str(options.classifier),
+            classify_subsample(options, arrays, picks, classifier_factory),
+        )
+    captions = reference_captions([path for _, path in tagged], picks)
+    calibration = text_calibration(embedder, embeddings, captions, options.seed)
+    write_reference(
+        out, embeddings, clap_model, [p for _, p in tagged], labels, plan, classifier, calibration
+    )
     return len(embeddings)
+
+
+# --------------------------------------------------------------- text calibration
+CAPTION_RULE = (
+    "from each segment's manifest row: MAESTRO 'solo piano: <canonical title>'; URMP "
+    "'chamber music for <instruments>: <piece title>'; FSD50K 'the sound of <labels>'; "
+    "any other dataset its tags (or title)"
+)
+MANIFEST = "manifest.parquet"
+
+
+def _words(items) -> str:
+    names = [str(t).replace("_", " ").strip() for t in items or [] if str(t).strip()]
+    names = list(dict.fromkeys(names))
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def caption_of(row: dict) -> str:
+    """The reference clip's caption under :data:`CAPTION_RULE` ('' when nothing is known)."""
+    dataset = str(row.get("dataset") or "")
+    title = str(row.get("title") or "").strip()
+    tags = list(row.get("tags") or [])
+    if dataset == "maestro":
+        return f"solo piano: {title}" if title else "solo piano"
+    if dataset == "urmp":
+        head = f"chamber music for {_words(tags)}" if tags else "chamber music"
+        return f"{head}: {title}" if title else head
+    if dataset == "fsd50k":
+        return f"the sound of {_words(tags)}" if tags else ""
+    return _words(tags) or title
+
+
+def reference_captions(shard_dirs: list[Path], picks) -> list[str] | None:
+    """Captions of the picked reference segments (None when a shard has no manifest)."""
+    manifests = {}
+    for s in sorted({s for s, _ in picks}):
+        path = Path(shard_dirs[s]) / MANIFEST
+        if not path.is_file():
+            return None
+        import pyarrow.parquet as pq
+
+        manifests[s] = pq.read_table(path).to_pylist()
+    return [caption_of(manifests[s][r]) for s, r in picks]
+
+
+def text_calibration(embedder, audio_emb, captions, seed: int, n_boot: int = 1000) -> dict:
+    """The judge's text similarity of reference audio to its own caption (ceiling) and to
+    the different caption of a random other clip (floor, seeded)."""
+    from rcmg.evaluation import stats
+
+    if not captions:
+        return {"reason": "the reference shards have no manifest.parquet (no captions)"}
+    usable = [i for i, c in enumerate(captions) if c]
+    if len(usable) < 2:
+        return {"reason": f"{len(usable)} reference clip(s) have a caption"}
+    unique = list(dict.fromkeys(captions[i] for i in usable))
+    table = dict(zip(unique, np.asarray(embedder.embed_text(unique), np.float64), strict=True))
+    audio = np.asarray(audio_emb, np.float64)
+    rng = np.random.default_rng([int(seed), 0xCA11B])
+    own, shuffled = [], []
+    for i in usable:
+        own.append(metrics.cosine_similarity_rows(audio[i : i + 1], table[captions[i]][None])[0])
+        others = [j for j in usable if captions[j] != captions[i]]
+        if others:
+            j = others[int(rng.integers(len(others)))]
+            text = table[captions[j]][None]
+            shuffled.append(metrics.cosine_similarity_rows(audio[i : i + 1], text)[0])
+    return {
+        "ceiling": stats.bootstrap_mean_ci(np.array(own), n_boot, seed),
+        "floor": stats.bootstrap_mean_ci(np.array(shuffled), n_boot, seed),
+        "caption_rule": CAPTION_RULE,
+        "floor_rule": "each clip against the caption of a random other clip whose caption differs",
+        "n_captions": len(usable),
+        "n_distinct": len(unique),
+        "examples": unique[:5],
+    }
+
+
+def classify_subsample(options: ReferenceOptions, arrays, picks, factory=None) -> np.ndarray:
+    """The classifier's embeddings of the reference picks (16 kHz segments)."""
+    if factory is None:
+        from rcmg.models.classifier import AudioClassifier
+
+        classifier = AudioClassifier(options.classifier, device=options.device)
+    else:
+        classifier = factory()
+    rate = int(getattr(classifier, "sampling_rate", SOURCE_SR))
+    chunks = []
+    for start in range(0, len(picks), options.batch):
+        waves = [
+            resample(np.asarray(arrays[s][r], np.float32), SOURCE_SR, rate)
+            for s, r in picks[start : start + options.batch]
+        ]
+        chunks.append(classifier.embed(waves)[0])
+    return np.concatenate(chunks)

@@ -117,6 +117,11 @@ def read_reference(path: Path) -> dict:
         "path": str(path),
         "dataset": dataset,
         "composition": composition,
+        # the AudioSet classifier's view of the same clips (None: not computed)
+        "classifier_model": str(raw["classifier_model"]) if "classifier_model" in raw else None,
+        "classifier_embeddings": raw.get("classifier_embeddings"),
+        # the judge's text-similarity ceiling / floor on the reference (reference_stats)
+        "calibration": json.loads(str(raw["calibration"])) if "calibration" in raw else {},
     }
 
 

@@ -49,9 +49,18 @@ class EvalOptions:
     index: Path | None = None
     style_topk: int = 4  # the rule passes models.<key>.retrieval.style_topk
     style_temp: float = 0.07  # ... and style_temp
-    # the CLAP the bank (and style.npy) was built with, when it is not the judge: style
-    # similarity is measured in the bank CLAP's space (None: the judge is that CLAP)
+    # the CLAP the bank (and style.npy) was built with, when it is not the judge: the
+    # bank-space figure (clap_style_sim_bankspace) and the retrieval-equivalent queries use
+    # it (None: the judge is that CLAP)
     style_clap_model: str | None = None
+    # judge_bank_embed's npz: the bank rows' audio embedded by the judge; clap_style_sim is
+    # measured there (rcmg.evaluation.judge_bank). None: clap_style_sim is the bank-space
+    # figure when the judge is the bank CLAP, else empty
+    judge_bank: Path | None = None
+    # evaluation.classifier: an AudioSet classifier (rcmg.models.classifier); FD / KAD in
+    # its embedding space against the reference's (reference_stats --classifier) and KL
+    # to each item's paired reference_clip (rcmg.evaluation.classifier_view). None: off
+    classifier: str | None = None
     # coverage.json of every dataset the run depends on (bank and reference), stated in
     # the report: a partial download changes both
     coverage: tuple[Path, ...] = ()
@@ -81,7 +90,9 @@ EMBEDDINGS_FILE = report.EMBEDDINGS_FILE
 CLAP_SR = 48000
 LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
 FLAG_COLUMNS = ["clipped", "silent"]
-SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim"]
+# clap_style_sim: in the judge's space (bank items re-embedded by the judge, the primary);
+# clap_style_sim_bankspace: against the style vector itself, in the bank CLAP's space
+SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim", "clap_style_sim_bankspace"]
 COPY_COLUMNS = [
     "nearest_bank_row",
     "nearest_bank_cosine",
@@ -180,32 +191,36 @@ def style_similarities(run_dir: Path, ok_rows: list[dict], audio_emb: np.ndarray
     return sims
 
 
-def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions) -> np.ndarray:
+def retrieval_equivalent_styles(text_emb: np.ndarray, options: EvalOptions):
     """The style vector retrieval would use for each prompt: top-k bank rows for the
     prompt's CLAP text embedding, softmax(score / temp)-weighted mean, L2-normalised (the
-    generate step's rule); NaN rows where the embedding cannot query the bank."""
+    generate step's rule); NaN rows where the embedding cannot query the bank. Also
+    returns each prompt's hits ({row, score}; [] where none) for the judge-space style."""
     from rcmg.bank.blend import style_vector
     from rcmg.bank.retrieval import StyleRetriever
 
     retriever = StyleRetriever(options.bank, options.bank_mapping, options.index)
     styles = np.full((len(text_emb), retriever.dim), math.nan)
+    hit_lists: list[list[dict]] = [[] for _ in range(len(text_emb))]
     usable = np.isfinite(text_emb).all(axis=1) & (np.linalg.norm(text_emb, axis=1) > 0)
     if not usable.any():
-        return styles
+        return styles, hit_lists
     hits = retriever.search(np.asarray(text_emb[usable], dtype=np.float32), options.style_topk)
     for row, found in zip(np.flatnonzero(usable), hits, strict=True):
         if found:
             vectors = retriever.vectors(found)
             styles[row] = style_vector(vectors, [h.score for h in found], options.style_temp)
-    return styles
+            hit_lists[row] = [{"row": int(h.row), "score": float(h.score)} for h in found]
+    return styles, hit_lists
 
 
-def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions):
-    """Items without a generation-time style get cos(audio, retrieval-equivalent style)."""
+def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions, hits=None):
+    """Items without a generation-time style get cos(audio, retrieval-equivalent style);
+    ``hits`` (one list per item, filled in place) receives the bank hits behind it."""
     missing = np.flatnonzero(~np.isfinite(sims))
     if options.bank is None or missing.size == 0:
         return sims, sources
-    styles = retrieval_equivalent_styles(text_emb[missing], options)
+    styles, found = retrieval_equivalent_styles(text_emb[missing], options)
     if styles.shape[1] != audio_emb.shape[1]:
         raise ValueError(
             f"bank {options.bank} is {styles.shape[1]}-d but the CLAP embeddings are "
@@ -216,6 +231,8 @@ def fill_style_baseline(sims, sources, text_emb, audio_emb, options: EvalOptions
         if np.isfinite(styles[position]).all():
             sims[row] = metrics.cosine_similarity_rows(audio_emb[row], styles[position])[0]
             sources[row] = "retrieval-equivalent"
+            if hits is not None:
+                hits[row] = found[position]
     return sims, sources
 
 
@@ -252,6 +269,9 @@ def column(rows: list[dict], name: str) -> np.ndarray:
 
 
 def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) -> dict:
+    from rcmg.models.hf_loading import revision_records
+    from rcmg.workflow.runinfo import determinism_settings
+
     metric_records = {}
     for name in [*SIM_COLUMNS, *LEVEL_COLUMNS]:
         metric_records[name] = stats.bootstrap_mean_ci(
@@ -296,7 +316,20 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "judge": judge.judge_record(clap_model, config.get("model_id")),
-        "style_space": str(options.style_clap_model or clap_model),
+        "model_revisions": revision_records(
+            {
+                "judge": clap_model,
+                "bank_clap": options.style_clap_model,
+                "classifier": options.classifier,
+            }
+        ),
+        "determinism": determinism_settings(
+            f"bootstrap / jackknife / FAD-infinity subsamples: numpy, seed {options.seed}"
+        ),
+        # clap_style_sim is measured in the judge's space; clap_style_sim_bankspace in
+        # the bank CLAP's (the space the style vectors were built in)
+        "style_space": str(clap_model),
+        "bank_style_space": str(options.style_clap_model or clap_model),
         "style_baseline": {
             "bank": None if options.bank is None else str(options.bank),
             "style_topk": options.style_topk,
@@ -325,9 +358,18 @@ def set_metric_records(audio_emb, items, reference, options: EvalOptions) -> dic
     }
 
 
-def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, clap_model) -> None:
-    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics."""
+def write_embeddings(
+    run_dir: Path, rows, audio_emb, clap_model, classifier_emb=None, classifier_model=None
+) -> None:
+    """metrics/embeddings.npz: the evaluated clips' audio embeddings for pooled set metrics
+    (and the AudioSet classifier's, ``classifier``, when that view is on)."""
     ok = [r for r in rows if r["status"] == "ok"]
+    extra = {}
+    if classifier_emb is not None:
+        extra = {
+            "classifier": np.asarray(classifier_emb, dtype=np.float32),
+            "classifier_model": np.str_(str(classifier_model)),
+        }
     with atomic_path(run_dir / EMBEDDINGS_FILE, suffix=".npz") as tmp:
         np.savez(
             tmp,
@@ -336,6 +378,7 @@ def write_embeddings(run_dir: Path, rows: list[dict], audio_emb: np.ndarray, cla
             waveform_index=np.array([int(r.get("waveform_index") or 0) for r in ok]),
             prompt=np.array([str(r["prompt"]) for r in ok], dtype=np.str_),
             clap_model=np.str_(str(clap_model)),
+            **extra,
         )
 
 
@@ -398,6 +441,7 @@ def evaluate_run(
     options: EvalOptions = EvalOptions(),
     embedder_factory: Callable[[], object] | None = None,
     style_embedder_factory: Callable[[], object] | None = None,
+    classifier_factory: Callable[[], object] | None = None,
 ) -> dict:
     """Evaluate ``run_dir`` against ``reference_stats`` (computed with ``clap_model``).
 
@@ -429,15 +473,23 @@ def evaluate_run(
         style_prompt = embed_texts(style_embedder, [r["prompt"] for r in ok_rows])
     style_sims = style_similarities(run_dir, ok_rows, style_audio)
     style_sources = ["generation" if math.isfinite(v) else "" for v in style_sims]
+    style_hits = [
+        list(r.get("retrieved") or []) if math.isfinite(v) else []
+        for r, v in zip(ok_rows, style_sims, strict=True)
+    ]
     style_sims, style_sources = fill_style_baseline(
-        style_sims, style_sources, style_prompt, style_audio, options
+        style_sims, style_sources, style_prompt, style_audio, options, style_hits
+    )
+    judge_sims, style_record = judge_space_style(
+        audio_emb, style_hits, style_sims, clap_model, bool(separate), options
     )
     sims = {
         "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
         "clap_text_sim_used": _row_cosines(
             audio_emb, embed_texts(embedder, [r.get("prompt_used") or r["prompt"] for r in ok_rows])
         ),
-        "clap_style_sim": style_sims,
+        "clap_style_sim": judge_sims,
+        "clap_style_sim_bankspace": style_sims,
     }
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
     by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
@@ -445,13 +497,18 @@ def evaluate_run(
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
+    summary["style_similarity"] = style_record
+    summary["text_calibration"] = reference.get("calibration") or {}
+    summary["classifier"], classifier_emb = classifier_view(
+        rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
+    )
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
     used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
     summary["provenance"] = {k: v for k, v in used.items() if k != "by_output"}
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
-    write_embeddings(run_dir, rows, audio_emb, clap_model)
+    write_embeddings(run_dir, rows, audio_emb, clap_model, classifier_emb, options.classifier)
     write_text(run_dir / "metrics" / "per_item.csv", csv_text(rows))
     write_json(run_dir / "metrics" / "summary.json", json_safe(summary))
     html = report.render_run_report(
@@ -471,6 +528,102 @@ def evaluate_run(
     )
     write_text(run_dir / "report.html", html)
     return summary
+
+
+CLASSIFIER_METRICS = ("ast_fd", "ast_kad", "ast_kl_bernoulli", "ast_kl_sigmoid")
+
+
+def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_records) -> dict:
+    """The AudioSet classifier's FD / KAD (set-metric intervals) and paired KLs.
+
+    Adds CLASSIFIER_METRICS to ``metric_records``; returns the run-level record and the
+    clips' classifier embeddings (None when the view is off).
+    """
+    from rcmg.evaluation import classifier_view as view
+
+    if not options.classifier:
+        return {"enabled": False, "reason": "no evaluation.classifier"}, None
+    if reference.get("classifier_model") != str(options.classifier):
+        raise ValueError(
+            f"{reference['path']} holds classifier embeddings of "
+            f"{reference.get('classifier_model')!r}, not {options.classifier!r}; rerun "
+            "reference_stats.py with the same --classifier"
+        )
+    from rcmg.models.classifier import EMBEDDING
+
+    if factory is None:
+        from rcmg.models.classifier import AudioClassifier
+
+        classifier = AudioClassifier(options.classifier, device=options.device)
+    else:
+        classifier = factory()
+    rate = int(classifier.sampling_rate)
+    emb, probs = classifier.embed([resample(x, sr, rate) for x, sr in clips])
+    items = ok_items(rows)
+    ref = np.asarray(reference["classifier_embeddings"], np.float64)
+    set_options = options.set_metric_options()
+    metric_records["ast_fd"] = set_metrics.fad_interval(emb, ref, items, set_options)
+    metric_records["ast_kad"] = set_metrics.kad_interval(emb, ref, items, set_options)
+    paired_probs, missing = {}, []
+    for i, row in enumerate(ok_rows):
+        clip = row.get("reference_clip")
+        if not clip:
+            continue
+        if not Path(clip).is_file():
+            missing.append(str(clip))
+            continue
+        x, sr = read_audio(Path(clip))
+        paired_probs[i] = classifier.embed([resample(x, sr, rate)])[1][0]
+    kls = view.paired_kl(ok_rows, probs, paired_probs)
+    for name, values in kls.items():
+        metric_records[f"ast_{name}"] = stats.bootstrap_mean_ci(
+            values, options.n_boot, options.seed
+        )
+    return {
+        "enabled": True,
+        "model": str(options.classifier),
+        "embedding": EMBEDDING,
+        "dim": int(emb.shape[1]) if emb.ndim == 2 else 0,
+        "probabilities": "per-class sigmoid (AudioSet is multi-label; see classifier_view)",
+        "n_paired": len(paired_probs),
+        "paired": (
+            f"{len(paired_probs)} of {len(ok_rows)} clips have a paired reference clip"
+            if paired_probs
+            else "no paired reference (the prompt set gives no reference_clip)"
+        ),
+        "missing_reference_clips": missing,
+        "metrics": list(CLASSIFIER_METRICS),
+    }, emb
+
+
+def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):
+    """clap_style_sim per clip and the record of how it was measured.
+
+    With ``options.judge_bank``: the item's bank rows re-embedded by the judge, weighted
+    as its style vector (:mod:`rcmg.evaluation.judge_bank`). Without it, the bank-space
+    figure when the judge IS the bank CLAP (its bank vectors are judge embeddings), else
+    empty (the bank vectors live in another model's space).
+    """
+    from rcmg.evaluation import judge_bank
+
+    record = judge_bank.describe(options.judge_bank, clap_model)
+    if options.judge_bank is not None:
+        emb = judge_bank.read_judge_bank(options.judge_bank, clap_model)
+        if len(audio_emb) and emb.shape[1] != audio_emb.shape[1]:
+            raise ValueError(
+                f"{options.judge_bank} is {emb.shape[1]}-d but the judge's audio embeddings "
+                f"are {audio_emb.shape[1]}-d; rerun judge_bank_embed with the judge"
+            )
+        sims = judge_bank.judge_style_sims(audio_emb, hits, emb, options.style_temp)
+        record["method"] = "bank items re-embedded by the judge"
+    elif not separate:
+        sims = np.array(bank_sims, dtype=np.float64)
+        record["method"] = "bank vectors (the judge is the bank CLAP: the same space)"
+    else:
+        sims = np.full(len(audio_emb), math.nan)
+        record["method"] = "unavailable: the bank CLAP is not the judge and no --judge-bank"
+    record["n"] = int(np.isfinite(sims).sum())
+    return sims, record
 
 
 def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) -> dict:

@@ -964,8 +964,16 @@ def prompt_limits_summary(rows: list[dict]) -> dict:
     }
 
 
+SEEDING = (
+    "per item: torch.Generator('cpu').manual_seed(seed + item); retrieval_random rows: "
+    "numpy default_rng([seed, item, 0x5EED])"
+)
+
+
 def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
+    from rcmg.models.hf_loading import revision_records
     from rcmg.models.random_weights import is_random_weight_model
+    from rcmg.workflow.runinfo import determinism_settings
 
     n_ok = sum(r["status"] == "ok" for r in rows)
     return {
@@ -994,6 +1002,11 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
         "started_at": started,
         "finished_at": _now(),
         "is_pipeline_check": is_random_weight_model(cfg.model_id),
+        # models as ID or ID@REVISION, with what they resolved to (issue 15 item 7)
+        "model_revisions": revision_records(
+            {"generator": cfg.model_id, "bank_clap": cfg.clap_model}
+        ),
+        "determinism": determinism_settings(SEEDING),
         "config": asdict(cfg),
     }
 

@@ -21,6 +21,33 @@ class ModelLoadError(InputError, RuntimeError):
     """A model could not be loaded; the message says which one and how to fix it."""
 
 
+REVISION_SEP = "@"
+# A local folder's "resolved revision": sha256 over every file's relative path and bytes;
+# a file over this size contributes its size and first/last LARGE_FILE_EDGE bytes.
+LARGE_FILE_BYTES = 64 * 1024**2
+LARGE_FILE_EDGE = 4 * 1024**2
+FOLDER_DIGEST = (
+    "sha256 over each file's relative path and bytes (files over 64 MiB: size and first/last 4 MiB)"
+)
+
+
+def model_reference(model_id: str, revision: str | None = None) -> str:
+    """How the rules hand a model to a CLI: ``ID`` or ``ID@REVISION`` (a hub commit SHA;
+    config ``models.<m>.revision``, ``clap.revision``, ``evaluation.clap.revision``)."""
+    return f"{model_id}{REVISION_SEP}{revision}" if revision else str(model_id)
+
+
+def split_revision(reference: str) -> tuple[str, str | None]:
+    """``ID@REVISION`` -> (ID, REVISION); a plain id or an existing folder -> (it, None)."""
+    text = str(reference).strip()
+    if Path(os.path.expanduser(text)).is_dir():
+        return text, None
+    head, sep, tail = text.rpartition(REVISION_SEP)
+    if sep and head and tail and "/" not in tail:
+        return head, tail
+    return text, None
+
+
 def resolve_model_source(name_or_path: str) -> str:
     """An existing local folder as its absolute path; anything else as the hub id given.
 
@@ -82,8 +109,83 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, **kwargs) -> T:
     ``AudioLDM2Pipeline.from_pretrained``, ...). Offline/missing-model errors are
     re-raised as :class:`ModelLoadError` with :func:`load_error_message`.
     """
-    source = resolve_model_source(name_or_path)
+    model_id, revision = split_revision(name_or_path)
+    source = resolve_model_source(model_id)
+    if revision:
+        if Path(source).is_dir():
+            raise ModelLoadError(
+                f"{name_or_path!r}: a revision pins a hub snapshot, but {model_id!r} is a local "
+                "folder; drop the revision (config *.revision) or give the hub id"
+            )
+        kwargs.setdefault("revision", revision)
     try:
         return loader(source, **kwargs)
     except _load_failure_types() as exc:
         raise ModelLoadError(load_error_message(source, exc)) from exc
+
+
+def folder_digest(folder: Path) -> str:
+    """:data:`FOLDER_DIGEST` of ``folder`` (hex)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            if size <= LARGE_FILE_BYTES:
+                digest.update(fh.read())
+            else:
+                digest.update(str(size).encode() + fh.read(LARGE_FILE_EDGE))
+                fh.seek(size - LARGE_FILE_EDGE)
+                digest.update(fh.read(LARGE_FILE_EDGE))
+    return digest.hexdigest()
+
+
+def resolved_revision(reference: str, cache_dir: str | Path | None = None) -> dict:
+    """What ``reference`` (``ID`` or ``ID@REVISION``) loads, for run_config / summary.json.
+
+    A local folder: ``resolved`` "local" with its :func:`folder_digest`. A hub id: the
+    commit of the snapshot the (offline) Hugging Face cache resolves it to, read from the
+    snapshot path (``.../snapshots/<commit>``); ``pinned`` says whether a revision was
+    requested and matches. Nothing is downloaded.
+    """
+    model_id, revision = split_revision(reference)
+    record = {"model": str(reference), "id": model_id, "requested_revision": revision}
+    local = Path(os.path.expanduser(model_id))
+    if local.is_dir():
+        return {
+            **record,
+            "kind": "local",
+            "resolved_revision": "local",
+            "content_sha256": folder_digest(local),
+            "digest": FOLDER_DIGEST,
+        }
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(
+            snapshot_download(
+                model_id, revision=revision, local_files_only=True, cache_dir=cache_dir
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - not in the cache is recorded, not fatal
+        return {
+            **record,
+            "kind": "hub",
+            "resolved_revision": None,
+            "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}",
+        }
+    commit = folder.name
+    return {
+        **record,
+        "kind": "hub",
+        "resolved_revision": commit,
+        "pinned": bool(revision) and commit.startswith(str(revision)),
+        "snapshot": str(folder),
+    }
+
+
+def revision_records(models: dict[str, str | None]) -> dict:
+    """{role: :func:`resolved_revision`} for the models a step used (None: not used)."""
+    return {role: resolved_revision(ref) for role, ref in models.items() if ref}

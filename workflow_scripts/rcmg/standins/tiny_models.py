@@ -20,12 +20,12 @@ from pathlib import Path
 
 from rcmg.models.random_weights import random_weight_info, write_marker
 from rcmg.workflow.atomic import atomic_dir
-from rcmg.workflow.kinds import MODEL_KINDS
+from rcmg.workflow.kinds import TINY_KINDS
 
 log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 4
-KINDS = MODEL_KINDS
+KINDS = TINY_KINDS
 
 # Real geometry (kept): generation side.
 AUDIO_SAMPLING_RATE = 16_000
@@ -466,7 +466,47 @@ def _build_audioldm2(out: Path, seed: int) -> None:
     pipe.save_pretrained(out)
 
 
+# AST (MIT/ast-finetuned-audioset-10-10-0.4593): the published geometry is kept (16 kHz,
+# 128 mel bins, 1024 frames, 16x16 patches at stride 10, 527 AudioSet classes, the
+# AudioSet normalisation mean/std of its feature extractor = transformers' ASTConfig /
+# ASTFeatureExtractor defaults); only the transformer widths are tiny.
+AST_NUM_LABELS = 527
+AST_WIDTH = 32
+
+
+def _build_ast(out: Path, seed: int) -> None:
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    config = ASTConfig(
+        hidden_size=AST_WIDTH,
+        num_hidden_layers=1,  # one layer: each evaluate job runs it on every clip
+        num_attention_heads=2,
+        intermediate_size=2 * AST_WIDTH,
+        patch_size=16,
+        frequency_stride=10,
+        time_stride=10,
+        max_length=1024,
+        num_mel_bins=128,
+        num_labels=AST_NUM_LABELS,
+        id2label={i: f"audioset_class_{i:03d}" for i in range(AST_NUM_LABELS)},
+        label2id={f"audioset_class_{i:03d}": i for i in range(AST_NUM_LABELS)},
+        problem_type="multi_label_classification",
+    )
+    torch.manual_seed(seed)
+    ASTForAudioClassification(config).eval().save_pretrained(out)
+    ASTFeatureExtractor(
+        sampling_rate=16000,
+        num_mel_bins=128,
+        max_length=1024,
+        do_normalize=True,
+        mean=-4.2677393,
+        std=4.5689974,
+    ).save_pretrained(out)
+
+
 _BUILDERS = {
+    "ast": _build_ast,
     "clap": _build_clap,
     "audioldm": _build_audioldm,
     "audioldm2": _build_audioldm2,
@@ -476,4 +516,4 @@ _BUILDERS = {
 }
 # Offsets of the weight seed per kind: AudioLDM2 and AudioLDM2-Music share every class and
 # width, so without an offset their random weights (and demo audio) would be identical.
-_SEED_OFFSET = {"clap": 0, "audioldm": 0, "audioldm2": 0, "audioldm2-music": 1}
+_SEED_OFFSET = {"clap": 0, "audioldm": 0, "audioldm2": 0, "audioldm2-music": 1, "ast": 0}

@@ -70,6 +70,44 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
         for key in ("topk", "max_tags"):
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
+    out += _revision_problems(config, workdir)
+    return out
+
+
+def _model_entries(config: dict):
+    """(key, id, revision) of every model the workflow loads."""
+    yield "clap", config["clap"]["model"], config["clap"].get("revision")
+    judge = config["evaluation"]["clap"]
+    yield "evaluation.clap", judge["model"], judge.get("revision")
+    classifier = config["evaluation"].get("classifier")
+    if classifier:
+        yield "evaluation.classifier", classifier["model"], classifier.get("revision")
+    for name, model in config["models"].items():
+        yield f"models.{name}", model["id"], model.get("revision")
+
+
+def _revision_problems(config: dict, workdir: Path) -> list[str]:
+    """A revision pins a hub snapshot: refused for a local folder (one that exists, looks
+    like a path, or is one the workflow writes under demo.root / bench.root)."""
+    written = tuple(
+        str(config.get(part, {}).get("root", "")).rstrip("/") + "/"
+        for part in ("demo", "bench")
+        if config.get(part, {}).get("root")
+    )
+    out = []
+    for key, model_id, revision in _model_entries(config):
+        text = str(model_id)
+        local = (
+            (workdir / text).is_dir()
+            or Path(text).expanduser().is_dir()
+            or text.startswith(("/", ".", "~"))
+            or text.startswith(written)
+        )
+        if revision and local:
+            out.append(
+                f"{key}.revision: '{revision}' pins a hub snapshot but '{text}' is a local "
+                "folder; remove the revision or give the hub id"
+            )
     return out
 
 

@@ -12,6 +12,10 @@ DATASET_KINDS = ("maestro", "urmp", "fsd50k")
 PIPELINE_FAMILIES = ("audioldm1", "audioldm2")
 # Model folders the stand-in builders write (tiny and published-architecture).
 MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+# Evaluation classifiers (evaluation.classifier): tiny stand-ins only (no bench build).
+CLASSIFIER_KINDS = ("ast",)
+# Every kind the tiny-model builder writes (the demo's model folders).
+TINY_KINDS = MODEL_KINDS + CLASSIFIER_KINDS
 # Condition types a config condition can have (rcmg.generation.conditioning).
 CONDITION_TYPES = (
     "prompt",

@@ -210,3 +210,31 @@ def read_benchmark_tsv(path: str | Path) -> list[dict[str, str]]:
         return []
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def determinism_settings(seeding: str | None = None) -> dict:
+    """The torch settings that decide whether a rerun reproduces bit for bit.
+
+    Deterministic-algorithms flag, cuDNN benchmark / deterministic, the TF32 switches
+    (and the fp32 precision API where torch has it), the float32 matmul precision, the
+    environment variables that matter (CUBLAS_WORKSPACE_CONFIG, PYTHONHASHSEED) and how
+    the step seeds its random numbers (``seeding``, written by the step).
+    """
+    import torch
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    return {
+        "torch_version": torch.__version__,
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "deterministic_warn_only": bool(torch.is_deterministic_algorithms_warn_only_enabled()),
+        "cudnn_benchmark": bool(cudnn.benchmark),
+        "cudnn_deterministic": bool(cudnn.deterministic),
+        "cudnn_allow_tf32": bool(cudnn.allow_tf32),
+        "cuda_matmul_allow_tf32": bool(matmul.allow_tf32),
+        "cuda_matmul_fp32_precision": getattr(matmul, "fp32_precision", None),
+        "cudnn_fp32_precision": getattr(cudnn, "fp32_precision", None),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+        "seeding": seeding,
+    }
