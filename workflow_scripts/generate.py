@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--negative-prompt", default=_d("negative_prompt"))
     run.add_argument("--num-waveforms-per-prompt", type=int, default=_d("num_waveforms_per_prompt"))
     run.add_argument("--device", default=_d("device"), help="auto | cpu | cuda | cuda:N")
+    run.add_argument(
+        "--prompt-shards",
+        type=int,
+        default=_d("prompt_shards"),
+        help="split the prompts into this many shards of whole batches (gather_generate.py merges them)",
+    )
+    run.add_argument(
+        "--prompt-shard",
+        type=int,
+        default=_d("prompt_shard"),
+        help="the shard (0-based) this job generates; every prompt is still planned",
+    )
     bank = p.add_argument_group("prompt_aug / retrieval")
     bank.add_argument(
         *_f("--clap-model"), default=None, help=f"CLAP of the bank (default {ORIGINAL_CLAP})"
