@@ -493,6 +493,40 @@ def generate_adapter_flag(wildcards):
     return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
 
 
+# ----------------- sharded generate (models.<m>.sampling.prompt_shards, config/README.md)
+SHARD_RUN = f"{R}/shards/{{model}}/{{condition}}/seed{{seed}}/shard{{shard}}"
+
+
+def prompt_shards(model):
+    """How many generate_shard jobs one run of ``model`` is split into (1: one generate job)."""
+    return MODELS[model]["sampling"].get("prompt_shards", 1)
+
+
+def models_pattern(models):
+    """A ``model`` wildcard constraint matching exactly ``models`` (none: matches nothing)."""
+    return "|".join(map(re.escape, models)) or "(?!)"
+
+
+UNSHARDED_MODELS = models_pattern([m for m in MODELS if prompt_shards(m) == 1])
+SHARDED_MODELS = models_pattern([m for m in MODELS if prompt_shards(m) > 1])
+
+
+def shard_flags(wildcards):
+    return f"--prompt-shards {prompt_shards(wildcards.model)} --prompt-shard {wildcards.shard}"
+
+
+def generate_shard_configs(wildcards):
+    """run_config.json of every shard of a run (the gather step's input), shard 0 first."""
+    return [
+        f"{SHARD_RUN}/run_config.json".format(**wildcards, shard=i)
+        for i in range(prompt_shards(wildcards.model))
+    ]
+
+
+def shard_folders(wildcards, input):
+    return " ".join(shell_quote(os.path.dirname(path)) for path in input.shards)
+
+
 def run_dir(model, condition, seed):
     return RUN.format(model=model, condition=condition, seed=seed)
 
