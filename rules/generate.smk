@@ -94,6 +94,8 @@ rule gather_generate:
     wildcard_constraints:
         model=SHARDED_MODELS,
     localrule: True
+    conda:
+        "../envs/audio.yaml"
     params:
         cli=cli("gather_generate"),
         shards=shard_folders,
