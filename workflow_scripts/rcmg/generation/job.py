@@ -50,7 +50,13 @@ from rcmg.generation.conditioning import (
     style_only_options,
     validate_options,
 )
-from rcmg.generation.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
+from rcmg.generation.prompts import (
+    PromptItem,
+    augment_prompt,
+    paired_reference_summary,
+    read_prompt_file,
+    truncate_to_tokens,
+)
 from rcmg.workflow.atomic import atomic_members, write_json, write_jsonl
 from rcmg.workflow.runinfo import ModuleHookTimer, PhaseTimer, code_version, hardware_info
 
@@ -882,6 +888,7 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "rank_score": plan.rank_scores[k] if ranks else None,
                     "lm_context": plan.lm_context,
                     "line": plan.source.line,
+                    "reference_clip": plan.source.reference,
                 }
             )
     return rows
@@ -1015,6 +1022,7 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
         "prompts_file": str(cfg.prompts),
         "n_prompts": len(prompt_file.items),
         "shard": shard_info(cfg, len(prompt_file.items)),
+        "paired_reference": paired_reference_summary(prompt_file),
         "blank_lines_skipped": prompt_file.blank_lines,
         "comment_lines": prompt_file.comment_lines,
         "n_clips_ok": n_ok,
