@@ -43,6 +43,13 @@ CONDITIONS = config["conditions"]
 SEEDS = config["seeds"]
 BANK_DS = config["bank"]["dataset"]
 RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
+# The prompt set: `prompts`, or the TSV import_prompts writes from `benchmark_prompts`.
+BENCHMARK_PROMPTS = config.get("benchmark_prompts")
+PROMPTS = (
+    f"{P}/prompts/{BENCHMARK_PROMPTS['benchmark']}.tsv"
+    if BENCHMARK_PROMPTS
+    else config["prompts"]
+)
 
 
 # ----------------- step helpers
@@ -299,7 +306,7 @@ def alignment_args(wildcards):
 
 
 def align_check_inputs(wildcards):
-    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
+    inputs = {"mapping": BANK["mapping"], "prompts": PROMPTS}
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
     return inputs
@@ -372,7 +379,7 @@ def adapter_model_input(wildcards):
 
 def adapter_inputs(wildcards):
     inputs = {
-        "prompts": config["prompts"],
+        "prompts": PROMPTS,
         "bank": BANK["npy"],
         "bank_mapping": BANK["mapping"],
         "index": BANK["index"],
@@ -405,7 +412,7 @@ def controlled_items(wildcards):
 
 
 def generate_inputs(wildcards):
-    inputs = {"prompts": config["prompts"]}
+    inputs = {"prompts": PROMPTS}
     model = MODELS[wildcards.model]
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
@@ -525,6 +532,18 @@ def generate_shard_configs(wildcards):
 
 def shard_folders(wildcards, input):
     return " ".join(shell_quote(os.path.dirname(path)) for path in input.shards)
+
+
+def import_prompts_args():
+    """benchmark_prompts as import_prompts.py flags (only the keys given; CLI defaults else)."""
+    b = BENCHMARK_PROMPTS
+    args = [f"--benchmark {b['benchmark']}"]
+    if b.get("audio_dir"):
+        args.append(f"--audio-dir {shell_quote(b['audio_dir'])}")
+    for key in ("subset", "max_count", "seed", "seconds"):
+        if b.get(key) is not None:
+            args.append(f"--{key.replace('_', '-')} {shell_quote(b[key])}")
+    return " ".join(args)
 
 
 def run_dir(model, condition, seed):

@@ -103,3 +103,26 @@ rule gather_generate:
         code=code("gather_generate"),
     shell:
         "python {params.cli} --shards {params.shards} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+if BENCHMARK_PROMPTS:
+
+    rule import_prompts:
+        input:
+            csv=BENCHMARK_PROMPTS["csv"],
+            # the audio folder itself: a file added at its top level reruns the import
+            audio=BENCHMARK_PROMPTS.get("audio_dir") or [],
+        output:
+            tsv=PROMPTS,
+            summary=str(Path(PROMPTS).with_suffix(".json")),
+            clips=directory(f"{Path(PROMPTS).parent / Path(PROMPTS).stem}_reference"),
+        log:
+            f"{LOGS}/import_prompts.log",
+        conda:
+            "../envs/audio.yaml"
+        params:
+            cli=cli("import_prompts"),
+            args=import_prompts_args(),
+            code=code("import_prompts"),
+        shell:
+            "python {params.cli} {params.args} --csv {input.csv:q} --out {output.tsv:q} > {log} 2>&1"
