@@ -215,3 +215,14 @@ def test_gather_cli_reports_a_missing_shard_in_one_line(work):
     )
     assert proc.returncode == 2
     assert "did not finish" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_reads_the_gathered_run_and_the_report_names_its_shards(aldm2_runs, tmp_path):
+    from tests.unit import fake_runs
+
+    _, gathered, _ = aldm2_runs
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    summary = fake_runs.evaluate_with_fake_embedder(gathered, ref)
+    assert summary["n_evaluated"] == 4 and summary["n_skipped"] == 1  # the whole run's clips
+    html = (gathered / "report.html").read_text()
+    assert "generated as 2 shard jobs (items 0&ndash;4, 4&ndash;5), gathered" in html
