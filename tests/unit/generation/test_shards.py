@@ -226,3 +226,18 @@ def test_evaluate_reads_the_gathered_run_and_the_report_names_its_shards(aldm2_r
     assert summary["n_evaluated"] == 4 and summary["n_skipped"] == 1  # the whole run's clips
     html = (gathered / "report.html").read_text()
     assert "generated as 2 shard jobs (items 0&ndash;4, 4&ndash;5), gathered" in html
+
+
+def test_job_summary_of_a_gathered_run_sums_its_shard_jobs(aldm2_runs, tmp_path):
+    from tests.benchmarks.summarize_jobs import job_row
+
+    _, gathered, _ = aldm2_runs
+    folder = tmp_path / "generate" / "audioldm2" / "prompt"
+    folder.mkdir(parents=True)
+    for i, (wall, cpu, rss) in enumerate([(10.0, 8.0, 500.0), (4.0, 3.0, 700.0)]):
+        (folder / f"seed3.shard{i}.tsv").write_text(
+            f"s\th:m:s\tmax_rss\tcpu_time\n{wall}\t0:00:10\t{rss}\t{cpu}\n"
+        )
+    row = job_row(gathered, tmp_path)
+    assert (row["job_wall_s"], row["job_cpu_s"], row["job_max_rss_mb"]) == (14.0, 11.0, 700.0)
+    assert row["clips"] == 4
