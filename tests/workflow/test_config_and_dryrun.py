@@ -100,6 +100,15 @@ def test_demo_config_plans_demo_assets(workdir):
         (lambda c: c["conditions"]["style_only"].update(models=["audioldm2"]), "style_only"),
         (lambda c: c["evaluation"].update(baseline_condition="nothing"), "nothing"),
         (lambda c: c["resources"]["generate"].update(gpus=1), "gpus"),
+        (lambda c: c["models"]["audioldm"]["sampling"].update(prompt_shards=0), "prompt_shards"),
+        (
+            lambda c: c.update(benchmark_prompts={"benchmark": "musiccaps", "csv": "no.csv"}),
+            "benchmark_prompts.csv",
+        ),
+        (
+            lambda c: c.update(benchmark_prompts={"benchmark": "musicbench", "csv": "x.csv"}),
+            "musicbench",
+        ),
     ],
     ids=[
         "typo-key",
@@ -113,6 +122,9 @@ def test_demo_config_plans_demo_assets(workdir):
         "style-only-on-audioldm2",
         "unknown-baseline",
         "unknown-resource-key",
+        "zero-prompt-shards",
+        "missing-benchmark-csv",
+        "unknown-benchmark",
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_problem(workdir, edit, expected):
