@@ -18,6 +18,12 @@ The original scripts' command lines work too (their underscore spellings are ali
 
 The run directory (wav/, items.jsonl, style.npy, run_config.json, hardware.json) is
 built in a temporary sibling and renamed into place only when complete.
+
+Sharded (shard 1 of 4: every prompt is planned, only that shard's whole batches are
+generated; gather_generate.py merges the 4 folders into the run directory)::
+
+    python workflow_scripts/generate.py ... --prompt-shards 4 --prompt-shard 1 \
+        --out-dir results/shards/audioldm2/prompt/seed42/shard1
 """
 
 from __future__ import annotations
