@@ -74,6 +74,8 @@ def test_whole_plan_gathers_every_sharded_run_before_evaluate(workdir):
     sharded = planned_jobs(snakemake(workdir, "-n", "--configfile", DEMO, OVERLAY).stdout)
     n_model_runs = sum(rule == "generate" and ("model", MODEL) in wc for rule, wc in whole)
     counts, before = rule_counts(sharded), rule_counts(whole)
+    # the demo itself pins 1 shard (config.yaml's 8 would merge in): no shard or gather jobs
+    assert "generate_shard" not in before and "gather_generate" not in before
     assert counts["generate_shard"] == 2 * n_model_runs
     assert counts["gather_generate"] == n_model_runs
     assert counts["generate"] == before["generate"] - n_model_runs
