@@ -82,6 +82,13 @@ def model_ref(model):
 
 def model_ref_of(wildcards):
     return model_ref(wildcards.model)
+# The prompt set: `prompts`, or the TSV import_prompts writes from `benchmark_prompts`.
+BENCHMARK_PROMPTS = config.get("benchmark_prompts")
+PROMPTS = (
+    f"{P}/prompts/{BENCHMARK_PROMPTS['benchmark']}.tsv"
+    if BENCHMARK_PROMPTS
+    else config["prompts"]
+)
 
 
 # ----------------- step helpers
@@ -338,7 +345,7 @@ def alignment_args(wildcards):
 
 
 def align_check_inputs(wildcards):
-    inputs = {"mapping": BANK["mapping"], "prompts": config["prompts"]}
+    inputs = {"mapping": BANK["mapping"], "prompts": PROMPTS}
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
     return inputs
@@ -413,7 +420,7 @@ def adapter_model_input(wildcards):
 
 def adapter_inputs(wildcards):
     inputs = {
-        "prompts": config["prompts"],
+        "prompts": PROMPTS,
         "bank": BANK["npy"],
         "bank_mapping": BANK["mapping"],
         "index": BANK["index"],
@@ -446,7 +453,7 @@ def controlled_items(wildcards):
 
 
 def generate_inputs(wildcards):
-    inputs = {"prompts": config["prompts"]}
+    inputs = {"prompts": PROMPTS}
     model = MODELS[wildcards.model]
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
@@ -532,6 +539,52 @@ def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
     return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
+
+
+# ----------------- sharded generate (models.<m>.sampling.prompt_shards, config/README.md)
+SHARD_RUN = f"{R}/shards/{{model}}/{{condition}}/seed{{seed}}/shard{{shard}}"
+
+
+def prompt_shards(model):
+    """How many generate_shard jobs one run of ``model`` is split into (1: one generate job)."""
+    return MODELS[model]["sampling"].get("prompt_shards", 1)
+
+
+def models_pattern(models):
+    """A ``model`` wildcard constraint matching exactly ``models`` (none: matches nothing)."""
+    return "|".join(map(re.escape, models)) or "(?!)"
+
+
+UNSHARDED_MODELS = models_pattern([m for m in MODELS if prompt_shards(m) == 1])
+SHARDED_MODELS = models_pattern([m for m in MODELS if prompt_shards(m) > 1])
+
+
+def shard_flags(wildcards):
+    return f"--prompt-shards {prompt_shards(wildcards.model)} --prompt-shard {wildcards.shard}"
+
+
+def generate_shard_configs(wildcards):
+    """run_config.json of every shard of a run (the gather step's input), shard 0 first."""
+    return [
+        f"{SHARD_RUN}/run_config.json".format(**wildcards, shard=i)
+        for i in range(prompt_shards(wildcards.model))
+    ]
+
+
+def shard_folders(wildcards, input):
+    return " ".join(shell_quote(os.path.dirname(path)) for path in input.shards)
+
+
+def import_prompts_args():
+    """benchmark_prompts as import_prompts.py flags (only the keys given; CLI defaults else)."""
+    b = BENCHMARK_PROMPTS
+    args = [f"--benchmark {b['benchmark']}"]
+    if b.get("audio_dir"):
+        args.append(f"--audio-dir {shell_quote(b['audio_dir'])}")
+    for key in ("subset", "max_count", "seed", "seconds"):
+        if b.get(key) is not None:
+            args.append(f"--{key.replace('_', '-')} {shell_quote(b[key])}")
+    return " ".join(args)
 
 
 def run_dir(model, condition, seed):

@@ -18,6 +18,12 @@ The original scripts' command lines work too (their underscore spellings are ali
 
 The run directory (wav/, items.jsonl, style.npy, run_config.json, hardware.json) is
 built in a temporary sibling and renamed into place only when complete.
+
+Sharded (shard 1 of 4: every prompt is planned, only that shard's whole batches are
+generated; gather_generate.py merges the 4 folders into the run directory)::
+
+    python workflow_scripts/generate.py ... --prompt-shards 4 --prompt-shard 1 \
+        --out-dir results/shards/audioldm2/prompt/seed42/shard1
 """
 
 from __future__ import annotations
@@ -95,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--negative-prompt", default=_d("negative_prompt"))
     run.add_argument("--num-waveforms-per-prompt", type=int, default=_d("num_waveforms_per_prompt"))
     run.add_argument("--device", default=_d("device"), help="auto | cpu | cuda | cuda:N")
+    run.add_argument(
+        "--prompt-shards",
+        type=int,
+        default=_d("prompt_shards"),
+        help="split the prompts into this many shards of whole batches (gather_generate.py merges them)",
+    )
+    run.add_argument(
+        "--prompt-shard",
+        type=int,
+        default=_d("prompt_shard"),
+        help="the shard (0-based) this job generates; every prompt is still planned",
+    )
     bank = p.add_argument_group("prompt_aug / retrieval")
     bank.add_argument(
         *_f("--clap-model"), default=None, help=f"CLAP of the bank (default {ORIGINAL_CLAP})"

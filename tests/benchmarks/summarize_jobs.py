@@ -50,7 +50,18 @@ def job_row(run_dir: Path, bench_root: Path) -> dict:
         json.loads(hardware_path.read_text(encoding="utf-8")) if hardware_path.is_file() else {}
     )
     tsv = generate_benchmark_tsv(bench_root, config["model"], config["condition"], config["seed"])
-    bench = (read_benchmark_tsv(tsv) or [{}])[-1]  # the last attempt's row
+    if config.get("shards"):  # a gathered run: its generate_shard jobs' TSVs, summed
+        rows = [
+            (read_benchmark_tsv(tsv.with_name(f"{tsv.stem}.shard{s['index']}.tsv")) or [{}])[-1]
+            for s in config["shards"]
+        ]
+        bench = {
+            "s": sum(_number(r.get("s")) for r in rows),
+            "cpu_time": sum(_number(r.get("cpu_time")) for r in rows),
+            "max_rss": max(_number(r.get("max_rss")) for r in rows),
+        }
+    else:
+        bench = (read_benchmark_tsv(tsv) or [{}])[-1]  # the last attempt's row
     params = config.get("params", {})
     clips = config.get("n_clips_ok", 0) * params.get("num_waveforms_per_prompt", 1)
     wall = _number(bench.get("s"))

@@ -59,7 +59,14 @@ def test_profile_plans_full_matrix_without_hf_home_or_conda(workdir, tmp_path):
     n_runs = len(cfg["seeds"]) * sum(
         len(cond.get("models", cfg["models"])) for cond in cfg["conditions"].values()
     )
-    assert counts["generate"] == counts["evaluate"] == n_runs
+    # a sharded model's run is generate_shard jobs + one gather_generate (config/README.md)
+    shards = {m: spec["sampling"].get("prompt_shards", 1) for m, spec in cfg["models"].items()}
+    runs = [
+        m for cond in cfg["conditions"].values() for m in cond.get("models", cfg["models"])
+    ] * len(cfg["seeds"])
+    assert counts.get("generate", 0) + counts.get("gather_generate", 0) == n_runs
+    assert counts.get("generate_shard", 0) == sum(shards[m] for m in runs if shards[m] > 1)
+    assert counts["evaluate"] == n_runs
     assert counts["segment"] == sum(d["shards"] for d in cfg["datasets"].values())
     assert "This was a dry-run" in out
 
@@ -93,7 +100,10 @@ CLUSTER_KEYS = ("gpu", "gres", "gpu_model", "constraint", "require_cuda")
     ],
 )
 def test_gpu_request_style_reaches_every_gpu_rule_and_only_those(workdir, cluster, expected):
-    (workdir / "config/overlay.yaml").write_text(yaml.safe_dump({"cluster": cluster}))
+    # one model unsharded: both generate (1 shard) and generate_shard (8) are planned
+    overlay = {"cluster": cluster, "models": {"audioldm": {"sampling": {"prompt_shards": 1}}}}
+    (workdir / "config/overlay.yaml").write_text(yaml.safe_dump(overlay))
+    gpu_rules = GPU_RULES | {"generate_shard"}
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/overlay.yaml"],
         cwd=workdir,
@@ -102,14 +112,14 @@ def test_gpu_request_style_reaches_every_gpu_rule_and_only_those(workdir, cluste
         check=True,
     ).stdout
     seen = _resources_by_rule(out)
-    assert set(GPU_RULES) <= set(seen), sorted(seen)
+    assert gpu_rules <= set(seen), sorted(seen)
     for rule, lines in seen.items():
         for line in lines:
             fields = dict(
                 f.strip().split("=", 1) for f in line.removeprefix("resources:").split(",")
             )
             got = {k: v for k, v in fields.items() if k in CLUSTER_KEYS}
-            assert got == (expected if rule in GPU_RULES else {}), (rule, line)
+            assert got == (expected if rule in gpu_rules else {}), (rule, line)
 
 
 def test_evaluate_jobs_are_grouped_per_model_only_when_asked(workdir):

@@ -33,7 +33,14 @@ def test_real_config_plans_full_matrix_without_data(workdir):
         runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
     )  # 4 conditions + 2 controls on 3 models, style_only, guided
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
-    assert counts["generate"] == n_runs
+    # sampling.prompt_shards: a sharded run is K generate_shard jobs + one gather_generate
+    shards = {m: spec["sampling"].get("prompt_shards", 1) for m, spec in cfg["models"].items()}
+    runs = [m for c in cfg["conditions"].values() for m in c.get("models") or cfg["models"]]
+    runs *= len(cfg["seeds"])
+    assert counts.get("generate", 0) == sum(shards[m] == 1 for m in runs)
+    assert counts.get("gather_generate", 0) == sum(shards[m] > 1 for m in runs)
+    assert counts.get("generate_shard", 0) == sum(shards[m] for m in runs if shards[m] > 1)
+    assert counts.get("generate_shard", 0) >= n_runs  # the real config shards its 1000 prompts
     assert counts["evaluate"] == n_runs
     assert counts["segment"] == n_shards
     assert counts["clap_embed"] == n_shards
@@ -43,6 +50,9 @@ def test_real_config_plans_full_matrix_without_data(workdir):
         assert counts[single] == 1
     # the real config never writes demo assets
     assert "demo_model" not in counts and "demo_dataset" not in counts
+
+
+RESOURCES_OF = {"generate_shard": "generate"}
 
 
 def test_every_job_gets_its_configured_cpus_as_threads(workdir):
@@ -60,9 +70,10 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
             threads[rule] = {int(line.split(":")[1])}
     assert threads, out[-2000:]
     for rule, seen in threads.items():
-        expected = cfg.get(rule, {}).get("cpus", cfg["default"]["cpus"]) if rule in cfg else 1
+        table = RESOURCES_OF.get(rule, rule)  # generate_shard runs with generate's resources
+        expected = cfg.get(table, {}).get("cpus", cfg["default"]["cpus"]) if table in cfg else 1
         assert seen == {expected}, (rule, seen, expected)
-    assert threads["generate"] == {cfg["generate"]["cpus"]} == {4}
+    assert threads["generate_shard"] == {cfg["generate"]["cpus"]} == {4}
     assert threads["segment"] == {cfg["segment"]["cpus"]} == {2}
 
 
@@ -91,6 +102,15 @@ def test_demo_config_plans_demo_assets(workdir):
         (lambda c: c["conditions"]["style_only"].update(models=["audioldm2"]), "style_only"),
         (lambda c: c["evaluation"].update(baseline_condition="nothing"), "nothing"),
         (lambda c: c["resources"]["generate"].update(gpus=1), "gpus"),
+        (lambda c: c["models"]["audioldm"]["sampling"].update(prompt_shards=0), "prompt_shards"),
+        (
+            lambda c: c.update(benchmark_prompts={"benchmark": "musiccaps", "csv": "no.csv"}),
+            "benchmark_prompts.csv",
+        ),
+        (
+            lambda c: c.update(benchmark_prompts={"benchmark": "musicbench", "csv": "x.csv"}),
+            "musicbench",
+        ),
     ],
     ids=[
         "typo-key",
@@ -104,6 +124,9 @@ def test_demo_config_plans_demo_assets(workdir):
         "style-only-on-audioldm2",
         "unknown-baseline",
         "unknown-resource-key",
+        "zero-prompt-shards",
+        "missing-benchmark-csv",
+        "unknown-benchmark",
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_problem(workdir, edit, expected):

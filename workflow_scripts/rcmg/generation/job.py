@@ -14,6 +14,14 @@ Seeding: every item gets its own CPU ``torch.Generator`` seeded with ``seed + it
 ``num_waveforms_per_prompt = n`` the item's generator is used for its ``n`` latents in
 order. Results therefore do not depend on ``--batch`` or on which other prompts share a
 batch (up to floating-point batching effects of the BLAS kernels).
+
+Batches are fixed blocks of the prompt file: items ``[b * batch, (b + 1) * batch)`` share
+a batch (skipped items leave their block smaller), never "the next ``batch`` items that
+were not skipped". Shards (``--prompt-shards K --prompt-shard I``) are contiguous runs of
+whole blocks (:func:`shard_ranges`), and every shard plans *all* prompts (retrieval,
+mismatched styles, control angles see the whole set) before generating only its own
+items: so the gathered shards (:mod:`rcmg.generation.gather`) hold exactly the audio and
+items.jsonl rows of the unsharded run, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,7 +50,13 @@ from rcmg.generation.conditioning import (
     style_only_options,
     validate_options,
 )
-from rcmg.generation.prompts import PromptItem, augment_prompt, read_prompt_file, truncate_to_tokens
+from rcmg.generation.prompts import (
+    PromptItem,
+    augment_prompt,
+    paired_reference_summary,
+    read_prompt_file,
+    truncate_to_tokens,
+)
 from rcmg.workflow.atomic import atomic_members, write_json, write_jsonl
 from rcmg.workflow.runinfo import ModuleHookTimer, PhaseTimer, code_version, hardware_info
 
@@ -94,6 +108,10 @@ class GenerateConfig:
     # align_check output for this model (AudioLDM1) and the refusal threshold.
     alignment: str | None = None
     min_alignment_cosine: float | None = None
+    # Sharding: this job generates the items of shard ``prompt_shard`` of ``prompt_shards``
+    # (None: all of them, an unsharded run); see shard_ranges.
+    prompt_shards: int = 1
+    prompt_shard: int | None = None
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
@@ -152,6 +170,16 @@ def _check_numbers(cfg: GenerateConfig) -> None:
         (cfg.num_waveforms_per_prompt >= 1, "--num-waveforms-per-prompt must be >= 1"),
         (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
         (cfg.style_guidance >= 0, "--style-guidance must be >= 0"),
+        (cfg.prompt_shards >= 1, f"--prompt-shards must be >= 1, got {cfg.prompt_shards}"),
+        (
+            cfg.prompt_shard is None or 0 <= cfg.prompt_shard < cfg.prompt_shards,
+            f"--prompt-shard must be in [0, --prompt-shards={cfg.prompt_shards}), "
+            f"got {cfg.prompt_shard}",
+        ),
+        (
+            cfg.prompt_shard is not None or cfg.prompt_shards == 1,
+            "--prompt-shards > 1 needs --prompt-shard (which shard this job generates)",
+        ),
     ]
     if cfg.style_guidance:
         checks += [
@@ -642,9 +670,40 @@ def _hook_groups(pipe) -> dict[str, list]:
     }
 
 
-def _chunks(seq: list, size: int):
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
+def _blocks(plans: list[ItemPlan], size: int):
+    """Batches as fixed blocks of item indices (``item // size``), in item order: the same
+    batches whether the run is generated whole or in shards (shard_ranges)."""
+    groups: dict[int, list[ItemPlan]] = {}
+    for plan in plans:
+        groups.setdefault(plan.item // size, []).append(plan)
+    for block in sorted(groups):
+        yield groups[block]
+
+
+def shard_ranges(n_items: int, batch: int, shards: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` item ranges of ``shards`` contiguous shards of ``n_items``.
+
+    Boundaries fall on multiples of ``batch`` (whole batch blocks, so a shard's batches are
+    the unsharded run's batches) and the blocks are spread as evenly as possible, the first
+    shards taking one more block. With more shards than blocks the last shards are empty.
+    """
+    if batch < 1 or shards < 1:
+        raise ValueError(f"batch and shards must be >= 1, got {batch}, {shards}")
+    n_blocks = -(-n_items // batch)
+    base, extra = divmod(n_blocks, shards)
+    ranges, block = [], 0
+    for i in range(shards):
+        take = base + (1 if i < extra else 0)
+        start, block = block, block + take
+        ranges.append((min(start * batch, n_items), min(block * batch, n_items)))
+    return ranges
+
+
+def shard_of(cfg: GenerateConfig, n_items: int) -> tuple[int, int] | None:
+    """The item range this job generates (None: an unsharded run, all items)."""
+    if cfg.prompt_shard is None:
+        return None
+    return shard_ranges(n_items, cfg.batch, cfg.prompt_shards)[cfg.prompt_shard]
 
 
 def _run_batch(cfg, res, batch, hooks, timer):
@@ -724,7 +783,7 @@ def generate_audio(
     audio: dict[int, np.ndarray] = {}
     cuda = res.loaded.device.startswith("cuda")
     with ModuleHookTimer(_hook_groups(res.loaded.pipe), cuda=cuda) as hooks:
-        batches = list(_chunks(todo, cfg.batch))
+        batches = list(_blocks(todo, cfg.batch))
         for batch in tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch"):
             clips = _run_batch(cfg, res, batch, hooks, timer)
             audio.update({p.item: clips[i] for i, p in enumerate(batch)})
@@ -848,6 +907,7 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
                     "rank_score": plan.rank_scores[k] if ranks else None,
                     "lm_context": plan.lm_context,
                     "line": plan.source.line,
+                    "reference_clip": plan.source.reference,
                 }
             )
     return rows
@@ -988,6 +1048,8 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
         "params": _run_params(cfg, loaded),
         "prompts_file": str(cfg.prompts),
         "n_prompts": len(prompt_file.items),
+        "shard": shard_info(cfg, len(prompt_file.items)),
+        "paired_reference": paired_reference_summary(prompt_file),
         "blank_lines_skipped": prompt_file.blank_lines,
         "comment_lines": prompt_file.comment_lines,
         "n_clips_ok": n_ok,
@@ -1011,6 +1073,14 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
     }
 
 
+def shard_info(cfg: GenerateConfig, n_items: int) -> dict | None:
+    """Which items a shard job generated (None for an unsharded run)."""
+    found = shard_of(cfg, n_items)
+    if found is None:
+        return None
+    return {"index": cfg.prompt_shard, "of": cfg.prompt_shards, "items": list(found)}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -1030,6 +1100,16 @@ def run_generation(cfg: GenerateConfig) -> Path:
         res = load_resources(cfg, prompt_file.items)
     timer.cuda = res.loaded.device.startswith("cuda")
     plans = plan_items(cfg, prompt_file.items, res, timer)
+    found = shard_of(cfg, len(plans))
+    if found is not None:
+        plans = [p for p in plans if found[0] <= p.item < found[1]]
+        log.info(
+            "shard %d of %d: items [%d, %d) of %d",
+            cfg.prompt_shard,
+            cfg.prompt_shards,
+            *found,
+            len(prompt_file.items),
+        )
     attach_provenance(plans, res.retriever)
     out_dir = Path(cfg.out_dir)
     audio, unet = generate_audio(cfg, res, plans, timer)

@@ -8,6 +8,11 @@ Two formats are accepted:
   ``style`` is empty (retrieve from the bank), ``audio:path/to/file.wav`` (relative
   paths resolve against the prompt file's folder) or ``ids:SEGID1,SEGID2`` (bank rows
   by ``segment_id``, equal weights).
+  An optional ``reference`` column names the prompt's paired reference clip (benchmark
+  sets, written by ``workflow_scripts/import_prompts.py``): ``audio:clip.wav`` (found;
+  relative to the prompt file's folder) or ``missing:REASON`` (the benchmark pairs one,
+  but it was not found or not readable: a recorded skip). Recorded per item in
+  items.jsonl (``reference_clip``) and counted in run_config.json (``paired_reference``).
 
 Prompt text is data: it is never put into a shell command or a file name, so HTML,
 shell or path characters are kept as written.
@@ -28,6 +33,7 @@ from rcmg.workflow.cli import InputError
 log = logging.getLogger(__name__)
 
 STYLE_KINDS = ("none", "bank", "audio", "ids")
+TSV_COLUMNS = ("prompt", "style", "reference")
 
 
 class PromptFileError(InputError):
@@ -50,6 +56,8 @@ class PromptItem:
     line: int
     style: StyleSpec = field(default_factory=StyleSpec)
     notes: list[str] = field(default_factory=list)
+    # paired reference clip: {"status": "found", "path"} | {"status": "missing", "reason"}
+    reference: dict | None = None
 
 
 @dataclass
@@ -59,6 +67,7 @@ class PromptFile:
     blank_lines: int
     comment_lines: int
     is_tsv: bool
+    has_reference: bool = False  # a TSV with a ``reference`` column (benchmark sets)
 
 
 def _parse_style(raw: str, base_dir: Path, path: Path, line: int) -> StyleSpec:
@@ -84,6 +93,24 @@ def _parse_style(raw: str, base_dir: Path, path: Path, line: int) -> StyleSpec:
     )
 
 
+def _parse_reference(raw: str, base_dir: Path, path: Path, line: int) -> dict | None:
+    text = raw.strip()
+    if not text:
+        return None
+    if text.startswith("audio:") and text[len("audio:") :].strip():
+        target = Path(text[len("audio:") :].strip())
+        return {
+            "status": "found",
+            "path": str(target if target.is_absolute() else base_dir / target),
+        }
+    if text.startswith("missing:"):
+        return {"status": "missing", "reason": text[len("missing:") :].strip() or "not given"}
+    raise PromptFileError(
+        f"{path}:{line}: unknown reference {text!r}; use an empty cell, 'audio:CLIP.wav' or "
+        "'missing:REASON'"
+    )
+
+
 def _looks_like_tsv(first_line: str, path: Path) -> bool:
     header = [c.strip().lower() for c in first_line.split("\t")]
     return header[0] == "prompt" and (len(header) > 1 or path.suffix.lower() == ".tsv")
@@ -92,10 +119,13 @@ def _looks_like_tsv(first_line: str, path: Path) -> bool:
 def _read_tsv(path: Path, text: str) -> tuple[list[PromptItem], int, int]:
     reader = csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = [c.strip().lower() for c in next(reader)]
-    unknown = [c for c in header if c not in ("prompt", "style")]
+    unknown = [c for c in header if c not in TSV_COLUMNS]
     if unknown:
-        raise PromptFileError(f"{path}: unknown TSV column(s) {unknown}; allowed: prompt, style")
+        raise PromptFileError(
+            f"{path}: unknown TSV column(s) {unknown}; allowed: {', '.join(TSV_COLUMNS)}"
+        )
     style_col = header.index("style") if "style" in header else None
+    ref_col = header.index("reference") if "reference" in header else None
     items: list[PromptItem] = []
     blank = comments = 0
     for line_no, row in enumerate(reader, start=2):
@@ -108,7 +138,13 @@ def _read_tsv(path: Path, text: str) -> tuple[list[PromptItem], int, int]:
             continue
         raw_style = row[style_col] if style_col is not None and style_col < len(row) else ""
         style = _parse_style(raw_style, path.parent, path, line_no)
-        items.append(PromptItem(item=len(items), prompt=prompt, line=line_no, style=style))
+        raw_ref = row[ref_col] if ref_col is not None and ref_col < len(row) else ""
+        reference = _parse_reference(raw_ref, path.parent, path, line_no)
+        items.append(
+            PromptItem(
+                item=len(items), prompt=prompt, line=line_no, style=style, reference=reference
+            )
+        )
     return items, blank, comments
 
 
@@ -151,9 +187,25 @@ def read_prompt_file(path: str | Path) -> PromptFile:
         )
     if blank:
         log.info("%s: skipped %d blank line(s)", path, blank)
+    has_reference = is_tsv and "reference" in [c.strip().lower() for c in first.split("\t")]
     return PromptFile(
-        path=path, items=items, blank_lines=blank, comment_lines=comments, is_tsv=is_tsv
+        path=path,
+        items=items,
+        blank_lines=blank,
+        comment_lines=comments,
+        is_tsv=is_tsv,
+        has_reference=has_reference,
     )
+
+
+def paired_reference_summary(prompt_file: PromptFile) -> dict | None:
+    """How many prompts have their paired reference clip (None: the set pairs none)."""
+    if not prompt_file.has_reference:
+        return None
+    found = sum(
+        bool(it.reference and it.reference["status"] == "found") for it in prompt_file.items
+    )
+    return {"n_prompts": len(prompt_file.items), "n_found": found}
 
 
 def truncate_to_tokens(text: str, tokenizer, max_length: int | None = None) -> tuple[str, bool]:

@@ -14,7 +14,14 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     out: list[str] = []
     datasets = config["datasets"]
     prompts = workdir / config["prompts"]
-    if not prompts.is_file():
+    benchmark = config.get("benchmark_prompts")
+    if benchmark:  # the prompt set is imported from a benchmark CSV instead (import_prompts)
+        if not (workdir / benchmark["csv"]).is_file():
+            out.append(
+                f"benchmark_prompts.csv: '{benchmark['csv']}' does not exist; point it at the "
+                "published musiccaps-public.csv / song_describer.csv or remove benchmark_prompts"
+            )
+    elif not prompts.is_file():
         out.append(
             f"prompts: prompt file '{config['prompts']}' does not exist; "
             "create it (one prompt per line) or point 'prompts' at an existing file"
