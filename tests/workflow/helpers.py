@@ -14,7 +14,15 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "r
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # Rules that ask SLURM for a GPU (resources.<rule>.gpu in the configs) and run the CUDA check.
 GPU_RULES = frozenset(
-    {"clap_embed", "reference_stats", "align_check", "train_adapter", "generate", "evaluate"}
+    {
+        "clap_embed",
+        "space_embed",
+        "reference_stats",
+        "align_check",
+        "train_adapter",
+        "generate",
+        "evaluate",
+    }
 )
 
 
