@@ -163,9 +163,7 @@ rule space_embed:
     params:
         check_cuda=cli("check_cuda"),
         cli=cli("space_embed"),
-        model=lambda wc: space_spec(wc).model,
-        subfolder=lambda wc: space_spec(wc).subfolder,
-        revision=lambda wc: space_spec(wc).revision or "",
+        model=lambda wc: space_model_flags(space_spec(wc)),
         segments_root=parent_of_first("shards"),
         batch=config["clap"]["batch"],
         device=config["clap"]["device"],
@@ -175,8 +173,7 @@ rule space_embed:
         "python {params.check_cuda} --rule space_embed --policy {resources.require_cuda} "
         "--log {log} && python {params.cli} --space {wildcards.space} "
         "--bank-mapping {input.mapping} --segments-root {params.segments_root} "
-        "--model {params.model:q} --subfolder {params.subfolder:q} "
-        "--revision {params.revision:q} --batch {params.batch} --device {params.device} "
+        "{params.model} --batch {params.batch} --device {params.device} "
         "--dtype {params.dtype} --out {output.npy} --record {output.record} > {log} 2>&1"
 
 

@@ -328,13 +328,18 @@ def space_spec(wildcards):
     return style_spaces.declared_spaces(config)[wildcards.space]
 
 
-def clap_flags(space):
-    """--clap-model/--clap-subfolder/--clap-revision of a space (its CLAP)."""
-    words = [f"--clap-model {shell_quote(space.model)}"]
+def space_model_flags(space):
+    """space_embed's --model/--subfolder/--revision of a space."""
+    return clap_flags(space, prefix="--")
+
+
+def clap_flags(space, prefix="--clap-"):
+    """--clap-model/--clap-subfolder/--clap-revision of a space (its CLAP); empty ones left out."""
+    words = [f"{prefix}model {shell_quote(space.model)}"]
     if space.subfolder:
-        words.append(f"--clap-subfolder {shell_quote(space.subfolder)}")
+        words.append(f"{prefix}subfolder {shell_quote(space.subfolder)}")
     if space.revision:
-        words.append(f"--clap-revision {shell_quote(space.revision)}")
+        words.append(f"{prefix}revision {shell_quote(space.revision)}")
     return " ".join(words)
 
 

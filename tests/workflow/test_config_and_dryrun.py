@@ -181,6 +181,9 @@ def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir)
     out = snakemake(workdir, "-n", "-p", "--configfile", config).stdout
     counts = rule_counts(planned_jobs(out))
     assert counts["space_embed"] == counts["build_space_index"] == 1
+    embed = [line for line in out.splitlines() if "space_embed.py" in line]
+    assert len(embed) == 1 and "--space aldm2_clap " in embed[0]
+    assert "--model cvssp/audioldm2 --subfolder text_encoder --batch" in embed[0]  # no empty flags
     bank = "data/processed/bank/spaces/aldm2_clap/style_bank.npy"
     for model in ("audioldm2", "audioldm2-music"):
         commands = [
