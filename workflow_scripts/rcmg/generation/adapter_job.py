@@ -181,6 +181,7 @@ def adapter_config(
         "loss": LOSS_DESCRIPTION,
         "style": {
             "clap_model": cfg.clap_model,
+            "clap_subfolder": cfg.clap_subfolder,  # the model's style space (AudioLDM2: own)
             "style_topk": cfg.style_topk,
             "style_temp": cfg.style_temp,
         },

@@ -60,7 +60,10 @@ def _tensors(kind: str, file: Path, prefixes: tuple[str, ...]) -> dict:
         return {k: v for k, v in load_file(file).items() if k.startswith(prefixes)}
     import torch
 
-    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
+        state = torch.load(file, map_location="cpu", weights_only=True)
     return {k: v.detach().float().numpy() for k, v in state.items() if str(k).startswith(prefixes)}
 
 
