@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rcmg.bank.space_embedding import embed_bank_items  # noqa: E402
 from rcmg.models.device import DTYPE_ALIASES, DTYPES  # noqa: E402
-from rcmg.models.shard_embedding import EmbedOptions, embed_bank_items  # noqa: E402
+from rcmg.models.shard_embedding import EmbedOptions  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 from rcmg.workflow.atomic import write_json  # noqa: E402
 

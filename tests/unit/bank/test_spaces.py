@@ -12,15 +12,10 @@ import pytest
 import yaml
 from rcmg.bank import spaces
 from rcmg.bank.build import build_bank
+from rcmg.bank.space_embedding import embed_bank_items
 from rcmg.models.clap import ClapEmbedder
 from rcmg.models.fingerprint import clap_space_fingerprint
-from rcmg.models.shard_embedding import (
-    EmbedOptions,
-    embed_bank_items,
-    embed_shard,
-    gather_shards,
-    segment_ids_digest,
-)
+from rcmg.models.shard_embedding import EmbedOptions, embed_shard, gather_shards
 from rcmg.workflow.atomic import read_jsonl
 from rcmg.workflow.cli import InputError
 
@@ -187,7 +182,7 @@ def test_every_space_holds_the_banks_items_in_the_banks_order(bank, tiny_model):
     assert not np.allclose(rows, np.load(bank["npy"]), atol=1e-2)  # another space
     record = json.loads((out / "space.json").read_text())
     assert record["space"] == "aldm2" and record["n"] == len(ids)
-    assert record["segment_ids_sha256"] == segment_ids_digest(ids)
+    assert record["segment_ids_sha256"] == spaces.segment_ids_digest(ids)
     assert record["fingerprint"] == clap_space_fingerprint(aldm2, "text_encoder")
     assert record["fingerprint"]["sha256"] != clap_space_fingerprint(bank["clap"])["sha256"]
     assert not (out / "style_bank.npy.partial").exists()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rcmg.bank.spaces import segment_ids_digest
 from rcmg.generation.conditioning import OptionError
 from rcmg.generation.job import GenerateConfig, run_generation, verify_style_space
 from rcmg.models.clap import ClapEmbedder
 from rcmg.models.fingerprint import clap_space_fingerprint
-from rcmg.models.shard_embedding import segment_ids_digest
 from rcmg.workflow.atomic import read_jsonl
 
 from tests.unit import fake_runs

@@ -21,6 +21,7 @@ order) is the one used for its files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -49,6 +50,15 @@ class Space:
         at = f"@{self.revision}" if self.revision else ""
         sub = f"/{self.subfolder}" if self.subfolder else ""
         return f"{self.model}{sub}{at}"
+
+
+def segment_ids_digest(segment_ids) -> str:
+    """sha256 of the bank's segment ids in row order: equal digests = same rows, same order."""
+    digest = hashlib.sha256()
+    for segment_id in segment_ids:
+        digest.update(str(segment_id).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def own_space_name(model_key: str) -> str:

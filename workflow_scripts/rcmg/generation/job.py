@@ -343,7 +343,7 @@ def verify_style_space(cfg: GenerateConfig, segment_ids: list) -> dict:
     hold the bank mapping's items in order. Returns what run_config/items record."""
     import json
 
-    from rcmg.models.shard_embedding import segment_ids_digest
+    from rcmg.bank.spaces import segment_ids_digest
 
     label, fingerprint = conditioning_clap(cfg)
     out = {
