@@ -64,8 +64,11 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
         elif line.strip().startswith("threads:") and rule:
             threads[rule] = {int(line.split(":")[1])}
     assert threads, out[-2000:]
+    # rules declared with `use rule X as Y` run with X's resources
+    resources_of = {"build_space_index": "build_index"}
     for rule, seen in threads.items():
-        expected = cfg.get(rule, {}).get("cpus", cfg["default"]["cpus"]) if rule in cfg else 1
+        key = resources_of.get(rule, rule)
+        expected = cfg.get(key, {}).get("cpus", cfg["default"]["cpus"]) if key in cfg else 1
         assert seen == {expected}, (rule, seen, expected)
     assert threads["generate"] == {cfg["generate"]["cpus"]} == {4}
     assert threads["segment"] == {cfg["segment"]["cpus"]} == {2}
