@@ -900,12 +900,7 @@ def _style_rows(plans: list[ItemPlan]) -> tuple[np.ndarray | None, dict[int, int
     return np.stack([p.style for p in with_style]).astype(np.float32), rows
 
 
-def item_rows(
-    cfg: GenerateConfig,
-    plans: list[ItemPlan],
-    style_rows: dict[int, int],
-    space: dict | None = None,
-) -> list[dict]:
+def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, int]) -> list[dict]:
     rows = []
     n = cfg.num_waveforms_per_prompt
     for plan in plans:
@@ -933,13 +928,18 @@ def item_rows(
                     "rank": ranks[k] if ranks else None,
                     "rank_score": plan.rank_scores[k] if ranks else None,
                     "lm_context": plan.lm_context,
-                    # bank conditions: the space the bank vectors and queries live in
-                    "style_space": space["name"] if space else None,
-                    "space_fingerprint": space["fingerprint"] if space else None,
                     "line": plan.source.line,
                 }
             )
     return rows
+
+
+def record_space(rows: list[dict], space: dict | None) -> None:
+    """Bank conditions: each item names the style space its bank vectors and query lived
+    in and that space's verified weight fingerprint (None for other conditions)."""
+    for row in rows:
+        row["style_space"] = space["name"] if space else None
+        row["space_fingerprint"] = space["fingerprint"] if space else None
 
 
 def write_wavs(
@@ -1122,7 +1122,8 @@ def run_generation(cfg: GenerateConfig) -> Path:
             styles, style_rows = _style_rows(plans)
             if styles is not None:
                 np.save(tmp / "style.npy", styles)
-            rows = item_rows(cfg, plans, style_rows, res.space)
+            rows = item_rows(cfg, plans, style_rows)
+            record_space(rows, res.space)
             write_jsonl(tmp / "items.jsonl", rows)
             write_json(tmp / "hardware.json", hardware_info(res.loaded.device))
         timings = timer.as_dict()
