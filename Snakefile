@@ -45,6 +45,7 @@ wildcard_constraints:
     demo_kind="|".join(DATASET_KINDS),
     tiny_kind="|".join(TINY_KINDS),
     arch_kind="|".join(MODEL_KINDS),
+    space="|".join(map(re.escape, SPACES)) or "(?!)",
 
 
 include: "rules/demo.smk"

@@ -35,7 +35,7 @@ rule train_adapter:
         pipeline=lookup(dpath="models/{model}/pipeline", within=config),
         topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
         temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
-        clap=CLAP_REF,
+        clap=lambda wc: clap_flags(model_space(wc.model)),
         epochs=config["adapter_training"]["epochs"],
         batch=config["adapter_training"]["batch"],
         lr=config["adapter_training"]["lr"],
@@ -49,7 +49,7 @@ rule train_adapter:
     shell:
         "python {params.check_cuda} --rule train_adapter --policy {resources.require_cuda} "
         "--log {log} && python {params.cli} --model-key {wildcards.model} --model-id {params.model_id:q} "
-        "--pipeline {params.pipeline} --prompts {input.prompts:q} --clap-model {params.clap:q} "
+        "--pipeline {params.pipeline} --prompts {input.prompts:q} {params.clap} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "

@@ -130,12 +130,63 @@ rule align_check:
         check_cuda=cli("check_cuda"),
         cli=cli("align_check"),
         model_id=model_ref_of,
-        clap=CLAP_REF,
+        clap=align_check_clap,
         device=config["clap"]["device"],
         code=code("align_check"),
     shell:
         "python {params.check_cuda} --rule align_check --policy {resources.require_cuda} "
-        "--log {log} && python {params.cli} --model-id {params.model_id:q} "
-        "--clap-model {params.clap:q} "
+        "--log {log} && python {params.cli} --model-id {params.model_id:q} {params.clap} "
         "--bank-mapping {input.mapping} --prompts {input.prompts:q} --device {params.device} "
         "--out {output} > {log} 2>&1"
+
+
+# A model's style space other than the bank CLAP's (models.<m>.style_space): the bank's
+# items, same rows and order, embedded with that space's CLAP (config/README.md#style-spaces).
+rule space_embed:
+    input:
+        unpack(space_embed_inputs),
+    output:
+        npy=f"{P}/bank/spaces/{{space}}/style_bank.npy",
+        record=f"{P}/bank/spaces/{{space}}/space.json",
+    log:
+        f"{LOGS}/space_embed/{{space}}.log",
+    benchmark:
+        f"{BENCH}/space_embed/{{space}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("space_embed", "cpus")
+    resources:
+        **gpu_request("space_embed"),
+        mem_mb=res_attempt("space_embed", "mem_mb"),
+        runtime=res("space_embed", "runtime"),
+        cpus_per_task=res("space_embed", "cpus"),
+        require_cuda=require_cuda("space_embed"),
+        slurm_partition=res("space_embed", "partition"),
+    params:
+        check_cuda=cli("check_cuda"),
+        cli=cli("space_embed"),
+        model=lambda wc: space_model_flags(space_spec(wc)),
+        segments_root=parent_of_first("shards"),
+        batch=config["clap"]["batch"],
+        device=config["clap"]["device"],
+        dtype=config["clap"]["dtype"],
+        code=code("space_embed"),
+    shell:
+        "python {params.check_cuda} --rule space_embed --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --space {wildcards.space} "
+        "--bank-mapping {input.mapping} --segments-root {params.segments_root} "
+        "{params.model} --batch {params.batch} --device {params.device} "
+        "--dtype {params.dtype} --out {output.npy} --record {output.record} > {log} 2>&1"
+
+
+# Each space gets its own index, built and audited by the same step as the bank's.
+use rule build_index as build_space_index with:
+    input:
+        npy=f"{P}/bank/spaces/{{space}}/style_bank.npy",
+    output:
+        index=f"{P}/bank/spaces/{{space}}/bank.index",
+        audit=f"{P}/bank/spaces/{{space}}/index_audit.json",
+    log:
+        f"{LOGS}/build_index/{{space}}.log",
+    benchmark:
+        f"{BENCH}/build_index/{{space}}.tsv"

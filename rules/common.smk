@@ -20,6 +20,7 @@ from rcmg.workflow.kinds import (  # noqa: E402
     TINY_KINDS,
 )
 from rcmg.models.hf_loading import model_reference  # noqa: E402
+from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -82,6 +83,8 @@ def model_ref(model):
 
 def model_ref_of(wildcards):
     return model_ref(wildcards.model)
+
+
 # The prompt set: `prompts`, or the TSV import_prompts writes from `benchmark_prompts`.
 BENCHMARK_PROMPTS = config.get("benchmark_prompts")
 PROMPTS = (
@@ -316,6 +319,78 @@ BANK = {
 }
 
 
+# ----------------- style spaces (config/README.md#style-spaces; rcmg.bank.spaces)
+# The bank is filtered and deduplicated once, in the bank CLAP's space ("bank"); every
+# other space a model declares embeds exactly those items (space_embed) and gets its own
+# FAISS index. A space several models share is embedded once.
+def model_space_name(model):
+    return style_spaces.model_space_name(config, model)
+
+
+def model_space(model):
+    return style_spaces.model_space(config, model)
+
+
+def models_using_bank():
+    return [
+        m for m in MODELS if any(m in condition_models(c) for c in bank_conditions())
+    ]
+
+
+def bank_conditions():
+    return [c for c in CONDITIONS if needs_bank(c)]
+
+
+def space_root(space):
+    return f"{P}/bank/spaces/{space}"
+
+
+def space_files(space):
+    """A space's bank rows, index, audit and the records of the jobs that embedded it."""
+    if space == style_spaces.BANK_SPACE:
+        n = DATASETS[BANK_DS]["shards"]
+        return {
+            "npy": BANK["npy"],
+            "index": BANK["index"],
+            "index_audit": BANK["index_audit"],
+            "records": [f"{P}/{BANK_DS}/clap/shard{i}.stats.json" for i in range(n)],
+        }
+    root = space_root(space)
+    return {
+        "npy": f"{root}/style_bank.npy",
+        "index": f"{root}/bank.index",
+        "index_audit": f"{root}/index_audit.json",
+        "records": [f"{root}/space.json"],
+    }
+
+
+def space_embed_inputs(wildcards):
+    inputs = {"mapping": BANK["mapping"], "shards": shard_dirs(BANK_DS)}
+    space = style_spaces.declared_spaces(config)[wildcards.space]
+    for i, path in enumerate(model_input(space.model)):
+        inputs[f"model{i}"] = path
+    return inputs
+
+
+def space_spec(wildcards):
+    return style_spaces.declared_spaces(config)[wildcards.space]
+
+
+def space_model_flags(space):
+    """space_embed's --model/--subfolder/--revision of a space."""
+    return clap_flags(space, prefix="--")
+
+
+def clap_flags(space, prefix="--clap-"):
+    """--clap-model/--clap-subfolder/--clap-revision of a space (its CLAP); empty ones left out."""
+    words = [f"{prefix}model {shell_quote(space.model)}"]
+    if space.subfolder:
+        words.append(f"{prefix}subfolder {shell_quote(space.subfolder)}")
+    if space.revision:
+        words.append(f"{prefix}revision {shell_quote(space.revision)}")
+    return " ".join(words)
+
+
 def bank_inputs(wildcards):
     return {
         "npy": f"{P}/{BANK_DS}/embeddings.npy",
@@ -349,6 +424,11 @@ def align_check_inputs(wildcards):
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
     return inputs
+
+
+def align_check_clap(wildcards):
+    """The CLAP of the model's declared space (the bank CLAP for AudioLDM1 by default)."""
+    return clap_flags(model_space(wildcards.model))
 
 
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
@@ -414,16 +494,17 @@ def external_adapter(model):
 
 def adapter_model_input(wildcards):
     return model_input(MODELS[wildcards.model]["id"]) + model_input(
-        config["clap"]["model"]
+        model_space(wildcards.model).model
     )
 
 
 def adapter_inputs(wildcards):
+    files = space_files(model_space_name(wildcards.model))
     inputs = {
         "prompts": PROMPTS,
-        "bank": BANK["npy"],
+        "bank": files["npy"],
         "bank_mapping": BANK["mapping"],
-        "index": BANK["index"],
+        "index": files["index"],
     }
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
@@ -458,10 +539,14 @@ def generate_inputs(wildcards):
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
     if needs_bank(wildcards.condition):
+        files = space_files(model_space_name(wildcards.model))
         inputs.update(
-            bank=BANK["npy"], bank_mapping=BANK["mapping"], index=BANK["index"]
+            bank=files["npy"],
+            bank_mapping=BANK["mapping"],
+            index=files["index"],
+            space_records=files["records"],
         )
-        for i, path in enumerate(model_input(config["clap"]["model"])):
+        for i, path in enumerate(model_input(model_space(wildcards.model).model)):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
         inputs["adapter"] = external_adapter(wildcards.model)
@@ -498,7 +583,7 @@ def generate_args(wildcards):
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
     if cond["type"] in ("prompt_aug", *STYLE_TYPES):
-        args.append(f"--clap-model {shell_quote(CLAP_REF)}")
+        args.append(clap_flags(model_space(wildcards.model)))
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",
@@ -528,10 +613,14 @@ def generate_args(wildcards):
 
 
 def generate_bank_flags(wildcards):
+    """The bank of the model's style space and the records its fingerprint is checked with."""
     if not needs_bank(wildcards.condition):
         return ""
+    space = model_space_name(wildcards.model)
+    files = space_files(space)
     return (
-        f"--bank {BANK['npy']} --bank-mapping {BANK['mapping']} --index {BANK['index']}"
+        f"--bank {files['npy']} --bank-mapping {BANK['mapping']} --index {files['index']} "
+        f"--style-space {shell_quote(space)} --space-record {' '.join(files['records'])}"
     )
 
 
@@ -681,6 +770,10 @@ def listening_flag():
     return f"--listening {LISTEN['prefs']}" if LISTENING.get("enabled") else ""
 
 
+# the spaces other than the bank's that some model's bank condition uses (embedded once each)
+SPACES = style_spaces.embedded_spaces(config, models_using_bank())
+
+
 # ----------------- targets
 def all_targets():
     embeddings = [f"{P}/{name}/embeddings.npy" for name in DATASETS]
@@ -689,5 +782,6 @@ def all_targets():
         COMPARE["summary"],
         BANK["index_audit"],
         BANK["audit"],
+        *[space_files(space)["index_audit"] for space in SPACES],
         *embeddings,
     ]

@@ -27,7 +27,11 @@ from rcmg.workflow import cli  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--model-id", required=True, help="AudioLDM1 hub id or local folder")
-    p.add_argument("--clap-model", required=True, help="the bank's CLAP (hub id or folder)")
+    p.add_argument(
+        "--clap-model", required=True, help="the CLAP of the model's style space (hub id/folder)"
+    )
+    p.add_argument("--clap-subfolder", default="", help="its ClapModel subfolder, if any")
+    p.add_argument("--clap-revision", default=None, help="its hub revision, if any")
     p.add_argument("--bank-mapping", required=True, type=Path, help="style_bank.jsonl (tags)")
     p.add_argument("--prompts", required=True, type=Path, help="prompt file")
     p.add_argument("--device", default="auto")
@@ -49,14 +53,24 @@ def run(args: argparse.Namespace) -> None:
     prompts = [it.prompt for it in read_prompt_file(args.prompts).items]
     texts = unique_texts([*bank_captions(read_jsonl(args.bank_mapping)), *prompts])
     device = resolve_device(args.device)
-    bank_space = ClapEmbedder(args.clap_model, device=device).embed_text(texts)
+    bank_space = ClapEmbedder(
+        args.clap_model,
+        device=device,
+        subfolder=args.clap_subfolder,
+        revision=args.clap_revision or None,
+    ).embed_text(texts)
     loaded = load_pipeline(args.model_id, "audioldm1", device, "fp32")
     with torch.no_grad():
         model_space, _ = aldm1_text_embeds(
             loaded.pipe, texts, [""] * len(texts), loaded.device, False
         )
     figures = alignment_figures(bank_space, model_space.float().cpu().numpy(), texts)
-    figures.update(model_id=args.model_id, clap_model=args.clap_model, n_prompts=len(prompts))
+    figures.update(
+        model_id=args.model_id,
+        clap_model=args.clap_model,
+        clap_subfolder=args.clap_subfolder,
+        n_prompts=len(prompts),
+    )
     write_json(args.out, figures)
 
 

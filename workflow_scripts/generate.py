@@ -117,6 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument(
         *_f("--clap-model"), default=None, help=f"CLAP of the bank (default {ORIGINAL_CLAP})"
     )
+    bank.add_argument(
+        "--clap-subfolder",
+        default=_d("clap_subfolder"),
+        help="ClapModel subfolder of --clap-model (a pipeline's text_encoder)",
+    )
+    bank.add_argument("--clap-revision", default=None, help="hub revision of --clap-model")
+    bank.add_argument(
+        "--style-space",
+        default=None,
+        help="the declared style space (config models.<m>.style_space); AudioLDM2: its own "
+        "text_encoder embeds the queries; checked against --space-record",
+    )
+    bank.add_argument(
+        "--space-record",
+        dest="space_records",
+        nargs="+",
+        default=[],
+        help="records of the jobs that embedded the space (space.json, or the bank's clap_embed "
+        "stats): their weight fingerprint must be the conditioning CLAP's",
+    )
     bank.add_argument(*_f("--bank"), default=None, help="style bank .npy [N, 512]")
     bank.add_argument(
         *_f("--bank-mapping"),

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation prompts: HELD OUT (training uses bank items only)",
     )
     p.add_argument(*_f("--clap-model"), default=ORIGINAL_CLAP, help="CLAP of the bank")
+    p.add_argument(
+        "--clap-subfolder", default="", help="ClapModel subfolder (the model's style space)"
+    )
+    p.add_argument("--clap-revision", default=None, help="hub revision of --clap-model")
     p.add_argument(*_f("--bank"), required=True, type=Path, help="style bank .npy [N, 512]")
     p.add_argument(
         *_f("--bank-mapping"), default=None, type=Path, help="mapping .jsonl (default: beside bank)"

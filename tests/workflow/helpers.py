@@ -16,6 +16,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GPU_RULES = frozenset(
     {
         "clap_embed",
+        "space_embed",
         "reference_stats",
         "judge_bank_embed",
         "align_check",

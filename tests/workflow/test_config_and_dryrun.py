@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import yaml
+from rcmg.bank import spaces
 
 from .helpers import copy_workflow, job, planned_jobs, rule_counts, snakemake
 
@@ -48,11 +49,16 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert counts["train_adapter"] == len(cfg["models"])
     for single in ("build_bank", "build_index", "reference_stats", "judge_bank_embed", "compare"):
         assert counts[single] == 1
+    # one embedding + one index per style space other than the bank's (rcmg.bank.spaces)
+    n_spaces = len(spaces.embedded_spaces(cfg))
+    assert n_spaces == sum(m["style_space"] != "bank" for m in cfg["models"].values())
+    assert counts["space_embed"] == counts["build_space_index"] == n_spaces
     # the real config never writes demo assets
     assert "demo_model" not in counts and "demo_dataset" not in counts
 
 
-RESOURCES_OF = {"generate_shard": "generate"}
+# rules that run with another rule's resources table
+RESOURCES_OF = {"generate_shard": "generate", "build_space_index": "build_index"}
 
 
 def test_every_job_gets_its_configured_cpus_as_threads(workdir):
@@ -69,8 +75,9 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
         elif line.strip().startswith("threads:") and rule:
             threads[rule] = {int(line.split(":")[1])}
     assert threads, out[-2000:]
+    # rules declared with `use rule X as Y` run with X's resources
     for rule, seen in threads.items():
-        table = RESOURCES_OF.get(rule, rule)  # generate_shard runs with generate's resources
+        table = RESOURCES_OF.get(rule, rule)
         expected = cfg.get(table, {}).get("cpus", cfg["default"]["cpus"]) if table in cfg else 1
         assert seen == {expected}, (rule, seen, expected)
     assert threads["generate_shard"] == {cfg["generate"]["cpus"]} == {4}
@@ -176,6 +183,7 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
     assert counts["generate"] == n == 32 and counts["train_adapter"] == 3
+    assert counts["space_embed"] == len(spaces.embedded_spaces({**base, **pilot}))
     planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
     assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned
     assert "results/pilot/runs/audioldm2-music/retrieval_deg15_random/seed42" in out
@@ -185,3 +193,30 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
         if ln and not ln.startswith("#")
     ]
     assert len(prompts) == 100
+
+
+def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir):
+    """Two models naming one space (or spelling the same model/subfolder/revision): one
+    space_embed job, one index, and both models' generate jobs read that bank."""
+
+    def share(cfg):
+        aldm2 = cfg["models"]["audioldm2"]["id"]
+        cfg["style_spaces"] = {"aldm2_clap": {"model": aldm2, "subfolder": "text_encoder"}}
+        cfg["models"]["audioldm2-music"]["style_space"] = "aldm2_clap"
+
+    config = _edit(workdir, share)
+    out = snakemake(workdir, "-n", "-p", "--configfile", config).stdout
+    counts = rule_counts(planned_jobs(out))
+    assert counts["space_embed"] == counts["build_space_index"] == 1
+    embed = [line for line in out.splitlines() if "space_embed.py" in line]
+    assert len(embed) == 1 and "--space aldm2_clap " in embed[0]
+    assert "--model cvssp/audioldm2 --subfolder text_encoder --batch" in embed[0]  # no empty flags
+    bank = "data/processed/bank/spaces/aldm2_clap/style_bank.npy"
+    for model in ("audioldm2", "audioldm2-music"):
+        commands = [
+            line
+            for line in out.splitlines()
+            if "generate.py" in line and f"--model-key {model} " in line and "--bank " in line
+        ]
+        assert commands and all(f"--bank {bank}" in c for c in commands)
+        assert all("--style-space aldm2_clap" in c for c in commands)

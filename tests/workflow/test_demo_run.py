@@ -16,6 +16,7 @@ import time
 
 import pytest
 import yaml
+from rcmg.bank import spaces
 from rcmg.workflow.kinds import STYLE_TYPES
 
 from .helpers import REPO, SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
@@ -67,6 +68,10 @@ def test_demo_produces_every_run_and_the_comparison(demo):
         run_config = json.loads((run / "run_config.json").read_text())
         assert run_config["is_pipeline_check"] is True
         assert run_config["timings_s"]["total"] > 0
+        if "bank" in run_config["condition_params"]:  # the declared style space, verified
+            space = run_config["style_space"]
+            assert space["verified"], (run, space)
+            assert space["name"] == spaces.model_space_name(cfg, run_config["model"])
         hardware = json.loads((run / "hardware.json").read_text())
         # the rule's threads (= resources.generate.cpus) reach torch via OMP_NUM_THREADS
         assert hardware["torch_threads"] == cfg["resources"]["generate"]["cpus"]
@@ -337,7 +342,8 @@ def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
     prompt job (which does not read the index) still completes."""
     cfg = _config(demo)
     processed = demo / cfg["paths"]["processed"]
-    index = processed / "bank" / "bank.index"
+    space = spaces.model_space_name(cfg, "audioldm2")  # the index of its own style space
+    index = processed / "bank" / ("bank.index" if space == "bank" else f"spaces/{space}/bank.index")
     original, stat = index.read_bytes(), index.stat()
     runs = demo / cfg["paths"]["results"] / "runs" / "audioldm2"
     seed = cfg["seeds"][0]

@@ -11,54 +11,18 @@ compared, and equal weights are flagged in every report.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
+# One fingerprint definition (rcmg.models.fingerprint), shared with the style spaces.
+from rcmg.models.fingerprint import TEXT_TOWER_PREFIXES, local_folder, weights_fingerprint
+
 CONDITIONING_COMPONENTS = ("text_encoder",)  # AudioLDM 1 and 2: the CLAP text tower
-
-
-def local_folder(model_id: str, component: str | None = None) -> Path | None:
-    """A local folder for ``model_id`` (a folder, or the hub cache offline), or None."""
-    from rcmg.models.hf_loading import split_revision
-
-    model_id, revision = split_revision(str(model_id))
-    path = Path(model_id)
-    if path.is_dir():
-        return path / component if component else path
-    try:
-        from huggingface_hub import snapshot_download
-
-        pattern = f"{component}/*" if component else "*.safetensors"
-        folder = Path(
-            snapshot_download(
-                model_id, revision=revision, allow_patterns=[pattern], local_files_only=True
-            )
-        )
-    except Exception:  # noqa: BLE001 - absent from the cache is an answer, not an error
-        return None
-    return folder / component if component else folder
+__all__ = ["TEXT_TOWER_PREFIXES", "judge_record", "local_folder", "text_tower_fingerprint"]
 
 
 def text_tower_fingerprint(folder: Path | None) -> dict:
     """{sha256, tensors} of the CLAP text tower in ``folder``'s safetensors, or {reason}."""
-    if folder is None or not Path(folder).is_dir():
-        return {"sha256": None, "tensors": 0, "reason": f"no local folder {folder}"}
-    from safetensors.numpy import load_file
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    tensors = {}
-    for file in files:
-        for name, value in load_file(file).items():
-            if name.startswith(TEXT_TOWER_PREFIXES):
-                tensors[name] = value
-    if not tensors:
-        return {"sha256": None, "tensors": 0, "reason": f"no CLAP text tower in {folder}"}
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].astype("float32").tobytes())
-    return {"sha256": digest.hexdigest(), "tensors": len(tensors), "reason": ""}
+    return weights_fingerprint(folder, TEXT_TOWER_PREFIXES)
 
 
 def judge_record(judge_model: str, generator_model_id: str | None) -> dict:

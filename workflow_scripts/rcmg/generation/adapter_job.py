@@ -68,6 +68,9 @@ class AdapterJobConfig:
     seed: int = TrainConfig.seed
     device: str = "auto"
     dtype: str = "auto"
+    # the model's style space: a ClapModel subfolder (AudioLDM2: text_encoder) + revision
+    clap_subfolder: str = ""
+    clap_revision: str | None = None
     target_batch: int = 16
     exclude_cosine: float = 0.95
     # The original trainer's generation-time options: accepted and recorded, not used
@@ -127,10 +130,12 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def clap_text_embeddings(clap_model: str, texts: list[str], device: str):
+def clap_text_embeddings(
+    clap_model: str, texts: list[str], device: str, subfolder: str = "", revision=None
+):
     from rcmg.models.clap import ClapEmbedder
 
-    embedder = ClapEmbedder(clap_model, device=device)
+    embedder = ClapEmbedder(clap_model, device=device, subfolder=subfolder, revision=revision)
     queries = embedder.embed_text(texts)
     del embedder
     free_memory()
@@ -176,6 +181,7 @@ def adapter_config(
         "loss": LOSS_DESCRIPTION,
         "style": {
             "clap_model": cfg.clap_model,
+            "clap_subfolder": cfg.clap_subfolder,  # the model's style space (AudioLDM2: own)
             "style_topk": cfg.style_topk,
             "style_temp": cfg.style_temp,
         },
@@ -243,7 +249,9 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
         cfg.prompts,
     )
     device = resolve_device(cfg.device)
-    embedded = clap_text_embeddings(cfg.clap_model, [*captions, *prompts], device)
+    embedded = clap_text_embeddings(
+        cfg.clap_model, [*captions, *prompts], device, cfg.clap_subfolder, cfg.clap_revision
+    )
     keep, dropped = held_out_filter(
         captions, embedded[: len(captions)], prompts, embedded[len(captions) :], cfg.exclude_cosine
     )

@@ -87,6 +87,12 @@ class GenerateConfig:
     num_waveforms_per_prompt: int = 1
     device: str = "auto"
     clap_model: str | None = None
+    # the style space (config models.<m>.style_space): its CLAP's subfolder/revision, its
+    # name and the records of the jobs that embedded it (their weight fingerprints)
+    clap_subfolder: str = ""
+    clap_revision: str | None = None
+    style_space: str | None = None
+    space_records: list[str] = field(default_factory=list)
     bank: str | None = None
     bank_mapping: str | None = None
     index: str | None = None
@@ -157,6 +163,7 @@ class Resources:
     retriever: object | None = None
     adapter: object | None = None
     style_audio: dict = field(default_factory=dict)
+    space: dict | None = None  # the verified style space (name, fingerprint), bank conditions
 
 
 # ------------------------------------------------------------------ validation
@@ -253,6 +260,14 @@ def validate_config(cfg: GenerateConfig) -> None:
     validate_options(cfg.condition_options())
     if cfg.needs_bank:
         _check_bank_files(cfg)
+    for record in cfg.space_records:
+        if not Path(record).is_file():
+            raise OptionError(
+                f"--space-record {record} does not exist; embed the style space "
+                f"{cfg.style_space} first (space_embed, or clap_embed for the bank's space)"
+            )
+    if cfg.space_records and not cfg.style_space:
+        raise OptionError("--space-record needs --style-space (the space the records embed)")
     if cfg.match_angles and not Path(cfg.match_angles).is_file():
         raise OptionError(
             f"--match-angles {cfg.match_angles} does not exist; generate the retrieval run it "
@@ -298,6 +313,7 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"bank {cfg.bank} has dim {retriever.dim}; expected CLAP dim {CLAP_DIM}"
             )
+        space = verify_style_space(cfg, [m.get("segment_id") for m in retriever.mapping])
     if cfg.uses_style:
         style_audio = _read_style_audio(items)
     loaded = load_pipeline(cfg.model_id, cfg.pipeline, cfg.device, cfg.dtype, cfg.scheduler)
@@ -305,7 +321,17 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
     if cfg.needs_bank:
         from rcmg.models.clap import ClapEmbedder
 
-        res.clap = ClapEmbedder(cfg.clap_model, device=loaded.device, dtype="float32")
+        res.space = space
+        if conditions_in_own_clap(cfg):  # the conditioning CLAP itself embeds the queries
+            res.clap = ClapEmbedder.from_pipeline(loaded.pipe, loaded.device)
+        else:
+            res.clap = ClapEmbedder(
+                cfg.clap_model,
+                device=loaded.device,
+                dtype="float32",
+                subfolder=cfg.clap_subfolder,
+                revision=cfg.clap_revision,
+            )
         if res.clap.dim != retriever.dim:
             raise OptionError(
                 f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
@@ -313,6 +339,80 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
     if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
+
+
+def conditions_in_own_clap(cfg: GenerateConfig) -> bool:
+    """AudioLDM2 with a declared space: its own ``text_encoder`` (a full ClapModel) is the
+    conditioning CLAP and the space's CLAP; it embeds the queries (and audio styles)."""
+    return bool(cfg.style_space) and cfg.pipeline == "audioldm2"
+
+
+def conditioning_clap(cfg: GenerateConfig) -> tuple[str, dict]:
+    """(label, fingerprint) of the CLAP whose space the style vectors must live in.
+
+    AudioLDM2: the pipeline's own ``text_encoder`` (it turns the prompt into the CLAP token
+    the style is blended into). AudioLDM1 (no audio tower): the CLAP that embeds the
+    queries, the space's own; whether it matches the model's text tower is the alignment
+    check's question.
+    """
+    from rcmg.models.fingerprint import clap_space_fingerprint
+
+    if conditions_in_own_clap(cfg):
+        return f"{cfg.model_id}/text_encoder", clap_space_fingerprint(cfg.model_id, "text_encoder")
+    sub = f"/{cfg.clap_subfolder}" if cfg.clap_subfolder else ""
+    return f"{cfg.clap_model}{sub}", clap_space_fingerprint(
+        cfg.clap_model, cfg.clap_subfolder, cfg.clap_revision
+    )
+
+
+def verify_style_space(cfg: GenerateConfig, segment_ids: list) -> dict:
+    """Check the declared style space against the weights: the fingerprint recorded by
+    every job that embedded the space must be the conditioning CLAP's, and the space must
+    hold the bank mapping's items in order. Returns what run_config/items record."""
+    import json
+
+    from rcmg.bank.spaces import segment_ids_digest
+
+    label, fingerprint = conditioning_clap(cfg)
+    out = {
+        "name": cfg.style_space,
+        "conditioning_clap": label,
+        "fingerprint": fingerprint["sha256"],
+        "fingerprint_tensors": fingerprint["tensors"],
+        "records": list(cfg.space_records),
+        "verified": False,
+    }
+    if not cfg.style_space:
+        out["note"] = "no --style-space declared: the bank's space is not checked"
+        return out
+    if fingerprint["sha256"] is None:
+        raise OptionError(
+            f"cannot fingerprint {label}, the conditioning CLAP of {cfg.model_key} "
+            f"({fingerprint['reason']}); give a local folder or a model in the HF cache"
+        )
+    digest = segment_ids_digest(segment_ids)
+    for path in cfg.space_records:
+        record = json.loads(Path(path).read_text())
+        made_by = record.get("fingerprint") or {}
+        if made_by.get("sha256") != fingerprint["sha256"]:
+            model = made_by.get("model", "?") + (
+                f"/{made_by['subfolder']}" if made_by.get("subfolder") else ""
+            )
+            raise OptionError(
+                f"style space '{cfg.style_space}' ({path}) was embedded with {model} (weights "
+                f"sha256 {str(made_by.get('sha256'))[:12]}) but {cfg.model_key}'s conditioning "
+                f"CLAP is {label} (sha256 {fingerprint['sha256'][:12]}): its style vectors "
+                "would be blended into another space. Fix models."
+                f"{cfg.model_key}.style_space (own_text_encoder for AudioLDM2), or re-embed the "
+                "space if its weights changed (snakemake --forcerun space_embed / clap_embed)"
+            )
+        if record.get("segment_ids_sha256") not in (None, digest):
+            raise OptionError(
+                f"style space '{cfg.style_space}' ({path}) holds other bank items than "
+                f"{cfg.bank_mapping}; re-embed it from this bank (space_embed)"
+            )
+    out.update(verified=True, segment_ids_sha256=digest)
+    return out
 
 
 def _load_external_adapter(cfg: GenerateConfig, loaded):
@@ -913,6 +1013,14 @@ def item_rows(cfg: GenerateConfig, plans: list[ItemPlan], style_rows: dict[int, 
     return rows
 
 
+def record_space(rows: list[dict], space: dict | None) -> None:
+    """Bank conditions: each item names the style space its bank vectors and query lived
+    in and that space's verified weight fingerprint (None for other conditions)."""
+    for row in rows:
+        row["style_space"] = space["name"] if space else None
+        row["space_fingerprint"] = space["fingerprint"] if space else None
+
+
 def write_wavs(
     run_dir: Path, audio: dict[int, np.ndarray], sample_rate: int, n_waveforms: int
 ) -> None:
@@ -929,11 +1037,13 @@ def write_wavs(
             )
 
 
-def _condition_params(cfg: GenerateConfig) -> dict:
+def _condition_params(cfg: GenerateConfig, space: dict | None = None) -> dict:
     params: dict = {"condition_type": cfg.condition_type}
     if cfg.needs_bank:
         params.update(
             clap_model=cfg.clap_model,
+            clap_subfolder=cfg.clap_subfolder,
+            style_space=space,
             bank=cfg.bank,
             bank_mapping=cfg.bank_mapping,
             index=cfg.index or "exact (IndexFlatIP built on the fly)",
@@ -1030,7 +1140,7 @@ SEEDING = (
 )
 
 
-def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
+def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=None) -> dict:
     from rcmg.models.hf_loading import revision_records
     from rcmg.models.random_weights import is_random_weight_model
     from rcmg.workflow.runinfo import determinism_settings
@@ -1043,7 +1153,8 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started) -> dict:
         "model_id": cfg.model_id,
         "pipeline": cfg.pipeline,
         "condition": cfg.condition,
-        "condition_params": _condition_params(cfg),
+        "condition_params": _condition_params(cfg, space),
+        "style_space": space,
         "seed": cfg.seed,
         "params": _run_params(cfg, loaded),
         "prompts_file": str(cfg.prompts),
@@ -1125,12 +1236,13 @@ def run_generation(cfg: GenerateConfig) -> Path:
             if styles is not None:
                 np.save(tmp / "style.npy", styles)
             rows = item_rows(cfg, plans, style_rows)
+            record_space(rows, res.space)
             write_jsonl(tmp / "items.jsonl", rows)
             write_json(tmp / "hardware.json", hardware_info(res.loaded.device))
         timings = timer.as_dict()
         write_json(
             tmp / "run_config.json",
-            run_config(cfg, res.loaded, prompt_file, rows, timings, unet, started),
+            run_config(cfg, res.loaded, prompt_file, rows, timings, unet, started, res.space),
         )
     n_skipped = sum(p.skip_reason is not None for p in plans)
     log.info(

@@ -34,6 +34,23 @@ def l2_normalise_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
     return unit.astype(np.float32), int(degenerate.sum())
 
 
+def _clap_preprocessors(model: str, subfolder: str, extra: dict):
+    """(tokenizer, feature extractor): the folder's ClapProcessor, or for a ClapModel in a
+    pipeline's ``subfolder`` the pipeline's ``tokenizer/`` and ``feature_extractor/``."""
+    from transformers import AutoTokenizer, ClapFeatureExtractor, ClapProcessor
+
+    if not subfolder:
+        processor = load_pretrained(ClapProcessor.from_pretrained, model, **extra)
+        return processor.tokenizer, processor.feature_extractor
+    tokenizer = load_pretrained(
+        AutoTokenizer.from_pretrained, model, subfolder="tokenizer", **extra
+    )
+    features = load_pretrained(
+        ClapFeatureExtractor.from_pretrained, model, subfolder="feature_extractor", **extra
+    )
+    return tokenizer, features
+
+
 def _pooled_features(output):
     """``get_*_features`` returns a tensor (transformers 4) or an output object (5)."""
     if hasattr(output, "pooler_output"):
@@ -42,28 +59,68 @@ def _pooled_features(output):
 
 
 class ClapEmbedder:
-    """A CLAP model loaded once: audio/text -> float32 L2-normalised ``[B, dim]`` rows."""
+    """A CLAP model loaded once: audio/text -> float32 L2-normalised ``[B, dim]`` rows.
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto") -> None:
-        from transformers import ClapModel, ClapProcessor
+    ``subfolder`` names a ClapModel inside a pipeline folder (AudioLDM2's
+    ``text_encoder``); its tokenizer and feature extractor are then the pipeline's own
+    ``tokenizer/`` and ``feature_extractor/`` beside it (the diffusers layout).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        subfolder: str = "",
+        revision: str | None = None,
+    ) -> None:
+        from transformers import ClapModel
 
         self.device = resolve_device(device)
         self.dtype_requested = dtype
         self.dtype_name = resolve_dtype(dtype, self.device)
         self._torch_dtype = torch_dtype(self.dtype_name)
         self.model_name = model
-        self.processor = load_pretrained(ClapProcessor.from_pretrained, model)
-        loaded = load_pretrained(ClapModel.from_pretrained, model)
-        self.model = loaded.to(device=self.device, dtype=self._torch_dtype).eval()
-        self.feature_extractor = self.processor.feature_extractor
-        self.tokenizer = self.processor.tokenizer
+        self.subfolder = subfolder
+        self.revision = revision
+        extra = {"revision": revision} if revision else {}
+        tokenizer, feature_extractor = _clap_preprocessors(model, subfolder, extra)
+        if subfolder:
+            extra["subfolder"] = subfolder
+        loaded = load_pretrained(ClapModel.from_pretrained, model, **extra)
+        self._setup(
+            loaded.to(device=self.device, dtype=self._torch_dtype).eval(),
+            tokenizer,
+            feature_extractor,
+        )
+
+    @classmethod
+    def from_pipeline(cls, pipe, device: str) -> ClapEmbedder:
+        """The pipeline's own CLAP (AudioLDM2: ``text_encoder``, ``tokenizer``,
+        ``feature_extractor``), shared with it rather than loaded twice."""
+        self = cls.__new__(cls)
+        self.device = device
+        param = next(pipe.text_encoder.parameters())
+        self._torch_dtype = param.dtype
+        self.dtype_name = self.dtype_requested = str(param.dtype).removeprefix("torch.")
+        self.model_name = getattr(pipe, "name_or_path", "") or "pipeline"
+        self.subfolder = "text_encoder"
+        self.revision = None
+        self._setup(pipe.text_encoder, pipe.tokenizer, pipe.feature_extractor)
+        return self
+
+    def _setup(self, model, tokenizer, feature_extractor) -> None:
+        self.model = model
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
         self.dim = int(self.model.config.projection_dim)
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
         self.model_forward_seconds = 0.0
         self.degenerate_rows = 0
         log.info(
-            "CLAP %s on %s (%s): dim %d, %d Hz",
-            model,
+            "CLAP %s%s on %s (%s): dim %d, %d Hz",
+            self.model_name,
+            f"/{self.subfolder}" if self.subfolder else "",
             self.device,
             self.dtype_name,
             self.dim,

@@ -35,6 +35,8 @@ class EmbedOptions:
     batch: int = 32
     device: str = "auto"
     dtype: str = "auto"
+    subfolder: str = ""  # a ClapModel inside a pipeline folder (AudioLDM2: text_encoder)
+    revision: str | None = None
 
 
 def open_shard(segments_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -85,20 +87,25 @@ def partial_meta(model: str, dtype_name: str, audio_shape, order: np.ndarray) ->
     }
 
 
+def model_label(opts: EmbedOptions) -> str:
+    sub = f"/{opts.subfolder}" if opts.subfolder else ""
+    return f"{opts.model}{sub}" + (f"@{opts.revision}" if opts.revision else "")
+
+
 def partial_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
 def embed_shard(segments_dir: Path, out: Path, opts: EmbedOptions) -> dict:
     """Embed every manifest row of ``segments_dir`` into ``out``; return the timings."""
-    from rcmg.models.clap import ChunkStore, ClapEmbedder, embed_rows_resumable
+    from rcmg.models.clap import ChunkStore, embed_rows_resumable
 
     started = time.perf_counter()
     audio, order = open_shard(segments_dir)
-    embedder = ClapEmbedder(opts.model, device=opts.device, dtype=opts.dtype)
+    embedder = embedder_for(opts)
     if audio.shape[0] and embedder.sampling_rate != 48_000:
         log.warning("model expects %d Hz; %s is 48 kHz audio", embedder.sampling_rate, AUDIO_NAME)
-    meta = partial_meta(opts.model, embedder.dtype_name, audio.shape, order)
+    meta = partial_meta(model_label(opts), embedder.dtype_name, audio.shape, order)
     load_seconds = time.perf_counter() - started
     store = ChunkStore(partial_dir_for(out), meta, embedder.dim)
     rows, counts = embed_rows_resumable(embedder, audio, order, store, opts.batch)
@@ -120,8 +127,28 @@ def embed_shard(segments_dir: Path, out: Path, opts: EmbedOptions) -> dict:
         "dtype_requested": opts.dtype,
         "batch": opts.batch,
         "degenerate_rows": embedder.degenerate_rows,
+        "fingerprint": fingerprint_of(opts),
         **counts,
     }
+
+
+def embedder_for(opts: EmbedOptions):
+    from rcmg.models.clap import ClapEmbedder
+
+    return ClapEmbedder(
+        opts.model,
+        device=opts.device,
+        dtype=opts.dtype,
+        subfolder=opts.subfolder,
+        revision=opts.revision,
+    )
+
+
+def fingerprint_of(opts: EmbedOptions) -> dict:
+    """The weights these rows were embedded with (style spaces check it at generate time)."""
+    from rcmg.models.fingerprint import clap_space_fingerprint
+
+    return clap_space_fingerprint(opts.model, opts.subfolder, opts.revision)
 
 
 # ---------------------------------------------------------------- gather

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rcmg.bank.spaces import space_problems
+
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     workdir = Path(workdir)
@@ -64,6 +66,7 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"evaluation.baseline_condition: '{baseline}' is not a key of 'conditions' "
             f"({', '.join(config['conditions'])})"
         )
+    out += space_problems(config)
     conditions = config["conditions"]
     blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
     for name, cond in conditions.items():
