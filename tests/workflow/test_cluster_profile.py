@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import GPU_RULES, REPO, copy_workflow, planned_jobs, rule_counts
+from .helpers import GPU_RULES, REPO, copy_workflow, planned_jobs, rule_counts, run_points
 
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
@@ -55,10 +55,9 @@ def test_profile_plans_full_matrix_without_hf_home_or_conda(workdir, tmp_path):
     out = _snakemake(workdir, env, "--profile", "slurm", "-n")
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    # a condition runs on the models it names (conditions.<name>.models), else on all
-    n_runs = len(cfg["seeds"]) * sum(
-        len(cond.get("models", cfg["models"])) for cond in cfg["conditions"].values()
-    )
+    # a condition runs on the models it names (conditions.<name>.models), else on all;
+    # sweeps add their points (rcmg.workflow.sweeps plans both)
+    n_runs = len(cfg["seeds"]) * len(run_points(cfg))
     assert counts["generate"] == counts["evaluate"] == n_runs
     assert counts["segment"] == sum(d["shards"] for d in cfg["datasets"].values())
     assert "This was a dry-run" in out

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from .helpers import copy_workflow, job, planned_jobs, rule_counts, snakemake
+from .helpers import copy_workflow, job, planned_jobs, rule_counts, run_points, snakemake
 
 
 @pytest.fixture()
@@ -27,11 +27,19 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     out = snakemake(workdir, "-n").stdout
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    runs_per_seed = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
-    n_runs = runs_per_seed * len(cfg["seeds"])
-    assert (
-        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
-    )  # 4 conditions + 2 controls on 3 models, style_only, guided
+    configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
+    # 4 conditions + 2 controls on 3 models, style_only, guided
+    assert configured == 3 * 4 + 3 + 3 + 1 + 1
+    points = run_points(cfg)  # + the sweep points (rcmg.workflow.sweeps)
+    # the real config's alpha sweeps: a value equal to a model's configured alpha is that run
+    swept = sum(
+        a != cfg["models"][m]["retrieval"]["alpha"]
+        for s in cfg["sweeps"].values()
+        for m in s["models"]
+        for a in s["product"]["alpha"]
+    )
+    assert swept == 2 + 2 * 2 and len(points) == configured + swept
+    n_runs = len(points) * len(cfg["seeds"])
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     assert counts["generate"] == n_runs
     assert counts["evaluate"] == n_runs

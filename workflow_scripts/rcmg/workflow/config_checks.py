@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rcmg.workflow import sweeps
+
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     workdir = Path(workdir)
@@ -70,6 +72,8 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
         for key in ("topk", "max_tags"):
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
+    if not out:  # sweeps refer to models and conditions: check them once those are sound
+        out += sweeps.problems(config)
     return out
 
 
