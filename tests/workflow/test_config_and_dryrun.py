@@ -30,15 +30,8 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     # 4 conditions + 2 controls on 3 models, style_only, guided
     assert configured == 3 * 4 + 3 + 3 + 1 + 1
-    points = run_points(cfg)  # + the sweep points (rcmg.workflow.sweeps)
-    # the real config's alpha sweeps: a value equal to a model's configured alpha is that run
-    swept = sum(
-        a != cfg["models"][m]["retrieval"]["alpha"]
-        for s in cfg["sweeps"].values()
-        for m in s["models"]
-        for a in s["product"]["alpha"]
-    )
-    assert swept == 2 + 2 * 2 and len(points) == configured + swept
+    points = run_points(cfg)  # the real config has no sweeps: its overlay sweeps.yaml does
+    assert "sweeps" not in cfg and len(points) == configured
     n_runs = len(points) * len(cfg["seeds"])
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     assert counts["generate"] == n_runs
@@ -147,6 +140,34 @@ def test_original_projector_is_converted_before_generation(workdir):
     counts = rule_counts(planned_jobs(out))
     assert counts["convert_projector"] == 1
     assert "--adapter-checkpoint projectors/aldm2.projector.safetensors" in out
+
+
+def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
+    """config/sweeps.yaml: 5 alphas x 3 guidances on every style condition and model, the
+    guidances on prompt_aug; guidance sweeps the prompt baseline at the same values."""
+    out = snakemake(workdir, "-n", "--configfile", "config/sweeps.yaml").stdout
+    jobs = planned_jobs(out)
+    counts = rule_counts(jobs)
+    base = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    cfg = {**base, **yaml.safe_load((workdir / "config/sweeps.yaml").read_text())}
+    points = run_points(cfg)
+    assert counts["generate"] == counts["evaluate"] == len(points) * len(cfg["seeds"])
+    grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
+    n_grid = len(grid["alpha"]) * len(grid["guidance"])
+    expected_new = 0  # a point equal to a configured run is that run (not new)
+    for name in cfg["sweeps"]["alpha_x_guidance"]["conditions"]:
+        cond = cfg["conditions"][name]
+        for m in cond.get("models") or cfg["models"]:
+            alpha = cond.get("alpha", cfg["models"][m]["retrieval"]["alpha"])
+            guidance = cfg["models"][m]["sampling"]["guidance"]
+            expected_new += n_grid - (alpha in grid["alpha"] and guidance in grid["guidance"])
+    for m in cfg["models"]:  # prompt_aug, and prompt matched, at each guidance
+        configured_guidance = cfg["models"][m]["sampling"]["guidance"] in grid["guidance"]
+        expected_new += 2 * (len(grid["guidance"]) - configured_guidance)
+    configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
+    assert len(points) == configured + expected_new
+    planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
+    assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
 
 
 def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
