@@ -559,6 +559,21 @@ def primary_hypotheses():
 
 COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
 
+
+def sweep_points():
+    """The sweep points compare draws curves from: from the plan, never from disk."""
+    return " ".join(sweeps.sweep_words(PLAN))
+
+
+def sweep_selection_args():
+    """evaluation.sweep_selection as compare flags (the sweeps' `best` table)."""
+    s = config["evaluation"]["sweep_selection"]
+    return (
+        f"--select-objective {s['objective']} --select-constraint {s['constraint']} "
+        f"--select-margin {s['margin']} --tuning-fraction {s['tuning_fraction']} "
+        f"--split-seed {s['seed']}"
+    )
+
 # ----------------------------------------------------------------- listening test
 LISTENING = config.get("listening_test", {"enabled": False})
 LISTEN = {
