@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.workflow.config_checks import problems  # noqa: E402
 from rcmg.workflow.kinds import DATASET_KINDS, MODEL_KINDS, STYLE_TYPES  # noqa: E402
-from rcmg.workflow import sweeps  # noqa: E402
+from rcmg.workflow import plan_cost, sweeps  # noqa: E402
+from rcmg.generation.prompts import read_prompt_file  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -51,6 +52,14 @@ RUN = f"{R}/runs/{{model}}/{{condition}}/seed{{seed}}"
 PLAN = sweeps.plan(config)
 POINTS = {(p.model, p.condition): p for p in PLAN}
 RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
+
+# Cost before running (config `cost`): the planning process prints clips and estimated
+# hours per rule; jobs (remote, or spawned by a group) do not.
+if workflow.is_main_process:
+    print(
+        plan_cost.table(config, PLAN, len(read_prompt_file(config["prompts"]).items)),
+        file=sys.stderr,
+    )
 
 
 def base_condition(condition):

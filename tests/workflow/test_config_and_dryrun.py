@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -168,6 +169,10 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     assert len(points) == configured + expected_new
     planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
     assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
+    # the cost before running: planned clips and estimated hours per rule
+    assert f"planned runs: {len(points)} points x {len(cfg['seeds'])} seed(s)" in out
+    line = rf"^\s+generate\s+{len(points)} jobs\s+\d+ clips\s+[\d.]+ h$"
+    assert re.search(line, out, re.M), out[:2000]
 
 
 def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):

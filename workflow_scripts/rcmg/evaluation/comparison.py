@@ -22,7 +22,7 @@ from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
-from rcmg.workflow.sweeps import matched_baseline
+from rcmg.workflow.sweeps import SEP, matched_baseline
 
 LOG = logging.getLogger("compare")
 
@@ -567,7 +567,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
     nc_groups = {(a["model"], a["condition"]) for a in aggregates if a["non_commercial"]}
-    key, footnotes = overview.key_tables(aggregates, paired, options.baseline_condition, nc_groups)
+    # the key tables show the configured conditions; sweep points have their own section
+    configured = [a for a in aggregates if SEP not in str(a["condition"])]
+    key, footnotes = overview.key_tables(configured, paired, options.baseline_condition, nc_groups)
     listening = read_listening(options.listening)
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
