@@ -128,6 +128,17 @@ def test_demo_runs_attribute_their_bank_items_and_are_copy_audited(demo):
     assert "unknown" not in classes and len(classes) >= 2, classes
     index = (demo / cfg["paths"]["results"] / "report/index.html").read_text()
     assert 'class="key"' in index and 'id="tradeoff"' in index and 'id="grid-box"' in index
+    # the demo's sweep (config sweeps): its points from the config, curves on the page
+    swept = [p for p in run_points(cfg) if p.sweeps]
+    assert len(swept) == sum(
+        len(next(iter(sw.get("product", sw.get("zip", {})).values())))
+        for sw in cfg["sweeps"].values()
+    )
+    with open(demo / cfg["paths"]["results"] / "report/sweeps.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["condition"] for r in rows) == sorted(p.condition for p in swept)
+    assert 'id="sweeps"' in index and index.count('class="sweep-tradeoff"') == len(cfg["sweeps"])
+    assert 'id="best"' in index and index.count('class="sweep-curve"') >= 2 * len(cfg["sweeps"])
     assert 'id="listening"' in index  # no answers yet: the page says where to drop them
     page = demo / cfg["paths"]["results"] / "listening/test/index.html"
     source = page.read_text().lower()
