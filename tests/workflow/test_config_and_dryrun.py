@@ -145,8 +145,11 @@ def test_original_projector_is_converted_before_generation(workdir):
 
 def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     """config/sweeps.yaml: 5 alphas x 3 guidances on every style condition and model, the
-    guidances on prompt_aug; guidance sweeps the prompt baseline at the same values."""
-    out = snakemake(workdir, "-n", "--configfile", "config/sweeps.yaml").stdout
+    guidances on prompt_aug; guidance sweeps the prompt baseline at the same values. Planned
+    with the SLURM profile: every point is its own submitted GPU job."""
+    out = snakemake(
+        workdir, "-n", "--profile", "slurm", "--configfile", "config/sweeps.yaml"
+    ).stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
@@ -169,6 +172,16 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     assert len(points) == configured + expected_new
     planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
     assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
+    seed = cfg["seeds"][0]
+    for rule in ("generate", "evaluate"):
+        block = re.search(
+            rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: model=audioldm, "
+            rf"condition=prompt@guidance=2\.6, seed={seed}\n    resources: (.*)$",
+            out,
+            re.M,
+        )
+        assert block and "slurm_partition=gpu" in block.group(1), rule
+        assert re.search(r"\bgpu=1\b", block.group(1)), block.group(1)
     # the cost before running: planned clips and estimated hours per rule
     assert f"planned runs: {len(points)} points x {len(cfg['seeds'])} seed(s)" in out
     line = rf"^\s+generate\s+{len(points)} jobs\s+\d+ clips\s+[\d.]+ h$"
