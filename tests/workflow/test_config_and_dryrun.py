@@ -148,7 +148,7 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     guidances on prompt_aug; guidance sweeps the prompt baseline at the same values. Planned
     with the SLURM profile: every point is its own submitted GPU job."""
     out = snakemake(
-        workdir, "-n", "--profile", "slurm", "--configfile", "config/sweeps.yaml"
+        workdir, "-n", "-p", "--profile", "slurm", "--configfile", "config/sweeps.yaml"
     ).stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
@@ -173,6 +173,12 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
     assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
     seed = cfg["seeds"][0]
+    # a swept control matches the angles of the retrieval point at the same values
+    point = "guidance=2.6,alpha=0.02"
+    control = next(ln for ln in out.splitlines() if f"--condition retrieval_random@{point} " in ln)
+    assert f"--match-angles results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl" in (
+        control
+    )
     for rule in ("generate", "evaluate"):
         block = re.search(
             rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: model=audioldm, "
