@@ -175,10 +175,13 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     seed = cfg["seeds"][0]
     # a swept control matches the angles of the retrieval point at the same values
     point = "guidance=2.6,alpha=0.02"
-    control = next(ln for ln in out.splitlines() if f"--condition retrieval_random@{point} " in ln)
-    assert f"--match-angles results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl" in (
-        control
+    control = next(
+        ln
+        for ln in out.splitlines()
+        if "--model-key audioldm " in ln and f"--condition retrieval_random@{point} " in ln
     )
+    target = f"results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl"
+    assert f"--match-angles {target}" in control
     for rule in ("generate", "evaluate"):
         block = re.search(
             rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: model=audioldm, "
