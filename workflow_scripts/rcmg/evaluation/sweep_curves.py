@@ -165,7 +165,7 @@ def _range(values) -> tuple[float, float]:
 
 
 class _Frame:
-    def __init__(self, xs, ys, width=420, height=260, left=58, right=14, top=14, bottom=40):
+    def __init__(self, xs, ys, width=420, height=260, left=66, right=14, top=14, bottom=40):
         self.w, self.h, self.l, self.r, self.t, self.b = width, height, left, right, top, bottom
         self.x0, self.x1 = _range(xs)
         self.y0, self.y1 = _range(ys)
@@ -176,13 +176,23 @@ class _Frame:
     def sy(self, v):
         return self.h - self.b - (v - self.y0) / (self.y1 - self.y0) * (self.h - self.t - self.b)
 
+    @staticmethod
+    def _decimals(lo: float, hi: float) -> int:
+        """Decimals that tell the 5 ticks of [lo, hi] apart (tiny demo ranges included)."""
+        step = (hi - lo) / 4
+        return max(0, min(6, 1 - math.floor(math.log10(step)))) if step > 0 else 3
+
     def axes(self, xlabel, ylabel, xticks=None) -> list[str]:
         parts = [
             f'<rect x="{self.l}" y="{self.t}" width="{self.w - self.l - self.r}" '
             f'height="{self.h - self.t - self.b}" fill="none" stroke="#999"/>'
         ]
+        xd, yd = self._decimals(self.x0, self.x1), self._decimals(self.y0, self.y1)
         ticks = xticks or [
-            (self.x0 + (self.x1 - self.x0) * k / 4, f"{self.x0 + (self.x1 - self.x0) * k / 4:.3g}")
+            (
+                self.x0 + (self.x1 - self.x0) * k / 4,
+                f"{self.x0 + (self.x1 - self.x0) * k / 4:.{xd}f}",
+            )
             for k in range(5)
         ]
         for value, text in ticks:
@@ -194,7 +204,7 @@ class _Frame:
             yv = self.y0 + (self.y1 - self.y0) * k / 4
             parts.append(
                 f'<text x="{self.l - 4}" y="{self.sy(yv) + 3:.1f}" font-size="10" '
-                f'text-anchor="end">{yv:.3g}</text>'
+                f'text-anchor="end">{yv:.{yd}f}</text>'
             )
         mid_y = (self.t + self.h - self.b) / 2
         parts.append(
@@ -207,8 +217,10 @@ class _Frame:
 
 
 def _x_positions(group) -> tuple[dict, list | None]:
+    """x position of each swept value and the ticks: one per value, labelled as named."""
     if not group["categorical"]:
-        return {pt["x"]: pt["x"] for pt in group["points"]}, None
+        ticks = {pt["x"]: pt["settings"][group["x_knob"]] for pt in group["points"]}
+        return {x: x for x in ticks}, sorted(ticks.items())
     names = list(dict.fromkeys(pt["x"] for pt in group["points"]))
     return {n: float(i) for i, n in enumerate(names)}, [(float(i), n) for i, n in enumerate(names)]
 
