@@ -156,6 +156,9 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     cfg = {**base, **yaml.safe_load((workdir / "config/sweeps.yaml").read_text())}
     points = run_points(cfg)
     assert counts["generate"] == counts["evaluate"] == len(points) * len(cfg["seeds"])
+    # shared inputs are not swept: built once (one adapter per model, one bank and index)
+    assert counts["train_adapter"] == len(cfg["models"])
+    assert counts["build_bank"] == counts["build_index"] == counts["compare"] == 1
     grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
     n_grid = len(grid["alpha"]) * len(grid["guidance"])
     expected_new = 0  # a point equal to a configured run is that run (not new)
