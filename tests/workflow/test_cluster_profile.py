@@ -131,11 +131,11 @@ def test_evaluate_jobs_are_grouped_per_model_only_when_asked(workdir):
     (workdir / "config/group.yaml").write_text(
         yaml.safe_dump({"cluster": {"evaluate_group_size": 4}})
     )
-    # a condition runs on the models it names (conditions.<name>.models), else on all
+    # a condition runs on the models it names (conditions.<name>.models), else on all;
+    # sweep points are runs of their model too (rcmg.workflow.sweeps plans both)
+    points = run_points(cfg)
     runs_per_model = {
-        m: len(cfg["seeds"])
-        * sum(m in cond.get("models", cfg["models"]) for cond in cfg["conditions"].values())
-        for m in cfg["models"]
+        m: len(cfg["seeds"]) * sum(p.model == m for p in points) for m in cfg["models"]
     }
     assert sorted(groups("config/group.yaml")) == sorted(
         f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model[m] // 4))
