@@ -98,11 +98,6 @@ def _point_jobs(model: str, condition: str, seeds) -> set:
     }
 
 
-def test_marked_done_plans_nothing(done):
-    jobs, out = _plan(done, lambda c: None)
-    assert jobs == set(), out[-3000:]
-
-
 def test_adding_one_value_plans_exactly_its_point_and_compare(done):
     jobs, _ = _plan(done, lambda c: c["sweeps"]["alpha"]["product"]["alpha"].append(0.2))
     seeds = done[1]["seeds"]
