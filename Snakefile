@@ -39,7 +39,7 @@ if "HF_HOME" in os.environ:
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(map(re.escape, MODELS)),
-    condition="|".join(CONDITIONS),
+    condition="|".join(map(re.escape, RUN_CONDITIONS)),
     seed=r"\d+",
     shard=r"\d+",
     demo_kind="|".join(DATASET_KINDS),

@@ -21,6 +21,8 @@ from rcmg.workflow.kinds import (  # noqa: E402
 )
 from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
+from rcmg.workflow import plan_cost, sweeps  # noqa: E402
+from rcmg.generation.prompts import read_prompt_file  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -92,6 +94,31 @@ PROMPTS = (
     if BENCHMARK_PROMPTS
     else config["prompts"]
 )
+
+# Run points (rcmg.workflow.sweeps): every configured model x condition, plus the points
+# of config `sweeps` (condition part `base@knob=value,...`) and their matched baselines.
+# The {condition} wildcard of RUN is a run condition; base_condition() is its config key.
+PLAN = sweeps.plan(config)
+POINTS = {(p.model, p.condition): p for p in PLAN}
+RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
+
+# Cost before running (config `cost`): the planning process prints clips and estimated
+# hours per rule; jobs (remote, or spawned by a group) do not.
+if workflow.is_main_process:
+    print(
+        plan_cost.table(config, PLAN, len(read_prompt_file(config["prompts"]).items)),
+        file=sys.stderr,
+    )
+
+
+def base_condition(condition):
+    """The config condition a run condition derives from (itself when not swept)."""
+    return sweeps.parse_point(condition)[0]
+
+
+def run_settings(wildcards):
+    """The effective sampling / retrieval / condition settings of a run point."""
+    return sweeps.effective(config, wildcards.model, wildcards.condition)
 
 
 # ----------------- step helpers
@@ -407,7 +434,7 @@ def alignment_file(model):
 def needs_alignment(wildcards):
     return (
         MODELS[wildcards.model]["pipeline"] == "audioldm1"
-        and CONDITIONS[wildcards.condition]["type"] in STYLE_TYPES
+        and CONDITIONS[base_condition(wildcards.condition)]["type"] in STYLE_TYPES
     )
 
 
@@ -512,11 +539,11 @@ def adapter_inputs(wildcards):
 
 
 def needs_bank(condition):
-    return CONDITIONS[condition]["type"] in ("prompt_aug", *STYLE_TYPES)
+    return CONDITIONS[base_condition(condition)]["type"] in ("prompt_aug", *STYLE_TYPES)
 
 
 def uses_external_adapter(condition):
-    cond = CONDITIONS[condition]
+    cond = CONDITIONS[base_condition(condition)]
     return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"
 
 
@@ -526,10 +553,16 @@ def condition_models(condition):
 
 
 def controlled_items(wildcards):
-    """A control's input: the items.jsonl of the retrieval run whose angles it matches."""
-    target = CONDITIONS[wildcards.condition].get("control_of")
+    """A control's input: the items.jsonl of the retrieval run whose angles it matches
+    (a swept control matches the target's point at the same values when it is planned).
+    """
+    base, settings = sweeps.parse_point(wildcards.condition)
+    target = CONDITIONS[base].get("control_of")
     if not target:
         return []
+    same_point = sweeps.point_name(target, settings)
+    if (wildcards.model, same_point) in POINTS:
+        target = same_point
     return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
 
 
@@ -561,11 +594,13 @@ def generate_args(wildcards):
     """Every config value the generate job depends on, as CLI flags (so params track them).
 
     Only the values a condition uses are passed: editing the retrieval alpha of one model
-    reruns that model's retrieval runs and nothing else.
+    reruns that model's retrieval runs and nothing else. A sweep point's values replace
+    the configured ones (run_settings), so each point's job tracks its own values.
     """
     model = MODELS[wildcards.model]
-    cond = CONDITIONS[wildcards.condition]
-    s = model["sampling"]
+    settings = run_settings(wildcards)
+    cond = settings["condition"]
+    s = settings["sampling"]
     args = [
         f"--model-key {wildcards.model}",
         f"--model-id {shell_quote(model_ref(wildcards.model))}",
@@ -590,7 +625,7 @@ def generate_args(wildcards):
             f"--aug-max-tags {cond.get('max_tags', 6)}",
         ]
     if cond["type"] in STYLE_TYPES:
-        r = model["retrieval"]
+        r = settings["retrieval"]
         args += [
             f"--style-topk {r['style_topk']}",
             f"--style-temp {r['style_temp']}",
@@ -681,13 +716,8 @@ def run_dir(model, condition, seed):
 
 
 def all_runs():
-    return [
-        run_dir(m, c, s)
-        for m in MODELS
-        for c in CONDITIONS
-        if m in condition_models(c)
-        for s in SEEDS
-    ]
+    """Every planned run folder (configured runs and sweep points), from the config."""
+    return [run_dir(p.model, p.condition, s) for p in PLAN for s in SEEDS]
 
 
 # ----------------- evaluation and comparison
@@ -721,6 +751,22 @@ def primary_hypotheses():
 
 
 COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
+
+
+def sweep_points():
+    """The sweep points compare draws curves from: from the plan, never from disk."""
+    return " ".join(sweeps.sweep_words(PLAN))
+
+
+def sweep_selection_args():
+    """evaluation.sweep_selection as compare flags (the sweeps' `best` table)."""
+    s = config["evaluation"]["sweep_selection"]
+    return (
+        f"--select-objective {s['objective']} --select-constraint {s['constraint']} "
+        f"--select-margin {s['margin']} --tuning-fraction {s['tuning_fraction']} "
+        f"--split-seed {s['seed']}"
+    )
+
 
 # ----------------------------------------------------------------- listening test
 LISTENING = config.get("listening_test", {"enabled": False})

@@ -157,6 +157,8 @@ rule compare:
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
         fad_inf_repeats=config["evaluation"]["fad_inf_repeats"],
         listening=listening_flag(),
+        sweep_points=sweep_points(),
+        selection=sweep_selection_args(),
         code=code("compare"),
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
@@ -165,4 +167,5 @@ rule compare:
         "--min-n {params.min_n} --primary {params.primary} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
-        "--coverage {input.coverage} {params.listening} > {log} 2>&1"
+        "--coverage {input.coverage} {params.listening} --sweep-points {params.sweep_points} "
+        "{params.selection} > {log} 2>&1"

@@ -21,6 +21,7 @@ from rcmg.evaluation.comparison import (  # noqa: E402
     compare_runs,
     compare_side_by_side,
 )
+from rcmg.evaluation.sweep_curves import Selection  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("compare")
@@ -86,6 +87,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="preferences.json of the blind listening test (listening_ingest.py)",
     )
+    parser.add_argument(
+        "--sweep-points",
+        nargs="*",
+        default=[],
+        metavar="SWEEP:MODEL:CONDITION:BASELINE:KNOB=V,...",
+        help="the planned sweep points (rules/common.smk writes them from the config)",
+    )
+    select = parser.add_argument_group("the sweeps' best table (evaluation.sweep_selection)")
+    select.add_argument(
+        "--select-objective",
+        default=cli.default(Selection, "objective"),
+        help="metric maximised on the tuning prompts",
+    )
+    select.add_argument(
+        "--select-constraint",
+        default=cli.default(Selection, "constraint"),
+        help="metric that must stay within --select-margin of the matched baseline",
+    )
+    select.add_argument(
+        "--select-margin", type=float, default=cli.default(Selection, "margin"), help="margin"
+    )
+    select.add_argument(
+        "--tuning-fraction",
+        type=float,
+        default=cli.default(Selection, "tuning_fraction"),
+        help="share of the prompts the choice is made on (the rest: held-out test)",
+    )
+    select.add_argument(
+        "--split-seed", type=int, default=cli.default(Selection, "seed"), help="prompt split seed"
+    )
     return parser
 
 
@@ -104,6 +135,14 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         fad_inf_repeats=args.fad_inf_repeats,
         coverage=tuple(args.coverage),
         listening=args.listening,
+        sweep_points=tuple(args.sweep_points),
+        selection=Selection(
+            objective=args.select_objective,
+            constraint=args.select_constraint,
+            margin=args.select_margin,
+            tuning_fraction=args.tuning_fraction,
+            seed=args.split_seed,
+        ),
     )
 
 

@@ -5,7 +5,9 @@
 Works in a scratch copy of the workflow (code + config, no data, no outputs). Scale f
 multiplies the prompt file's lines by f, the seeds by min(f, 10) and the conditions by the
 rest (f / min(f, 10)) with `retrieval_a{k}` variants of different alpha, so 1x/10x/100x
-plan about 1x/10x/100x the generate + evaluate jobs. Also times the demo config's dry-run.
+plan about 1x/10x/100x the generate + evaluate jobs. Also times the demo config's dry-run
+and the sweep overlay's (config/sweeps.yaml: every model x style condition x 5 alphas x 3
+guidances, with its estimated hours as the dry-run prints them, config `cost`).
 Prints seconds and jobs planned per scale and the growth in seconds per 1000 jobs. The
 first dry-run in a fresh copy pays one-off costs (bytecode compilation, Snakemake's
 caches): it is timed and reported separately, not fitted.
@@ -34,6 +36,7 @@ from tests.workflow.helpers import copy_workflow, offline_env  # noqa: E402
 LOG = logging.getLogger("bench_dryrun")
 MAX_SEED_FACTOR = 10
 TOTAL_JOBS = re.compile(r"^total\s+(\d+)\s*$", re.MULTILINE)
+COST_ROW = re.compile(r"^\s+(generate|evaluate|total)\s.*?([\d.]+) h$", re.MULTILINE)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scales", default="1,10,100", help="comma list of matrix multipliers")
     p.add_argument("--base-config", default="config/config.yaml", help="relative to the repo")
     p.add_argument("--demo-config", default="config/demo.yaml", help="'' to skip")
+    p.add_argument("--sweep-config", default="config/sweeps.yaml", help="'' to skip")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per dry-run")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p.parse_args(argv)
@@ -101,7 +105,8 @@ def dry_run(workdir: Path, configfile: str, timeout: float) -> dict:
     totals = TOTAL_JOBS.findall(output)
     if not totals:
         raise RuntimeError(f"no 'total N' job count in the dry-run output of {configfile}")
-    return {"seconds": seconds, "jobs": int(totals[-1])}
+    hours = {rule: float(h) for rule, h in COST_ROW.findall(output)}
+    return {"seconds": seconds, "jobs": int(totals[-1]), "estimated_hours": hours}
 
 
 def write_scale(workdir: Path, base: dict, scale: int) -> tuple[str, dict]:
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
     import yaml
 
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
-    results: dict = {"benchmark": "dryrun", "scales": [], "demo": None}
+    results: dict = {"benchmark": "dryrun", "scales": [], "demo": None, "sweep": None}
     print(f"{'config':<10}{'seconds':>10} {'planned':>12}   matrix", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_dryrun_") as tmp:
         workdir = copy_workflow(Path(tmp) / "wf")
@@ -166,6 +171,16 @@ def main(argv=None) -> int:
             row = {"name": "demo", **dry_run(workdir, args.demo_config, args.timeout)}
             results["demo"] = row
             print(format_row(row), flush=True)
+        if args.sweep_config:
+            row = {"name": "sweep", **dry_run(workdir, args.sweep_config, args.timeout)}
+            results["sweep"] = row
+            hours = row["estimated_hours"]
+            print(
+                format_row(row)
+                + "   estimated hours: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in hours.items()),
+                flush=True,
+            )
     results["seconds_per_1000_jobs"] = growth_per_1000_jobs(results["scales"])
     if results["seconds_per_1000_jobs"] is not None:
         print(f"growth: {results['seconds_per_1000_jobs']:.1f} s per 1000 planned jobs", flush=True)

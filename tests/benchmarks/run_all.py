@@ -270,6 +270,18 @@ def rows_dryrun(data: dict) -> list[tuple]:
                 f"{d['jobs']} jobs",
             )
         )
+    if data.get("sweep"):
+        w = data["sweep"]
+        hours = ", ".join(f"{k} {v:.1f} h" for k, v in w.get("estimated_hours", {}).items())
+        rows.append(
+            (
+                "dryrun",
+                "sweeps.yaml",
+                "snakemake -n seconds",
+                f"{w['seconds']:.1f}",
+                f"{w['jobs']} jobs; estimated {hours} (config cost rates)",
+            )
+        )
     return rows
 
 

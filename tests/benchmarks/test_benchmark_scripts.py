@@ -157,7 +157,9 @@ def test_bench_models_time_budget_skips_everything_and_still_writes_json(tmp_pat
 def test_run_all_runs_a_benchmark_subprocess_and_prints_the_combined_table(
     tmp_path, monkeypatch, capsys
 ):
-    step = run_all.Step("dryrun", "bench_dryrun.py", ["--scales", "1,2", "--demo-config", ""])
+    step = run_all.Step(
+        "dryrun", "bench_dryrun.py", ["--scales", "1,2", "--demo-config", "", "--sweep-config", ""]
+    )
     monkeypatch.setattr(run_all, "plan_steps", lambda quick: [step])
     code = run_all.main(["--quick", "--json-dir", str(tmp_path)])
     printed = capsys.readouterr().out

@@ -338,3 +338,56 @@ def test_demo_comparison_page_fits_1366_and_plays_a_grid_cell(browser, demo_work
         summary.click()
     sizes = browser.execute_script(SCROLL_JS)
     assert sizes["scroll"] <= sizes["client"], sizes
+
+
+SVG_STATE_JS = """
+return Array.from(document.querySelectorAll('svg.sweep-curve, svg.sweep-tradeoff')).map((svg) => {
+  const box = svg.getBoundingClientRect();
+  const drawn = (sel) => Array.from(svg.querySelectorAll(sel)).filter((e) => {
+    const b = e.getBBox(); return b.width > 0 || b.height > 0; }).length;
+  return {cls: svg.getAttribute('class'), metric: svg.getAttribute('data-metric'),
+          width: box.width, height: box.height, points: drawn('circle.pt'),
+          curves: drawn('polyline.curve'), bands: drawn('polygon.band'),
+          baselines: drawn('.baseline-pt')};
+});
+"""
+
+
+def test_sweep_curves_render_with_bands_baselines_and_the_tradeoff(browser, tmp_path):
+    """The comparison page of a swept model: every curve and the trade-off plot draw."""
+    from selenium.webdriver.common.by import By
+
+    paths = fake_runs.build_swept_compare(tmp_path / "swept")
+    handler = functools.partial(QuietHandler, directory=str(paths["root"]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.set_window_size(1366, 768)
+        browser.get_log("browser")
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        browser.get(f"{base}/results/report/index.html")
+        assert "exploratory" in browser.find_element(By.ID, "sweeps").text.lower()
+        svgs = browser.execute_script(SVG_STATE_JS)
+        curves = [s for s in svgs if s["cls"] == "sweep-curve"]
+        tradeoff = [s for s in svgs if s["cls"] == "sweep-tradeoff"]
+        assert len(tradeoff) == 1 and len(curves) >= 2, svgs
+        for svg in svgs:
+            assert svg["width"] > 300 and svg["height"] > 200, svg
+        by_metric = {s["metric"]: s for s in curves}
+        for metric in ("clap_style_sim", "clap_text_sim"):
+            drawn = by_metric[metric]
+            # two values of guidance: two points, one connected line, one band, 2 baselines
+            assert (drawn["points"], drawn["curves"], drawn["bands"]) == (2, 1, 1), drawn
+        # the matched baselines (prompt, prompt@guidance=2) have a text similarity; their
+        # style similarity is n/a here (fake runs evaluated without a bank): none drawn
+        assert by_metric["clap_text_sim"]["baselines"] == 2, by_metric
+        assert by_metric["clap_style_sim"]["baselines"] == 0, by_metric
+        assert tradeoff[0]["points"] == 2 and tradeoff[0]["curves"] == 1, tradeoff
+        best = browser.find_element(By.ID, "best")
+        assert best.is_displayed() and "retrieval@" in best.text
+        sizes = browser.execute_script(SCROLL_JS)
+        assert sizes["scroll"] <= sizes["client"], f"horizontal scroll: {sizes}"
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -295,3 +295,44 @@ def write_style_bank(folder: Path, vectors: np.ndarray, rows: list[dict] | None 
         "bank_mapping": str(folder / "bank.jsonl"),
         "index": str(folder / "bank.index"),
     }
+
+
+SWEEP_CONDITIONS = (
+    "prompt",
+    "prompt@guidance=2",
+    "retrieval@alpha=0.1",
+    "retrieval@guidance=2,alpha=0.1",
+)
+SWEEP_WORDS = (
+    "ag:A:retrieval@alpha=0.1:prompt:guidance=3,alpha=0.1",
+    "ag:A:retrieval@guidance=2,alpha=0.1:prompt@guidance=2:guidance=2,alpha=0.1",
+)
+
+
+def build_swept_compare(root: Path) -> dict:
+    """A swept model A evaluated with FakeEmbedder and compared through compare.py:
+    prompt and prompt@guidance=2 (the matched baseline), retrieval at alpha 0.1 for
+    guidance 3 (the configured value) and 2; plus a stale folder compare is not given."""
+    import compare
+
+    root = Path(root)
+    ref = write_fake_reference(root / "ref.npz")
+    runs_root = root / "results" / "runs"
+    runs = []
+    for cond in SWEEP_CONDITIONS:
+        style = cond.startswith("retrieval")
+        run = write_fake_run(
+            runs_root, model="A", condition=cond, kind="noise" if style else "sine",
+            with_style=style, style_dim=FakeEmbedder.dim,
+        )  # fmt: skip
+        evaluate_with_fake_embedder(run, ref, n_boot=20)
+        runs.append(run)
+    stale = write_fake_run(runs_root, model="A", condition="retrieval@alpha=0.5")
+    out = root / "results" / "report"
+    code = compare.main(
+        ["--runs", *map(str, runs), "--out-dir", str(out), "--n-boot", "50"]
+        + ["--reference-stats", str(ref), "--fad-inf-min-n", "2"]
+        + ["--sweep-points", *SWEEP_WORDS, "--select-margin", "1.0"]
+    )
+    assert code == 0
+    return {"root": root, "out": out, "runs": runs, "stale": stale}

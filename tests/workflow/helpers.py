@@ -111,3 +111,11 @@ def rule_counts(jobs) -> dict[str, int]:
     for rule, _ in jobs:
         counts[rule] = counts.get(rule, 0) + 1
     return counts
+
+
+def run_points(cfg: dict):
+    """The run points a config plans (configured model x condition + sweep points), from
+    the same planner as the workflow (rcmg.workflow.sweeps): counts derive from the config."""
+    from rcmg.workflow.sweeps import plan
+
+    return plan(cfg)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import GPU_RULES, REPO, copy_workflow, planned_jobs, rule_counts
+from .helpers import GPU_RULES, REPO, copy_workflow, planned_jobs, rule_counts, run_points
 
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
@@ -55,15 +55,13 @@ def test_profile_plans_full_matrix_without_hf_home_or_conda(workdir, tmp_path):
     out = _snakemake(workdir, env, "--profile", "slurm", "-n")
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    # a condition runs on the models it names (conditions.<name>.models), else on all
-    n_runs = len(cfg["seeds"]) * sum(
-        len(cond.get("models", cfg["models"])) for cond in cfg["conditions"].values()
-    )
+    # a condition runs on the models it names (conditions.<name>.models), else on all;
+    # sweeps add their points (rcmg.workflow.sweeps plans both)
+    points = run_points(cfg)
+    n_runs = len(cfg["seeds"]) * len(points)
     # a sharded model's run is generate_shard jobs + one gather_generate (config/README.md)
     shards = {m: spec["sampling"].get("prompt_shards", 1) for m, spec in cfg["models"].items()}
-    runs = [
-        m for cond in cfg["conditions"].values() for m in cond.get("models", cfg["models"])
-    ] * len(cfg["seeds"])
+    runs = [p.model for p in points] * len(cfg["seeds"])
     assert counts.get("generate", 0) + counts.get("gather_generate", 0) == n_runs
     assert counts.get("generate_shard", 0) == sum(shards[m] for m in runs if shards[m] > 1)
     assert counts["evaluate"] == n_runs
@@ -142,11 +140,11 @@ def test_evaluate_jobs_are_grouped_per_model_only_when_asked(workdir):
     (workdir / "config/group.yaml").write_text(
         yaml.safe_dump({"cluster": {"evaluate_group_size": 4}})
     )
-    # a condition runs on the models it names (conditions.<name>.models), else on all
+    # a condition runs on the models it names (conditions.<name>.models), else on all;
+    # sweep points are runs of their model too (rcmg.workflow.sweeps plans both)
+    points = run_points(cfg)
     runs_per_model = {
-        m: len(cfg["seeds"])
-        * sum(m in cond.get("models", cfg["models"]) for cond in cfg["conditions"].values())
-        for m in cfg["models"]
+        m: len(cfg["seeds"]) * sum(p.model == m for p in points) for m in cfg["models"]
     }
     assert sorted(groups("config/group.yaml")) == sorted(
         f"evaluate_{m}" for m in cfg["models"] for _ in range(-(-runs_per_model[m] // 4))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 import yaml
 from rcmg.bank import spaces
 
-from .helpers import copy_workflow, job, planned_jobs, rule_counts, snakemake
+from .helpers import copy_workflow, job, planned_jobs, rule_counts, run_points, snakemake
 
 
 @pytest.fixture()
@@ -28,11 +29,12 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     out = snakemake(workdir, "-n").stdout
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    runs_per_seed = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
-    n_runs = runs_per_seed * len(cfg["seeds"])
-    assert (
-        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
-    )  # 4 conditions + 2 controls on 3 models, style_only, guided
+    configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
+    # 4 conditions + 2 controls on 3 models, style_only, guided
+    assert configured == 3 * 4 + 3 + 3 + 1 + 1
+    points = run_points(cfg)  # the real config has no sweeps: its overlay sweeps.yaml does
+    assert "sweeps" not in cfg and len(points) == configured
+    n_runs = len(points) * len(cfg["seeds"])
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     # sampling.prompt_shards: a sharded run is K generate_shard jobs + one gather_generate
     shards = {m: spec["sampling"].get("prompt_shards", 1) for m, spec in cfg["models"].items()}
@@ -171,6 +173,63 @@ def test_original_projector_is_converted_before_generation(workdir):
     counts = rule_counts(planned_jobs(out))
     assert counts["convert_projector"] == 1
     assert "--adapter-checkpoint projectors/aldm2.projector.safetensors" in out
+
+
+def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
+    """config/sweeps.yaml: 5 alphas x 3 guidances on every style condition and model, the
+    guidances on prompt_aug; guidance sweeps the prompt baseline at the same values. Planned
+    with the SLURM profile: every point is its own submitted GPU job."""
+    out = snakemake(
+        workdir, "-n", "-p", "--profile", "slurm", "--configfile", "config/sweeps.yaml"
+    ).stdout
+    jobs = planned_jobs(out)
+    counts = rule_counts(jobs)
+    base = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    cfg = {**base, **yaml.safe_load((workdir / "config/sweeps.yaml").read_text())}
+    points = run_points(cfg)
+    assert counts["generate"] == counts["evaluate"] == len(points) * len(cfg["seeds"])
+    # shared inputs are not swept: built once (one adapter per model, one bank and index)
+    assert counts["train_adapter"] == len(cfg["models"])
+    assert counts["build_bank"] == counts["build_index"] == counts["compare"] == 1
+    grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
+    n_grid = len(grid["alpha"]) * len(grid["guidance"])
+    expected_new = 0  # a point equal to a configured run is that run (not new)
+    for name in cfg["sweeps"]["alpha_x_guidance"]["conditions"]:
+        cond = cfg["conditions"][name]
+        for m in cond.get("models") or cfg["models"]:
+            alpha = cond.get("alpha", cfg["models"][m]["retrieval"]["alpha"])
+            guidance = cfg["models"][m]["sampling"]["guidance"]
+            expected_new += n_grid - (alpha in grid["alpha"] and guidance in grid["guidance"])
+    for m in cfg["models"]:  # prompt_aug, and prompt matched, at each guidance
+        configured_guidance = cfg["models"][m]["sampling"]["guidance"] in grid["guidance"]
+        expected_new += 2 * (len(grid["guidance"]) - configured_guidance)
+    configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
+    assert len(points) == configured + expected_new
+    planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
+    assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
+    seed = cfg["seeds"][0]
+    # a swept control matches the angles of the retrieval point at the same values
+    point = "guidance=2.6,alpha=0.02"
+    control = next(
+        ln
+        for ln in out.splitlines()
+        if "--model-key audioldm " in ln and f"--condition retrieval_random@{point} " in ln
+    )
+    target = f"results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl"
+    assert f"--match-angles {target}" in control
+    for rule in ("generate", "evaluate"):
+        block = re.search(
+            rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: model=audioldm, "
+            rf"condition=prompt@guidance=2\.6, seed={seed}\n    resources: (.*)$",
+            out,
+            re.M,
+        )
+        assert block and "slurm_partition=gpu" in block.group(1), rule
+        assert re.search(r"\bgpu=1\b", block.group(1)), block.group(1)
+    # the cost before running: planned clips and estimated hours per rule
+    assert f"planned runs: {len(points)} points x {len(cfg['seeds'])} seed(s)" in out
+    line = rf"^\s+generate\s+{len(points)} jobs\s+\d+ clips\s+[\d.]+ h$"
+    assert re.search(line, out, re.M), out[:2000]
 
 
 def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):

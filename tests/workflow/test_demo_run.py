@@ -18,8 +18,18 @@ import pytest
 import yaml
 from rcmg.bank import spaces
 from rcmg.workflow.kinds import STYLE_TYPES
+from rcmg.workflow.sweeps import parse_point
 
-from .helpers import REPO, SNAKEMAKE, job, offline_env, planned_jobs, rule_counts, snakemake
+from .helpers import (
+    REPO,
+    SNAKEMAKE,
+    job,
+    offline_env,
+    planned_jobs,
+    rule_counts,
+    run_points,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +49,8 @@ def _runs(workdir):
     cfg = _config(workdir)
     results = workdir / cfg["paths"]["results"]
     return [
-        results / "runs" / m / c / f"seed{s}"
-        for m in cfg["models"]
-        for c in cfg["conditions"]
-        if m in _models_of(cfg, c)
+        results / "runs" / p.model / p.condition / f"seed{s}"
+        for p in run_points(cfg)  # configured runs and sweep points
         for s in cfg["seeds"]
     ]
 
@@ -110,7 +118,7 @@ def test_demo_runs_attribute_their_bank_items_and_are_copy_audited(demo):
     for run in _runs(demo):
         text = (run / "ATTRIBUTION.md").read_text()
         summary = json.loads((run / "metrics/summary.json").read_text())
-        if run.parent.name in used_bank:
+        if parse_point(run.parent.name)[0] in used_bank:  # a sweep point: its base
             assert "| clip | title | author | source | licence |" in text, run
             assert "https://freesound.org/s/" in text and "transformed" in text, run
             classes |= set(summary["provenance"]["license_classes"])
@@ -125,6 +133,17 @@ def test_demo_runs_attribute_their_bank_items_and_are_copy_audited(demo):
     assert "unknown" not in classes and len(classes) >= 2, classes
     index = (demo / cfg["paths"]["results"] / "report/index.html").read_text()
     assert 'class="key"' in index and 'id="tradeoff"' in index and 'id="grid-box"' in index
+    # the demo's sweep (config sweeps): its points from the config, curves on the page
+    swept = [p for p in run_points(cfg) if p.sweeps]
+    assert len(swept) == sum(
+        len(next(iter(sw.get("product", sw.get("zip", {})).values())))
+        for sw in cfg["sweeps"].values()
+    )
+    with open(demo / cfg["paths"]["results"] / "report/sweeps.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["condition"] for r in rows) == sorted(p.condition for p in swept)
+    assert 'id="sweeps"' in index and index.count('class="sweep-tradeoff"') == len(cfg["sweeps"])
+    assert 'id="best"' in index and index.count('class="sweep-curve"') >= 2 * len(cfg["sweeps"])
     assert 'id="listening"' in index  # no answers yet: the page says where to drop them
     page = demo / cfg["paths"]["results"] / "listening/test/index.html"
     source = page.read_text().lower()
@@ -189,8 +208,8 @@ def test_editing_bank_filter_reruns_bank_and_everything_downstream_only(demo):
     jobs = _plan_with(demo, lambda c: c["bank"].update(dedupe_cosine=0.5), "dedupe.yaml")
     counts = rule_counts(jobs)
     cfg = _config(demo)
-    uses_bank = [c for c, v in cfg["conditions"].items() if v["type"] != "prompt"]
-    n = sum(len(_models_of(cfg, c)) for c in uses_bank) * len(cfg["seeds"])
+    uses_bank = [p for p in run_points(cfg) if cfg["conditions"][p.base]["type"] != "prompt"]
+    n = len(uses_bank) * len(cfg["seeds"])
     assert counts.get("build_bank") == 1 and counts.get("build_index") == 1
     assert counts.get("train_adapter") == len(cfg["models"])
     assert counts.get("generate") == n
@@ -217,7 +236,7 @@ def test_adding_a_seed_plans_only_the_new_runs(demo):
         if rule in ("generate", "evaluate"):
             assert ("seed", str(new_seed)) in wildcards
     counts = rule_counts(jobs)
-    n = sum(len(_models_of(cfg, c)) for c in cfg["conditions"])
+    n = len(run_points(cfg))
     assert counts == {"generate": n, "evaluate": n, "compare": 1, "all": 1}
 
 

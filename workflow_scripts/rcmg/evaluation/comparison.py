@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats
+from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats, sweep_curves
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
+from rcmg.workflow.sweeps import SEP, matched_baseline
 
 LOG = logging.getLogger("compare")
 
@@ -43,6 +44,9 @@ class CompareOptions:
     fad_inf_repeats: int = 3
     coverage: tuple[Path, ...] = ()  # coverage.json of every dataset (stated on the page)
     listening: Path | None = None  # preferences.json of the listening test (listening_ingest)
+    # sweep points from the plan (rcmg.workflow.sweeps.sweep_words), never from disk
+    sweep_points: tuple[str, ...] = ()
+    selection: sweep_curves.Selection = sweep_curves.Selection()  # the `best` table's choice
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -315,9 +319,18 @@ def paired_metric_rows(pairs, n_boot: int, seed: int, cluster_keys=None) -> list
 
 
 def comparisons(records: list[dict], baseline: str, declared: list[Hypothesis]) -> list[tuple]:
-    """(condition, baseline) pairs to test: every condition vs ``baseline`` + declared ones."""
+    """(condition, baseline) pairs to test: every condition vs ``baseline`` + declared ones.
+
+    A sweep point (``cond@knob=value,...``) is paired with its matched baseline: the
+    baseline at the same guidance / steps / scheduler when that run exists.
+    """
     conditions = list(dict.fromkeys(r["condition"] for r in records))
-    pairs = [(c, baseline) for c in conditions if c != baseline and baseline in conditions]
+    pairs = []
+    if baseline in conditions:
+        for c in conditions:
+            matched = matched_baseline(c, baseline, conditions)
+            if c != baseline:
+                pairs.append((c, baseline if matched == c else matched))
     for h in declared:
         if (h.condition, h.baseline) not in pairs:
             pairs.append((h.condition, h.baseline))
@@ -580,11 +593,24 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
     nc_groups = {(a["model"], a["condition"]) for a in aggregates if a["non_commercial"]}
-    key, footnotes = overview.key_tables(aggregates, paired, options.baseline_condition, nc_groups)
+    # the key tables show the configured conditions; sweep points have their own section
+    configured = [a for a in aggregates if SEP not in str(a["condition"])]
+    key, footnotes = overview.key_tables(configured, paired, options.baseline_condition, nc_groups)
     listening = read_listening(options.listening)
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
+    sweeps = sweep_section(runs, records, aggregates, names, options)
+    if options.sweep_points:
+        metrics = [m for m, _ in sweep_curves.CURVE_METRICS]
+        write_text(
+            out_dir / "sweeps.csv",
+            rows_to_csv(sweeps["rows"], sweep_curves.sweep_row_fields(metrics)),
+        )
+        write_text(
+            out_dir / "best.csv",
+            rows_to_csv(sweep_curves.best_csv_rows(sweeps["best"]), sweep_curves.BEST_FIELDS),
+        )
     html = report.render_compare(
         {
             "mode": "table",
@@ -615,10 +641,32 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "grid": overview.listening_grid(runs, out_dir, options.baseline_condition, item_key),
             "any_non_commercial": bool(nc_groups),
             "listening": listening,
+            "sweeps": sweeps,
         }
     )
     write_text(out_dir / "index.html", html)
     return {"runs": len(runs), "groups": len(aggregates), "paired_rows": len(paired)}
+
+
+def sweep_section(runs, records, aggregates, names, options: CompareOptions) -> dict:
+    """The sweeps' curves, sweeps.csv rows and `best` table (empty without sweep points)."""
+    groups = sweep_curves.sweep_groups(options.sweep_points, aggregates)
+    by_point: dict[tuple, list[dict]] = {}
+    for run, record in zip(runs, records, strict=True):
+        by_point.setdefault((record["model"], record["condition"]), []).extend(run["rows"])
+
+    def rows_of(model, condition):
+        return by_point.get((model, condition), [])
+
+    metrics = [m for m, _ in sweep_curves.CURVE_METRICS]
+    return {
+        "figures": sweep_curves.figures(groups),
+        "rows": sweep_curves.sweep_rows(groups, metrics),
+        "best": sweep_curves.best_table(
+            groups, rows_of, options.selection, options.n_boot, options.seed
+        ),
+        "selection": options.selection,
+    }
 
 
 def side_by_side_rows(run_a, run_b, pairs, out_dir: Path) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rcmg.bank.spaces import space_problems
+from rcmg.workflow import sweeps
 
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
@@ -81,6 +82,8 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
     out += _revision_problems(config, workdir)
+    if not out:  # sweeps refer to models and conditions: check them once those are sound
+        out += sweeps.problems(config)
     return out
 
 

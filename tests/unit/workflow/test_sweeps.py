@@ -1,0 +1,238 @@
+"""Sweep planning (rcmg.workflow.sweeps): canonical names, product/zip, matched baselines,
+effective settings, and messages that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from rcmg.models.pipelines import SCHEDULERS
+from rcmg.workflow import sweeps
+from rcmg.workflow.config_checks import problems
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text(encoding="utf-8"))
+BASE = yaml.safe_load((REPO / "config/config.yaml").read_text(encoding="utf-8"))
+
+
+def _config(**sweep_defs) -> dict:
+    cfg = copy.deepcopy(BASE)
+    cfg["sweeps"] = sweep_defs
+    return cfg
+
+
+def _names(points, model=None):
+    return [p.condition for p in points if model is None or p.model == model]
+
+
+@pytest.mark.parametrize(
+    ("knob", "spellings", "canonical"),
+    [
+        ("alpha", [0.1, "0.10", "1e-1", 1.0e-1], "0.1"),
+        ("guidance", [3, 3.0, "3.00", "3e0"], "3"),
+        ("style_temp", [0.07, "7e-2", "0.070"], "0.07"),
+        ("steps", [20, 20.0, "20"], "20"),
+        ("cond_mix_beta", [0, 0.0, "0e0"], "0"),
+        ("adapter_free_lr_like", None, None),
+    ],
+)
+def test_a_value_has_one_spelling_however_written(knob, spellings, canonical):
+    if spellings is None:
+        with pytest.raises(sweeps.SweepError, match="unknown sweep knob"):
+            sweeps.canonical_value(knob, 1)
+        return
+    assert {sweeps.canonical_value(knob, v) for v in spellings} == {canonical}
+
+
+def test_equal_spellings_name_one_run_directory():
+    names = {
+        sweeps.plan(
+            _config(a={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": p})
+        )[-1].condition
+        for p in ({"alpha": [0.1]}, {"alpha": ["1e-1"]}, {"alpha": [0.10]})
+    }
+    assert names == {"retrieval_mlp@alpha=0.1"}
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "message"),
+    [
+        ("alpha", 1.5, "within [0, 1]"),
+        ("steps", 2.5, "positive integer"),
+        ("strength_deg", 90, "between 0 and 90"),
+        ("scheduler", "ddpm", "not one of"),
+        ("guidance", "three", "not a number"),
+        ("style_temp", 0, "positive"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(knob, value, message):
+    cfg = _config(s1={"conditions": ["retrieval_mlp"], "product": {knob: [value]}})
+    msgs = problems(cfg, REPO)
+    assert len(msgs) == 1 and msgs[0].startswith(f"sweeps.s1.product.{knob}") and message in msgs[0]
+
+
+def test_product_is_every_combination_and_zip_pairs_the_ith_values():
+    product = sweeps.sweep_settings("p", {"product": {"alpha": [0.02, 0.05], "guidance": [2.6, 3]}})
+    assert product == [
+        {"alpha": "0.02", "guidance": "2.6"},
+        {"alpha": "0.02", "guidance": "3"},
+        {"alpha": "0.05", "guidance": "2.6"},
+        {"alpha": "0.05", "guidance": "3"},
+    ]
+    zipped = sweeps.sweep_settings(
+        "z", {"zip": {"alpha": [0.02, 0.04], "cond_mix_beta": [0.1, 0.2]}}
+    )
+    assert zipped == [
+        {"alpha": "0.02", "cond_mix_beta": "0.1"},
+        {"alpha": "0.04", "cond_mix_beta": "0.2"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (
+            {"conditions": ["retrieval_mlp"], "zip": {"alpha": [0.1, 0.2], "guidance": [3]}},
+            "sweeps.s.zip: zipped lists must have one length",
+        ),
+        (
+            {"conditions": ["retrieval_mlp"], "product": {"alpha": [0.1, "1e-1"]}},
+            "sweeps.s.product.alpha: 0.1 given more than once",
+        ),
+        ({"conditions": ["nope"], "product": {"alpha": [0.1]}}, "sweeps.s.conditions: 'nope'"),
+        (
+            {"models": ["nope"], "conditions": ["retrieval_mlp"], "product": {"alpha": [0.1]}},
+            "sweeps.s.models: 'nope'",
+        ),
+        (
+            {"conditions": ["prompt"], "product": {"alpha": [0.1]}},
+            "sweeps.s: alpha applies to style conditions",
+        ),
+        (
+            {"conditions": ["retrieval_mlp"], "product": {"cond_mix_beta": [0.1]}},
+            "cond_mix_beta applies to AudioLDM1 models",
+        ),
+        (
+            {"conditions": ["retrieval_mlp"], "product": {"alpha": [0.1]}, "zip": {"alpha": [0.2]}},
+            "exactly one of 'product'",
+        ),
+        (
+            {"conditions": ["retrieval_mlp"], "product": {"blend": ["orth"]}},
+            "sweeps.s.product.blend: not a sweepable knob",
+        ),
+    ],
+    ids=[
+        "zip-lengths",
+        "duplicate-spelling",
+        "unknown-condition",
+        "unknown-model",
+        "alpha-on-prompt",
+        "beta-on-aldm2",
+        "product-and-zip",
+        "unknown-knob",
+    ],
+)
+def test_unplannable_sweeps_are_refused_naming_the_key(sweep, message):
+    msgs = problems(_config(s=sweep), REPO)
+    assert len(msgs) == 1 and message in msgs[0], msgs
+
+
+def test_schema_lists_exactly_the_knobs_and_the_pipelines_schedulers():
+    assert list(SCHEMA["$defs"]["sweep_lists"]["properties"]) == list(sweeps.KNOBS)
+    configurable = SCHEMA["$defs"]["sampling"]["properties"]["scheduler"]["enum"]
+    assert list(sweeps.SCHEDULERS) == configurable and set(configurable) <= set(SCHEDULERS)
+
+
+def test_matched_baseline_is_swept_at_the_same_baseline_knob_values():
+    cfg = _config(
+        ag={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_mlp"],
+            "product": {"alpha": [0.02, 0.05], "guidance": [2.6, 3.2]},
+        }
+    )
+    pts = {(p.model, p.condition): p for p in sweeps.plan(cfg)}
+    g0 = sweeps.canonical_value("guidance", BASE["models"]["audioldm"]["sampling"]["guidance"])
+    a0 = sweeps.canonical_value("alpha", BASE["models"]["audioldm"]["retrieval"]["alpha"])
+    assert g0 not in ("2.6", "3.2") and a0 not in ("0.02", "0.05")
+    point = pts[("audioldm", "retrieval_mlp@guidance=2.6,alpha=0.02")]
+    assert point.baseline == "prompt@guidance=2.6"
+    assert point.sweeps == (("ag", (("guidance", "2.6"), ("alpha", "0.02"))),)
+    baselines = [p for p in pts.values() if "baseline" in p.roles]
+    assert sorted(p.condition for p in baselines) == ["prompt@guidance=2.6", "prompt@guidance=3.2"]
+    assert all(p.model == "audioldm" for p in baselines)
+    # alpha is not a baseline knob: an alpha-only sweep keeps the configured baseline
+    alpha_only = sweeps.plan(
+        _config(
+            a={
+                "models": ["audioldm"],
+                "conditions": ["retrieval_mlp"],
+                "product": {"alpha": [0.02]},
+            }
+        )
+    )
+    assert [p.baseline for p in alpha_only if "sweep" in p.roles] == ["prompt"]
+    assert not [p for p in alpha_only if "baseline" in p.roles]
+
+
+def test_a_point_equal_to_the_configured_run_is_that_run():
+    a0 = BASE["models"]["audioldm"]["retrieval"]["alpha"]
+    cfg = _config(
+        a={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"alpha": [a0, 0.5]}}
+    )
+    pts = sweeps.plan(cfg)
+    configured = sweeps.plan(_config())
+    assert len(pts) == len(configured) + 1
+    same = next(p for p in pts if p.model == "audioldm" and p.condition == "retrieval_mlp")
+    assert "configured" in same.roles and "sweep" in same.roles
+    assert same.sweeps == (("a", (("alpha", sweeps.canonical_value("alpha", a0)),)),)
+    words = sweeps.sweep_words(pts)
+    assert [sweeps.parse_sweep_word(w)["condition"] for w in words] == [
+        "retrieval_mlp",
+        "retrieval_mlp@alpha=0.5",
+    ]
+    assert sweeps.parse_sweep_word(words[1]) == {
+        "sweep": "a",
+        "model": "audioldm",
+        "condition": "retrieval_mlp@alpha=0.5",
+        "baseline": "prompt",
+        "settings": {"alpha": "0.5"},
+    }
+
+
+def test_effective_settings_replace_the_configured_values():
+    eff = sweeps.effective(BASE, "audioldm", "retrieval_mlp@guidance=2.6,alpha=0.05,steps=50")
+    assert eff["sampling"]["guidance"] == 2.6 and eff["sampling"]["steps"] == 50
+    assert eff["condition"]["alpha"] == 0.05
+    assert eff["retrieval"] == BASE["models"]["audioldm"]["retrieval"]
+    assert (
+        sweeps.effective(BASE, "audioldm", "retrieval_mlp")["sampling"]
+        == BASE["models"]["audioldm"]["sampling"]
+    )
+
+
+def test_names_round_trip_and_list_knobs_in_one_order():
+    name = sweeps.point_name(
+        "retrieval_mlp", {"style_temp": "0.1", "guidance": "3", "alpha": "0.05"}
+    )
+    assert name == "retrieval_mlp@guidance=3,alpha=0.05,style_temp=0.1"
+    assert sweeps.parse_point(name) == (
+        "retrieval_mlp",
+        {"guidance": "3", "alpha": "0.05", "style_temp": "0.1"},
+    )
+    assert sweeps.parse_point("prompt") == ("prompt", {})
+
+
+def test_matched_baseline_falls_back_to_the_configured_baseline():
+    assert (
+        sweeps.matched_baseline(
+            "r@guidance=2.6,alpha=0.1", "prompt", ["prompt", "prompt@guidance=2.6"]
+        )
+        == "prompt@guidance=2.6"
+    )
+    assert (
+        sweeps.matched_baseline("r@alpha=0.1", "prompt", ["prompt", "prompt@guidance=2.6"])
+        == "prompt"
+    )

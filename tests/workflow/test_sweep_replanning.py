@@ -1,0 +1,156 @@
+"""Sweeps replan exactly (issue 14 item 3) and name their points canonically (item 1).
+
+A scratch copy of the workflow on a trimmed demo config (written over the copy's
+config/config.yaml: a --configfile would be merged onto the full matrix) is marked done
+without running anything: every planned output is created empty and `snakemake --touch --forceall`
+records its metadata (params, code), as a finished run would. Dry-runs of edited
+configs then show what Snakemake would rerun, in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers import copy_workflow, job, planned_jobs, run_points, snakemake
+
+DEMO = "config/demo.yaml"
+SWEEP = {"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"alpha": [0.01, 0.1]}}
+_OUTPUT = re.compile(r"^\s+output: (.*)$")
+
+
+def _trimmed(cfg: dict) -> dict:
+    """Two models (one per pipeline family), the baseline and one retrieval condition."""
+    cfg = copy.deepcopy(cfg)
+    cfg["models"] = {k: cfg["models"][k] for k in ("audioldm", "audioldm2")}
+    cfg["conditions"] = {k: cfg["conditions"][k] for k in ("prompt", "retrieval_mlp")}
+    cfg["evaluation"]["primary_hypotheses"] = [
+        h for h in cfg["evaluation"]["primary_hypotheses"] if h["condition"] == "retrieval_mlp"
+    ]
+    cfg["listening_test"].update(enabled=False, conditions=["prompt", "retrieval_mlp"])
+    cfg["sweeps"] = {"alpha": copy.deepcopy(SWEEP)}
+    return cfg
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    """``overlay`` deep-merged onto ``base``, as Snakemake merges a --configfile."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _write(workdir: Path, cfg: dict) -> None:
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _make_outputs(workdir: Path, dry_run: str) -> None:
+    """Create every output a dry-run listed: folders for names without a suffix."""
+    for line in dry_run.splitlines():
+        match = _OUTPUT.match(line)
+        if not match:
+            continue
+        for name in match.group(1).split(", "):
+            path = workdir / name
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """(workdir, config): the trimmed demo, every job marked finished."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("sweep") / "wf")
+    read = lambda name: yaml.safe_load((workdir / name).read_text())  # noqa: E731
+    cfg = _trimmed(_merged(read("config/config.yaml"), read(DEMO)))
+    _write(workdir, cfg)
+    _make_outputs(workdir, snakemake(workdir, "-n").stdout)
+    snakemake(workdir, "--touch", "--forceall", "--cores", "1")
+    return workdir, cfg
+
+
+def _plan(done, edit):
+    workdir, cfg = done
+    cfg = copy.deepcopy(cfg)
+    edit(cfg)
+    _write(workdir, cfg)
+    try:
+        proc = snakemake(workdir, "-n", "-p")
+    finally:
+        _write(workdir, done[1])
+    return planned_jobs(proc.stdout), proc.stdout
+
+
+def _point_jobs(model: str, condition: str, seeds) -> set:
+    return {
+        job(rule, model=model, condition=condition, seed=s)
+        for rule in ("generate", "evaluate")
+        for s in seeds
+    }
+
+
+def test_adding_one_value_plans_exactly_its_point_and_compare(done):
+    jobs, _ = _plan(done, lambda c: c["sweeps"]["alpha"]["product"]["alpha"].append(0.2))
+    seeds = done[1]["seeds"]
+    assert jobs == _point_jobs("audioldm", "retrieval_mlp@alpha=0.2", seeds) | {
+        job("compare"),
+        job("all"),
+    }
+
+
+def test_removing_one_value_plans_only_compare_which_forgets_its_stale_folder(done):
+    workdir, cfg = done
+    stale = workdir / cfg["paths"]["results"] / "runs/audioldm/retrieval_mlp@alpha=0.1"
+    assert stale.is_dir()  # the removed point's folder stays on disk
+    jobs, out = _plan(done, lambda c: c["sweeps"]["alpha"]["product"]["alpha"].remove(0.1))
+    assert jobs == {job("compare"), job("all")}
+    command = next(line for line in out.splitlines() if "compare.py" in line)
+    assert "retrieval_mlp@alpha=0.01/seed" in command
+    assert "alpha=0.1" not in command  # the comparison's points come from the config
+
+
+def test_an_unrelated_edit_replans_nothing_of_the_sweep(done):
+    def edit(c):
+        c["models"]["audioldm2"]["retrieval"].update(alpha=0.5)  # another model's knob
+        c["sweeps"]["alpha"]["product"].update(alpha=["1e-2", "1.0e-1"])  # same values
+
+    jobs, _ = _plan(done, edit)
+    assert {dict(w).get("model") for _, w in jobs} == {"audioldm2", None}, jobs
+
+
+def test_a_guidance_sweep_plans_canonical_points_and_matched_baselines(done):
+    def edit(c):
+        c["sweeps"]["guided"] = {
+            "models": ["audioldm"],
+            "conditions": ["retrieval_mlp"],
+            "zip": {"guidance": ["2.50", 4], "alpha": [0.01, "5e-2"]},
+        }
+
+    jobs, out = _plan(done, edit)
+    seeds = done[1]["seeds"]
+    planned = {
+        dict(w)["condition"] for r, w in jobs if r == "generate" and dict(w)["model"] == "audioldm"
+    }
+    assert planned == {
+        "retrieval_mlp@guidance=2.5,alpha=0.01",
+        "retrieval_mlp@guidance=4,alpha=0.05",
+        "prompt@guidance=2.5",  # the matched baselines: prompt at the same guidance
+        "prompt@guidance=4",
+    }
+    cfg = copy.deepcopy(done[1])
+    edit(cfg)
+    assert len(run_points(cfg)) == len(run_points(done[1])) + 4
+    assert _point_jobs("audioldm", "prompt@guidance=4", seeds) <= jobs
+    baseline_cmd = next(
+        line for line in out.splitlines() if "generate.py" in line and "prompt@guidance=4 " in line
+    )
+    assert "--guidance 4.0" in baseline_cmd and "--condition-type prompt " in baseline_cmd
