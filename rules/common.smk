@@ -376,6 +376,7 @@ def adapter_inputs(wildcards):
         "bank": BANK["npy"],
         "bank_mapping": BANK["mapping"],
         "index": BANK["index"],
+        "segments": shard_dirs(BANK_DS),
     }
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
