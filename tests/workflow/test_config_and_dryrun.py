@@ -30,8 +30,8 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     runs_per_seed = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     n_runs = runs_per_seed * len(cfg["seeds"])
     assert (
-        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 1
-    )  # 4 conditions + 2 controls on 3 models, style_only, guided
+        runs_per_seed == 3 * 4 + 3 + 3 + 1 + 3
+    )  # 4 conditions + 2 controls on 3 models, style_only, guided on 3 models
     n_shards = sum(d["shards"] for d in cfg["datasets"].values())
     assert counts["generate"] == n_runs
     assert counts["evaluate"] == n_runs
