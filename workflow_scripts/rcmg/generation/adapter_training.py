@@ -521,10 +521,13 @@ def baseline_conditioning(ctx: ItemContext, rows, arm: str, pipeline_kind: str):
 
 
 def unet_eps(pipe, pipeline_kind: str, noisy, t, cond, ctx: ItemContext, rows):
-    """The frozen UNet's prediction under ``cond`` (the pipeline's own call signature)."""
+    """The frozen UNet's prediction under ``cond`` (the pipeline's own call signature), with
+    the inputs cast to the UNet's dtype (the adapter and the latents stay float32)."""
+    dtype = pipe.unet.dtype
+    noisy, cond = noisy.to(dtype), cond.to(dtype)
     if pipeline_kind == "audioldm1":
         return pipe.unet(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
-    t5 = [ctx.t5[r] for r in rows]
+    t5 = [ctx.t5[r].to(dtype) for r in rows]
     masks = [ctx.t5_mask[r] for r in rows]
     longest = max(s.shape[1] for s in t5)
     return pipe.unet(
@@ -651,7 +654,7 @@ def _train_epoch(pipe, kind, adapter, optimizer, ctx, cfg, generator) -> float:
         noise = torch.randn(z0.shape, generator=generator).to(z0.device)
         noisy = pipe.scheduler.add_noise(z0, noise, t)
         cond = adapter_conditioning(adapter, ctx, rows, kind)
-        eps = unet_eps(pipe, kind, noisy, t, cond.to(pipe.unet.dtype), ctx, rows)
+        eps = unet_eps(pipe, kind, noisy, t, cond, ctx, rows)
         loss = F.mse_loss(eps.float(), denoising_target(pipe.scheduler, z0, noise, t).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
