@@ -758,8 +758,16 @@ def plot_losses(history: Sequence[dict], heldout: dict, path: str | Path, title:
                 marker=marker,
                 linestyle="none",
                 markersize=9,
-                label=f"held-out: {arm}",
+                label=f"held-out {arm}: {heldout['mean'][arm]:.5f}",
             )
+        diffs = ", ".join(
+            f"{base} {heldout[f'adapter_minus_{base}']['mean']:+.5f} "
+            f"({heldout[f'adapter_minus_{base}']['items_lower']}/{heldout['n_items']} lower)"
+            for base in ("labels_text", "untrained")
+        )
+        ax.text(
+            0.01, 0.01, f"adapter minus: {diffs}", transform=ax.transAxes, fontsize=6, va="bottom"
+        )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("denoising MSE")
