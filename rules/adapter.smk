@@ -44,6 +44,7 @@ rule train_adapter:
         hidden=config["adapter_training"]["hidden"],
         val=config["adapter_training"]["val_fraction"],
         max_items=config["adapter_training"]["max_items"],
+        max_eval=config["adapter_training"]["max_eval_items"],
         seconds=config["adapter_training"]["seconds"],
         draws=config["adapter_training"]["eval_draws"],
         segments_root=parent_of_first("segments"),
@@ -60,6 +61,7 @@ rule train_adapter:
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "
         "--hidden {params.hidden} --val-fraction {params.val} --seed {params.seed} "
         "--exclude-cosine {params.exclude} --max-items {params.max_items} "
+        "--max-eval-items {params.max_eval} "
         "--seconds {params.seconds} --eval-draws {params.draws} "
         "--segments-root {params.segments_root} "
         "--out-dir {params.out_dir} > {log} 2>&1"

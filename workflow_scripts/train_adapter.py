@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="dev items (whole uploaders) kept for choosing the epoch",
     )
     p.add_argument(
-        "--max-items", type=int, default=_d("max_items"), help="per train/val/held-out (0 = all)"
+        "--max-items", type=int, default=_d("max_items"), help="training items (0 = all)"
+    )
+    p.add_argument(
+        "--max-eval-items",
+        type=int,
+        default=_d("max_eval_items"),
+        help="validation and held-out items, each (0 = all)",
     )
     p.add_argument(
         "--seconds", type=float, default=_d("seconds"), help="audio per item (from its start)"

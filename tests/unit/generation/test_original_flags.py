@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 PROMPTS = ["a calm piano melody", "rain on a tin roof"]
 SIZE = ["--steps", "2", "--seconds", "0.5"]  # the README says 200 steps, 10 s
 # trainer: 32 mel frames, 3 items per part, 2 draws (the defaults: 10.24 s, all, 8)
-TRAIN_SIZE = ["--seconds", "0.32", "--max-items", "3", "--eval-draws", "2"]
+TRAIN_SIZE = ["--seconds", "0.32", "--max-items", "3", "--max-eval-items", "3", "--eval-draws", "2"]
 
 
 def _cli(name: str):

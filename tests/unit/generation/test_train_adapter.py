@@ -69,6 +69,7 @@ def _cli_command(tmp_model, clap, assets, pipeline: str, out_dir, **overrides) -
         "--seconds": "0.32",
         "--eval-draws": "4",
         "--max-items": "4",
+        "--max-eval-items": "4",
         "--seed": "0",
         "--exclude-cosine": "1.0",  # random-weight CLAP: every text pair is at cosine ~0.997
         "--device": "cpu",
@@ -114,7 +115,16 @@ def trained(tiny_model, bank_assets, repo_root, tmp_path_factory):
         flag.removeprefix("--").replace("-", "_"): value
         for flag, value in zip(argv[2::2], argv[3::2], strict=True)
     }
-    for name in ("style_topk", "epochs", "batch", "hidden", "seed", "eval_draws", "max_items"):
+    for name in (
+        "style_topk",
+        "epochs",
+        "batch",
+        "hidden",
+        "seed",
+        "eval_draws",
+        "max_items",
+        "max_eval_items",
+    ):
         values[name] = int(values[name])
     for name in ("style_temp", "lr", "val_fraction", "exclude_cosine", "seconds"):
         values[name] = float(values[name])
@@ -170,7 +180,7 @@ def test_split_follows_fsd50k_dev_eval_and_keeps_uploaders_on_one_side():
 
 
 def test_split_caps_each_part_and_an_item_without_uploader_is_its_own_group():
-    split = split_items(_items(), val_fraction=0.25, seed=3, max_items=2)
+    split = split_items(_items(), val_fraction=0.25, seed=3, max_items=2, max_eval_items=2)
     assert len(split.train) <= 2 and len(split.val) <= 2 and len(split.heldout) == 2
     lone = [i for i in _items() if i.uploader == ""]
     assert lone[0].group == f"no-uploader:{lone[0].source_id}"

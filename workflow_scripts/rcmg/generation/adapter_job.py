@@ -77,6 +77,7 @@ class AdapterJobConfig:
     hidden: int = TrainConfig.hidden
     val_fraction: float = TrainConfig.val_fraction
     max_items: int = TrainConfig.max_items
+    max_eval_items: int = TrainConfig.max_eval_items
     seconds: float = TrainConfig.seconds
     eval_draws: int = TrainConfig.eval_draws
     seed: int = TrainConfig.seed
@@ -103,6 +104,7 @@ class AdapterJobConfig:
             val_fraction=self.val_fraction,
             seed=self.seed,
             max_items=self.max_items,
+            max_eval_items=self.max_eval_items,
             seconds=self.seconds,
             eval_draws=self.eval_draws,
         )
@@ -176,8 +178,17 @@ def build_context(pipe, cfg: AdapterJobConfig, items, bank: np.ndarray) -> ItemC
     if not items:
         return None
     frames = n_frames(cfg.seconds)
-    waves = load_segment_audio(items, cfg.segments_root, cfg.seconds)
-    latents = encode_latents(pipe, waves, frames)
+    chunk = 64  # audio is read and encoded in chunks: only latents are kept
+    latents = torch.cat(
+        [
+            encode_latents(
+                pipe,
+                load_segment_audio(items[i : i + chunk], cfg.segments_root, cfg.seconds),
+                frames,
+            )
+            for i in range(0, len(items), chunk)
+        ]
+    )
     x = torch.from_numpy(np.ascontiguousarray(bank[[i.row for i in items]], dtype=np.float32))
     return item_context(pipe, cfg.pipeline, items, latents, x)
 
@@ -275,7 +286,9 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     if cfg.segments_root is None:
         cfg.segments_root = default_segments_root(cfg.bank, mapping)
         check_inputs(cfg)
-    split = split_items(bank_items(mapping), cfg.val_fraction, cfg.seed, cfg.max_items)
+    split = split_items(
+        bank_items(mapping), cfg.val_fraction, cfg.seed, cfg.max_items, cfg.max_eval_items
+    )
     log.info(
         "training uses bank items only (FSD50K dev, uploaders disjoint from eval); the %d "
         "prompts of %s are held out",

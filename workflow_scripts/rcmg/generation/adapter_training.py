@@ -87,7 +87,8 @@ class TrainConfig:
     hidden: int = 1024
     val_fraction: float = 0.2
     seed: int = 42
-    max_items: int = 0  # per part (train / val / held-out); 0 = all
+    max_items: int = 0  # training items; 0 = all
+    max_eval_items: int = 0  # validation items and held-out items (each); 0 = all
     seconds: float = 10.24
     eval_draws: int = 8
 
@@ -104,8 +105,8 @@ class TrainConfig:
             raise ValueError(f"--hidden must be >= 1, got {self.hidden}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
-        if self.max_items < 0:
-            raise ValueError(f"--max-items must be >= 0 (0 = all), got {self.max_items}")
+        if self.max_items < 0 or self.max_eval_items < 0:
+            raise ValueError("--max-items and --max-eval-items must be >= 0 (0 = all)")
         if not self.seconds > 0:
             raise ValueError(f"--seconds must be > 0, got {self.seconds}")
         if self.eval_draws < 1:
@@ -270,7 +271,11 @@ def _cap(items: list[BankItem], max_items: int, seed: int, salt: str) -> list[Ba
 
 
 def split_items(
-    items: Sequence[BankItem], val_fraction: float, seed: int, max_items: int = 0
+    items: Sequence[BankItem],
+    val_fraction: float,
+    seed: int,
+    max_items: int = 0,
+    max_eval_items: int = 0,
 ) -> ItemSplit:
     """Split bank items by FSD50K's dev/eval split and by uploader (see the module doc).
 
@@ -310,8 +315,8 @@ def split_items(
     val = [i for i in kept_dev if i.group in val_groups]
     return ItemSplit(
         train=_cap(train, max_items, seed, "train"),
-        val=_cap(val, max_items, seed, "val"),
-        heldout=_cap(heldout, max_items, seed, "heldout"),
+        val=_cap(val, max_eval_items, seed, "val"),
+        heldout=_cap(heldout, max_eval_items, seed, "heldout"),
         excluded=excluded,
     )
 
