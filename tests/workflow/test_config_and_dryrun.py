@@ -150,7 +150,7 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
-    assert counts["generate"] == n == 32 and counts["train_adapter"] == 3
+    assert counts["generate"] == n == 34 and counts["train_adapter"] == 3  # guided on 3 models
     planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
     assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned
     assert "results/pilot/runs/audioldm2-music/retrieval_deg15_random/seed42" in out
