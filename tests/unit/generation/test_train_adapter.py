@@ -151,6 +151,13 @@ def _items() -> list[BankItem]:
     ]
 
 
+def test_bank_captions_dedupe_tag_sets_for_align_check():
+    from rcmg.generation.adapter_training import bank_captions
+
+    rows = [{"tags": ["rain", "water"]}, {"tags": []}, {"tags": ["rain", "water"]}, {}]
+    assert bank_captions([*rows, {"tags": ["wind"]}]) == ["rain, water", "wind"]
+
+
 def test_captions_join_tags():
     assert (
         caption_from_tags(["rain", "water_drops", " ", "big   wind"])

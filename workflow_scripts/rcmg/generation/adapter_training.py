@@ -134,6 +134,24 @@ def caption_from_tags(tags: Iterable[str]) -> str:
     return ", ".join(t for t in clean if t)
 
 
+def bank_captions(mapping_rows: Sequence[dict]) -> list[str]:
+    """One caption per distinct non-empty tag set of the bank mapping, first-seen order
+    (align_check's bank texts)."""
+    return unique_texts(caption_from_tags(row.get("tags") or ()) for row in mapping_rows)
+
+
+def unique_texts(texts: Iterable[str]) -> list[str]:
+    """Stripped, non-empty texts with exact duplicates removed (first occurrence kept)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for text in texts:
+        text = str(text).strip()
+        if text and text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
 def fold_text(text: str) -> str:
     """Casefolded words without punctuation: ``"Solo_piano, SOFT!"`` -> ``"solo piano soft"``."""
     return " ".join(re.sub(r"[\W_]+", " ", str(text).casefold()).split())
