@@ -1,4 +1,5 @@
-# Style adapter per model: CLAP style vector (512) -> the model's conditioning space.
+# Style adapter per model: a bank item's CLAP audio embedding (512) -> the model's
+# conditioning, trained through the frozen VAE + UNet (denoising loss on the item's latent).
 
 
 rule train_adapter:
@@ -42,6 +43,11 @@ rule train_adapter:
         wd=config["adapter_training"]["weight_decay"],
         hidden=config["adapter_training"]["hidden"],
         val=config["adapter_training"]["val_fraction"],
+        max_items=config["adapter_training"]["max_items"],
+        max_eval=config["adapter_training"]["max_eval_items"],
+        seconds=config["adapter_training"]["seconds"],
+        draws=config["adapter_training"]["eval_draws"],
+        segments_root=parent_of_first("segments"),
         exclude=config["adapter_training"]["exclude_cosine"],
         seed=config["adapter_training"]["seed"],
         out_dir=parent_of("checkpoint"),
@@ -54,7 +60,10 @@ rule train_adapter:
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "
         "--hidden {params.hidden} --val-fraction {params.val} --seed {params.seed} "
-        "--exclude-cosine {params.exclude} "
+        "--exclude-cosine {params.exclude} --max-items {params.max_items} "
+        "--max-eval-items {params.max_eval} "
+        "--seconds {params.seconds} --eval-draws {params.draws} "
+        "--segments-root {params.segments_root} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -532,6 +532,7 @@ def adapter_inputs(wildcards):
         "bank": files["npy"],
         "bank_mapping": BANK["mapping"],
         "index": files["index"],
+        "segments": shard_dirs(BANK_DS),
     }
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path

@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""Train the style adapter of one model: CLAP style vector (512) -> its conditioning space (H).
+"""Train the style adapter of one model: a bank item's CLAP audio embedding (512) -> the
+model's conditioning, through the frozen VAE + UNet with the denoising loss on the item's
+own latent. Bank items only (FSD50K dev, uploaders disjoint from eval); eval items held out.
 
 Writes OUT_DIR (atomically, as a whole) with style_adapter.safetensors, adapter_config.json,
-metrics.jsonl and loss.png. The job is rcmg/generation/adapter_job.py; the training pairs
-and loss are documented in rcmg/generation/adapter_training.py.
+metrics.jsonl (per epoch, then the held-out comparison against the labels-text and untrained
+baselines) and loss.png. The job is rcmg/generation/adapter_job.py; the objective, split and
+baselines are documented in rcmg/generation/adapter_training.py.
 
 Example::
 
@@ -11,6 +14,7 @@ Example::
         --model-id resources/demo/models/audioldm2 --pipeline audioldm2 \\
         --prompts config/prompts/demo_prompts.txt --clap-model resources/demo/models/clap \\
         --bank style_bank.npy --bank-mapping style_bank.jsonl --index bank.index \\
+        --segments-root resources/demo/processed/fsd50k/segments \\
         --out-dir results/adapters/audioldm2
 """
 
@@ -72,27 +76,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         *_f("--bank-mapping"), default=None, type=Path, help="mapping .jsonl (default: beside bank)"
     )
-    p.add_argument("--index", default=None, type=Path, help="FAISS index (default: exact)")
-    p.add_argument(*_f("--style-topk"), type=int, default=_d("style_topk"), help="hits per style")
-    p.add_argument(*_f("--style-temp"), type=float, default=_d("style_temp"), help="softmax temp")
+    p.add_argument("--index", default=None, type=Path, help="FAISS index (recorded)")
+    p.add_argument(
+        "--segments-root",
+        default=None,
+        type=Path,
+        help="folder of the bank dataset's segment shards (default: <bank>/../../<dataset>/segments)",
+    )
+    p.add_argument(
+        *_f("--style-topk"), type=int, default=_d("style_topk"), help="generation's (recorded)"
+    )
+    p.add_argument(
+        *_f("--style-temp"), type=float, default=_d("style_temp"), help="generation's (recorded)"
+    )
     p.add_argument("--epochs", type=int, default=_d("epochs"))
     p.add_argument("--batch", type=int, default=_d("batch"))
     p.add_argument("--lr", type=float, default=_d("lr"))
     p.add_argument(*_f("--weight-decay"), type=float, default=_d("weight_decay"))
     p.add_argument("--hidden", type=int, default=_d("hidden"), help="adapter hidden width")
-    p.add_argument("--val-fraction", type=float, default=_d("val_fraction"))
-    p.add_argument("--cosine-weight", type=float, default=_d("cosine_weight"))
-    p.add_argument("--mse-weight", type=float, default=_d("mse_weight"))
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=_d("val_fraction"),
+        help="dev items (whole uploaders) kept for choosing the epoch",
+    )
+    p.add_argument(
+        "--max-items", type=int, default=_d("max_items"), help="training items (0 = all)"
+    )
+    p.add_argument(
+        "--max-eval-items",
+        type=int,
+        default=_d("max_eval_items"),
+        help="validation and held-out items, each (0 = all)",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=_d("seconds"), help="audio per item (from its start)"
+    )
+    p.add_argument(
+        "--eval-draws",
+        type=int,
+        default=_d("eval_draws"),
+        help="fixed (timestep, noise) draws per validation/held-out item",
+    )
     p.add_argument(
         "--exclude-cosine",
         type=float,
         default=_d("exclude_cosine"),
-        help="drop bank captions this close (CLAP text cosine) to a held-out prompt",
+        help="drop training items whose label text is this close (CLAP text cosine) to a prompt",
     )
     p.add_argument("--seed", type=int, default=_d("seed"))
     p.add_argument("--device", default=_d("device"), help="auto, cpu or cuda[:N]")
     p.add_argument("--dtype", default=_d("dtype"), choices=("auto", "fp32", "fp16", "bf16"))
-    p.add_argument("--target-batch", type=int, default=_d("target_batch"))
     p.add_argument(*_f("--out-dir"), required=True, type=Path, help="output folder (atomic)")
     orig = p.add_argument_group("original trainer flags (recorded, not used by training)")
     orig.add_argument("--adapter", default=None, help="generation-time adapter kind")

@@ -80,6 +80,7 @@ def _run(kind: str, model_dir: Path, prompts: Path, out: Path, args, batch: int)
         "timings_s": timings,
         "unet_forward_s": config["unet_forward_s"],
         "unet_forward_calls": config["unet_forward_calls"],
+        "unet_slots_per_step": config["unet_slots_per_step"],
         "unet_fraction_of_job": config["unet_forward_s"] / timings["total"],
         "unet_fraction_excluding_load": config["unet_forward_s"] / gen_s,
         "clips": config["n_clips_ok"],

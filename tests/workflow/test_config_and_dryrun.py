@@ -30,8 +30,8 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
-    # 4 conditions + 2 controls on 3 models, style_only, guided
-    assert configured == 3 * 4 + 3 + 3 + 1 + 1
+    # 4 conditions + 2 controls on 3 models, style_only, guided on 3 models
+    assert configured == 3 * 4 + 3 + 3 + 1 + 3
     points = run_points(cfg)  # the real config has no sweeps: its overlay sweeps.yaml does
     assert "sweeps" not in cfg and len(points) == configured
     n_runs = len(points) * len(cfg["seeds"])
@@ -241,7 +241,7 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
-    assert counts["generate"] == n == 32 and counts["train_adapter"] == 3
+    assert counts["generate"] == n == 34 and counts["train_adapter"] == 3  # guided on 3 models
     assert counts["space_embed"] == len(spaces.embedded_spaces({**base, **pilot}))
     planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
     assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned

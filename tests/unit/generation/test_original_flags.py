@@ -17,11 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rcmg.generation.original_flags import ORIGINAL_SCRIPTS, resolve_run_identity
-from rcmg.workflow.atomic import read_jsonl, write_jsonl
+from rcmg.workflow.atomic import read_jsonl
+
+from tests.unit.adapter_bank import write_trainable_bank
 
 REPO = Path(__file__).resolve().parents[3]
 PROMPTS = ["a calm piano melody", "rain on a tin roof"]
 SIZE = ["--steps", "2", "--seconds", "0.5"]  # the README says 200 steps, 10 s
+# trainer: 32 mel frames, 3 items per part, 2 draws (the defaults: 10.24 s, all, 8)
+TRAIN_SIZE = ["--seconds", "0.32", "--max-items", "3", "--max-eval-items", "3", "--eval-draws", "2"]
 
 
 def _cli(name: str):
@@ -41,19 +45,15 @@ def assets(tmp_path_factory, tiny_model):
     bank = rng.standard_normal((12, 512)).astype(np.float32)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
     np.save(root / "agg_emb_filtered.npy", bank)
-    (root / "tagged").mkdir()
-    np.save(root / "tagged" / "style_bank.npy", bank)
-    tags = [["rain"], ["piano"], ["bells", "water"], ["drums"]]
-    write_jsonl(
-        root / "tagged" / "style_bank.jsonl",
-        [{"segment_id": f"s{i}", "tags": tags[i % 4], "source_id": f"u{i}"} for i in range(12)],
-    )
+    # the bank build_bank writes (split, uploader, shard rows) with its segment shards at the
+    # workflow's default place, <root>/fsd50k/segments: the trainer finds them unaided
+    tagged = write_trainable_bank(root)
     prompts = root / "my_prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
     return {
         "root": root,
         "bare": root / "agg_emb_filtered.npy",
-        "tagged": root / "tagged" / "style_bank.npy",
+        "tagged": tagged["bank"],
         "prompts": prompts,
         "clap": tiny_model("clap"),
     }
@@ -278,7 +278,7 @@ def test_aldm1_retrieval_original_line_with_converted_projector(
     assert generate.main(new) == 0
     _same_run(tmp_path / "orig", tmp_path / "new")
     rows = read_jsonl(tmp_path / "orig" / "items.jsonl")
-    assert rows[0]["retrieved"][0]["segment_id"].startswith("s")  # the mapping beside the bank
+    assert rows[0]["retrieved"][0]["segment_id"].startswith("fsd50k/clip")  # mapping beside bank
 
 
 def test_original_prompt_line_with_report_runs_the_evaluation(tiny_model, assets, tmp_path):
@@ -335,6 +335,7 @@ def test_original_trainer_line_equals_new_spelling(tiny_model, assets, tmp_path,
         "--style_topk", "4", "--style_temp", "0.07", "--blend_mode", "orth",
         "--alpha_style", "0.04", "--batch", "16", "--epochs", "2", "--lr", "3e-4",
         "--weight_decay", "0.01", "--seed", "42", "--exclude-cosine", "1.0", "--hidden", "16",
+        *TRAIN_SIZE,
     ]  # fmt: skip
     new = [
         "--model-key", "audioldm", "--model-id", str(model), "--pipeline", "audioldm1",
@@ -343,7 +344,7 @@ def test_original_trainer_line_equals_new_spelling(tiny_model, assets, tmp_path,
         "--clap-model", str(assets["clap"]), "--out-dir", str(tmp_path / "new"),
         "--style-topk", "4", "--style-temp", "0.07", "--batch", "16", "--epochs", "2",
         "--lr", "3e-4", "--weight-decay", "0.01", "--seed", "42", "--exclude-cosine", "1.0",
-        "--hidden", "16",
+        "--hidden", "16", *TRAIN_SIZE,
     ]  # fmt: skip
     train = _cli("train_adapter")
     assert train.main(original) == 0

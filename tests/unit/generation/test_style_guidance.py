@@ -1,6 +1,6 @@
-"""Style guidance (AudioLDM1): eps_u + g (eps_c - eps_u) + beta (eps_s - eps_c).
+"""Style guidance (AudioLDM1, AudioLDM2): eps_u + g (eps_c - eps_u) + beta (eps_s - eps_c).
 
-beta 0 equals AudioLDMPipeline bit for bit; beta > 0 costs a third UNet batch slot and
+beta 0 equals AudioLDMPipeline / AudioLDM2Pipeline bit for bit; beta > 0 costs a third UNet batch slot and
 changes the audio; through the generate job it is recorded and reaches the loop."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
     assert np.abs(a - b).max() > 1e-4 * np.abs(a).max()
     from rcmg.generation.conditioning import OptionError
 
-    with pytest.raises(OptionError, match="AudioLDM1 style conditions"):
+    with pytest.raises(OptionError, match="applies to style conditions"):
         run_generation(
             GenerateConfig(
                 **{**common, "condition_type": "prompt"},
@@ -113,3 +113,104 @@ def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
                 style_guidance=1.0,
             )
         )
+
+
+# ------------------------------------------------------------------ AudioLDM2
+
+
+@pytest.fixture(scope="module")
+def pipe2(tiny_model):
+    from diffusers import AudioLDM2Pipeline
+
+    p = AudioLDM2Pipeline.from_pretrained(str(tiny_model("audioldm2")))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _aldm2_kwargs(pipe):
+    import torch
+    from rcmg.generation.conditioning import ConditionOptions, aldm2_condition_kwargs
+
+    prompts, negatives = ["a calm piano", "rain on a tin roof"], ["", ""]
+    own = aldm2_condition_kwargs(pipe, prompts, negatives, "cpu", True)
+    style = torch.nn.functional.normalize(
+        torch.randn(2, 512, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
+    opts = ConditionOptions("retrieval", "audioldm2", blend="slerp", alpha=0.5, adapter="mlp")
+    styled = aldm2_condition_kwargs(pipe, prompts, negatives, "cpu", True, style, opts)
+    return own, styled
+
+
+def _guided2(pipe, own, styled, beta):
+    from rcmg.generation.style_guidance import aldm2_style_guided
+
+    return aldm2_style_guided(
+        pipe, prompt_kwargs=own, style_kwargs=styled, beta=beta, guidance_scale=G,
+        num_inference_steps=STEPS, audio_length_in_s=SECONDS, generator=_gens(),
+    )  # fmt: skip
+
+
+def test_aldm2_beta_zero_equals_the_pipeline_and_beta_costs_one_slot(pipe2):
+    own, styled = _aldm2_kwargs(pipe2)
+
+    def plain(kwargs):
+        return pipe2(
+            **kwargs, guidance_scale=G, num_inference_steps=STEPS, audio_length_in_s=SECONDS,
+            generator=_gens(), output_type="np",
+        ).audios  # fmt: skip
+
+    prompt_only = plain(own)
+    assert np.array_equal(_guided2(pipe2, own, styled, 0.0), prompt_only)
+    calls = []
+    hook = pipe2.unet.register_forward_hook(
+        lambda m, a, k, out: calls.append(a[0].shape[0]), with_kwargs=True
+    )
+    try:
+        guided = _guided2(pipe2, own, styled, 1.0)
+    finally:
+        hook.remove()
+    assert calls == [3 * 2] * STEPS  # one extra batch slot per prompt and step
+    assert np.abs(guided - prompt_only).max() > 1e-4 * np.abs(prompt_only).max()
+    towards_style = plain(styled)  # beta = g: plain CFG towards the styled conditioning
+    np.testing.assert_allclose(
+        _guided2(pipe2, own, styled, G), towards_style, atol=1e-4 * np.abs(towards_style).max()
+    )
+
+
+def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model, tmp_path):
+    from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.generation.job import GenerateConfig, run_generation
+
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((8, 512)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    np.save(tmp_path / "b.npy", bank)
+    save_index(build_index(bank), tmp_path / "b.index")
+    (tmp_path / "p.txt").write_text("a calm piano\n")
+    run = run_generation(
+        GenerateConfig(
+            model_key="audioldm2",
+            model_id=str(tiny_model("audioldm2")),
+            pipeline="audioldm2",
+            condition="retrieval_guided",
+            condition_type="retrieval",
+            adapter="mlp",
+            prompts=str(tmp_path / "p.txt"),
+            seed=0,
+            steps=STEPS,
+            guidance=G,
+            seconds=SECONDS,
+            batch=1,
+            clap_model=str(tiny_model("clap")),
+            bank=str(tmp_path / "b.npy"),
+            index=str(tmp_path / "b.index"),
+            alpha=0.3,
+            style_guidance=1.0,
+            out_dir=str(tmp_path / "on"),
+        )  # fmt: skip
+    )
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["params"]["style_guidance"] == 1.0
+    assert config["unet_slots_per_step"] == 3  # eps_u, eps_c, eps_s: one extra UNet slot
+    assert config["unet_forward_calls"] == STEPS  # one batched call per step
+    assert (run / "wav" / "0000.wav").is_file()

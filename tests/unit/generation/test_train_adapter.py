@@ -1,7 +1,7 @@
-"""Style-adapter training: data building, targets, optimisation, the CLI and its checkpoints.
+"""Style-adapter training through the frozen model: split, latents, baselines, the CLI.
 
-A small synthetic bank (unit vectors + tags, flat FAISS index) is built here with numpy
-and faiss; the models are the session's tiny random-weight pipelines.
+The bank (tests/unit/adapter_bank.py) has FSD50K-style dev/eval rows with uploaders and
+segment audio; the models are the session's tiny random-weight pipelines.
 """
 
 from __future__ import annotations
@@ -16,59 +16,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rcmg.generation.adapter_training import (
+    ARMS,
+    BankItem,
     TrainConfig,
     TrainingDataError,
-    adapter_loss,
-    bank_captions,
+    bank_items,
     caption_from_tags,
+    check_split,
+    drop_prompt_duplicates,
+    fixed_draws,
+    fold_text,
     held_out_filter,
-    pipeline_targets,
-    sha256_file,
-    split_indices,
-    style_vectors_for,
-    target_dim,
-    train_adapter,
-    training_texts,
+    paired_comparison,
+    split_items,
 )
 
-TAG_SETS = [["rain", "water"], ["solo_piano"], ["drums", "percussion"], ["bells", "water"]]
-PROMPTS = [
-    "# training prompts",
-    "a calm solo piano piece with soft chords",
-    "",
-    "loud drums and bass guitar",
-    "Solo piano!",  # = the bank caption "solo piano" once folded: must be held out
-]
-N_TEXTS = len(TAG_SETS) - 1  # bank items only: one caption per tag set, minus "solo piano"
-CLI_EPOCHS = 5
+from tests.unit.adapter_bank import (
+    HELDOUT_UPLOADERS,
+    ITEMS,
+    PROMPTS,
+    TRAINABLE_UPLOADERS,
+    write_trainable_bank,
+)
+
+CLI_EPOCHS = 3
 TINY_HIDDEN = 64
 
 
 @pytest.fixture(scope="module")
 def bank_assets(tmp_path_factory):
-    """Bank .npy [18, 512] (unit rows), mapping .jsonl with tags, flat index, prompt file."""
-    from rcmg.bank.retrieval import build_index, save_index
-    from rcmg.workflow.atomic import write_jsonl
-
-    root = tmp_path_factory.mktemp("adapter_bank")
-    rng = np.random.default_rng(7)
-    vectors = rng.normal(size=(3 * len(TAG_SETS), 512)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [
-        {"segment_id": f"seg{i:03d}", "tags": TAG_SETS[i % len(TAG_SETS)], "source_id": f"src{i}"}
-        for i in range(len(vectors))
-    ]
-    paths = {
-        "bank": root / "style_bank.npy",
-        "mapping": root / "style_bank.jsonl",
-        "index": root / "bank.index",
-        "prompts": root / "prompts.txt",
-    }
-    np.save(paths["bank"], vectors)
-    write_jsonl(paths["mapping"], rows)
-    save_index(build_index(vectors, kind="flat"), paths["index"])
-    paths["prompts"].write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
-    return paths
+    return write_trainable_bank(tmp_path_factory.mktemp("adapter_bank"))
 
 
 def _cli_command(tmp_model, clap, assets, pipeline: str, out_dir, **overrides) -> list[str]:
@@ -81,13 +58,18 @@ def _cli_command(tmp_model, clap, assets, pipeline: str, out_dir, **overrides) -
         "--bank": str(assets["bank"]),
         "--bank-mapping": str(assets["mapping"]),
         "--index": str(assets["index"]),
+        "--segments-root": str(assets["segments"]),
         "--style-topk": "4",
         "--style-temp": "0.07",
         "--epochs": str(CLI_EPOCHS),
         "--batch": "4",
-        "--lr": "3e-3",
+        "--lr": "1e-2",
         "--hidden": str(TINY_HIDDEN),
         "--val-fraction": "0.25",
+        "--seconds": "0.32",
+        "--eval-draws": "4",
+        "--max-items": "4",
+        "--max-eval-items": "4",
         "--seed": "0",
         "--exclude-cosine": "1.0",  # random-weight CLAP: every text pair is at cosine ~0.997
         "--device": "cpu",
@@ -133,9 +115,18 @@ def trained(tiny_model, bank_assets, repo_root, tmp_path_factory):
         flag.removeprefix("--").replace("-", "_"): value
         for flag, value in zip(argv[2::2], argv[3::2], strict=True)
     }
-    for name in ("style_topk", "epochs", "batch", "hidden", "seed"):
+    for name in (
+        "style_topk",
+        "epochs",
+        "batch",
+        "hidden",
+        "seed",
+        "eval_draws",
+        "max_items",
+        "max_eval_items",
+    ):
         values[name] = int(values[name])
-    for name in ("style_temp", "lr", "val_fraction", "exclude_cosine"):
+    for name in ("style_temp", "lr", "val_fraction", "exclude_cosine", "seconds"):
         values[name] = float(values[name])
     run_adapter_training(AdapterJobConfig(**values, command="in-process"))
     return out
@@ -146,32 +137,69 @@ def _lm_width(model_dir) -> int:
     return int(config["n_embd"])
 
 
-# ---------------------------------------------------------------- pure helpers
+def _config(out_dir: Path) -> dict:
+    return json.loads((out_dir / "adapter_config.json").read_text())
 
 
-def test_captions_join_tags_and_dedupe():
+# ---------------------------------------------------------------- split (pure)
+
+
+def _items() -> list[BankItem]:
+    return [
+        BankItem(i, f"s{i}", split, uploader, caption_from_tags(tags), "shard0", i, f"src{i}")
+        for i, (split, uploader, tags) in enumerate(ITEMS)
+    ]
+
+
+def test_bank_captions_dedupe_tag_sets_for_align_check():
+    from rcmg.generation.adapter_training import bank_captions
+
+    rows = [{"tags": ["rain", "water"]}, {"tags": []}, {"tags": ["rain", "water"]}, {}]
+    assert bank_captions([*rows, {"tags": ["wind"]}]) == ["rain, water", "wind"]
+
+
+def test_captions_join_tags():
     assert (
         caption_from_tags(["rain", "water_drops", " ", "big   wind"])
         == "rain, water drops, big wind"
     )
-    rows = [
-        {"tags": ["rain", "water"]},
-        {"tags": []},
-        {"tags": ["rain", "water"]},
-        {},
-        {"tags": ["wind"]},
-    ]
-    assert bank_captions(rows) == ["rain, water", "wind"]
+    assert fold_text("Solo_piano, SOFT!") == "solo piano soft"
 
 
-def test_training_texts_are_bank_captions_only():
-    rows = [{"tags": ["wind"]}, {"tags": ["rain"]}, {"tags": ["wind"]}]
-    assert training_texts(rows) == ["wind", "rain"]
+def test_split_follows_fsd50k_dev_eval_and_keeps_uploaders_on_one_side():
+    split = split_items(_items(), val_fraction=0.25, seed=0)
+    dev = split.train + split.val
+    assert {i.split for i in dev} <= {"train", "val"}
+    assert {i.split for i in split.heldout} == {"eval"}
+    assert {i.group for i in dev}.isdisjoint({i.group for i in split.heldout})
+    assert {i.uploader for i in dev} == TRAINABLE_UPLOADERS | {"u5"}
+    assert {i.uploader for i in split.heldout} == HELDOUT_UPLOADERS
+    reasons = {e["segment_id"]: e["reason"] for e in split.excluded}
+    both_dev = next(i for i in _items() if i.uploader == "both" and i.split == "train")
+    assert "uploader also has eval items" in reasons[both_dev.segment_id]
+    no_split = next(i for i in _items() if i.split == "")
+    assert "neither FSD50K dev nor eval" in reasons[no_split.segment_id]
+    # validation = whole uploaders of the dev side, never one uploader on both parts
+    assert split.val and {i.group for i in split.val}.isdisjoint({i.group for i in split.train})
+    again = split_items(_items(), val_fraction=0.25, seed=0)
+    assert [i.segment_id for i in again.val] == [i.segment_id for i in split.val]
+    check_split(split)
 
 
-def test_training_texts_refuses_too_few():
-    with pytest.raises(TrainingDataError, match="--bank-mapping"):
-        training_texts([{"tags": ["only one"]}, {"tags": []}])
+def test_split_caps_each_part_and_an_item_without_uploader_is_its_own_group():
+    split = split_items(_items(), val_fraction=0.25, seed=3, max_items=2, max_eval_items=2)
+    assert len(split.train) <= 2 and len(split.val) <= 2 and len(split.heldout) == 2
+    lone = [i for i in _items() if i.uploader == ""]
+    assert lone[0].group == f"no-uploader:{lone[0].source_id}"
+
+
+def test_split_refuses_without_held_out_or_training_items():
+    only_dev = [i for i in _items() if i.split in ("train", "val")]
+    with pytest.raises(TrainingDataError, match="no held-out bank item"):
+        check_split(split_items(only_dev, 0.25, 0))
+    only_eval = [i for i in _items() if i.split == "eval"]
+    with pytest.raises(TrainingDataError, match="no bank item left to train on"):
+        check_split(split_items(only_eval, 0.25, 0))
 
 
 def test_held_out_prompts_drop_exact_and_near_duplicate_captions():
@@ -191,24 +219,45 @@ def test_held_out_prompts_drop_exact_and_near_duplicate_captions():
     assert keep == [1, 2, 3]
 
 
-@pytest.mark.parametrize("n", [2, 5, 37])
-def test_split_is_seeded_disjoint_and_non_empty(n):
-    train, val = split_indices(n, 0.2, seed=3)
-    again_train, again_val = split_indices(n, 0.2, seed=3)
-    assert np.array_equal(train, again_train) and np.array_equal(val, again_val)
-    assert len(train) >= 1 and len(val) >= 1
-    assert sorted([*train, *val]) == list(range(n))
+def test_prompt_duplicates_leave_the_training_items():
+    split = split_items(_items(), val_fraction=0.25, seed=0)
+    captions = sorted({i.caption for i in split.train + split.val})
+    rng = np.random.default_rng(0)
+    emb = {c: rng.normal(size=16) for c in captions}
+    prompt_emb = rng.normal(size=(2, 16))
+    prompt_emb[1] = emb["rain"]  # "a storm" at cosine 1 to the caption "rain"
+    dropped = drop_prompt_duplicates(split, emb, ["Solo piano!", "a storm"], prompt_emb, 0.95)
+    assert sorted(d["text"] for d in dropped) == ["rain", "solo piano"]
+    left = {fold_text(i.caption) for i in split.train + split.val}
+    assert "solo piano" not in left and "rain" not in left
 
 
-def test_loss_is_zero_only_at_the_target():
+# ---------------------------------------------------------------- evaluation draws and stats
+
+
+def test_fixed_draws_are_seeded_by_item_and_stratified():
     import torch
 
-    target = torch.randn(6, 32)
-    assert float(adapter_loss(target.clone(), target)) == pytest.approx(0.0, abs=1e-6)
-    # Same direction, wrong scale: only the MSE term sees it.
-    scaled = adapter_loss(2 * target, target, cosine_weight=1.0, mse_weight=0.0)
-    assert float(scaled) == pytest.approx(0.0, abs=1e-6)
-    assert float(adapter_loss(2 * target, target)) > 0.5
+    items = _items()[:2]
+    latents = torch.zeros(2, 8, 4, 4)
+    a = fixed_draws(items, latents, 4, 1000, seed=0)
+    b = fixed_draws(list(reversed(items)), latents.flip(0), 4, 1000, seed=0)
+    assert torch.equal(a[0][0], b[1][0]) and torch.equal(a[0][1], b[1][1])  # by id, not position
+    for t, noise in a:
+        assert noise.shape == (4, 8, 4, 4)
+        assert [int(x) // 250 for x in t] == [0, 1, 2, 3]  # one timestep per quarter
+    assert not torch.equal(a[0][1], a[1][1])
+
+
+def test_paired_comparison_arithmetic():
+    out = paired_comparison(
+        {"adapter": [1.0, 2.0, 3.0], "labels_text": [2.0, 2.0, 5.0], "untrained": [1.5, 1.0, 3.5]}
+    )
+    assert out["n_items"] == 3
+    assert out["mean"] == pytest.approx({"adapter": 2.0, "labels_text": 3.0, "untrained": 2.0})
+    assert out["adapter_minus_labels_text"]["mean"] == pytest.approx(-1.0)
+    assert out["adapter_minus_labels_text"]["items_lower"] == 2
+    assert out["adapter_minus_untrained"]["sd"] == pytest.approx(np.std([-0.5, 1.0, -0.5], ddof=1))
 
 
 def test_train_config_rejects_bad_values():
@@ -216,96 +265,56 @@ def test_train_config_rejects_bad_values():
         TrainConfig(val_fraction=0.0).check()
     with pytest.raises(ValueError, match="--epochs"):
         TrainConfig(epochs=0).check()
+    with pytest.raises(ValueError, match="--eval-draws"):
+        TrainConfig(eval_draws=0).check()
 
 
-# ---------------------------------------------------------------- training loop
-
-
-def _fixed_tiny_set(n: int = 32, out_dim: int = 16):
-    rng = np.random.default_rng(11)
-    inputs = rng.normal(size=(n, 512)).astype(np.float32)
-    inputs /= np.linalg.norm(inputs, axis=1, keepdims=True)
-    mixing = rng.normal(size=(512, out_dim)).astype(np.float32)
-    return inputs, np.tanh(inputs @ mixing).astype(np.float32)
-
-
-def test_training_loss_decreases_and_best_epoch_is_kept():
-    inputs, targets = _fixed_tiny_set()
-    cfg = TrainConfig(epochs=6, batch=8, lr=3e-3, hidden=32, val_fraction=0.25, seed=1)
-    result = train_adapter(inputs, targets, cfg)
-    train_losses = [row["train_loss"] for row in result.history]
-    val_losses = [row["val_loss"] for row in result.history]
-    assert train_losses[-1] < 0.7 * train_losses[0]
-    assert result.best_epoch == 1 + int(np.argmin(val_losses))
-    assert result.best_val_loss == pytest.approx(min(val_losses))
-    assert (result.n_train, result.n_val) == (24, 8)
-    # The returned weights are the best epoch's: re-evaluating them gives its val loss.
-    import torch
-
-    _train_rows, val_rows = split_indices(len(inputs), cfg.val_fraction, cfg.seed)
-    with torch.no_grad():
-        pred = result.module(torch.from_numpy(inputs[val_rows]))
-    reloss = float(adapter_loss(pred, torch.from_numpy(targets[val_rows])))
-    assert reloss == pytest.approx(result.best_val_loss, rel=1e-5)
-
-
-def test_training_is_reproducible_with_the_seed():
-    inputs, targets = _fixed_tiny_set(n=12)
-    cfg = TrainConfig(epochs=2, batch=4, hidden=16, seed=5)
-    first = train_adapter(inputs, targets, cfg)
-    second = train_adapter(inputs, targets, cfg)
-    assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
-
-
-# ---------------------------------------------------------------- inputs and targets
-
-
-def test_style_vectors_follow_the_generation_recipe(bank_assets):
-    from rcmg.bank.blend import style_vector
-    from rcmg.bank.retrieval import StyleRetriever
-
-    retriever = StyleRetriever(bank_assets["bank"], bank_assets["mapping"], bank_assets["index"])
-    bank = np.load(bank_assets["bank"])
-    queries = bank[[0, 5]] + 0.05 * np.random.default_rng(0).normal(size=(2, 512)).astype(
-        np.float32
-    )
-    got = style_vectors_for(retriever, queries, topk=3, temperature=0.07)
-    assert got.shape == (2, 512)
-    for query, row in zip(queries, got, strict=True):
-        scores = bank @ (query / np.linalg.norm(query))
-        top = np.argsort(-scores)[:3]
-        expected = style_vector(bank[top], scores[top], 0.07)
-        np.testing.assert_allclose(row, expected, atol=1e-5)
+# ---------------------------------------------------------------- latents and baselines
 
 
 @pytest.mark.parametrize(
     ("pipeline", "kind"), [("audioldm1", "audioldm"), ("audioldm2", "audioldm2")]
 )
-def test_targets_equal_the_pipelines_own_conditioning(tiny_model, pipeline, kind):
+def test_latents_and_label_baseline_are_the_pipelines_own(tiny_model, bank_assets, pipeline, kind):
+    """Latent = VAE mean of AudioLDM's log-mel * scaling; the labels_text arm = the pipeline's
+    own text conditioning; the untrained arm = the audio embedding on the untrained path."""
     import torch
+    from rcmg.generation.adapter_training import encode_latents, item_context, load_segment_audio
+    from rcmg.models.mel import log_mel, n_frames, normalize_wav
     from rcmg.models.pipelines import load_pipeline
 
-    texts = ["a calm piano", "loud drums and a bass guitar"]
     pipe = load_pipeline(str(tiny_model(kind)), pipeline, device="cpu").pipe
-    targets = pipeline_targets(pipe, pipeline, texts, batch=8)
+    rows = [json.loads(line) for line in bank_assets["mapping"].read_text().splitlines()]
+    items = bank_items(rows)[:2]
+    waves = load_segment_audio(items, bank_assets["segments"], 0.64)
+    frames = n_frames(0.64)
+    latents = encode_latents(pipe, waves, frames)
+    with torch.no_grad():
+        mel = log_mel(np.stack([normalize_wav(waves[1])]), frames)[:, None]
+        expected = pipe.vae.encode(mel).latent_dist.mean * pipe.vae.config.scaling_factor
+    assert latents.shape == (2, 8, frames // 4, 16)
+    torch.testing.assert_close(latents[1:], expected, atol=1e-5, rtol=1e-5)
+    bank = torch.from_numpy(np.load(bank_assets["bank"])[[i.row for i in items]])
+    ctx = item_context(pipe, pipeline, items, latents, bank)
     with torch.no_grad():
         if pipeline == "audioldm1":
-            expected = pipe._encode_prompt(texts, "cpu", 1, False).numpy()
-            assert target_dim(pipe, pipeline) == 512
+            own = pipe._encode_prompt([items[0].caption], "cpu", 1, False)
+            torch.testing.assert_close(ctx.labels[:1], own, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ctx.untrained, bank, atol=1e-6, rtol=1e-6)
         else:
-            # one text at a time: batched T5 padding would change GPT-2's generation
-            expected = np.concatenate(
-                [pipe.encode_prompt([t], "cpu", 1, False)[2].mean(dim=1).numpy() for t in texts]
-            )
-            assert target_dim(pipe, pipeline) == _lm_width(tiny_model(kind))
-    assert targets.shape == expected.shape
-    np.testing.assert_allclose(targets, expected, atol=1e-5)
+            own = pipe.encode_prompt([items[0].caption], "cpu", 1, False)
+            torch.testing.assert_close(ctx.labels[0], own[2], atol=1e-5, rtol=1e-5)  # LM tokens
+            torch.testing.assert_close(ctx.t5[0], own[0], atol=1e-5, rtol=1e-5)
+            assert ctx.untrained[0].shape == own[2].shape
+            assert not torch.allclose(ctx.untrained[0], own[2])
 
 
 # ---------------------------------------------------------------- CLI
 
 
-def test_cli_writes_complete_outputs(trained, tiny_model, bank_assets):
+def test_cli_writes_complete_outputs_and_records_the_split(trained, bank_assets):
+    from rcmg.generation.adapter_training import sha256_file
+
     for pipeline, out_dir in trained.items():
         assert sorted(p.name for p in out_dir.iterdir()) == [
             "adapter_config.json",
@@ -314,28 +323,59 @@ def test_cli_writes_complete_outputs(trained, tiny_model, bank_assets):
             "style_adapter.safetensors",
         ]
         assert not list(out_dir.parent.glob(f".{out_dir.name}.*")), "temporary dir left behind"
-        config = json.loads((out_dir / "adapter_config.json").read_text())
-        assert config["pipeline"] == pipeline
-        assert config["in_dim"] == 512
+        config = _config(out_dir)
+        assert config["pipeline"] == pipeline and config["in_dim"] == 512
         assert config["data"]["sha256"]["bank"] == sha256_file(bank_assets["bank"])
-        assert config["data"]["sha256"]["prompts"] == sha256_file(bank_assets["prompts"])
-        assert config["data"]["n_texts"] == N_TEXTS
-        assert config["data"]["n_held_out_prompts"] == 3  # the prompt file: never trained on
-        dropped = config["data"]["dropped_near_duplicates"]
-        assert [(d["text"], d["prompt"]) for d in dropped] == [("solo piano", "Solo piano!")]
-        assert "bank item captions only" in config["data"]["training_texts"]
-        assert config["data"]["n_train"] + config["data"]["n_val"] == N_TEXTS
+        assert config["data"]["n_held_out_prompts"] == 3
+        assert config["mel_front_end"]["hop_length"] == 160
+        data = config["data"]
+        dev = data["train_items"] + data["val_items"]
+        assert {i["split"] for i in dev} <= {"train", "val"}
+        assert {i["split"] for i in data["heldout_items"]} == {"eval"}
+        assert {i["uploader"] for i in dev} <= TRAINABLE_UPLOADERS  # --max-items 4 per part
+        assert {i["uploader"] for i in data["heldout_items"]} <= HELDOUT_UPLOADERS
+        assert 1 <= len(data["train_items"]) <= 4 and len(data["heldout_items"]) == 4
+        assert [(d["text"], d["prompt"]) for d in data["dropped_near_duplicates"]] == [
+            ("solo piano", "Solo piano!")
+        ]
         assert config["training"]["hidden"] == TINY_HIDDEN
         assert config["random_weight_model"] is True
         if pipeline == "audioldm2":  # the subprocess run records its exact command
             assert f"--out-dir {out_dir}" in config["command"]
-        metrics = [
-            json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()
-        ]
-        assert [m["epoch"] for m in metrics] == list(range(1, CLI_EPOCHS + 1))
-        assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
-        assert config["best_epoch"] == 1 + int(np.argmin([m["val_loss"] for m in metrics]))
+        rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r for r in rows if r["kind"] == "epoch"]
+        assert [r["epoch"] for r in epochs] == list(range(CLI_EPOCHS + 1))
+        assert config["best_epoch"] == int(np.argmin([r["val_loss"] for r in epochs]))
+        assert rows[-1]["kind"] == "heldout_comparison" and rows[-1] == config["heldout"]
         assert (out_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluation_prompts_are_never_training_texts(trained, tiny_model):
+    from rcmg.generation.prompts import read_prompt_file
+
+    for out_dir in trained.values():
+        config = _config(out_dir)
+        prompts = [
+            i.prompt for i in read_prompt_file(Path(config["data"]["paths"]["prompts"])).items
+        ]
+        folded = {fold_text(p) for p in prompts}
+        trained_on = config["data"]["train_items"] + config["data"]["val_items"]
+        assert trained_on and all(fold_text(i["caption"]) not in folded for i in trained_on)
+        assert "solo piano" in {fold_text(p) for p in PROMPTS}  # the bank does hold one
+
+
+def test_adapter_lowers_heldout_denoising_loss_below_both_baselines(trained):
+    """On held-out (eval-split, other-uploader) items, paired fixed draws: adapter < labels
+    text conditioning and < the untrained path (identity / mlp)."""
+    for pipeline, out_dir in trained.items():
+        heldout = _config(out_dir)["heldout"]
+        mean = heldout["mean"]
+        assert set(mean) == set(ARMS)
+        assert heldout["n_items"] == 4  # --max-items 4 of the 5 held-out items
+        assert mean["adapter"] < mean["labels_text"], (pipeline, mean)
+        assert mean["adapter"] < mean["untrained"], (pipeline, mean)
+        assert heldout["adapter_minus_labels_text"]["mean"] < 0
+        assert heldout["adapter_minus_untrained"]["mean"] < 0
 
 
 def test_checkpoints_reload_with_model_shapes(trained, tiny_model):
@@ -343,12 +383,11 @@ def test_checkpoints_reload_with_model_shapes(trained, tiny_model):
     from rcmg.generation.adapter import load_adapter
 
     width = _lm_width(tiny_model("audioldm2"))
-    expectations = {"audioldm1": 512, "audioldm2": width}
-    for pipeline, out_dim in expectations.items():
-        path = trained[pipeline] / "style_adapter.safetensors"
-        module = load_adapter(path, expected_in=512, expected_out=out_dim)
-        config = json.loads((trained[pipeline] / "adapter_config.json").read_text())
-        assert config["out_dim"] == out_dim
+    for pipeline, out_dim in {"audioldm1": 512, "audioldm2": width}.items():
+        module = load_adapter(
+            trained[pipeline] / "style_adapter.safetensors", expected_in=512, expected_out=out_dim
+        )
+        assert _config(trained[pipeline])["out_dim"] == out_dim
         assert module(torch.zeros(2, 512)).shape == (2, out_dim)
 
 
@@ -420,8 +459,7 @@ def test_generate_cli_uses_the_trained_adapter(
     proc = _run([sys.executable, "workflow_scripts/generate.py", *argv], repo_root)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out_dir / "wav" / "0000.wav").is_file()
-    run_config = (out_dir / "run_config.json").read_text()
-    assert str(checkpoint) in run_config
+    assert str(checkpoint) in (out_dir / "run_config.json").read_text()
 
 
 def test_generate_refuses_an_audioldm2_adapter_on_audioldm1(

@@ -1,9 +1,10 @@
-"""The train_adapter job: inputs checked, style vectors and targets built, adapter trained,
-output folder written atomically (style_adapter.safetensors, adapter_config.json,
-metrics.jsonl, loss.png).
+"""The train_adapter job: bank items split, latents and baselines built, adapter trained
+through the frozen model, output folder written atomically (style_adapter.safetensors,
+adapter_config.json, metrics.jsonl, loss.png).
 
-The training pairs and the loss are defined in :mod:`rcmg.generation.adapter_training`;
-this module runs them once for one model and records everything in adapter_config.json.
+The objective, the split and the baselines are defined in
+:mod:`rcmg.generation.adapter_training`; this module runs them once for one model and
+records everything in adapter_config.json.
 """
 
 from __future__ import annotations
@@ -14,19 +15,27 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rcmg.generation.adapter_training import (
     STYLE_DIM,
     TARGET_SPACES,
+    ItemContext,
     TrainConfig,
     TrainingDataError,
-    held_out_filter,
-    pipeline_targets,
+    bank_items,
+    check_geometry,
+    check_split,
+    drop_prompt_duplicates,
+    encode_latents,
+    fixed_draws,
+    item_context,
+    load_segment_audio,
     plot_losses,
     sha256_file,
-    style_vectors_for,
+    split_items,
     target_dim,
     train_adapter,
-    training_texts,
 )
 from rcmg.generation.conditioning import option_default
 from rcmg.workflow.atomic import atomic_dir, write_json, write_jsonl
@@ -38,7 +47,8 @@ CONFIG_FILE = "adapter_config.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 LOSS_DESCRIPTION = (
-    "cosine_weight * mean(1 - cos(pred, target)) + mse_weight * mean((pred - target)^2)"
+    "mean((eps_pred - eps)^2) of the frozen UNet on the item's own latent "
+    "(z_t = scheduler.add_noise(z0, eps, t), t uniform); only the adapter trains"
 )
 
 
@@ -55,6 +65,9 @@ class AdapterJobConfig:
     bank_mapping: Path | None
     index: Path | None
     out_dir: Path
+    segments_root: Path | None = None
+    # Generation's retrieval settings: recorded (they make the adapter's input at
+    # generation time); training feeds single bank rows.
     style_topk: int = option_default("style_topk")
     style_temp: float = option_default("style_temp")
     epochs: int = TrainConfig.epochs
@@ -63,24 +76,24 @@ class AdapterJobConfig:
     weight_decay: float = TrainConfig.weight_decay
     hidden: int = TrainConfig.hidden
     val_fraction: float = TrainConfig.val_fraction
-    cosine_weight: float = TrainConfig.cosine_weight
-    mse_weight: float = TrainConfig.mse_weight
+    max_items: int = TrainConfig.max_items
+    max_eval_items: int = TrainConfig.max_eval_items
+    seconds: float = TrainConfig.seconds
+    eval_draws: int = TrainConfig.eval_draws
     seed: int = TrainConfig.seed
     device: str = "auto"
     dtype: str = "auto"
     # the model's style space: a ClapModel subfolder (AudioLDM2: text_encoder) + revision
     clap_subfolder: str = ""
     clap_revision: str | None = None
-    target_batch: int = 16
     exclude_cosine: float = 0.95
-    # The original trainer's generation-time options: accepted and recorded, not used
-    # (the adapter is trained independently of how generation later blends it).
+    # The original trainer's generation-time options: accepted and recorded, not used.
     original_unused: dict = field(default_factory=dict)
     command: str = ""
     code_hash: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("prompts", "bank", "bank_mapping", "index", "out_dir"):
+        for name in ("prompts", "bank", "bank_mapping", "index", "out_dir", "segments_root"):
             value = getattr(self, name)
             setattr(self, name, Path(value) if value else None)
 
@@ -93,8 +106,10 @@ class AdapterJobConfig:
             hidden=self.hidden,
             val_fraction=self.val_fraction,
             seed=self.seed,
-            cosine_weight=self.cosine_weight,
-            mse_weight=self.mse_weight,
+            max_items=self.max_items,
+            max_eval_items=self.max_eval_items,
+            seconds=self.seconds,
+            eval_draws=self.eval_draws,
         )
         cfg.check()
         if self.style_topk < 1 or not self.style_temp > 0:
@@ -104,19 +119,30 @@ class AdapterJobConfig:
         return cfg
 
 
+def default_segments_root(bank: Path, mapping_rows: list[dict]) -> Path:
+    """The workflow layout: ``<processed>/bank/style_bank.npy`` and the bank dataset's
+    shards in ``<processed>/<dataset>/segments/``."""
+    datasets = sorted({str(r.get("dataset") or "") for r in mapping_rows} - {""})
+    if len(datasets) != 1:
+        raise TrainingDataError(
+            f"cannot tell the segment shards of {bank} (datasets {datasets}); pass --segments-root"
+        )
+    return bank.resolve().parent.parent / datasets[0] / "segments"
+
+
 def check_inputs(cfg: AdapterJobConfig) -> None:
     if cfg.bank_mapping is None:
         raise FileNotFoundError(
-            f"no bank mapping for {cfg.bank}: training texts are the bank items' tag captions; "
-            "pass --bank-mapping style_bank.jsonl (the build_bank step writes it beside the bank)"
+            f"no bank mapping for {cfg.bank}: training needs each bank item's split, uploader, "
+            "labels and audio; pass --bank-mapping style_bank.jsonl (build_bank writes it)"
         )
     for flag, path in (
         ("--prompts", cfg.prompts),
         ("--bank", cfg.bank),
         ("--bank-mapping", cfg.bank_mapping),
-        ("--index", cfg.index),
+        ("--segments-root", cfg.segments_root),
     ):
-        if path is not None and not path.is_file():
+        if path is not None and not path.exists():
             raise FileNotFoundError(
                 f"{flag} {path} does not exist; build it first (see the workflow's rules)"
             )
@@ -128,6 +154,13 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def read_mapping(path: Path) -> list[dict]:
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def clap_text_embeddings(
@@ -142,27 +175,32 @@ def clap_text_embeddings(
     return queries
 
 
-def conditioning_targets(cfg: AdapterJobConfig, texts: list[str], device: str) -> tuple:
-    from rcmg.models.pipelines import load_pipeline
+def build_context(pipe, cfg: AdapterJobConfig, items, bank: np.ndarray) -> ItemContext | None:
+    import torch
 
-    loaded = load_pipeline(cfg.model_id, cfg.pipeline, device=device, dtype=cfg.dtype)
-    out_dim = target_dim(loaded.pipe, cfg.pipeline)
-    targets = pipeline_targets(loaded.pipe, cfg.pipeline, texts, batch=cfg.target_batch)
-    dtype = loaded.dtype
-    del loaded
-    free_memory()
-    return targets, out_dim, dtype
+    from rcmg.models.mel import n_frames
+
+    if not items:
+        return None
+    frames = n_frames(cfg.seconds)
+    chunk = 64  # audio is read and encoded in chunks: only latents are kept
+    latents = torch.cat(
+        [
+            encode_latents(
+                pipe,
+                load_segment_audio(items[i : i + chunk], cfg.segments_root, cfg.seconds),
+                frames,
+            )
+            for i in range(0, len(items), chunk)
+        ]
+    )
+    x = torch.from_numpy(np.ascontiguousarray(bank[[i.row for i in items]], dtype=np.float32))
+    return item_context(pipe, cfg.pipeline, items, latents, x)
 
 
-def adapter_config(
-    cfg: AdapterJobConfig,
-    train_cfg: TrainConfig,
-    result,
-    texts_info: dict,
-    out_dim: int,
-    run_info: dict,
-) -> dict:
-    from rcmg.generation.adapter_training import __doc__ as target_doc
+def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_info: dict) -> dict:
+    from rcmg.generation.adapter_training import __doc__ as objective_doc
+    from rcmg.models.mel import AUDIOLDM_MEL, MEL_SOURCE
     from rcmg.models.random_weights import is_random_weight_model
     from rcmg.workflow.runinfo import code_version
 
@@ -177,21 +215,23 @@ def adapter_config(
         "in_dim": STYLE_DIM,
         "out_dim": out_dim,
         "target_space": TARGET_SPACES[cfg.pipeline],
-        "target_definition": target_doc.split("Loss\n----")[0].strip(),
+        "objective": objective_doc.strip(),
         "loss": LOSS_DESCRIPTION,
+        "mel_front_end": {**AUDIOLDM_MEL, "source": MEL_SOURCE},
         "style": {
             "clap_model": cfg.clap_model,
             "clap_subfolder": cfg.clap_subfolder,  # the model's style space (AudioLDM2: own)
             "style_topk": cfg.style_topk,
             "style_temp": cfg.style_temp,
+            "note": "generation's retrieval settings (its adapter input); training uses bank rows",
         },
         "training": train_cfg.as_dict(),
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
+        "epoch_selection": result.selection,
+        "heldout": result.heldout,
         "data": {
-            **texts_info,
-            "n_train": result.n_train,
-            "n_val": result.n_val,
+            **data_info,
             "sha256": {
                 "bank": sha256_file(cfg.bank),
                 "bank_mapping": sha256_file(cfg.bank_mapping),
@@ -200,7 +240,7 @@ def adapter_config(
             "paths": {
                 "bank": str(cfg.bank),
                 "bank_mapping": str(cfg.bank_mapping),
-                "index": str(cfg.index) if cfg.index else "exact (built on the fly)",
+                "segments_root": str(cfg.segments_root),
                 "prompts": str(cfg.prompts),
             },
         },
@@ -222,9 +262,10 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
     with atomic_dir(out_dir) as tmp:
         save_adapter(result.module, tmp / ADAPTER_FILE, metadata)
         write_json(tmp / CONFIG_FILE, config)
-        write_jsonl(tmp / METRICS_FILE, result.history)
+        write_jsonl(tmp / METRICS_FILE, [*result.history, result.heldout])
         plot_losses(
             result.history,
+            result.heldout,
             tmp / PLOT_FILE,
             f"style adapter {config['model_key']} ({config['target_space']})",
         )
@@ -232,65 +273,91 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
 
 def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     """Train one model's style adapter and write ``cfg.out_dir``; returns adapter_config."""
-    from rcmg.bank.retrieval import StyleRetriever
     from rcmg.generation.prompts import read_prompt_file
     from rcmg.models.device import resolve_device
+    from rcmg.models.mel import n_frames
+    from rcmg.models.pipelines import load_pipeline
 
     started = time.perf_counter()
     train_cfg = cfg.train_config()
     check_inputs(cfg)
     prompts = [item.prompt for item in read_prompt_file(cfg.prompts).items]
-    retriever = StyleRetriever(cfg.bank, cfg.bank_mapping, cfg.index)
-    captions = training_texts(retriever.mapping)
+    mapping = read_mapping(cfg.bank_mapping)
+    bank = np.load(cfg.bank, mmap_mode="r")
+    if bank.ndim != 2 or bank.shape[1] != STYLE_DIM or len(bank) != len(mapping):
+        raise TrainingDataError(
+            f"bank {cfg.bank} is {bank.shape}, its mapping {cfg.bank_mapping} has {len(mapping)} "
+            f"rows; expected [rows, {STYLE_DIM}] with one mapping row per bank row"
+        )
+    if cfg.segments_root is None:
+        cfg.segments_root = default_segments_root(cfg.bank, mapping)
+        check_inputs(cfg)
+    split = split_items(
+        bank_items(mapping), cfg.val_fraction, cfg.seed, cfg.max_items, cfg.max_eval_items
+    )
     log.info(
-        "training uses bank items only: %d bank captions; the %d prompts of %s are held out",
-        len(captions),
+        "training uses bank items only (FSD50K dev, uploaders disjoint from eval); the %d "
+        "prompts of %s are held out",
         len(prompts),
         cfg.prompts,
     )
     device = resolve_device(cfg.device)
+    captions = sorted({i.caption for i in split.train + split.val})
     embedded = clap_text_embeddings(
         cfg.clap_model, [*captions, *prompts], device, cfg.clap_subfolder, cfg.clap_revision
     )
-    keep, dropped = held_out_filter(
-        captions, embedded[: len(captions)], prompts, embedded[len(captions) :], cfg.exclude_cosine
+    by_caption = dict(zip(captions, embedded[: len(captions)], strict=True))
+    dropped = drop_prompt_duplicates(
+        split, by_caption, prompts, embedded[len(captions) :], cfg.exclude_cosine
     )
-    if dropped:
-        log.info("%d caption(s) dropped as (near-)duplicates of prompts", len(dropped))
-    texts = [captions[i] for i in keep]
-    if len(texts) < 2:
-        raise TrainingDataError(
-            f"only {len(texts)} bank caption(s) left after holding out the prompts of "
-            f"{cfg.prompts} (exclude_cosine {cfg.exclude_cosine}); use a bigger bank"
-        )
-    queries = embedded[keep]
-    inputs = style_vectors_for(retriever, queries, cfg.style_topk, cfg.style_temp)
-    if inputs.shape[1] != STYLE_DIM:
-        raise TrainingDataError(
-            f"bank {cfg.bank} has dimension {inputs.shape[1]}, expected {STYLE_DIM} (CLAP)"
-        )
-    targets, out_dim, dtype = conditioning_targets(cfg, texts, device)
-    log.info("targets: %s -> %s (%s)", inputs.shape, targets.shape, TARGET_SPACES[cfg.pipeline])
-    result = train_adapter(inputs, targets, train_cfg, device=device)
-    texts_info = {
-        "n_texts": len(texts),
-        "n_bank_captions": len(captions),
+    check_split(split)
+    loaded = load_pipeline(cfg.model_id, cfg.pipeline, device=device, dtype=cfg.dtype)
+    pipe = loaded.pipe
+    check_geometry(pipe, n_frames(cfg.seconds))
+    out_dim = target_dim(pipe, cfg.pipeline)
+    contexts = {
+        part: build_context(pipe, cfg, getattr(split, part), bank)
+        for part in ("train", "val", "heldout")
+    }
+    n_t = int(pipe.scheduler.config.num_train_timesteps)
+    draws = {
+        part: fixed_draws(getattr(split, part), ctx.latents, cfg.eval_draws, n_t, cfg.seed)
+        for part, ctx in contexts.items()
+        if ctx is not None and part != "train"
+    }
+    result = train_adapter(
+        pipe,
+        cfg.pipeline,
+        contexts["train"],
+        contexts["val"],
+        contexts["heldout"],
+        draws,
+        train_cfg,
+    )
+    data_info = {
+        **split.summary(),
         "n_held_out_prompts": len(prompts),
-        "training_texts": "bank item captions only; evaluation prompts held out",
+        "training_texts": "bank items only (their audio; label texts only for the baseline); "
+        "evaluation prompts held out",
         "exclude_cosine": cfg.exclude_cosine,
         "dropped_near_duplicates": dropped,
     }
     run_info = {
         "device": device,
-        "pipeline_dtype": dtype,
+        "pipeline_dtype": loaded.dtype,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    config = adapter_config(cfg, train_cfg, result, texts_info, out_dim, run_info)
+    del loaded, pipe
+    free_memory()
+    config = adapter_config(cfg, train_cfg, result, data_info, out_dim, run_info)
     write_outputs(cfg.out_dir, result, config)
+    means = result.heldout["mean"]
     log.info(
-        "best epoch %d, val loss %.6f -> %s",
-        config["best_epoch"],
-        config["best_val_loss"],
+        "kept epoch %d; held-out denoising loss: adapter %.6f, labels text %.6f, untrained %.6f -> %s",
+        result.best_epoch,
+        means["adapter"],
+        means["labels_text"],
+        means["untrained"],
         cfg.out_dir,
     )
     return config

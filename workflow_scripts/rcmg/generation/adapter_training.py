@@ -1,62 +1,59 @@
-"""Style-adapter training: learn ``CLAP style vector (512) -> conditioning space (H)``.
+"""Style-adapter training through the frozen model: the denoising loss on bank items.
 
-Training pairs
---------------
-Training uses bank items only: the texts are one caption per distinct bank tag set
-(the bank item's tags joined as text, e.g. ``"rain, water"``), deduplicated in
-first-seen order. The prompt file (the evaluation prompts) is a held-out list: a
-caption equal to a prompt (case/punctuation/spacing folded) or whose CLAP text cosine
-to any prompt is >= ``exclude_cosine`` is dropped, so no evaluation prompt, nor a near
-duplicate of one, is ever a training text. For each text:
+Objective (the image-prompt-adapter recipe, for audio)
+------------------------------------------------------
+The adapter (``rcmg.generation.adapter.StyleAdapter``, 512 -> H) maps a bank item's
+audio embedding ``x`` (its style-bank row: the bank CLAP's L2-normalised audio
+embedding) to the model's conditioning; the frozen UNet, given that conditioning, must
+denoise the latent of the item's own audio. Only the adapter trains:
 
-* **input** (``x``, 512-d): the style vector exactly as generation builds it. The
-  text's CLAP text embedding (``rcmg.models.clap.ClapEmbedder.embed_text``, L2-normalised)
-  queries the bank (``rcmg.bank.retrieval.StyleRetriever.search``, top ``style_topk``); the
-  hits' bank vectors are softmax-weighted by ``score / style_temp`` and the weighted
-  mean is L2-normalised (``rcmg.bank.blend.style_vector``).
-* **target** (``y``, H-d): the conditioning the generation pipeline itself produces
-  for the same text, computed once with the pipeline (no grad) before training:
+* latent ``z0``: the item's 16 kHz segment (first ``seconds`` s of its window) ->
+  AudioLDM's own mel front end (:mod:`rcmg.models.mel`) -> the pipeline's VAE encoder
+  (posterior mean) -> ``* vae.config.scaling_factor``; computed once under no_grad.
+* loss: ``mean((eps_pred - eps)^2)`` with ``z_t = scheduler.add_noise(z0, eps, t)``,
+  ``t`` uniform over the scheduler's training timesteps, ``eps`` standard normal (the
+  target is the velocity when the scheduler predicts ``v_prediction``).
+* conditioning, as generation uses the adapter's output (only its direction is blended,
+  at the norm of what it replaces):
 
-  - AudioLDM1 (target space ``clap_text_embeds``, H = the text encoder's
-    ``projection_dim`` = 512): the pipeline's own prompt embedding,
-    ``AudioLDMPipeline._encode_prompt`` = ``text_encoder(...).text_embeds`` (CLAP text
-    tower + projection) followed by the pipeline's L2 normalisation
-    (``rcmg.generation.conditioning.aldm1_text_embeds``, the conditional branch that generation
-    blends the style into).
-  - AudioLDM2 / AudioLDM2-Music (target space ``language_model_hidden_mean``, H = the
-    language model's hidden size, read from the loaded pipeline's config by
-    ``rcmg.generation.conditioning.lm_hidden_size``): the mean over the generated tokens of
-    ``generated_prompt_embeds`` [B, T, H] (CLAP + T5 -> projection model -> GPT-2
-    generation of ``max_new_tokens`` hidden states), computed by
-    ``rcmg.generation.conditioning.aldm2_branches`` + ``aldm2_generate`` exactly as
-    ``AudioLDM2Pipeline.encode_prompt`` does and as generation does before blending the
-    adapted style into every generated token. Each text is encoded on its own (batch 1):
-    in a batch, T5 pads to the longest text and the generated embeddings then depend on
-    the padding, i.e. on which other texts share the batch.
+  - AudioLDM1: ``class_labels = unit(adapter(x))`` (the pipeline's text embeddings are
+    unit vectors; the UNet has no text cross-attention).
+  - AudioLDM2 / -Music: ``generated_prompt_embeds`` (the language-model tokens the
+    UNet's first cross-attention takes) = ``unit(adapter(x))`` at each token's norm of
+    the item's label-text generation; the second cross-attention's T5 states are those
+    of the item's label text (the text a prompt would be) in every arm, so the
+    comparison below isolates the language-model tokens, which the adapter replaces.
 
-Loss
-----
-``loss = cosine_weight * mean(1 - cos(pred, target)) + mse_weight * mean((pred - target)^2)``
-(MSE averaged over batch and feature dimensions; both weights default to 1). The
-cosine term fixes the direction; the MSE term fixes the scale, which matters for the
-AudioLDM2 hidden space (its vectors are not unit-norm).
+Baselines (same items, same timesteps and noise: paired)
+--------------------------------------------------------
+* ``labels_text``: the model's own text path on the item's label text
+  (``caption_from_tags``): AudioLDM1 ``_encode_prompt``; AudioLDM2 the CLAP + T5 ->
+  projection -> GPT-2 tokens.
+* ``untrained``: the path generation takes without a trained adapter, given the audio
+  embedding alone: AudioLDM1 identity (``class_labels = x``); AudioLDM2 ``mlp`` (the CLAP
+  text token replaced by ``x`` at its norm, then the pipeline's projection and GPT-2).
 
-Procedure
----------
-The pairs are split once into train/validation with a seeded permutation
-(``val_fraction`` of the texts, at least one of each). The adapter
-(``rcmg.generation.adapter.StyleAdapter``) is trained with AdamW (``lr``, ``weight_decay``),
-mini-batches of ``batch`` shuffled with the seed, for ``epochs`` epochs; the weights
-of the epoch with the lowest validation loss are the ones saved.
+Split
+-----
+FSD50K's own split: dev (``train``/``val`` rows) is trained on, eval is held out. An
+uploader with eval items has none of their dev items trained on (no uploader on both
+sides); a row without an uploader is its own group. Dev items are split again by
+uploader (``val_fraction`` of the items, whole uploaders) for choosing the epoch. A dev
+item whose label text equals an evaluation prompt (case/punctuation folded) or is at
+CLAP text cosine >= ``exclude_cosine`` to one is dropped: evaluation prompts are never
+training texts. Held-out losses use fixed (stratified) timesteps and noise per item,
+seeded by the item id, identical for the adapter and both baselines and in every epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
+import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +64,11 @@ from rcmg.workflow.kinds import PIPELINE_FAMILIES
 log = logging.getLogger(__name__)
 
 PIPELINE_KINDS = PIPELINE_FAMILIES
-TARGET_SPACES = {"audioldm1": "clap_text_embeds", "audioldm2": "language_model_hidden_mean"}
+TARGET_SPACES = {"audioldm1": "clap_class_embedding", "audioldm2": "language_model_tokens"}
 STYLE_DIM = 512
+DEV_SPLITS = ("train", "val", "dev")  # FSD50K dev.csv's split column, or "dev"
+EVAL_SPLITS = ("eval",)
+ARMS = ("adapter", "labels_text", "untrained")
 _HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -78,7 +78,7 @@ class TrainingDataError(InputError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (all recorded in adapter_config.json)."""
+    """Optimisation and data settings (all recorded in adapter_config.json)."""
 
     epochs: int = 5
     batch: int = 16
@@ -87,8 +87,10 @@ class TrainConfig:
     hidden: int = 1024
     val_fraction: float = 0.2
     seed: int = 42
-    cosine_weight: float = 1.0
-    mse_weight: float = 1.0
+    max_items: int = 0  # training items; 0 = all
+    max_eval_items: int = 0  # validation items and held-out items (each); 0 = all
+    seconds: float = 10.24
+    eval_draws: int = 8
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -103,27 +105,15 @@ class TrainConfig:
             raise ValueError(f"--hidden must be >= 1, got {self.hidden}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
-        if (
-            self.cosine_weight < 0
-            or self.mse_weight < 0
-            or self.cosine_weight + self.mse_weight == 0
-        ):
-            raise ValueError("loss weights must be >= 0 and not both zero")
+        if self.max_items < 0 or self.max_eval_items < 0:
+            raise ValueError("--max-items and --max-eval-items must be >= 0 (0 = all)")
+        if not self.seconds > 0:
+            raise ValueError(f"--seconds must be > 0, got {self.seconds}")
+        if self.eval_draws < 1:
+            raise ValueError(f"--eval-draws must be >= 1, got {self.eval_draws}")
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class TrainingResult:
-    """The best adapter (by validation loss) and the per-epoch history."""
-
-    module: object
-    history: list[dict]
-    best_epoch: int
-    best_val_loss: float
-    n_train: int
-    n_val: int
 
 
 # ---------------------------------------------------------------- texts
@@ -145,7 +135,8 @@ def caption_from_tags(tags: Iterable[str]) -> str:
 
 
 def bank_captions(mapping_rows: Sequence[dict]) -> list[str]:
-    """One caption per distinct non-empty tag set of the bank mapping, first-seen order."""
+    """One caption per distinct non-empty tag set of the bank mapping, first-seen order
+    (align_check's bank texts)."""
     return unique_texts(caption_from_tags(row.get("tags") or ()) for row in mapping_rows)
 
 
@@ -164,17 +155,6 @@ def unique_texts(texts: Iterable[str]) -> list[str]:
 def fold_text(text: str) -> str:
     """Casefolded words without punctuation: ``"Solo_piano, SOFT!"`` -> ``"solo piano soft"``."""
     return " ".join(re.sub(r"[\W_]+", " ", str(text).casefold()).split())
-
-
-def training_texts(mapping_rows: Sequence[dict]) -> list[str]:
-    """The bank captions (bank items only; the evaluation prompts are never added)."""
-    texts = bank_captions(mapping_rows)
-    if len(texts) < 2:
-        raise TrainingDataError(
-            f"only {len(texts)} distinct caption(s) from the bank mapping's tags; training needs "
-            "a bank whose mapping rows carry tags (pass --bank-mapping style_bank.jsonl)"
-        )
-    return texts
 
 
 def held_out_filter(
@@ -214,26 +194,269 @@ def held_out_filter(
     return keep, dropped
 
 
-# ---------------------------------------------------------------- inputs
+# ---------------------------------------------------------------- items and split
 
 
-def style_vectors_for(
-    retriever, query_embeddings: np.ndarray, topk: int, temperature: float
-) -> np.ndarray:
-    """Style vectors ``[N, d]``, each from :func:`rcmg.bank.retrieval.retrieved_style` (the
-    function generation uses), so training inputs are exactly generation's style vectors."""
-    from rcmg.bank.retrieval import retrieved_style
+@dataclass(frozen=True)
+class BankItem:
+    """One style-bank row with what training needs from its mapping row."""
 
-    rows = []
-    for i, query in enumerate(np.asarray(query_embeddings)):
-        found = retrieved_style(retriever, query, topk, temperature)
-        if found.error:
-            raise TrainingDataError(f"training text {i}: {found.error}")
-        rows.append(found.vector)
-    return np.asarray(rows, dtype=np.float32)
+    row: int
+    segment_id: str
+    split: str
+    uploader: str  # '' when none was recorded
+    caption: str
+    shard: str
+    shard_row: int
+    source_id: str = ""
+
+    @property
+    def group(self) -> str:
+        """The uploader, or the item's own source when none is recorded."""
+        return self.uploader or f"no-uploader:{self.source_id or self.segment_id}"
+
+    def summary(self) -> dict:
+        return {
+            "row": self.row,
+            "segment_id": self.segment_id,
+            "split": self.split,
+            "uploader": self.uploader,
+            "caption": self.caption,
+        }
 
 
-# ---------------------------------------------------------------- targets
+def bank_items(mapping_rows: Sequence[dict]) -> list[BankItem]:
+    """The bank mapping's rows as :class:`BankItem` (row i = bank vector i)."""
+    items = []
+    for i, row in enumerate(mapping_rows):
+        missing = [k for k in ("shard", "shard_row") if row.get(k) is None]
+        if missing:
+            raise TrainingDataError(
+                f"bank mapping row {i} has no {', '.join(missing)}: training needs the "
+                "segment audio; rebuild the bank with build_bank (its rows carry shard/shard_row)"
+            )
+        items.append(
+            BankItem(
+                row=int(row.get("row", i)),
+                segment_id=str(row.get("segment_id") or f"row{i}"),
+                split=str(row.get("split") or ""),
+                uploader=str(row.get("uploader") or ""),
+                caption=caption_from_tags(row.get("tags") or ()),
+                shard=str(row["shard"]),
+                shard_row=int(row["shard_row"]),
+                source_id=str(row.get("source_id") or ""),
+            )
+        )
+    return items
+
+
+@dataclass
+class ItemSplit:
+    """Train / validation (dev, by uploader) / held-out (eval) items and the exclusions."""
+
+    train: list[BankItem]
+    val: list[BankItem]
+    heldout: list[BankItem]
+    excluded: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_heldout": len(self.heldout),
+            "train_items": [i.summary() for i in self.train],
+            "val_items": [i.summary() for i in self.val],
+            "heldout_items": [i.summary() for i in self.heldout],
+            "excluded": self.excluded,
+        }
+
+
+def _excluded(item: BankItem, reason: str, **extra) -> dict:
+    return {"segment_id": item.segment_id, "reason": reason, **extra}
+
+
+def _seeded_order(keys: Sequence[str], seed: int, salt: str) -> list[str]:
+    rank = {k: hashlib.sha256(f"{seed}:{salt}:{k}".encode()).hexdigest() for k in sorted(set(keys))}
+    return sorted(rank, key=rank.get)
+
+
+def _cap(items: list[BankItem], max_items: int, seed: int, salt: str) -> list[BankItem]:
+    if not max_items or len(items) <= max_items:
+        return items
+    order = _seeded_order([i.segment_id for i in items], seed, salt)[:max_items]
+    keep = set(order)
+    return [i for i in items if i.segment_id in keep]
+
+
+def split_items(
+    items: Sequence[BankItem],
+    val_fraction: float,
+    seed: int,
+    max_items: int = 0,
+    max_eval_items: int = 0,
+) -> ItemSplit:
+    """Split bank items by FSD50K's dev/eval split and by uploader (see the module doc).
+
+    Prompt near-duplicates are removed afterwards (:func:`drop_prompt_duplicates`).
+    """
+    excluded: list[dict] = []
+    dev, heldout = [], []
+    for item in items:
+        if not item.caption:
+            excluded.append(_excluded(item, "no labels (no label-text baseline)"))
+        elif item.split in EVAL_SPLITS:
+            heldout.append(item)
+        elif item.split in DEV_SPLITS:
+            dev.append(item)
+        else:
+            excluded.append(_excluded(item, f"split {item.split!r} is neither FSD50K dev nor eval"))
+    eval_groups = {i.group for i in heldout}
+    kept_dev = []
+    for item in dev:
+        if item.group in eval_groups:
+            excluded.append(
+                _excluded(item, "uploader also has eval items (no uploader on both sides)")
+            )
+        else:
+            kept_dev.append(item)
+    groups = _seeded_order([i.group for i in kept_dev], seed, "val")
+    val_groups: set[str] = set()
+    if len(groups) >= 2:
+        target = max(1, int(round(val_fraction * len(kept_dev))))
+        count = 0
+        for g in groups[:-1]:  # at least one uploader stays in train
+            if count >= target:
+                break
+            val_groups.add(g)
+            count += sum(1 for i in kept_dev if i.group == g)
+    train = [i for i in kept_dev if i.group not in val_groups]
+    val = [i for i in kept_dev if i.group in val_groups]
+    return ItemSplit(
+        train=_cap(train, max_items, seed, "train"),
+        val=_cap(val, max_eval_items, seed, "val"),
+        heldout=_cap(heldout, max_eval_items, seed, "heldout"),
+        excluded=excluded,
+    )
+
+
+def drop_prompt_duplicates(
+    split: ItemSplit, caption_embeddings: dict[str, np.ndarray], prompts, prompt_embeddings, cos
+) -> list[dict]:
+    """Remove train/val items whose label text is a (near-)duplicate of a prompt."""
+    dropped_all = []
+    for part in ("train", "val"):
+        items = getattr(split, part)
+        if not items:
+            continue
+        emb = np.stack([caption_embeddings[i.caption] for i in items])
+        keep, dropped = held_out_filter(
+            [i.caption for i in items], emb, prompts, prompt_embeddings, cos
+        )
+        kept = [items[k] for k in keep]
+        gone = [i for i in items if i not in kept]
+        for item, why in zip(gone, dropped, strict=True):
+            entry = {"segment_id": item.segment_id, "part": part, **why}
+            dropped_all.append(entry)
+            split.excluded.append(_excluded(item, f"near-duplicate of a prompt: {why['reason']}"))
+        setattr(split, part, kept)
+    return dropped_all
+
+
+def check_split(split: ItemSplit) -> None:
+    if not split.train:
+        raise TrainingDataError(
+            "no bank item left to train on (FSD50K dev rows whose uploader has no eval rows, "
+            "not near-duplicates of a prompt); see data.excluded in adapter_config.json, "
+            "use a bigger bank or lower exclude_cosine"
+        )
+    if not split.heldout:
+        raise TrainingDataError(
+            "no held-out bank item (FSD50K eval rows): the held-out denoising loss cannot be "
+            "measured; keep eval rows in the bank filter (bank.filter splits)"
+        )
+    overlap = {i.group for i in split.train + split.val} & {i.group for i in split.heldout}
+    if overlap:  # guaranteed by split_items; checked again on the final parts
+        raise TrainingDataError(f"uploaders on both sides: {sorted(overlap)}")
+
+
+# ---------------------------------------------------------------- audio -> latents
+
+
+def load_segment_audio(items: Sequence[BankItem], segments_root: str | Path, seconds: float):
+    """The first ``seconds`` of each item's 16 kHz window ``[N, samples]`` (zero-padded)."""
+    from rcmg.models.mel import AUDIOLDM_MEL
+
+    root = Path(segments_root)
+    samples = int(round(seconds * AUDIOLDM_MEL["sampling_rate"]))
+    arrays: dict[str, np.ndarray] = {}
+    out = np.zeros((len(items), samples), dtype=np.float32)
+    for n, item in enumerate(items):
+        if item.shard not in arrays:
+            path = root / item.shard / "audio_16k.npy"
+            if not path.is_file():
+                raise TrainingDataError(
+                    f"{path} does not exist (bank item {item.segment_id}); pass --segments-root "
+                    "the folder holding the bank dataset's segment shards"
+                )
+            arrays[item.shard] = np.load(path, mmap_mode="r")
+        wave = np.asarray(arrays[item.shard][item.shard_row], dtype=np.float32)[:samples]
+        out[n, : len(wave)] = wave
+    return out
+
+
+def check_geometry(pipe, frames: int) -> None:
+    """The mel/latent shape the pipeline's VAE and UNet take (names the fix otherwise)."""
+    from rcmg.models.mel import AUDIOLDM_MEL
+
+    n_mels = int(getattr(pipe.vocoder.config, "model_in_dim", AUDIOLDM_MEL["n_mels"]))
+    if n_mels != AUDIOLDM_MEL["n_mels"]:
+        raise TrainingDataError(
+            f"the model's vocoder takes {n_mels} mel bins; the AudioLDM front end makes "
+            f"{AUDIOLDM_MEL['n_mels']} (only the 16 kHz / 64-bin checkpoints are supported)"
+        )
+    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    factor *= 2 ** (len(pipe.unet.config.down_block_types) - 1)
+    if frames % factor:
+        raise TrainingDataError(
+            f"{frames} mel frames is not a multiple of {factor} (VAE x UNet downsampling); "
+            f"choose adapter_training.seconds as a multiple of {factor * 0.01:.2f}"
+        )
+
+
+def encode_latents(pipe, waves: np.ndarray, frames: int, batch: int = 8):
+    """``[N, C, frames/4, 16]`` latents: normalize_wav -> log-mel -> VAE mean * scaling."""
+    import torch
+
+    from rcmg.models.mel import log_mel, normalize_wav
+
+    vae = pipe.vae
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(waves), batch):
+            chunk = np.stack([normalize_wav(w) for w in waves[start : start + batch]])
+            mel = log_mel(chunk, frames)[:, None].to(device=vae.device, dtype=vae.dtype)
+            z = vae.encode(mel).latent_dist.mean * vae.config.scaling_factor
+            out.append(z.float())
+    latents = torch.cat(out)
+    if not torch.isfinite(latents).all():
+        raise TrainingDataError("the VAE produced NaN/inf latents; check the model weights")
+    return latents
+
+
+# ---------------------------------------------------------------- conditioning
+
+
+@dataclass
+class ItemContext:
+    """Per-item tensors computed once (no grad) for one model family."""
+
+    latents: object  # [N, C, T, F]
+    x: object  # [N, 512] bank rows
+    labels: object  # AudioLDM1 [N, 512]; AudioLDM2 list of [1, T, H] token tensors
+    untrained: object  # same layout as labels
+    t5: list | None = None  # AudioLDM2: [1, L, D] per item
+    t5_mask: list | None = None
+    norms: list | None = None  # AudioLDM2: [1, T] token norms of the label tokens
 
 
 def target_dim(pipe, pipeline_kind: str) -> int:
@@ -247,98 +470,189 @@ def target_dim(pipe, pipeline_kind: str) -> int:
     raise ValueError(f"unknown pipeline {pipeline_kind!r}; choose one of {PIPELINE_KINDS}")
 
 
-def _targets_audioldm1(pipe, texts: list[str], device):
-    from rcmg.generation.conditioning import aldm1_text_embeds
-
-    cond, _uncond = aldm1_text_embeds(pipe, texts, [""] * len(texts), device, False)
-    return cond
-
-
-def _targets_audioldm2(pipe, texts: list[str], device):
-    from rcmg.generation.conditioning import aldm2_branches, aldm2_generate
-
-    generated = aldm2_generate(pipe, aldm2_branches(pipe, texts, device))
-    return generated.mean(dim=1)
-
-
-def _target_batch_size(pipeline_kind: str, batch: int) -> int:
-    """AudioLDM2 targets are computed one text at a time: in a batch, T5 pads to the longest
-    text and GPT-2 generation then depends on the padding, i.e. on the other texts."""
-    return 1 if pipeline_kind == "audioldm2" else max(1, int(batch))
-
-
-def pipeline_targets(pipe, pipeline_kind: str, texts: Sequence[str], batch: int = 16) -> np.ndarray:
-    """Targets ``[N, H]`` (float32) for ``texts``; see the module docstring for the definition."""
+def item_context(pipe, pipeline_kind: str, items, latents, x) -> ItemContext:
+    """Latents plus both baselines' conditioning (and AudioLDM2's T5 states) per item."""
     import torch
-    from tqdm import tqdm
+    import torch.nn.functional as F
 
-    encode = {"audioldm1": _targets_audioldm1, "audioldm2": _targets_audioldm2}.get(pipeline_kind)
-    if encode is None:
-        raise ValueError(f"unknown pipeline {pipeline_kind!r}; choose one of {PIPELINE_KINDS}")
-    step = _target_batch_size(pipeline_kind, batch)
+    from rcmg.generation.conditioning import (
+        Aldm2Branches,
+        aldm1_text_embeds,
+        aldm2_branches,
+        aldm2_generate,
+        blend_tensor,
+    )
+
     device = pipe.device
+    x = x.to(device)
+    captions = [i.caption for i in items]
+    with torch.no_grad():
+        if pipeline_kind == "audioldm1":
+            labels, _ = aldm1_text_embeds(pipe, captions, [""] * len(captions), device, False)
+            return ItemContext(latents, x, labels.float(), F.normalize(x, dim=-1))
+        labels, untrained, t5, masks, norms = [], [], [], [], []
+        for caption, row in zip(captions, x, strict=True):
+            b = aldm2_branches(pipe, [caption], device)  # one text: no batch padding
+            tokens = aldm2_generate(pipe, b).float()
+            style = blend_tensor(b.clap, row.reshape(1, 1, -1).to(b.clap.dtype), 1.0, "lerp")
+            mlp = aldm2_generate(pipe, Aldm2Branches(style, b.clap_mask, b.t5, b.t5_mask))
+            labels.append(tokens)
+            untrained.append(mlp.float())
+            t5.append(b.t5)
+            masks.append(b.t5_mask)
+            norms.append(tokens.norm(dim=-1))
+    return ItemContext(latents, x, labels, untrained, t5, masks, norms)
+
+
+def _pad(tensors, length: int):
+    import torch
+
+    out = []
+    for t in tensors:
+        missing = length - t.shape[1]
+        if missing:
+            pad = torch.zeros((t.shape[0], missing, *t.shape[2:]), dtype=t.dtype, device=t.device)
+            t = torch.cat([t, pad], dim=1)
+        out.append(t)
+    return torch.cat(out)
+
+
+def adapter_conditioning(adapter, ctx: ItemContext, rows, pipeline_kind: str):
+    """The adapter's conditioning for items ``rows`` (with grad through the adapter)."""
+    import torch.nn.functional as F
+
+    direction = F.normalize(adapter(ctx.x[rows]).float(), dim=-1)
+    if pipeline_kind == "audioldm1":
+        return direction
+    norms = _pad_norms([ctx.norms[r] for r in rows])
+    return direction[:, None, :] * norms[..., None]
+
+
+def _pad_norms(norms):
+    import torch
+
+    return torch.cat(norms)  # every item generates max_new_tokens tokens: same T
+
+
+def baseline_conditioning(ctx: ItemContext, rows, arm: str, pipeline_kind: str):
+    source = ctx.labels if arm == "labels_text" else ctx.untrained
+    if pipeline_kind == "audioldm1":
+        return source[rows]
+    import torch
+
+    return torch.cat([source[r] for r in rows])
+
+
+def unet_eps(pipe, pipeline_kind: str, noisy, t, cond, ctx: ItemContext, rows):
+    """The frozen UNet's prediction under ``cond`` (the pipeline's own call signature), with
+    the inputs cast to the UNet's dtype (the adapter and the latents stay float32)."""
+    dtype = pipe.unet.dtype
+    noisy, cond = noisy.to(dtype), cond.to(dtype)
+    if pipeline_kind == "audioldm1":
+        return pipe.unet(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
+    t5 = [ctx.t5[r].to(dtype) for r in rows]
+    masks = [ctx.t5_mask[r] for r in rows]
+    longest = max(s.shape[1] for s in t5)
+    return pipe.unet(
+        noisy,
+        t,
+        encoder_hidden_states=cond,
+        encoder_hidden_states_1=_pad(t5, longest),
+        encoder_attention_mask_1=_pad(masks, longest),
+        return_dict=False,
+    )[0]
+
+
+def denoising_target(scheduler, latents, noise, t):
+    kind = getattr(scheduler.config, "prediction_type", "epsilon")
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    raise TrainingDataError(f"scheduler prediction_type {kind!r} is not supported")
+
+
+def _repeat(cond, k: int):
+    return cond.repeat_interleave(k, dim=0)
+
+
+# ---------------------------------------------------------------- fixed evaluation draws
+
+
+def item_seed(seed: int, segment_id: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(segment_id.encode())) % 2**31
+
+
+def fixed_draws(items, latents, n_draws: int, n_timesteps: int, seed: int):
+    """Per item ``(t [K], noise [K, ...])``: stratified timesteps ``floor((k + u) T / K)``
+    and standard-normal noise, from a generator seeded by the item id."""
+    import torch
+
+    draws = []
+    for item, z in zip(items, latents, strict=True):
+        gen = torch.Generator().manual_seed(item_seed(seed, item.segment_id))
+        u = torch.rand(n_draws, generator=gen, dtype=torch.float64)
+        t = ((torch.arange(n_draws, dtype=torch.float64) + u) * n_timesteps / n_draws).long()
+        noise = torch.randn((n_draws, *z.shape), generator=gen)
+        draws.append((t.clamp(max=n_timesteps - 1), noise))
+    return draws
+
+
+def item_losses(pipe, pipeline_kind, ctx, draws, arm: str, adapter=None) -> list[float]:
+    """Mean denoising MSE per item under ``arm`` over its fixed draws (no grad)."""
+    import torch
+    import torch.nn.functional as F
+
     out = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(texts), step), desc="targets", unit="batch", leave=False):
-            chunk = list(texts[start : start + step])
-            out.append(encode(pipe, chunk, device).float().cpu().numpy())
-    targets = np.concatenate(out, axis=0).astype(np.float32)
-    if not np.all(np.isfinite(targets)):
-        raise TrainingDataError(
-            "the pipeline produced NaN/inf conditioning targets; check the model weights"
-        )
-    return targets
+        for r, (t, noise) in enumerate(draws):
+            rows = [r]
+            if arm == "adapter":
+                cond = adapter_conditioning(adapter, ctx, rows, pipeline_kind)
+            else:
+                cond = baseline_conditioning(ctx, rows, arm, pipeline_kind)
+            k = len(t)
+            device = ctx.latents.device
+            z0 = ctx.latents[r : r + 1].expand(k, *ctx.latents.shape[1:])
+            t, noise = t.to(device), noise.to(device)
+            noisy = pipe.scheduler.add_noise(z0, noise, t)
+            eps = unet_eps(pipe, pipeline_kind, noisy, t, _repeat(cond, k), ctx, rows * k)
+            target = denoising_target(pipe.scheduler, z0, noise, t)
+            out.append(float(F.mse_loss(eps.float(), target.float())))
+    return out
+
+
+def paired_comparison(per_item: dict[str, list[float]]) -> dict:
+    """Mean held-out loss per arm and the adapter's paired differences to each baseline."""
+    a = np.asarray(per_item["adapter"], dtype=np.float64)
+    out: dict = {
+        "n_items": int(len(a)),
+        "mean": {k: float(np.mean(v)) for k, v in per_item.items()},
+    }
+    for base in ("labels_text", "untrained"):
+        d = a - np.asarray(per_item[base], dtype=np.float64)
+        out[f"adapter_minus_{base}"] = {
+            "mean": float(d.mean()),
+            "sd": float(d.std(ddof=1)) if len(d) > 1 else None,
+            "items_lower": int((d < 0).sum()),
+        }
+    out["per_item"] = {k: [float(x) for x in v] for k, v in per_item.items()}
+    return out
 
 
 # ---------------------------------------------------------------- training
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/validation split of ``range(n)``; both parts non-empty."""
-    if n < 2:
-        raise TrainingDataError(
-            f"need at least 2 training pairs for a train/validation split, got {n}"
-        )
-    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+@dataclass
+class TrainingResult:
+    """The chosen adapter, the per-epoch history and the held-out comparison."""
 
-
-def adapter_loss(pred, target, cosine_weight: float = 1.0, mse_weight: float = 1.0):
-    """``cosine_weight * mean(1 - cos) + mse_weight * mean squared error`` (a scalar tensor)."""
-    import torch.nn.functional as F
-
-    cosine = (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
-    return cosine_weight * cosine + mse_weight * F.mse_loss(pred, target)
-
-
-def _evaluate(module, x, y, cfg: TrainConfig) -> tuple[float, float]:
-    import torch
-    import torch.nn.functional as F
-
-    module.eval()
-    with torch.no_grad():
-        pred = module(x)
-        loss = adapter_loss(pred, y, cfg.cosine_weight, cfg.mse_weight)
-        cosine = F.cosine_similarity(pred, y, dim=-1).mean()
-    return float(loss), float(cosine)
-
-
-def _train_epoch(module, optimizer, x, y, cfg: TrainConfig, generator) -> float:
-    import torch
-
-    module.train()
-    order = torch.randperm(len(x), generator=generator)
-    total, count = 0.0, 0
-    for start in range(0, len(x), cfg.batch):
-        rows = order[start : start + cfg.batch].to(x.device)
-        loss = adapter_loss(module(x[rows]), y[rows], cfg.cosine_weight, cfg.mse_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(rows)
-        count += len(rows)
-    return total / count
+    module: object
+    history: list[dict]
+    best_epoch: int
+    best_val_loss: float | None
+    heldout: dict
+    selection: str
 
 
 def seed_everything(seed: int) -> None:
@@ -348,89 +662,140 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _train_epoch(pipe, kind, adapter, optimizer, ctx, cfg, generator) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    adapter.train()
+    n_t = int(pipe.scheduler.config.num_train_timesteps)
+    order = torch.randperm(len(ctx.latents), generator=generator).tolist()
+    total, count = 0.0, 0
+    for start in range(0, len(order), cfg.batch):
+        rows = order[start : start + cfg.batch]
+        z0 = ctx.latents[rows]
+        t = torch.randint(0, n_t, (len(rows),), generator=generator).to(z0.device)
+        noise = torch.randn(z0.shape, generator=generator).to(z0.device)
+        noisy = pipe.scheduler.add_noise(z0, noise, t)
+        cond = adapter_conditioning(adapter, ctx, rows, kind)
+        eps = unet_eps(pipe, kind, noisy, t, cond, ctx, rows)
+        loss = F.mse_loss(eps.float(), denoising_target(pipe.scheduler, z0, noise, t).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(rows)
+        count += len(rows)
+    return total / count
+
+
 def train_adapter(
-    inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, device: str = "cpu"
+    pipe, pipeline_kind: str, train_ctx, val_ctx, heldout_ctx, draws: dict, cfg: TrainConfig
 ) -> TrainingResult:
-    """Train a :class:`rcmg.generation.adapter.StyleAdapter` ``inputs [N, 512] -> targets [N, H]``.
+    """Train the adapter through the frozen UNet; choose the epoch by validation loss.
 
-    Returns the weights of the epoch with the lowest validation loss (on CPU, eval mode).
+    ``draws`` holds the fixed evaluation draws of ``val`` and ``heldout``. With no
+    validation items the last epoch is kept. Epoch 0 (the initial weights) is evaluated
+    too and can be chosen. The held-out items are evaluated once, on the kept weights
+    (never used for choosing).
     """
-    import copy
-
     import torch
     from tqdm import tqdm
 
     from rcmg.generation.adapter import build_adapter
 
     cfg.check()
-    if inputs.ndim != 2 or targets.ndim != 2 or len(inputs) != len(targets):
-        raise TrainingDataError(
-            f"inputs {inputs.shape} and targets {targets.shape} must be [N, d] with the same N"
-        )
-    train_rows, val_rows = split_indices(len(inputs), cfg.val_fraction, cfg.seed)
+    for module in (pipe.unet, pipe.vae):
+        module.requires_grad_(False)
     seed_everything(cfg.seed)
-    module = build_adapter(inputs.shape[1], targets.shape[1], cfg.hidden, "mlp", seed=cfg.seed).to(
-        device
-    )
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
-    y = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(device)
-    x_train, y_train, x_val, y_val = x[train_rows], y[train_rows], x[val_rows], y[val_rows]
+    out_dim = target_dim(pipe, pipeline_kind)
+    adapter = build_adapter(STYLE_DIM, out_dim, cfg.hidden, "mlp", seed=cfg.seed)
+    adapter = adapter.to(pipe.device)
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
+
+    def evaluate(ctx, part):
+        if ctx is None:
+            return None
+        adapter.eval()
+        return float(
+            np.mean(item_losses(pipe, pipeline_kind, ctx, draws[part], "adapter", adapter))
+        )
+
     history: list[dict] = []
-    best_state, best_epoch, best_val = None, 0, float("inf")
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc="adapter epochs", unit="epoch"):
-        train_loss = _train_epoch(module, optimizer, x_train, y_train, cfg, generator)
-        val_loss, val_cosine = _evaluate(module, x_val, y_val, cfg)
-        improved = val_loss < best_val
+    best_state, best_epoch, best_val = copy.deepcopy(adapter.state_dict()), 0, None
+    for epoch in tqdm(range(0, cfg.epochs + 1), desc="adapter epochs", unit="epoch"):
+        train_loss = (
+            _train_epoch(pipe, pipeline_kind, adapter, optimizer, train_ctx, cfg, generator)
+            if epoch
+            else None
+        )
+        val_loss = evaluate(val_ctx, "val")
+        improved = (val_loss is not None and (best_val is None or val_loss < best_val)) or (
+            val_loss is None and epoch == cfg.epochs
+        )
         if improved:
-            best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), epoch, val_loss
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_cosine": val_cosine,
-            "lr": optimizer.param_groups[0]["lr"],
-            "best": improved,
-        }
-        history.append(row)
-        log.info(
-            "epoch %d: train %.6f val %.6f (cos %.4f)", epoch, train_loss, val_loss, val_cosine
+            best_state, best_epoch, best_val = copy.deepcopy(adapter.state_dict()), epoch, val_loss
+        history.append(
+            {
+                "kind": "epoch",
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "best": improved,
+            }
         )
-    if best_state is None:
-        raise TrainingDataError(
-            "validation loss was NaN/inf in every epoch; lower --lr or check the targets"
-        )
-    module.load_state_dict(best_state)
-    return TrainingResult(
-        module.cpu().eval(), history, best_epoch, best_val, len(train_rows), len(val_rows)
-    )
+        log.info("epoch %d: train %s val %s", epoch, train_loss, val_loss)
+    for row in history:
+        row["best"] = row["epoch"] == best_epoch
+    adapter.load_state_dict(best_state)
+    adapter.eval()
+    per_item = {
+        arm: item_losses(pipe, pipeline_kind, heldout_ctx, draws["heldout"], arm, adapter)
+        for arm in ARMS
+    }
+    heldout = {"kind": "heldout_comparison", "epoch": best_epoch, **paired_comparison(per_item)}
+    selection = "lowest validation loss" if val_ctx is not None else "last epoch (no validation)"
+    return TrainingResult(adapter.cpu(), history, best_epoch, best_val, heldout, selection)
 
 
 # ---------------------------------------------------------------- outputs
 
 
-def plot_losses(history: Sequence[dict], path: str | Path, title: str) -> None:
-    """Train/validation loss per epoch as a PNG (matplotlib Agg), the best epoch marked."""
+def plot_losses(history: Sequence[dict], heldout: dict, path: str | Path, title: str) -> None:
+    """Train/validation denoising loss per epoch as a PNG, and at the kept epoch the
+    held-out loss of the adapter and of both baselines (paired, same draws)."""
     from matplotlib.ticker import MaxNLocator
 
     from rcmg.workflow.figures import pyplot
 
     plt = pyplot()
-    epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
-        ax.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-        ax.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
-        best = min(history, key=lambda row: row["val_loss"])
-        ax.axvline(
-            best["epoch"], color="grey", linestyle=":", label=f"best (epoch {best['epoch']})"
+        for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+            pts = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+        for arm, marker in (("adapter", "*"), ("labels_text", "s"), ("untrained", "^")):
+            ax.plot(
+                [heldout["epoch"]],
+                [heldout["mean"][arm]],
+                marker=marker,
+                linestyle="none",
+                markersize=9,
+                label=f"held-out {arm}: {heldout['mean'][arm]:.5f}",
+            )
+        diffs = ", ".join(
+            f"{base} {heldout[f'adapter_minus_{base}']['mean']:+.5f} "
+            f"({heldout[f'adapter_minus_{base}']['items_lower']}/{heldout['n_items']} lower)"
+            for base in ("labels_text", "untrained")
+        )
+        ax.text(
+            0.01, 0.01, f"adapter minus: {diffs}", transform=ax.transAxes, fontsize=6, va="bottom"
         )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("loss (weighted 1 - cos + MSE)")
+        ax.set_ylabel("denoising MSE")
         ax.set_title(title)
-        ax.legend()
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
     finally:

@@ -191,8 +191,8 @@ def _check_numbers(cfg: GenerateConfig) -> None:
     if cfg.style_guidance:
         checks += [
             (
-                cfg.pipeline == "audioldm1" and cfg.condition_type in STYLE_TYPES,
-                "--style-guidance applies to AudioLDM1 style conditions (retrieval, controls)",
+                cfg.condition_type in STYLE_TYPES,
+                "--style-guidance applies to style conditions (retrieval, controls)",
             ),
             (cfg.guidance > 1.0, "--style-guidance builds on CFG: use --guidance > 1"),
             (
@@ -834,12 +834,31 @@ def _run_batch(cfg, res, batch, hooks, timer):
 
 
 def _style_guided_batch(cfg, res, batch, kwargs):
-    """AudioLDM1 with style guidance: eps_c from the prompt's own embedding, eps_s from the
-    blended one (``kwargs['prompt_embeds']``)."""
+    """Style guidance: eps_c from the prompt's own conditioning, eps_s from the blended one
+    (``kwargs``, the style condition's)."""
     import torch
 
-    from rcmg.generation.style_guidance import aldm1_style_guided
+    from rcmg.generation.style_guidance import aldm1_style_guided, aldm2_style_guided
 
+    if cfg.pipeline == "audioldm2":
+        prompts = [p.prompt_used for p in batch]
+        own = aldm2_condition_kwargs(
+            res.loaded.pipe,
+            prompts,
+            [cfg.negative_prompt] * len(batch),
+            res.loaded.device,
+            True,
+        )
+        return aldm2_style_guided(
+            res.loaded.pipe,
+            prompt_kwargs=own,
+            style_kwargs=kwargs,
+            beta=cfg.style_guidance,
+            guidance_scale=cfg.guidance,
+            num_inference_steps=cfg.steps,
+            audio_length_in_s=cfg.seconds,
+            generator=item_generators(batch, cfg.seed, 1),
+        )
     with torch.no_grad():
         cond, _ = aldm1_text_embeds(
             res.loaded.pipe,
@@ -890,9 +909,13 @@ def generate_audio(
             if cfg.num_waveforms_per_prompt > 1 and cfg.pipeline == "audioldm2":
                 for i, plan in enumerate(batch):
                     plan.rank_scores = own_clap_scores(res.loaded.pipe, plan.prompt_used, clips[i])
+        from rcmg.generation.style_guidance import unet_slots_per_step
+
         unet = {
             "unet_forward_s": round(hooks.seconds["unet"], 6),
             "unet_forward_calls": hooks.calls["unet"],
+            # batch slots per prompt and step: 2 with CFG, 3 with style guidance
+            "unet_slots_per_step": unet_slots_per_step(cfg.guidance, cfg.style_guidance),
         }
     return audio, unet
 

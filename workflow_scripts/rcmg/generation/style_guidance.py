@@ -1,4 +1,4 @@
-"""Style guidance for AudioLDM1: a second, principled strength knob.
+"""Style guidance for AudioLDM1 and AudioLDM2: a second, principled strength knob.
 
 ``eps = eps_u + g * (eps_c - eps_u) + beta * (eps_s - eps_c)``
 
@@ -82,5 +82,106 @@ def aldm1_style_guided(
                 noise_pred = eps_u + guidance_scale * (eps_c - eps_u)
             latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
         mel_spectrogram = pipe.decode_latents(latents)
+        audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
+    return audio.numpy()
+
+
+# ------------------------------------------------------------------ AudioLDM2
+
+
+def unet_slots_per_step(guidance_scale: float, beta: float) -> int:
+    """UNet batch slots per denoising step: 1 without CFG, 2 with it, 3 with style guidance."""
+    if guidance_scale <= 1.0:
+        return 1
+    return 3 if beta else 2
+
+
+def aldm2_style_guided(
+    pipe,
+    *,
+    prompt_kwargs: dict,
+    style_kwargs: dict,
+    beta: float,
+    guidance_scale: float,
+    num_inference_steps: int,
+    audio_length_in_s: float,
+    generator,
+) -> np.ndarray:
+    """AudioLDM2 audio ``[B, T]`` with style guidance (one waveform per prompt).
+
+    ``prompt_kwargs`` / ``style_kwargs`` are :func:`rcmg.generation.conditioning.
+    aldm2_condition_kwargs` outputs (with CFG) for the prompt alone and for the style
+    condition: ``eps_u`` from the negative branch, ``eps_c`` from the prompt's own
+    ``generated_prompt_embeds`` + T5 states, ``eps_s`` from the style-blended ones. The
+    loop is ``AudioLDM2Pipeline.__call__``'s (diffusers 0.35: ``encode_prompt`` with given
+    embeddings concatenates ``[negative, cond]``; ``scale_model_input``, ``unet(...,
+    encoder_hidden_states=generated, encoder_hidden_states_1=t5, encoder_attention_mask_1=
+    mask)``, ``scheduler.step``; ``vae.decode(latents / scaling_factor)``,
+    ``mel_spectrogram_to_waveform``) with a third batch slot; at ``beta = 0`` it runs the
+    upstream two-slot step and equals the pipeline bit for bit.
+    """
+    import torch
+
+    if guidance_scale <= 1.0:
+        raise ValueError("style guidance builds on classifier-free guidance: use --guidance > 1")
+    if beta < 0:
+        raise ValueError(f"style guidance beta must be >= 0, got {beta}")
+    device = pipe._execution_device
+    vocoder_upsample_factor = (
+        np.prod(pipe.vocoder.config.upsample_rates) / pipe.vocoder.config.sampling_rate
+    )
+    height = int(audio_length_in_s / vocoder_upsample_factor)
+    original_waveform_length = int(audio_length_in_s * pipe.vocoder.config.sampling_rate)
+    if height % pipe.vae_scale_factor != 0:
+        height = int(np.ceil(height / pipe.vae_scale_factor)) * pipe.vae_scale_factor
+    p, s = prompt_kwargs, style_kwargs
+    if p["prompt_embeds"].shape != s["prompt_embeds"].shape:
+        raise ValueError("prompt and style conditioning must share the T5 branch (same shape)")
+    t5_dtype = pipe.text_encoder_2.dtype
+    lm_dtype = pipe.language_model.dtype
+
+    def slots(key: str, dtype=None):
+        parts = [p[f"negative_{key}"], p[key]] + ([s[key]] if beta else [])
+        parts = [
+            x.to(device=device) if dtype is None else x.to(device=device, dtype=dtype)
+            for x in parts
+        ]
+        return torch.cat(parts)
+
+    with torch.no_grad():
+        t5 = slots("prompt_embeds", t5_dtype)
+        mask = slots("attention_mask")
+        generated = slots("generated_prompt_embeds", lm_dtype)
+        pipe.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = pipe.prepare_latents(
+            p["prompt_embeds"].shape[0],
+            pipe.unet.config.in_channels,
+            height,
+            t5.dtype,
+            device,
+            generator,
+            None,
+        )
+        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        n = 3 if beta else 2
+        for t in pipe.scheduler.timesteps:
+            latent_model_input = torch.cat([latents] * n)
+            latent_model_input = pipe.scheduler.scale_model_input(latent_model_input, t)
+            noise_pred = pipe.unet(
+                latent_model_input,
+                t,
+                encoder_hidden_states=generated,
+                encoder_hidden_states_1=t5,
+                encoder_attention_mask_1=mask,
+                return_dict=False,
+            )[0]
+            if beta:
+                eps_u, eps_c, eps_s = noise_pred.chunk(3)
+                noise_pred = eps_u + guidance_scale * (eps_c - eps_u) + beta * (eps_s - eps_c)
+            else:  # the upstream step, operation for operation
+                eps_u, eps_c = noise_pred.chunk(2)
+                noise_pred = eps_u + guidance_scale * (eps_c - eps_u)
+            latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
+        mel_spectrogram = pipe.vae.decode(1 / pipe.vae.config.scaling_factor * latents).sample
         audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
     return audio.numpy()

@@ -134,17 +134,15 @@ def _control_problems(name: str, cond: dict, conditions: dict, models: dict) -> 
         out.append(
             f"conditions.{name}.models: {unknown} are not keys of 'models' ({', '.join(models)})"
         )
-    if "style_guidance" in cond:
-        not_aldm1 = [m for m in runs_on if m in models and models[m]["pipeline"] != "audioldm1"]
-        if not_aldm1 or cond["type"] not in (
-            "retrieval",
-            "retrieval_random",
-            "retrieval_mismatched",
-        ):
-            out.append(
-                f"conditions.{name}.style_guidance: AudioLDM1 retrieval/control conditions only; "
-                f"set 'models' to audioldm1 models (not {not_aldm1})"
-            )
+    if "style_guidance" in cond and cond["type"] not in (
+        "retrieval",
+        "retrieval_random",
+        "retrieval_mismatched",
+    ):
+        out.append(
+            f"conditions.{name}.style_guidance: retrieval/control conditions only "
+            f"(not {cond['type']})"
+        )
     if cond["type"] == "style_only":
         other = [m for m in runs_on if m in models and models[m]["pipeline"] != "audioldm1"]
         if other:
