@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from .helpers import copy_workflow, job, planned_jobs, rule_counts, snakemake
+from .helpers import copy_workflow, job, planned_jobs, rule_counts, run_points, snakemake
 
 KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 BENCH_LAYERED = ("--configfile", "config/demo.yaml", "config/bench.yaml")
@@ -35,10 +35,8 @@ def test_bench_config_builds_the_real_architectures_before_the_jobs_using_them(w
     assert "demo_model" not in counts  # tiny models are not used
     assert counts["demo_dataset"] == 3  # the demo corpus is
     demo = yaml.safe_load((workdir / "config/demo.yaml").read_text())
-    # every run of the demo matrix (a condition runs on the models it names, else on all)
-    assert counts["generate"] == len(demo["seeds"]) * sum(
-        len(cond.get("models", demo["models"])) for cond in demo["conditions"].values()
-    )
+    # every run point of the demo matrix (conditions on their models, plus sweep points)
+    assert counts["generate"] == len(demo["seeds"]) * len(run_points(demo))
     for kind in ("audioldm", "audioldm2", "audioldm2-music"):
         assert f"input: config/prompts/demo_prompts.txt, resources/bench/models/{kind}\n" in out
     assert "results/bench_workflow/runs/audioldm/prompt/seed0/run_config.json" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 
@@ -242,7 +243,11 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
     assert counts["generate"] == n == 34 and counts["train_adapter"] == 3  # guided on 3 models
-    assert counts["space_embed"] == len(spaces.embedded_spaces({**base, **pilot}))
+    from snakemake.utils import update_config
+
+    merged = copy.deepcopy(base)
+    update_config(merged, pilot)  # as Snakemake merges --configfile (deep, key by key)
+    assert counts["space_embed"] == len(spaces.embedded_spaces(merged)) == 2
     planned = {dict(w).get("condition") for r, w in jobs if r == "generate"}
     assert {"retrieval_deg15", "retrieval_deg15_random", "retrieval_mismatched"} <= planned
     assert "results/pilot/runs/audioldm2-music/retrieval_deg15_random/seed42" in out

@@ -353,7 +353,7 @@ def test_native_snakemake_report_has_runs_by_model_and_condition(demo, tmp_path)
     assert "Pipeline check, not music" in page
     for caption in ("evaluation report of one run", "comparison of every run", "summary.csv"):
         assert caption in page
-    assert "Training and validation loss per epoch" in page
+    assert "Denoising loss of the style adapter for this model" in page
 
 
 def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):

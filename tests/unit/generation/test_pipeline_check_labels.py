@@ -13,11 +13,10 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 from rcmg.evaluation.report import PIPELINE_CHECK_BANNER
 from rcmg.models.random_weights import MARKER_NAME, random_weight_info, write_marker
 
-from tests.unit import fake_runs
+from tests.unit.adapter_bank import write_trainable_bank
 from tests.unit.fake_runs import write_fake_shard
 
 TAGS = (["Piano", "Music"], ["Rain", "Water"], ["Guitar", "Strum"])
@@ -70,15 +69,16 @@ def test_published_architecture_random_weights_are_a_pipeline_check_everywhere(
     assert json.loads((run / "metrics" / "summary.json").read_text())["is_pipeline_check"] is True
     assert PIPELINE_CHECK_BANNER in (run / "report.html").read_text(encoding="utf-8")
 
-    vectors = np.random.default_rng(3).normal(size=(9, 512))
-    rows = [{"segment_id": f"s{i}", "tags": TAGS[i % 3], "source_id": f"u{i}"} for i in range(9)]
-    bank = fake_runs.write_style_bank(tmp_path / "bank", vectors, rows)
+    bank = write_trainable_bank(tmp_path / "bank")  # FSD50K-style dev/eval rows + audio
     adapter_dir = tmp_path / "adapter"
     _cli(
         repo_root, "train_adapter",
         "--model-key", "m", "--model-id", model, "--pipeline", "audioldm1",
         "--prompts", prompts, "--clap-model", clap, "--bank", bank["bank"],
-        "--bank-mapping", bank["bank_mapping"], "--index", bank["index"], "--epochs", "1", "--batch", "4", "--device", "cpu",
+        "--bank-mapping", bank["mapping"], "--index", bank["index"],
+        "--segments-root", bank["segments"], "--seconds", "0.32", "--eval-draws", "2",
+        "--max-items", "4", "--max-eval-items", "2", "--epochs", "1", "--batch", "4",
+        "--device", "cpu",
         "--exclude-cosine", "1.0",  # tiny CLAP: every text pair is at cosine ~0.997
         "--out-dir", adapter_dir,
     )  # fmt: skip
