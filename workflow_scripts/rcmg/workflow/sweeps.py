@@ -50,7 +50,14 @@ KNOBS: dict[str, tuple[str, str]] = {
     "cond_mix_beta": ("retrieval", "unit"),
     "style_topk": ("retrieval", "int"),
     "style_temp": ("retrieval", "positive"),
+    # the trained style adapter (config adapter_training), for `adapter: external`
+    # conditions of models without a `projector`: the adapter variant is in the path
+    "adapter_lr": ("adapter", "positive"),
+    "adapter_hidden": ("adapter", "int"),
+    "adapter_epochs": ("adapter", "int"),
 }
+ADAPTER_KNOBS = tuple(k for k, (where, _) in KNOBS.items() if where == "adapter")
+ADAPTER_PREFIX = "adapter_"  # adapter_lr -> adapter_training.lr
 BASELINE_KNOBS = ("guidance", "steps", "scheduler")
 SCHEDULERS = ("ddim", "dpmpp", "pndm", "euler", "lms", "heun", "unipc")
 STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
@@ -111,7 +118,11 @@ def canonical_value(knob: str, value) -> str:
     if number == 0:
         return "0"
     text = format(number, ".10g")
-    return text.replace("e+", "e")
+    if "e" in text:  # 1e-05 -> 1e-5, 1e+20 -> 1e20: one spelling of the exponent
+        mantissa, exponent = text.split("e")
+        sign = "-" if exponent.startswith("-") else ""
+        text = f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
+    return text
 
 
 def typed_value(knob: str, canonical: str):
@@ -203,6 +214,15 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
     ctype = cond["type"]
     pipeline = config["models"][model]["pipeline"]
     if KNOBS[knob][0] == "sampling":
+        return None
+    if KNOBS[knob][0] == "adapter":
+        if ctype not in STYLE_TYPES or cond.get("adapter") != "external":
+            return f"{knob} applies to 'adapter: external' style conditions, not '{cond_name}'"
+        if config["models"][model].get("projector"):
+            return (
+                f"{knob} has no effect on {model}: it uses its converted projector "
+                f"(models.{model}.projector), not a trained adapter"
+            )
         return None
     if knob in ("alpha", "style_topk", "style_temp") and ctype not in STYLE_TYPES:
         return f"{knob} applies to style conditions, not type '{ctype}'"
@@ -327,6 +347,8 @@ def configured_value(config: dict, model: str, cond_name: str, knob: str) -> str
     where = KNOBS[knob][0]
     if knob == "alpha":
         value = cond.get("alpha", config["models"][model]["retrieval"]["alpha"])
+    elif where == "adapter":
+        value = config["adapter_training"][knob.removeprefix(ADAPTER_PREFIX)]
     elif where == "condition":
         value = cond.get(knob)
     else:
@@ -384,10 +406,40 @@ def effective(config: dict, model: str, condition: str) -> dict:
         "sampling": dict(config["models"][model]["sampling"]),
         "retrieval": dict(config["models"][model]["retrieval"]),
         "condition": dict(config["conditions"][base]),
+        "adapter": dict(config["adapter_training"]),
     }
     for knob, value in settings.items():
         where = KNOBS[knob][0]
-        out[where][knob] = typed_value(knob, value)
+        key = knob.removeprefix(ADAPTER_PREFIX) if where == "adapter" else knob
+        out[where][key] = typed_value(knob, value)
+    return out
+
+
+# ---------------------------------------------------------------- adapter variants
+
+
+def adapter_variant(condition: str) -> str:
+    """The adapter-variant part of a run condition's adapter folder:
+    ``@lr=0.001,hidden=64`` (adapter knobs without their prefix, in KNOBS order), or ``""``
+    for the configured adapter (``adapters/<model>/``, built once for every unswept run)."""
+    _, settings = parse_point(condition)
+    parts = [
+        f"{k.removeprefix(ADAPTER_PREFIX)}={settings[k]}" for k in ADAPTER_KNOBS if k in settings
+    ]
+    return SEP + ",".join(parts) if parts else ""
+
+
+def adapter_training(config: dict, variant: str) -> dict:
+    """``adapter_training`` with an adapter variant's values in place (train_adapter's
+    params): the inverse of :func:`adapter_variant`."""
+    out = dict(config["adapter_training"])
+    if variant:
+        for part in variant.removeprefix(SEP).split(","):
+            key, _, value = part.partition("=")
+            knob = ADAPTER_PREFIX + key
+            if knob not in ADAPTER_KNOBS:
+                raise SweepError(f"adapter variant '{variant}': unknown setting '{key}'")
+            out[key] = typed_value(knob, canonical_value(knob, value))
     return out
 
 
