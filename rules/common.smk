@@ -638,6 +638,13 @@ def generate_args(wildcards):
         f"--negative-prompt {shell_quote(s['negative_prompt'])}",
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
+    subset = settings[
+        "prompt_subset"
+    ]  # sweeps.prompts: sweep points and their baselines
+    if subset:
+        args.append(
+            f"--prompt-subset {subset['n']} --prompt-subset-seed {subset['seed']}"
+        )
     if cond["type"] in ("prompt_aug", *STYLE_TYPES):
         args.append(clap_flags(model_space(wildcards.model)))
     if cond["type"] == "prompt_aug":

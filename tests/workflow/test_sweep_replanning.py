@@ -211,3 +211,28 @@ def test_adding_an_adapter_value_plans_exactly_its_adapter_point_and_compare(don
         job("compare"),
         job("all"),
     }
+
+
+def test_a_prompt_subset_reaches_only_the_sweep_points_and_their_baselines(done):
+    def edit(c):
+        c["sweeps"].update(prompts=2, prompts_seed=1)
+
+    jobs, out = _plan(done, edit)
+    generated = {dict(w)["condition"] for r, w in jobs if r == "generate"}
+    # every sweep point becomes a subset run, with the subset baseline (prompt@prompts=2);
+    # the configured runs (and the adapters) are not replanned
+    assert generated == {
+        "retrieval_mlp@alpha=0.01,prompts=2",
+        "retrieval_mlp@alpha=0.1,prompts=2",
+        "retrieval_external@adapter_lr=0.001,prompts=2",
+        "retrieval_external@adapter_lr=0.003,prompts=2",
+        "prompt@prompts=2",
+    }
+    assert {dict(w)["model"] for r, w in jobs if r in ("generate", "evaluate")} == {"audioldm"}
+    assert "train_adapter" not in {r for r, _ in jobs}  # same adapters, same folders
+    commands = [line for line in out.splitlines() if "generate.py" in line]
+    assert len(commands) == len(generated)
+    assert all("--prompt-subset 2 --prompt-subset-seed 1 " in line for line in commands)
+    assert "adapters/audioldm@lr=0.003/style_adapter" in next(
+        line for line in commands if "adapter_lr=0.003,prompts=2 " in line
+    )

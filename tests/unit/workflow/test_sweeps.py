@@ -301,3 +301,63 @@ def test_adapter_knobs_are_refused_on_a_model_with_an_original_projector():
     assert sweeps.adapter_training(BASE, "@lr=0.001")["lr"] == 0.001
     with pytest.raises(sweeps.SweepError, match="unknown setting 'batch'"):
         sweeps.adapter_training(BASE, "@batch=4")
+
+
+# ---------------------------------------------------------------- sweeps.prompts (subset)
+
+
+def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines():
+    cfg = _config(
+        ag={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_mlp"],
+            "product": {"alpha": [BASE["models"]["audioldm"]["retrieval"]["alpha"], 0.5]},
+        },
+        g={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"guidance": [2.6]}},
+        prompts=8,
+        prompts_seed=3,
+    )
+    pts = sweeps.plan(cfg)
+    configured = sweeps.plan(_config())
+    by_role = {
+        role: sorted(p.condition for p in pts if role in p.roles and p.model == "audioldm")
+        for role in ("sweep", "baseline")
+    }
+    # the configured alpha is a subset run too (every point of the curve on the same items)
+    assert by_role == {
+        "sweep": [
+            "retrieval_mlp@alpha=0.5,prompts=8",
+            "retrieval_mlp@guidance=2.6,prompts=8",
+            "retrieval_mlp@prompts=8",
+        ],
+        "baseline": ["prompt@guidance=2.6,prompts=8", "prompt@prompts=8"],
+    }
+    assert {p.baseline for p in pts if "sweep" in p.roles} == {
+        "prompt@prompts=8",
+        "prompt@guidance=2.6,prompts=8",
+    }
+    for p in pts:
+        subset = sweeps.effective(cfg, p.model, p.condition)["prompt_subset"]
+        if "configured" in p.roles:
+            assert subset is None, p  # configured runs are never subset
+        else:
+            assert subset == {"n": 8, "seed": 3}, p
+    assert [(p.model, p.condition) for p in pts if "configured" in p.roles] == [
+        (p.model, p.condition) for p in configured
+    ]
+    # the curves' settings are the swept knobs only; pairing finds the subset baseline
+    words = [sweeps.parse_sweep_word(w) for w in sweeps.sweep_words(pts)]
+    assert {tuple(w["settings"]) for w in words} == {("alpha",), ("guidance",)}
+    assert (
+        sweeps.matched_baseline(
+            "retrieval_mlp@alpha=0.5,prompts=8", "prompt", [p.condition for p in pts]
+        )
+        == "prompt@prompts=8"
+    )
+
+
+@pytest.mark.parametrize("n", [0, 2.5, "all", True])
+def test_a_bad_prompt_subset_is_refused_naming_the_key(n):
+    cfg = _config(s={"conditions": ["retrieval_mlp"], "product": {"alpha": [0.5]}}, prompts=n)
+    msgs = problems(cfg, REPO)
+    assert len(msgs) == 1 and msgs[0].startswith("sweeps.prompts:"), msgs
