@@ -83,3 +83,24 @@ def test_a_bad_subset_count_is_refused_in_one_line(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("a piano\n")
     with pytest.raises(Exception, match="--prompt-subset must be >= 1"):
         run_generation(cfg)
+
+
+def test_subset_shards_gather_into_the_unsharded_subset_run(runs, tiny_model):
+    """config.yaml shards generate (prompt_shards: 8): each shard keeps the drawn items of
+    its range (possibly none) and gather_generate accepts exactly those."""
+    from rcmg.generation.gather import gather_shards
+
+    _, part = runs
+    first = json.loads((part / "run_config.json").read_text())["config"]
+    shard_dirs = []
+    for i in range(2):
+        out = part.parent / "shards" / f"shard{i}"
+        cfg = {**first, "out_dir": str(out), "prompt_shards": 2, "prompt_shard": i}
+        run_generation(GenerateConfig(**cfg))
+        shard_dirs.append(out)
+    gathered = gather_shards(shard_dirs, part.parent / "gathered")
+    assert read_jsonl(gathered / "items.jsonl") == read_jsonl(part / "items.jsonl")
+    for row in read_jsonl(part / "items.jsonl"):
+        a, _ = sf.read(part / "wav" / f"{row['item']:04d}.wav")
+        b, _ = sf.read(gathered / "wav" / f"{row['item']:04d}.wav")
+        np.testing.assert_array_equal(a, b)

@@ -1279,9 +1279,8 @@ def run_generation(cfg: GenerateConfig) -> Path:
         )
     if cfg.prompt_subset is not None:
         # after planning every prompt (mismatched styles, control angles see the whole set)
-        keep = set(
-            prompt_subset([p.item for p in plans], cfg.prompt_subset, cfg.prompt_subset_seed)
-        )
+        # drawn from the whole file's items, so every shard keeps its part of one draw
+        keep = set(subset_info(cfg, [it.item for it in prompt_file.items])["items"])
         plans = [p for p in plans if p.item in keep]
         log.info("prompt subset: items %s (seed %d)", sorted(keep), cfg.prompt_subset_seed)
     attach_provenance(plans, res.retriever)
