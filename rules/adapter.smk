@@ -1,24 +1,28 @@
 # Style adapter per model: a bank item's CLAP audio embedding (512) -> the model's
 # conditioning, trained through the frozen VAE + UNet (denoising loss on the item's latent).
+# One job per model x adapter variant ({variant}: "" for the configured adapter_training,
+# "@lr=...,hidden=..." for a sweep's adapter knobs; rcmg.workflow.sweeps.adapter_variant).
 
 
 rule train_adapter:
     input:
         unpack(adapter_inputs),
     output:
-        checkpoint=f"{R}/adapters/{{model}}/style_adapter.safetensors",
-        config=f"{R}/adapters/{{model}}/adapter_config.json",
-        metrics=f"{R}/adapters/{{model}}/metrics.jsonl",
+        checkpoint=f"{ADAPTER_DIR}/style_adapter.safetensors",
+        config=f"{ADAPTER_DIR}/adapter_config.json",
+        metrics=f"{ADAPTER_DIR}/metrics.jsonl",
         plot=report(
-            f"{R}/adapters/{{model}}/loss.png",
+            f"{ADAPTER_DIR}/loss.png",
             category="Adapters",
-            subcategory="{model}",
+            subcategory="{model}{variant}",
             caption="../report/adapter_loss.rst",
         ),
     log:
-        f"{LOGS}/train_adapter/{{model}}.log",
+        f"{LOGS}/train_adapter/{{model}}{{variant}}.log",
     benchmark:
-        f"{BENCH}/train_adapter/{{model}}.tsv"
+        f"{BENCH}/train_adapter/{{model}}{{variant}}.tsv"
+    wildcard_constraints:
+        variant=r"(@[^/]+)?",
     conda:
         "../envs/torch-gpu.yaml"
     threads: res("train_adapter", "cpus")
@@ -37,11 +41,11 @@ rule train_adapter:
         topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
         temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
         clap=lambda wc: clap_flags(model_space(wc.model)),
-        epochs=config["adapter_training"]["epochs"],
+        epochs=adapter_setting("epochs"),
         batch=config["adapter_training"]["batch"],
-        lr=config["adapter_training"]["lr"],
+        lr=adapter_setting("lr"),
         wd=config["adapter_training"]["weight_decay"],
-        hidden=config["adapter_training"]["hidden"],
+        hidden=adapter_setting("hidden"),
         val=config["adapter_training"]["val_fraction"],
         max_items=config["adapter_training"]["max_items"],
         max_eval=config["adapter_training"]["max_eval_items"],

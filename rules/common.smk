@@ -503,9 +503,26 @@ def reference_inputs(wildcards):
 
 
 # ----------------- adapters
-def adapter_checkpoint(model):
-    """The trained style adapter of ``model`` (output of train_adapter)."""
-    return f"{R}/adapters/{model}/style_adapter.safetensors"
+# One folder per model and adapter variant: adapters/<model>/ (the configured
+# adapter_training) or adapters/<model>@lr=...,hidden=.../ (a sweep's adapter knobs,
+# rcmg.workflow.sweeps.adapter_variant); train_adapter is keyed by {model}{variant}.
+ADAPTER_DIR = f"{R}/adapters/{{model}}{{variant}}"
+
+
+def adapter_checkpoint(model, variant=""):
+    """The trained style adapter of ``model`` at ``variant`` (output of train_adapter)."""
+    return f"{ADAPTER_DIR}/style_adapter.safetensors".format(
+        model=model, variant=variant
+    )
+
+
+def adapter_setting(key):
+    """A train_adapter param: ``adapter_training.<key>`` at the job's adapter variant."""
+
+    def value(wildcards):
+        return sweeps.adapter_training(config, wildcards.variant)[key]
+
+    return value
 
 
 def converted_projector(pt_path):
@@ -513,10 +530,13 @@ def converted_projector(pt_path):
     return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"
 
 
-def external_adapter(model):
-    """A model's external adapter: its converted original projector, else the trained one."""
+def external_adapter(model, condition):
+    """A run's external adapter: the model's converted original projector, else the one
+    trained at the run condition's adapter variant (the configured one when unswept)."""
     projector = MODELS[model].get("projector")
-    return converted_projector(projector) if projector else adapter_checkpoint(model)
+    if projector:
+        return converted_projector(projector)
+    return adapter_checkpoint(model, sweeps.adapter_variant(condition))
 
 
 def adapter_model_input(wildcards):
@@ -583,7 +603,7 @@ def generate_inputs(wildcards):
         for i, path in enumerate(model_input(model_space(wildcards.model).model)):
             inputs[f"clap{i}"] = path
     if uses_external_adapter(wildcards.condition):
-        inputs["adapter"] = external_adapter(wildcards.model)
+        inputs["adapter"] = external_adapter(wildcards.model, wildcards.condition)
     for path in controlled_items(wildcards):
         inputs["match_angles"] = path
     if needs_alignment(wildcards):
@@ -618,6 +638,13 @@ def generate_args(wildcards):
         f"--negative-prompt {shell_quote(s['negative_prompt'])}",
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
+    subset = settings[
+        "prompt_subset"
+    ]  # sweeps.prompts: sweep points and their baselines
+    if subset:
+        args.append(
+            f"--prompt-subset {subset['n']} --prompt-subset-seed {subset['seed']}"
+        )
     if cond["type"] in ("prompt_aug", *STYLE_TYPES):
         args.append(clap_flags(model_space(wildcards.model)))
     if cond["type"] == "prompt_aug":
@@ -663,7 +690,9 @@ def generate_bank_flags(wildcards):
 def generate_adapter_flag(wildcards):
     if not uses_external_adapter(wildcards.condition):
         return ""
-    return f"--adapter-checkpoint {external_adapter(wildcards.model)}"
+    return (
+        f"--adapter-checkpoint {external_adapter(wildcards.model, wildcards.condition)}"
+    )
 
 
 # ----------------- sharded generate (models.<m>.sampling.prompt_shards, config/README.md)

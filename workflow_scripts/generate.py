@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_d("prompt_shard"),
         help="the shard (0-based) this job generates; every prompt is still planned",
     )
+    run.add_argument(
+        "--prompt-subset",
+        type=int,
+        default=_d("prompt_subset"),
+        help="generate a seeded draw of N prompts, keeping their item indices (sweeps.prompts)",
+    )
+    run.add_argument(
+        "--prompt-subset-seed",
+        type=int,
+        default=_d("prompt_subset_seed"),
+        help="seed of the --prompt-subset draw (one draw for every run that uses it)",
+    )
     bank = p.add_argument_group("prompt_aug / retrieval")
     bank.add_argument(
         *_f("--clap-model"), default=None, help=f"CLAP of the bank (default {ORIGINAL_CLAP})"

@@ -30,6 +30,8 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     out = snakemake(workdir, "-n").stdout
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    for name in cfg["sweeps"]["adapter"]["conditions"]:  # one point per adapter variant
+        expected_new += len(variants) * len(cfg["conditions"][name].get("models") or cfg["models"])
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     # 4 conditions + 2 controls on 3 models, style_only, guided on 3 models
     assert configured == 3 * 4 + 3 + 3 + 1 + 3
@@ -188,9 +190,22 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
     cfg = {**base, **yaml.safe_load((workdir / "config/sweeps.yaml").read_text())}
     points = run_points(cfg)
-    assert counts["generate"] == counts["evaluate"] == len(points) * len(cfg["seeds"])
-    # shared inputs are not swept: built once (one adapter per model, one bank and index)
-    assert counts["train_adapter"] == len(cfg["models"])
+    # one run per point and seed: generate, or generate_shard x K + gather_generate for a
+    # model with sampling.prompt_shards = K (config.yaml: 8)
+    runs = counts.get("generate", 0) + counts.get("gather_generate", 0)
+    assert runs == counts["evaluate"] == len(points) * len(cfg["seeds"])
+    # shared inputs are not swept: built once (one bank and index, the configured adapter
+    # of each model once, plus one per adapter variant of the `adapter` sweep)
+    adapter_grid = cfg["sweeps"]["adapter"]["product"]
+    trained = cfg["adapter_training"]
+    variants = {
+        (lr, hidden)
+        for lr in adapter_grid["adapter_lr"]
+        for hidden in adapter_grid["adapter_hidden"]
+        if (float(lr), hidden) != (float(trained["lr"]), trained["hidden"])
+    }
+    assert counts["train_adapter"] == len(cfg["models"]) * (1 + len(variants))
+    assert "--out-dir results/adapters/audioldm@lr=0.0001,hidden=512 " in out
     assert counts["build_bank"] == counts["build_index"] == counts["compare"] == 1
     grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
     n_grid = len(grid["alpha"]) * len(grid["guidance"])
@@ -204,9 +219,11 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     for m in cfg["models"]:  # prompt_aug, and prompt matched, at each guidance
         configured_guidance = cfg["models"][m]["sampling"]["guidance"] in grid["guidance"]
         expected_new += 2 * (len(grid["guidance"]) - configured_guidance)
+    for name in cfg["sweeps"]["adapter"]["conditions"]:  # one point per adapter variant
+        expected_new += len(variants) * len(cfg["conditions"][name].get("models") or cfg["models"])
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     assert len(points) == configured + expected_new
-    planned = {dict(w)["condition"] for r, w in jobs if r == "generate"}
+    planned = {dict(w)["condition"] for r, w in jobs if r in ("generate", "gather_generate")}
     assert {"prompt@guidance=2.6", "retrieval_random@guidance=3.4,alpha=0.12"} <= planned
     seed = cfg["seeds"][0]
     # a swept control matches the angles of the retrieval point at the same values
@@ -218,10 +235,10 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     )
     target = f"results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl"
     assert f"--match-angles {target}" in control
-    for rule in ("generate", "evaluate"):
+    for rule, shard in (("generate_shard", ", shard=0"), ("evaluate", "")):
         block = re.search(
             rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: model=audioldm, "
-            rf"condition=prompt@guidance=2\.6, seed={seed}\n    resources: (.*)$",
+            rf"condition=prompt@guidance=2\.6, seed={seed}{shard}\n    resources: (.*)$",
             out,
             re.M,
         )

@@ -20,19 +20,27 @@ from .helpers import copy_workflow, job, planned_jobs, run_points, snakemake
 
 DEMO = "config/demo.yaml"
 SWEEP = {"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"alpha": [0.01, 0.1]}}
+# two lrs, neither the demo's configured 1e-2: two adapter variants beside the configured one
+ADAPTER_SWEEP = {
+    "models": ["audioldm"],
+    "conditions": ["retrieval_external"],
+    "product": {"adapter_lr": ["1e-3", 0.003]},
+}
 _OUTPUT = re.compile(r"^\s+output: (.*)$")
 
 
 def _trimmed(cfg: dict) -> dict:
-    """Two models (one per pipeline family), the baseline and one retrieval condition."""
+    """Two models (one per pipeline family), the baseline, one retrieval condition and the
+    external-adapter one (its train_adapter jobs)."""
     cfg = copy.deepcopy(cfg)
     cfg["models"] = {k: cfg["models"][k] for k in ("audioldm", "audioldm2")}
-    cfg["conditions"] = {k: cfg["conditions"][k] for k in ("prompt", "retrieval_mlp")}
+    kept = ("prompt", "retrieval_mlp", "retrieval_external")
+    cfg["conditions"] = {k: cfg["conditions"][k] for k in kept}
     cfg["evaluation"]["primary_hypotheses"] = [
         h for h in cfg["evaluation"]["primary_hypotheses"] if h["condition"] == "retrieval_mlp"
     ]
     cfg["listening_test"].update(enabled=False, conditions=["prompt", "retrieval_mlp"])
-    cfg["sweeps"] = {"alpha": copy.deepcopy(SWEEP)}
+    cfg["sweeps"] = {"alpha": copy.deepcopy(SWEEP), "adapter": copy.deepcopy(ADAPTER_SWEEP)}
     return cfg
 
 
@@ -154,3 +162,77 @@ def test_a_guidance_sweep_plans_canonical_points_and_matched_baselines(done):
         line for line in out.splitlines() if "generate.py" in line and "prompt@guidance=4 " in line
     )
     assert "--guidance 4.0" in baseline_cmd and "--condition-type prompt " in baseline_cmd
+
+
+def test_an_adapter_sweep_trains_one_adapter_per_variant_and_the_unswept_once(done):
+    workdir, cfg = done
+    proc = snakemake(workdir, "-n", "-p", "--forceall")
+    jobs = planned_jobs(proc.stdout)
+    trains = [dict(w) for r, w in jobs if r == "train_adapter"]
+    # one job per (model, variant): the unswept adapters once each, one per swept lr
+    assert sorted((t["model"], t.get("variant", "")) for t in trains) == [
+        ("audioldm", ""),
+        ("audioldm", "@lr=0.001"),
+        ("audioldm", "@lr=0.003"),
+        ("audioldm2", ""),
+    ]
+    seeds = cfg["seeds"]
+    for lr in ("0.001", "0.003"):
+        point = f"retrieval_external@adapter_lr={lr}"
+        assert _point_jobs("audioldm", point, seeds) <= jobs
+        folder = f"adapters/audioldm@lr={lr}"
+        train = next(
+            line
+            for line in proc.stdout.splitlines()
+            if f"--out-dir {cfg['paths']['results']}/{folder} " in line
+        )
+        assert f"--lr {lr} " in train
+        generate = [
+            line
+            for line in proc.stdout.splitlines()
+            if "generate.py" in line and f"{point} " in line
+        ]
+        assert generate and all(f"{folder}/style_adapter.safetensors" in g for g in generate)
+    configured = [
+        line
+        for line in proc.stdout.splitlines()
+        if "generate.py" in line
+        and "--condition retrieval_external " in line
+        and "--model-key audioldm " in line
+    ]
+    assert configured and all("adapters/audioldm/style_adapter" in g for g in configured)
+
+
+def test_adding_an_adapter_value_plans_exactly_its_adapter_point_and_compare(done):
+    jobs, _ = _plan(done, lambda c: c["sweeps"]["adapter"]["product"]["adapter_lr"].append(0.03))
+    point = "retrieval_external@adapter_lr=0.03"
+    assert jobs == _point_jobs("audioldm", point, done[1]["seeds"]) | {
+        job("train_adapter", model="audioldm", variant="@lr=0.03"),
+        job("compare"),
+        job("all"),
+    }
+
+
+def test_a_prompt_subset_reaches_only_the_sweep_points_and_their_baselines(done):
+    def edit(c):
+        c["sweeps"].update(prompts=2, prompts_seed=1)
+
+    jobs, out = _plan(done, edit)
+    generated = {dict(w)["condition"] for r, w in jobs if r == "generate"}
+    # every sweep point becomes a subset run, with the subset baseline (prompt@prompts=2);
+    # the configured runs (and the adapters) are not replanned
+    assert generated == {
+        "retrieval_mlp@alpha=0.01,prompts=2",
+        "retrieval_mlp@alpha=0.1,prompts=2",
+        "retrieval_external@adapter_lr=0.001,prompts=2",
+        "retrieval_external@adapter_lr=0.003,prompts=2",
+        "prompt@prompts=2",
+    }
+    assert {dict(w)["model"] for r, w in jobs if r in ("generate", "evaluate")} == {"audioldm"}
+    assert "train_adapter" not in {r for r, _ in jobs}  # same adapters, same folders
+    commands = [line for line in out.splitlines() if "generate.py" in line]
+    assert len(commands) == len(generated)
+    assert all("--prompt-subset 2 --prompt-subset-seed 1 " in line for line in commands)
+    assert "adapters/audioldm@lr=0.003/style_adapter" in next(
+        line for line in commands if "adapter_lr=0.003,prompts=2 " in line
+    )

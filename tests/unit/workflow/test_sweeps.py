@@ -236,3 +236,128 @@ def test_matched_baseline_falls_back_to_the_configured_baseline():
         sweeps.matched_baseline("r@alpha=0.1", "prompt", ["prompt", "prompt@guidance=2.6"])
         == "prompt"
     )
+
+
+# ---------------------------------------------------------------- adapter knobs
+
+
+def test_adapter_knobs_name_the_run_and_the_adapter_folder_canonically():
+    lr0 = sweeps.canonical_value("adapter_lr", BASE["adapter_training"]["lr"])
+    assert lr0 == "0.0003"
+    assert {sweeps.canonical_value("adapter_lr", v) for v in (1e-5, "1e-05", "0.00001")} == {"1e-5"}
+    cfg = _config(
+        a={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_external"],
+            "product": {"adapter_hidden": ["2.56e2"], "adapter_lr": ["1e-3", 3e-4]},
+        }
+    )
+    swept = [p for p in sweeps.plan(cfg) if "sweep" in p.roles]
+    names = [p.condition for p in swept]
+    # knobs in KNOBS order (lr before hidden); the configured lr (3e-4) is left out
+    assert names == [
+        "retrieval_external@adapter_lr=0.001,adapter_hidden=256",
+        "retrieval_external@adapter_hidden=256",
+    ]
+    assert [sweeps.adapter_variant(n) for n in names] == ["@lr=0.001,hidden=256", "@hidden=256"]
+    assert sweeps.adapter_variant("retrieval_external") == ""
+    assert sweeps.adapter_variant("retrieval_mlp@alpha=0.1") == ""  # not an adapter knob
+    # an adapter sweep does not change the baseline: no adapter knob is a baseline knob
+    assert {p.baseline for p in swept} == {"prompt"}
+    trained = sweeps.adapter_training(BASE, "@lr=0.001,hidden=256")
+    assert trained == {**BASE["adapter_training"], "lr": 0.001, "hidden": 256}
+    assert sweeps.adapter_training(BASE, "") == BASE["adapter_training"]
+    eff = sweeps.effective(BASE, "audioldm", names[0])
+    assert (
+        eff["adapter"] == trained and eff["condition"] == BASE["conditions"]["retrieval_external"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "knob", "message"),
+    [
+        ("retrieval_mlp", "adapter_lr", "applies to 'adapter: external' style conditions"),
+        ("prompt", "adapter_hidden", "applies to 'adapter: external' style conditions"),
+        ("prompt_aug", "adapter_epochs", "applies to 'adapter: external' style conditions"),
+    ],
+)
+def test_adapter_knobs_are_refused_where_no_adapter_is_trained(condition, knob, message):
+    msgs = problems(_config(s={"conditions": [condition], "product": {knob: [2]}}), REPO)
+    assert len(msgs) == 1 and msgs[0].startswith("sweeps.s: ") and message in msgs[0], msgs
+    assert f"condition {condition}" in msgs[0]
+
+
+def test_adapter_knobs_are_refused_on_a_model_with_an_original_projector():
+    cfg = _config(
+        s={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_external"],
+            "product": {"adapter_lr": [1e-3]},
+        }
+    )
+    cfg["models"]["audioldm"]["projector"] = "weights/projector.pt"
+    msgs = problems(cfg, REPO)
+    assert len(msgs) == 1 and "models.audioldm.projector" in msgs[0], msgs
+    assert sweeps.adapter_training(BASE, "@lr=0.001")["lr"] == 0.001
+    with pytest.raises(sweeps.SweepError, match="unknown setting 'batch'"):
+        sweeps.adapter_training(BASE, "@batch=4")
+
+
+# ---------------------------------------------------------------- sweeps.prompts (subset)
+
+
+def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines():
+    cfg = _config(
+        ag={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_mlp"],
+            "product": {"alpha": [BASE["models"]["audioldm"]["retrieval"]["alpha"], 0.5]},
+        },
+        g={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"guidance": [2.6]}},
+        prompts=8,
+        prompts_seed=3,
+    )
+    pts = sweeps.plan(cfg)
+    configured = sweeps.plan(_config())
+    by_role = {
+        role: sorted(p.condition for p in pts if role in p.roles and p.model == "audioldm")
+        for role in ("sweep", "baseline")
+    }
+    # the configured alpha is a subset run too (every point of the curve on the same items)
+    assert by_role == {
+        "sweep": [
+            "retrieval_mlp@alpha=0.5,prompts=8",
+            "retrieval_mlp@guidance=2.6,prompts=8",
+            "retrieval_mlp@prompts=8",
+        ],
+        "baseline": ["prompt@guidance=2.6,prompts=8", "prompt@prompts=8"],
+    }
+    assert {p.baseline for p in pts if "sweep" in p.roles} == {
+        "prompt@prompts=8",
+        "prompt@guidance=2.6,prompts=8",
+    }
+    for p in pts:
+        subset = sweeps.effective(cfg, p.model, p.condition)["prompt_subset"]
+        if "configured" in p.roles:
+            assert subset is None, p  # configured runs are never subset
+        else:
+            assert subset == {"n": 8, "seed": 3}, p
+    assert [(p.model, p.condition) for p in pts if "configured" in p.roles] == [
+        (p.model, p.condition) for p in configured
+    ]
+    # the curves' settings are the swept knobs only; pairing finds the subset baseline
+    words = [sweeps.parse_sweep_word(w) for w in sweeps.sweep_words(pts)]
+    assert {tuple(w["settings"]) for w in words} == {("alpha",), ("guidance",)}
+    assert (
+        sweeps.matched_baseline(
+            "retrieval_mlp@alpha=0.5,prompts=8", "prompt", [p.condition for p in pts]
+        )
+        == "prompt@prompts=8"
+    )
+
+
+@pytest.mark.parametrize("n", [0, 2.5, "all", True])
+def test_a_bad_prompt_subset_is_refused_naming_the_key(n):
+    cfg = _config(s={"conditions": ["retrieval_mlp"], "product": {"alpha": [0.5]}}, prompts=n)
+    msgs = problems(cfg, REPO)
+    assert len(msgs) == 1 and msgs[0].startswith("sweeps.prompts:"), msgs

@@ -80,6 +80,8 @@ def check_shards(shards: list[dict]) -> None:
     k = len(shards)
     first = shards[0]["run_config"]
     n_prompts = int(first["n_prompts"])
+    drawn = first.get("prompt_subset")
+    subset = {int(i) for i in drawn["items"]} if drawn else None
     expected_start = 0
     for position, shard in enumerate(shards):
         rc, where = shard["run_config"], shard["dir"]
@@ -105,10 +107,13 @@ def check_shards(shards: list[dict]) -> None:
                 f"{where}: covers items [{start}, {stop}), expected to start at {expected_start}"
             )
         items = {int(r["item"]) for r in shard["rows"]}
-        if items != set(range(start, stop)):
+        expected = set(range(start, stop))
+        if subset is not None:  # sweeps.prompts: only the drawn items of the range
+            expected &= subset
+        if items != expected:
             raise ShardError(
-                f"{where}/items.jsonl: items {sorted(items - set(range(start, stop)))[:5]} "
-                f"outside, or {sorted(set(range(start, stop)) - items)[:5]} missing from, "
+                f"{where}/items.jsonl: items {sorted(items - expected)[:5]} "
+                f"outside, or {sorted(expected - items)[:5]} missing from, "
                 f"its range [{start}, {stop}); regenerate this shard"
             )
         expected_start = stop

@@ -118,6 +118,11 @@ class GenerateConfig:
     # (None: all of them, an unsharded run); see shard_ranges.
     prompt_shards: int = 1
     prompt_shard: int | None = None
+    # Subset (config sweeps.prompts, sweep points and their matched baselines only): this
+    # run generates a seeded draw of this many prompts, keeping their item indices, so
+    # runs with the same count and seed pair item by item (see prompt_subset).
+    prompt_subset: int | None = None
+    prompt_subset_seed: int = 0
     command: str = ""
 
     def condition_options(self) -> ConditionOptions:
@@ -178,6 +183,10 @@ def _check_numbers(cfg: GenerateConfig) -> None:
         (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
         (cfg.style_guidance >= 0, "--style-guidance must be >= 0"),
         (cfg.prompt_shards >= 1, f"--prompt-shards must be >= 1, got {cfg.prompt_shards}"),
+        (
+            cfg.prompt_subset is None or cfg.prompt_subset >= 1,
+            f"--prompt-subset must be >= 1 (prompts to draw), got {cfg.prompt_subset}",
+        ),
         (
             cfg.prompt_shard is None or 0 <= cfg.prompt_shard < cfg.prompt_shards,
             f"--prompt-shard must be in [0, --prompt-shards={cfg.prompt_shards}), "
@@ -1183,6 +1192,7 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=Non
         "prompts_file": str(cfg.prompts),
         "n_prompts": len(prompt_file.items),
         "shard": shard_info(cfg, len(prompt_file.items)),
+        "prompt_subset": subset_info(cfg, [it.item for it in prompt_file.items]),
         "paired_reference": paired_reference_summary(prompt_file),
         "blank_lines_skipped": prompt_file.blank_lines,
         "comment_lines": prompt_file.comment_lines,
@@ -1204,6 +1214,29 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=Non
         ),
         "determinism": determinism_settings(SEEDING),
         "config": asdict(cfg),
+    }
+
+
+def prompt_subset(items: list[int], n: int, seed: int) -> list[int]:
+    """The item indices of a seeded draw of ``n`` of ``items`` (all when ``n >= len``), in
+    item order. Depends only on the items, ``n`` and ``seed`` (not on the model, condition
+    or run seed), so a sweep point and its matched baseline draw the same prompts."""
+    ids = sorted(items)
+    if n >= len(ids):
+        return ids
+    chosen = np.random.default_rng(int(seed)).choice(len(ids), size=int(n), replace=False)
+    return sorted(ids[i] for i in chosen)
+
+
+def subset_info(cfg: GenerateConfig, items: list[int]) -> dict | None:
+    """The subset a run generated (None: every prompt)."""
+    if cfg.prompt_subset is None:
+        return None
+    return {
+        "n": cfg.prompt_subset,
+        "seed": cfg.prompt_subset_seed,
+        "of": len(items),
+        "items": prompt_subset(items, cfg.prompt_subset, cfg.prompt_subset_seed),
     }
 
 
@@ -1244,6 +1277,12 @@ def run_generation(cfg: GenerateConfig) -> Path:
             *found,
             len(prompt_file.items),
         )
+    if cfg.prompt_subset is not None:
+        # after planning every prompt (mismatched styles, control angles see the whole set)
+        # drawn from the whole file's items, so every shard keeps its part of one draw
+        keep = set(subset_info(cfg, [it.item for it in prompt_file.items])["items"])
+        plans = [p for p in plans if p.item in keep]
+        log.info("prompt subset: items %s (seed %d)", sorted(keep), cfg.prompt_subset_seed)
     attach_provenance(plans, res.retriever)
     out_dir = Path(cfg.out_dir)
     audio, unet = generate_audio(cfg, res, plans, timer)

@@ -28,7 +28,9 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int) -> list[dict]
     for p in points:
         settings = effective(config, p.model, p.condition)
         sampling = settings["sampling"]
-        clips = n_prompts * sampling["num_waveforms_per_prompt"] * seeds
+        subset = settings["prompt_subset"]  # sweeps.prompts: a subset run's count
+        prompts = min(n_prompts, subset["n"]) if subset else n_prompts
+        clips = prompts * sampling["num_waveforms_per_prompt"] * seeds
         denoise = sampling["steps"] * _rate(cost["generate_s_per_step"], p.model)
         if settings["condition"].get("style_guidance"):
             denoise *= STYLE_GUIDANCE_FACTOR

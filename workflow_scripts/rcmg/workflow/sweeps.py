@@ -50,7 +50,23 @@ KNOBS: dict[str, tuple[str, str]] = {
     "cond_mix_beta": ("retrieval", "unit"),
     "style_topk": ("retrieval", "int"),
     "style_temp": ("retrieval", "positive"),
+    # the trained style adapter (config adapter_training), for `adapter: external`
+    # conditions of models without a `projector`: the adapter variant is in the path
+    "adapter_lr": ("adapter", "positive"),
+    "adapter_hidden": ("adapter", "int"),
+    "adapter_epochs": ("adapter", "int"),
 }
+ADAPTER_KNOBS = tuple(k for k, (where, _) in KNOBS.items() if where == "adapter")
+ADAPTER_PREFIX = "adapter_"  # adapter_lr -> adapter_training.lr
+# ``sweeps.prompts: N``: sweep points and their matched baselines generate a seeded subset
+# of N prompts (``sweeps.prompts_seed``), keeping the items' indices. A subset run is a
+# different run from the full one, so its name ends in ``prompts=N`` (after the knobs):
+# every point of a curve, the configured values' too, and its baseline are on the same
+# items; configured runs are never subset. Not sweep names (reserved keys of ``sweeps``).
+SUBSET = "prompts"
+SUBSET_SEED = "prompts_seed"
+RESERVED = (SUBSET, SUBSET_SEED)
+NAME_KEYS = (*KNOBS, SUBSET)
 BASELINE_KNOBS = ("guidance", "steps", "scheduler")
 SCHEDULERS = ("ddim", "dpmpp", "pndm", "euler", "lms", "heun", "unipc")
 STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
@@ -111,7 +127,11 @@ def canonical_value(knob: str, value) -> str:
     if number == 0:
         return "0"
     text = format(number, ".10g")
-    return text.replace("e+", "e")
+    if "e" in text:  # 1e-05 -> 1e-5, 1e+20 -> 1e20: one spelling of the exponent
+        mantissa, exponent = text.split("e")
+        sign = "-" if exponent.startswith("-") else ""
+        text = f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
+    return text
 
 
 def typed_value(knob: str, canonical: str):
@@ -126,7 +146,7 @@ def typed_value(knob: str, canonical: str):
 
 def ordered(settings) -> tuple[tuple[str, str], ...]:
     settings = dict(settings)
-    return tuple((k, settings[k]) for k in KNOBS if k in settings)
+    return tuple((k, settings[k]) for k in NAME_KEYS if k in settings)
 
 
 def point_name(base: str, settings) -> str:
@@ -134,7 +154,7 @@ def point_name(base: str, settings) -> str:
     settings = dict(settings)
     if not settings:
         return base
-    parts = [f"{k}={settings[k]}" for k in KNOBS if k in settings]
+    parts = [f"{k}={settings[k]}" for k in NAME_KEYS if k in settings]
     return base + SEP + ",".join(parts)
 
 
@@ -204,6 +224,15 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
     pipeline = config["models"][model]["pipeline"]
     if KNOBS[knob][0] == "sampling":
         return None
+    if KNOBS[knob][0] == "adapter":
+        if ctype not in STYLE_TYPES or cond.get("adapter") != "external":
+            return f"{knob} applies to 'adapter: external' style conditions, not '{cond_name}'"
+        if config["models"][model].get("projector"):
+            return (
+                f"{knob} has no effect on {model}: it uses its converted projector "
+                f"(models.{model}.projector), not a trained adapter"
+            )
+        return None
     if knob in ("alpha", "style_topk", "style_temp") and ctype not in STYLE_TYPES:
         return f"{knob} applies to style conditions, not type '{ctype}'"
     if knob == "alpha" and "strength_deg" in cond:
@@ -262,7 +291,8 @@ def plan(config: dict) -> list[RunPoint]:
         for c in conditions:
             if m in condition_models(config, c):
                 add(RunPoint(model=m, condition=c, base=c))
-    for name, sweep in (config.get("sweeps") or {}).items():
+    subset = prompt_subset(config)
+    for name, sweep in sweep_defs(config).items():
         key = f"sweeps.{name}"
         grid = sweep_settings(name, sweep)
         conds = sweep.get("conditions") or []
@@ -294,6 +324,9 @@ def plan(config: dict) -> list[RunPoint]:
                         raise SweepError(f"{key}: {why} (condition {c}, model {m})")
                 for settings in grid:
                     matched = {k: v for k, v in settings.items() if k in BASELINE_KNOBS}
+                    if subset:
+                        settings = {**settings, SUBSET: subset}
+                        matched[SUBSET] = subset
                     has_baseline = baseline in conditions and m in condition_models(
                         config, baseline
                     )
@@ -303,7 +336,7 @@ def plan(config: dict) -> list[RunPoint]:
                             model=m,
                             condition=run_name(config, m, c, settings),
                             base=c,
-                            sweeps=((name, ordered(settings)),),
+                            sweeps=((name, ordered(_swept(settings))),),
                             baseline=base_point if c != baseline else None,
                             roles=("sweep",),
                         )
@@ -320,6 +353,29 @@ def plan(config: dict) -> list[RunPoint]:
     return list(points.values())
 
 
+def sweep_defs(config: dict) -> dict:
+    """The named sweeps of ``sweeps`` (its reserved keys, ``prompts``/``prompts_seed``, left out)."""
+    return {k: v for k, v in (config.get("sweeps") or {}).items() if k not in RESERVED}
+
+
+def prompt_subset(config: dict) -> str | None:
+    """``sweeps.prompts`` as a canonical count (None: sweep points use every prompt)."""
+    n = (config.get("sweeps") or {}).get(SUBSET)
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SweepError(f"sweeps.{SUBSET}: {n!r} is not a positive integer (prompts per point)")
+    return str(n)
+
+
+def subset_seed(config: dict) -> int:
+    return int((config.get("sweeps") or {}).get(SUBSET_SEED, 0))
+
+
+def _swept(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k in KNOBS}
+
+
 def configured_value(config: dict, model: str, cond_name: str, knob: str) -> str | None:
     """The canonical value ``knob`` has in the configured ``model`` x ``cond_name`` run
     (None when the condition does not set it: strength_deg, style_guidance)."""
@@ -327,6 +383,8 @@ def configured_value(config: dict, model: str, cond_name: str, knob: str) -> str
     where = KNOBS[knob][0]
     if knob == "alpha":
         value = cond.get("alpha", config["models"][model]["retrieval"]["alpha"])
+    elif where == "adapter":
+        value = config["adapter_training"][knob.removeprefix(ADAPTER_PREFIX)]
     elif where == "condition":
         value = cond.get(knob)
     else:
@@ -338,7 +396,9 @@ def run_name(config: dict, model: str, cond_name: str, settings: dict) -> str:
     """A point's run condition: the knobs whose value differs from the configured run's
     (a point equal to the configured run IS that run: one directory, one job)."""
     differ = {
-        k: v for k, v in settings.items() if configured_value(config, model, cond_name, k) != v
+        k: v
+        for k, v in settings.items()
+        if k == SUBSET or configured_value(config, model, cond_name, k) != v
     }
     return point_name(cond_name, differ)
 
@@ -384,10 +444,45 @@ def effective(config: dict, model: str, condition: str) -> dict:
         "sampling": dict(config["models"][model]["sampling"]),
         "retrieval": dict(config["models"][model]["retrieval"]),
         "condition": dict(config["conditions"][base]),
+        "adapter": dict(config["adapter_training"]),
+        # a subset run's prompt count and the seed of its draw (None: every prompt)
+        "prompt_subset": None,
     }
+    if SUBSET in settings:
+        settings = dict(settings)
+        out["prompt_subset"] = {"n": int(settings.pop(SUBSET)), "seed": subset_seed(config)}
     for knob, value in settings.items():
         where = KNOBS[knob][0]
-        out[where][knob] = typed_value(knob, value)
+        key = knob.removeprefix(ADAPTER_PREFIX) if where == "adapter" else knob
+        out[where][key] = typed_value(knob, value)
+    return out
+
+
+# ---------------------------------------------------------------- adapter variants
+
+
+def adapter_variant(condition: str) -> str:
+    """The adapter-variant part of a run condition's adapter folder:
+    ``@lr=0.001,hidden=64`` (adapter knobs without their prefix, in KNOBS order), or ``""``
+    for the configured adapter (``adapters/<model>/``, built once for every unswept run)."""
+    _, settings = parse_point(condition)
+    parts = [
+        f"{k.removeprefix(ADAPTER_PREFIX)}={settings[k]}" for k in ADAPTER_KNOBS if k in settings
+    ]
+    return SEP + ",".join(parts) if parts else ""
+
+
+def adapter_training(config: dict, variant: str) -> dict:
+    """``adapter_training`` with an adapter variant's values in place (train_adapter's
+    params): the inverse of :func:`adapter_variant`."""
+    out = dict(config["adapter_training"])
+    if variant:
+        for part in variant.removeprefix(SEP).split(","):
+            key, _, value = part.partition("=")
+            knob = ADAPTER_PREFIX + key
+            if knob not in ADAPTER_KNOBS:
+                raise SweepError(f"adapter variant '{variant}': unknown setting '{key}'")
+            out[key] = typed_value(knob, canonical_value(knob, value))
     return out
 
 
@@ -395,6 +490,6 @@ def matched_baseline(condition: str, baseline: str, available) -> str:
     """The run condition a point is compared with: the baseline at the point's values of
     BASELINE_KNOBS when that run is among ``available``, else ``baseline`` itself."""
     _, settings = parse_point(condition)
-    matched = {k: v for k, v in settings.items() if k in BASELINE_KNOBS}
+    matched = {k: v for k, v in settings.items() if k in (*BASELINE_KNOBS, SUBSET)}
     name = point_name(baseline, matched)
     return name if name in set(available) else baseline
