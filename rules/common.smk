@@ -587,11 +587,26 @@ def controlled_items(wildcards):
     return [f"{run_dir(wildcards.model, target, wildcards.seed)}/items.jsonl"]
 
 
+def n_candidates(wildcards):
+    """num_waveforms_per_prompt of this run (a sweep point's value where it sets one)."""
+    return run_settings(wildcards)["sampling"]["num_waveforms_per_prompt"]
+
+
+def ranks_with_bank_clap(wildcards):
+    """AudioLDM1 with candidates: ranked by the model's space CLAP (the bank CLAP by
+    default), loaded for every condition alike (it has no audio tower)."""
+    aldm1 = MODELS[wildcards.model]["pipeline"] == "audioldm1"
+    return aldm1 and n_candidates(wildcards) > 1
+
+
 def generate_inputs(wildcards):
     inputs = {"prompts": PROMPTS}
     model = MODELS[wildcards.model]
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
+    if ranks_with_bank_clap(wildcards) and not needs_bank(wildcards.condition):
+        for i, path in enumerate(model_input(model_space(wildcards.model).model)):
+            inputs[f"clap{i}"] = path
     if needs_bank(wildcards.condition):
         files = space_files(model_space_name(wildcards.model))
         inputs.update(
@@ -638,15 +653,16 @@ def generate_args(wildcards):
         f"--negative-prompt {shell_quote(s['negative_prompt'])}",
         f"--num-waveforms-per-prompt {s['num_waveforms_per_prompt']}",
     ]
-    subset = settings[
-        "prompt_subset"
-    ]  # sweeps.prompts: sweep points and their baselines
+    # sweeps.prompts: sweep points and their baselines
+    subset = settings["prompt_subset"]
     if subset:
         args.append(
             f"--prompt-subset {subset['n']} --prompt-subset-seed {subset['seed']}"
         )
-    if cond["type"] in ("prompt_aug", *STYLE_TYPES):
+    if cond["type"] in ("prompt_aug", *STYLE_TYPES) or ranks_with_bank_clap(wildcards):
         args.append(clap_flags(model_space(wildcards.model)))
+    if s["num_waveforms_per_prompt"] > 1:  # flagged when the ranking CLAP is the judge
+        args.append(f"--judge-clap {shell_quote(JUDGE_REF)}")
     if cond["type"] == "prompt_aug":
         args += [
             f"--aug-topk {cond.get('topk', 4)}",

@@ -32,6 +32,7 @@ import argparse
 import logging
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -205,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-stats", default=DEFAULT_REFERENCE_STATS, help="ref_stats.npz for FAD/KAD"
     )
     ev.add_argument("--eval-clap-model", default=None, help="judge CLAP (default: --clap-model)")
+    run.add_argument(
+        "--judge-clap",
+        default=None,
+        help="the evaluation judge's CLAP (evaluation.clap.model; default --eval-clap-model): "
+        "candidates ranked by it are flagged in run_config.ranking",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG shows tracebacks")
     return p
 
@@ -233,6 +240,10 @@ def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateCo
     if values["condition_type"] in ("prompt_aug", *STYLE_TYPES):
         values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
         values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(values["bank"])
+    if values["pipeline"] == "audioldm1" and values["num_waveforms_per_prompt"] > 1:
+        # candidates ranked by the CLAP AudioLDM1's text tower comes from (no audio tower)
+        values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
+    values["judge_clap"] = values["judge_clap"] or args.eval_clap_model
     return GenerateConfig(**values, command=shlex.join(command))
 
 
@@ -243,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, command)
         wants_eval = any(getattr(args, name) for name in EVAL_FLAGS)
         judge = args.eval_clap_model or cfg.clap_model or ORIGINAL_CLAP
+        if wants_eval and not cfg.judge_clap:
+            cfg = replace(cfg, judge_clap=judge)
         if wants_eval:
             check_evaluation_inputs(args.reference_stats)
         out = run_generation(cfg)

@@ -301,3 +301,24 @@ def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir)
         ]
         assert commands and all(f"--bank {bank}" in c for c in commands)
         assert all("--style-space aldm2_clap" in c for c in commands)
+
+
+def test_candidates_are_ranked_by_the_bank_clap_on_audioldm1_in_every_condition(workdir):
+    """num_waveforms_per_prompt > 1: AudioLDM1's generate jobs get the bank CLAP (and its
+    weights as inputs) in the prompt condition too; every family is told the judge."""
+
+    def candidates(cfg):
+        for model in ("audioldm", "audioldm2"):
+            cfg["models"][model]["sampling"]["num_waveforms_per_prompt"] = 2
+
+    config = _edit(workdir, candidates)
+    out = snakemake(workdir, "-n", "-p", "--configfile", config).stdout
+    generate = [line for line in out.splitlines() if "generate.py" in line]
+    aldm1 = [c for c in generate if "--model-key audioldm " in c]
+    assert any("--condition prompt " in c for c in aldm1)
+    assert all("--clap-model laion/clap-htsat-unfused" in c for c in aldm1)
+    for model in ("audioldm", "audioldm2"):
+        commands = [c for c in generate if f"--model-key {model} " in c]
+        assert commands and all("--judge-clap laion/larger_clap_music" in c for c in commands)
+    music = [c for c in generate if "--model-key audioldm2-music " in c]
+    assert music and not any("--judge-clap" in c for c in music)  # one waveform: no ranking

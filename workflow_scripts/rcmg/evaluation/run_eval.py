@@ -104,6 +104,7 @@ COPY_COLUMNS = [
 CSV_COLUMNS = [
     "item",
     "waveform_index",
+    "rank",  # num_waveforms_per_prompt > 1: rank within the prompt's candidates (0 = best)
     "wav",
     "status",
     "skip_reason",
@@ -245,7 +246,7 @@ def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[di
     by_key = {(r["item"], r.get("waveform_index", 0)): i for i, r in enumerate(ok_rows)}
     rows = []
     for entry in items:
-        row = {key: entry.get(key) for key in ("item", "waveform_index", "wav", "status")}
+        row = {key: entry.get(key) for key in ("item", "waveform_index", "rank", "wav", "status")}
         row.update(prompt=entry.get("prompt"), prompt_used=entry.get("prompt_used"))
         row.update(skip_reason=entry.get("skip_reason") or "", style_row=entry.get("style_row"))
         index = by_key.get((entry["item"], entry.get("waveform_index", 0)))
@@ -503,6 +504,9 @@ def evaluate_run(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
     )
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
+    from rcmg.evaluation.ranking import ranking_effect
+
+    summary["ranking_effect"] = ranking_effect(rows, items, options.n_boot, options.seed)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
     used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)

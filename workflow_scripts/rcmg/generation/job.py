@@ -91,6 +91,9 @@ class GenerateConfig:
     # name and the records of the jobs that embedded it (their weight fingerprints)
     clap_subfolder: str = ""
     clap_revision: str | None = None
+    # The evaluation judge's CLAP (evaluation.clap.model): only to warn when candidates
+    # are ranked by the judge itself (ranking by the judge inflates its scores).
+    judge_clap: str | None = None
     style_space: str | None = None
     space_records: list[str] = field(default_factory=list)
     bank: str | None = None
@@ -136,6 +139,12 @@ class GenerateConfig:
     @property
     def uses_style(self) -> bool:
         return self.condition_type in STYLE_TYPES
+
+    @property
+    def ranks_with_bank_clap(self) -> bool:
+        """AudioLDM1 with candidates: ranked by the bank CLAP (it has no audio tower), in
+        every condition alike (the prompt condition included)."""
+        return self.num_waveforms_per_prompt > 1 and self.pipeline == "audioldm1"
 
 
 @dataclass
@@ -197,6 +206,14 @@ def _check_numbers(cfg: GenerateConfig) -> None:
             "--prompt-shards > 1 needs --prompt-shard (which shard this job generates)",
         ),
     ]
+    if cfg.ranks_with_bank_clap:
+        checks.append(
+            (
+                bool(cfg.clap_model),
+                "AudioLDM1 with --num-waveforms-per-prompt > 1 ranks its candidates by "
+                "--clap-model (it has no audio tower): pass the bank CLAP",
+            )
+        )
     if cfg.style_guidance:
         checks += [
             (
@@ -345,6 +362,16 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
             raise OptionError(
                 f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
             )
+    if cfg.ranks_with_bank_clap and res.clap is None:
+        from rcmg.models.clap import ClapEmbedder
+
+        res.clap = ClapEmbedder(
+            cfg.clap_model,
+            device=loaded.device,
+            dtype="float32",
+            subfolder=cfg.clap_subfolder,
+            revision=cfg.clap_revision,
+        )
     if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
@@ -918,6 +945,10 @@ def generate_audio(
             if cfg.num_waveforms_per_prompt > 1 and cfg.pipeline == "audioldm2":
                 for i, plan in enumerate(batch):
                     plan.rank_scores = own_clap_scores(res.loaded.pipe, plan.prompt_used, clips[i])
+            elif cfg.ranks_with_bank_clap:
+                rate = int(res.loaded.pipe.vocoder.config.sampling_rate)
+                for i, plan in enumerate(batch):
+                    plan.rank_scores = embedder_scores(res.clap, plan.prompt_used, clips[i], rate)
         from rcmg.generation.style_guidance import unet_slots_per_step
 
         unet = {
@@ -931,8 +962,73 @@ def generate_audio(
 
 RANKED_BY = {
     "audioldm2": "the model's own CLAP (AudioLDM2Pipeline.text_encoder, HTSAT-base), not the evaluation judge",
-    "audioldm1": None,  # no audio tower in the checkpoint: candidates are not ranked
+    # AudioLDM1's text_encoder is ClapTextModelWithProjection, "specifically the
+    # laion/clap-htsat-unfused variant" (diffusers AudioLDMPipeline docstring): no audio
+    # tower, so the bank CLAP (clap.model, that model in config.yaml) scores the audio.
+    "audioldm1": "the bank CLAP (--clap-model; AudioLDM1 has no audio tower)",
 }
+RANKING_SCOPE = "within prompt"
+
+
+def embedder_scores(embedder, text: str, clips: np.ndarray, sample_rate: int) -> list[float]:
+    """Cosine of each of one prompt's candidates ``[n, T]`` (at ``sample_rate``) with that
+    prompt, by a :class:`ClapEmbedder` (the bank CLAP for AudioLDM1): the clips are
+    resampled to the embedder's rate (48 kHz for CLAP), as ``own_clap_scores`` does."""
+    from rcmg.data.audio_io import resample
+
+    rate = int(embedder.sampling_rate)
+    waves = [resample(np.asarray(c, np.float32), sample_rate, rate) for c in clips]
+    audio = embedder.embed_audio(np.stack(waves))
+    words = embedder.embed_text([text])
+    return [float(x) for x in audio @ words[0]]
+
+
+def _model_key(ref: str | None) -> str | None:
+    """A model id/path compared as the same model: revision dropped, folders resolved."""
+    if not ref:
+        return None
+    from rcmg.models.hf_loading import split_revision
+
+    name = str(split_revision(str(ref))[0]).rstrip("/")
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def ranking_record(cfg: GenerateConfig) -> dict | None:
+    """Which CLAP ranked the candidates (``run_config.ranking``); None for one waveform.
+
+    ``warning`` is set when that CLAP is the evaluation judge's model (same id/path):
+    ranking by the judge inflates the judge's own scores of the ranked candidates.
+    """
+    if cfg.num_waveforms_per_prompt <= 1:
+        return None
+    from rcmg.models.fingerprint import clap_space_fingerprint
+
+    if cfg.pipeline == "audioldm2":
+        model, sub, rev = cfg.model_id, "text_encoder", None
+    else:
+        model, sub, rev = cfg.clap_model, cfg.clap_subfolder, cfg.clap_revision
+    clap = f"{model}/{sub}" if sub else str(model)
+    fingerprint = clap_space_fingerprint(model, sub, rev)
+    same = bool(cfg.judge_clap) and _model_key(model) == _model_key(cfg.judge_clap)
+    return {
+        "clap": clap,
+        "revision": rev,
+        "fingerprint": fingerprint["sha256"],
+        "fingerprint_reason": fingerprint["reason"],
+        "by": RANKED_BY[cfg.pipeline],
+        "scope": RANKING_SCOPE,
+        "text": "prompt_used (the text the model was conditioned on)",
+        "score": "cosine of the candidate's CLAP audio embedding with the text's",
+        "judge": cfg.judge_clap,
+        "warning": (
+            f"candidates ranked by the evaluation judge's CLAP ({cfg.judge_clap}): ranking by "
+            "the judge inflates its scores of the ranked candidates; set clap.model (the "
+            "ranking CLAP) and evaluation.clap.model to different models"
+        )
+        if same
+        else None,
+    }
 
 
 def own_clap_scores(pipe, text: str, clips: np.ndarray) -> list[float]:
@@ -1116,9 +1212,7 @@ def _run_params(cfg: GenerateConfig, loaded) -> dict:
         "blend": cfg.blend,
         "alpha": cfg.alpha,
         "style_guidance": cfg.style_guidance,
-        "candidate_ranking": (RANKED_BY[cfg.pipeline] or "none: AudioLDM1 has no audio tower")
-        if cfg.num_waveforms_per_prompt > 1
-        else None,
+        "candidate_ranking": RANKED_BY[cfg.pipeline] if cfg.num_waveforms_per_prompt > 1 else None,
         "device": loaded.device,
         "seeding": "per item: torch.Generator('cpu').manual_seed(seed + item)",
         "sample_rate": int(loaded.pipe.vocoder.config.sampling_rate),
@@ -1189,6 +1283,7 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=Non
         "style_space": space,
         "seed": cfg.seed,
         "params": _run_params(cfg, loaded),
+        "ranking": ranking_record(cfg),
         "prompts_file": str(cfg.prompts),
         "n_prompts": len(prompt_file.items),
         "shard": shard_info(cfg, len(prompt_file.items)),
