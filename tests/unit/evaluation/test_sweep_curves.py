@@ -167,6 +167,10 @@ def test_compare_writes_one_row_per_point_curves_and_best(swept):
     assert page.count('class="sweep-curve"') == len(sweep_curves.CURVE_METRICS)
     assert page.count('class="sweep-tradeoff"') == 1
     assert "alpha=0.5" not in page  # a folder on disk that the plan does not name
+    # the listening grid compares configured conditions only (sweep points: their section)
+    grid = page.split('id="grid-box"', 1)[1].split("</table>", 1)[0]
+    header = grid.split('<th class="prompt-col">prompt</th>', 1)[1].split("</tr>", 1)[0]
+    assert "<th>prompt</th>" in header and "@" not in header
 
 
 def test_sweep_words_round_trip_through_the_plan_format():

@@ -638,7 +638,13 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "footnotes": footnotes,
             "key_metrics": overview.KEY_METRICS,
             "scatter": overview.tradeoff_svg(records),
-            "grid": overview.listening_grid(runs, out_dir, options.baseline_condition, item_key),
+            # the grid compares the configured conditions; sweep points have their section
+            "grid": overview.listening_grid(
+                [r for r in runs if SEP not in str(r["config"].get("condition"))],
+                out_dir,
+                options.baseline_condition,
+                item_key,
+            ),
             "any_non_commercial": bool(nc_groups),
             "listening": listening,
             "sweeps": sweeps,
