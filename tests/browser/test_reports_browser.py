@@ -329,9 +329,10 @@ def test_demo_comparison_page_fits_1366_and_plays_a_grid_cell(browser, demo_work
     assert sizes["scroll"] <= sizes["client"], sizes
     played = browser.execute_async_script(PLAY_JS)
     assert played.get("error") is None and played["time"] > 0, played
-    n_runs = len(cfg["seeds"]) * sum(
-        len(cond.get("models", cfg["models"])) for cond in cfg["conditions"].values()
-    )
+    from tests.workflow.helpers import run_points
+
+    # one point per run: every configured model x condition and every sweep point
+    n_runs = len(cfg["seeds"]) * len(run_points(cfg))
     points = browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.pt")
     assert 0 < len(points) <= n_runs
     for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
