@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rcmg.models.device import DTYPE_ALIASES, DTYPES  # noqa: E402
-from rcmg.models.shard_embedding import EmbedOptions, embed_shard  # noqa: E402
+from rcmg.models.shard_embedding import EmbedOptions, add_embed_arguments, embed_shard  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 from rcmg.workflow.atomic import write_json  # noqa: E402
 
@@ -28,18 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__)
     parser.add_argument("--segments-dir", required=True, type=Path, help="shard directory")
     parser.add_argument("--model", required=True, help="CLAP hub id or local folder")
-    parser.add_argument(
-        "--batch", type=int, default=cli.default(EmbedOptions, "batch"), help="clips per forward"
-    )
-    parser.add_argument(
-        "--device", default=cli.default(EmbedOptions, "device"), help="auto, cpu, cuda, cuda:N"
-    )
-    parser.add_argument(
-        "--dtype",
-        default=cli.default(EmbedOptions, "dtype"),
-        choices=(*DTYPES, *DTYPE_ALIASES),
-        help="fp16 falls back to fp32 off CUDA; the dtype used is recorded in --stats",
-    )
+    add_embed_arguments(parser, recorded_in="--stats")
     parser.add_argument("--out", required=True, type=Path, help="embeddings .npy to write")
     parser.add_argument("--stats", required=True, type=Path, help="timings .json to write")
     return parser

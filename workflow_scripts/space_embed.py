@@ -25,8 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rcmg.bank.space_embedding import embed_bank_items  # noqa: E402
-from rcmg.models.device import DTYPE_ALIASES, DTYPES  # noqa: E402
-from rcmg.models.shard_embedding import EmbedOptions  # noqa: E402
+from rcmg.models.shard_embedding import EmbedOptions, add_embed_arguments  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 from rcmg.workflow.atomic import write_json  # noqa: E402
 
@@ -45,18 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ClapModel subfolder of a pipeline (AudioLDM2: text_encoder)",
     )
     parser.add_argument("--revision", default=None, help="hub revision of --model")
-    parser.add_argument(
-        "--batch", type=int, default=cli.default(EmbedOptions, "batch"), help="clips per forward"
-    )
-    parser.add_argument(
-        "--device", default=cli.default(EmbedOptions, "device"), help="auto, cpu, cuda, cuda:N"
-    )
-    parser.add_argument(
-        "--dtype",
-        default=cli.default(EmbedOptions, "dtype"),
-        choices=(*DTYPES, *DTYPE_ALIASES),
-        help="fp16 falls back to fp32 off CUDA; the dtype used is recorded in --record",
-    )
+    add_embed_arguments(parser, recorded_in="--record")
     parser.add_argument("--out", required=True, type=Path, help="embeddings .npy to write")
     parser.add_argument("--record", required=True, type=Path, help="space record .json")
     return parser

@@ -39,6 +39,27 @@ class EmbedOptions:
     revision: str | None = None
 
 
+def add_embed_arguments(parser, recorded_in: str) -> None:
+    """The forward options every embedding CLI takes (--batch, --device, --dtype), with
+    defaults from :class:`EmbedOptions`; ``recorded_in`` names the flag of the output
+    that records the dtype actually used."""
+    from rcmg.models.device import DTYPE_ALIASES, DTYPES
+    from rcmg.workflow import cli
+
+    parser.add_argument(
+        "--batch", type=int, default=cli.default(EmbedOptions, "batch"), help="clips per forward"
+    )
+    parser.add_argument(
+        "--device", default=cli.default(EmbedOptions, "device"), help="auto, cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--dtype",
+        default=cli.default(EmbedOptions, "dtype"),
+        choices=(*DTYPES, *DTYPE_ALIASES),
+        help=f"fp16 falls back to fp32 off CUDA; the dtype used is recorded in {recorded_in}",
+    )
+
+
 def open_shard(segments_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The memory-mapped audio and, per output row, the audio row it embeds."""
     import pandas as pd
