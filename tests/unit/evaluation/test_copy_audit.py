@@ -154,3 +154,52 @@ def test_evaluate_fills_the_copy_columns_for_every_clip_and_flags_a_planted_copy
     assert audit["n_audited"] == 4 and audit["n_flagged"] == 1 == summary["copy_audit"]["n_flagged"]
     html = (run_dir / "report.html").read_text()
     assert 'id="copy-audit" class="check"' in html and "1 of 4 output(s)" in html
+
+
+def _patch_best_direct(patch, ref, max_shift):
+    """The definition: every F x P window of ``ref`` materialised, centred and correlated
+    with the patch, per bin shift (the implementation before the FFT form)."""
+    f, p = patch.shape
+    if ref.shape[1] < p:
+        ref = np.pad(ref, ((0, 0), (0, p - ref.shape[1])), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(ref, p, axis=1)  # (F, L, P)
+    best = -1.0
+    for shift in range(-max_shift, max_shift + 1):
+        if shift >= 0:
+            a, w = patch[shift:], windows[: f - shift] if shift else windows
+        else:
+            a, w = patch[:shift], windows[-shift:]
+        a = a - a.mean()
+        na = np.linalg.norm(a)
+        if na == 0:
+            continue
+        w = w - w.mean(axis=(0, 2), keepdims=True)
+        num = np.einsum("fp,flp->l", a, w)
+        den = na * np.sqrt(np.einsum("flp,flp->l", w, w))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(den > 0, num / den, -1.0)
+        best = max(best, float(np.max(r)))
+    return best
+
+
+@pytest.mark.parametrize("case", ["melody", "shifted_copy", "noise", "short_ref", "silent_tail"])
+def test_fft_patch_match_equals_the_direct_sliding_window_correlation(bank, case):
+    rng = np.random.default_rng(3)
+    options = copy_audit.CopyOptions()
+    x = {
+        "melody": melody(50),
+        "shifted_copy": copy_audit.pitch_time_shift(bank[0], -2, 0.7, SR),
+        "noise": (0.1 * rng.standard_normal(10 * SR)).astype(np.float32),
+        "short_ref": melody(51),
+        "silent_tail": np.concatenate([melody(52, 6.0), np.zeros(4 * SR, np.float32)]),
+    }[case]
+    ref = bank[0][: int(1.2 * SR)] if case == "short_ref" else bank[0]
+    fx, _ = copy_audit.log_freq_spectrogram(x, SR)
+    fr, _ = copy_audit.log_freq_spectrogram(ref, SR)
+    p = round(options.patch_s / copy_audit.HOP_S)
+    for start in range(0, fx.shape[1] - p + 1, p):
+        patch = fx[:, start : start + p]
+        direct = _patch_best_direct(patch, fr, options.max_semitones)
+        assert copy_audit._patch_best(patch, fr, options.max_semitones) == pytest.approx(
+            direct, abs=1e-9
+        ), (case, start)
