@@ -22,7 +22,6 @@ from rcmg.workflow.kinds import (  # noqa: E402
 from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.workflow import plan_cost, sweeps  # noqa: E402
-from rcmg.generation.prompts import read_prompt_file  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -103,10 +102,12 @@ POINTS = {(p.model, p.condition): p for p in PLAN}
 RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
 
 # Cost before running (config `cost`): the planning process prints clips and estimated
-# hours per rule; jobs (remote, or spawned by a group) do not.
-if workflow.is_main_process:
+# hours per rule for the prompt set the runs read (PROMPTS); jobs (remote, or spawned by a
+# group) and non-planning commands (--lint, --list-rules, ...) do not.
+if plan_cost.announces(workflow.is_main_process, sys.argv):
+    _PROMPT_COUNT = plan_cost.prompt_count(config, PROMPTS)
     print(
-        plan_cost.table(config, PLAN, len(read_prompt_file(config["prompts"]).items)),
+        plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
         file=sys.stderr,
     )
 
