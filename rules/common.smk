@@ -132,7 +132,11 @@ def cli(step):
 
 
 def code(step):
-    """Content hash of a step's CLI and its local imports: a param, so code edits rerun it."""
+    """Content hash of a step's CLI and its local imports: a param, so code edits rerun it.
+
+    Every CLI a rule runs passes it (tests/unit/workflow/test_rule_code_hashes.py) but the
+    CUDA guard (check_cuda.py before a GPU rule's step): it decides whether a job starts,
+    never what the job writes, so editing it must not rerun every GPU job."""
     return step_code_hash(SCRIPTS / f"{step}.py")
 
 
@@ -816,7 +820,7 @@ def sweep_selection_args():
 
 
 # ----------------------------------------------------------------- listening test
-LISTENING = config.get("listening_test", {"enabled": False})
+LISTENING = config["listening_test"]  # every key in config/config.yaml (schema: required)
 LISTEN = {
     "page": f"{R}/listening/test",
     "key": f"{R}/listening/key.json",
@@ -827,9 +831,9 @@ LISTEN = {
 def listening_runs():
     """Run folders the blind test draws from (listening_test.models / conditions: empty =
     all; seeds: empty = the first configured seed)."""
-    models = LISTENING.get("models") or list(MODELS)
-    seeds = LISTENING.get("seeds") or list(SEEDS)[:1]
-    conditions = LISTENING.get("conditions") or list(CONDITIONS)
+    models = LISTENING["models"] or list(MODELS)
+    seeds = LISTENING["seeds"] or list(SEEDS)[:1]
+    conditions = LISTENING["conditions"] or list(CONDITIONS)
     for key, chosen, known in (
         ("models", models, MODELS),
         ("seeds", seeds, SEEDS),
@@ -856,11 +860,11 @@ def listening_answers(wildcards):
 
 
 def listening_input():
-    return {"listening": LISTEN["prefs"]} if LISTENING.get("enabled") else {}
+    return {"listening": LISTEN["prefs"]} if LISTENING["enabled"] else {}
 
 
 def listening_flag():
-    return f"--listening {LISTEN['prefs']}" if LISTENING.get("enabled") else ""
+    return f"--listening {LISTEN['prefs']}" if LISTENING["enabled"] else ""
 
 
 # the spaces other than the bank's that some model's bank condition uses (embedded once each)
