@@ -820,7 +820,8 @@ def sweep_selection_args():
 
 
 # ----------------------------------------------------------------- listening test
-LISTENING = config["listening_test"]  # every key in config/config.yaml (schema: required)
+# every key has its value in config/config.yaml (the schema requires them all)
+LISTENING = config["listening_test"]
 LISTEN = {
     "page": f"{R}/listening/test",
     "key": f"{R}/listening/key.json",
