@@ -192,3 +192,15 @@ def test_sweep_subset_points_count_the_prompts_their_draw_generates():
 )
 def test_only_planning_invocations_of_the_main_process_print(main, argv, prints):
     assert plan_cost.announces(main, argv) is prints
+
+
+def test_benchmark_settings_are_the_importers_selection_with_its_defaults():
+    """The count uses read_benchmark's selection parameters, each a benchmark_prompts key
+    of the schema, with import_prompts' defaults where the config leaves one out."""
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text(encoding="utf-8"))
+    keys = schema["properties"]["benchmark_prompts"]["properties"]
+    bench = {"benchmark": "musiccaps", "csv": "x.csv"}
+    assert plan_cost.benchmark_settings(bench) == {"subset": "all", "max_count": None, "seed": 0}
+    assert set(plan_cost.benchmark_settings(bench)) <= set(keys)
+    given = {**bench, "subset": "balanced", "max_count": 9, "seed": 4}
+    assert plan_cost.benchmark_settings(given) == {"subset": "balanced", "max_count": 9, "seed": 4}

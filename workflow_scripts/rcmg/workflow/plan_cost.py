@@ -23,6 +23,7 @@ from pathlib import Path
 from rcmg.workflow.sweeps import RunPoint, effective
 
 STYLE_GUIDANCE_FACTOR = 1.5  # UNet passes per step: 3 with style guidance vs 2 (CFG)
+RULES = ("generate", "evaluate")  # the rows of the table
 # Snakemake 9 command-line flags that parse the Snakefile but plan and run nothing
 NOT_PLANNING = (
     "--lint",
@@ -91,12 +92,15 @@ def prompt_count(config: dict, prompts: str | Path) -> PromptCount:
 
 
 def benchmark_settings(bench: dict) -> dict:
-    """``subset``/``max_count``/``seed`` as import_prompts reads them (config values where
-    given, else its defaults: rules/common.smk passes only the keys given)."""
-    from rcmg.generation.benchmark_prompts import import_benchmark
+    """The settings :func:`read_benchmark` selects prompts by (``subset``, ``max_count``,
+    ``seed``: its parameters after the CSV) as import_prompts gets them: the config value
+    where given, else the importer's default (rules/common.smk passes only keys given)."""
+    import inspect
+
+    from rcmg.generation.benchmark_prompts import import_benchmark, read_benchmark
     from rcmg.workflow.cli import default
 
-    keys = ("subset", "max_count", "seed")
+    keys = list(inspect.signature(read_benchmark).parameters)[2:]  # after kind, csv_path
     return {k: bench[k] if bench.get(k) is not None else default(import_benchmark, k) for k in keys}
 
 
@@ -117,13 +121,14 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> lis
     unknown prompt count): clips and hours are None, jobs are still counted."""
     cost = config["cost"]
     seeds = len(config["seeds"])
+    jobs = len(points) * seeds
+    if n_prompts is None:
+        return [{"rule": r, "jobs": jobs, "clips": None, "hours": None} for r in RULES]
     gen_clips = gen_s = 0.0
     for p in points:
         settings = effective(config, p.model, p.condition)
         sampling = settings["sampling"]
         subset = settings["prompt_subset"]  # sweeps.prompts: a subset run's count
-        if n_prompts is None:
-            continue
         prompts = min(n_prompts, subset["n"]) if subset else n_prompts
         clips = prompts * sampling["num_waveforms_per_prompt"] * seeds
         denoise = sampling["steps"] * _rate(cost["generate_s_per_step"], p.model)
@@ -132,22 +137,9 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> lis
         gen_clips += clips
         gen_s += clips * (_rate(cost["generate_fixed_s"], p.model) + denoise)
     eval_s = gen_clips * float(cost["evaluate_s_per_clip"])
-    jobs = len(points) * seeds
-    known = n_prompts is not None
-    clips = int(gen_clips) if known else None
     return [
-        {
-            "rule": "generate",
-            "jobs": jobs,
-            "clips": clips,
-            "hours": gen_s / 3600 if known else None,
-        },
-        {
-            "rule": "evaluate",
-            "jobs": jobs,
-            "clips": clips,
-            "hours": eval_s / 3600 if known else None,
-        },
+        {"rule": "generate", "jobs": jobs, "clips": int(gen_clips), "hours": gen_s / 3600},
+        {"rule": "evaluate", "jobs": jobs, "clips": int(gen_clips), "hours": eval_s / 3600},
     ]
 
 
