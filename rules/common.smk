@@ -22,7 +22,6 @@ from rcmg.workflow.kinds import (  # noqa: E402
 from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.workflow import plan_cost, sweeps  # noqa: E402
-from rcmg.generation.prompts import read_prompt_file  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -103,10 +102,12 @@ POINTS = {(p.model, p.condition): p for p in PLAN}
 RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
 
 # Cost before running (config `cost`): the planning process prints clips and estimated
-# hours per rule; jobs (remote, or spawned by a group) do not.
-if workflow.is_main_process:
+# hours per rule for the prompt set the runs read (PROMPTS); jobs (remote, or spawned by a
+# group) and non-planning commands (--lint, --list-rules, ...) do not.
+if plan_cost.announces(workflow.is_main_process, sys.argv):
+    _PROMPT_COUNT = plan_cost.prompt_count(config, PROMPTS)
     print(
-        plan_cost.table(config, PLAN, len(read_prompt_file(config["prompts"]).items)),
+        plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
         file=sys.stderr,
     )
 
@@ -131,7 +132,11 @@ def cli(step):
 
 
 def code(step):
-    """Content hash of a step's CLI and its local imports: a param, so code edits rerun it."""
+    """Content hash of a step's CLI and its local imports: a param, so code edits rerun it.
+
+    Every CLI a rule runs passes it (tests/unit/workflow/test_rule_code_hashes.py) but the
+    CUDA guard (check_cuda.py before a GPU rule's step): it decides whether a job starts,
+    never what the job writes, so editing it must not rerun every GPU job."""
     return step_code_hash(SCRIPTS / f"{step}.py")
 
 
@@ -815,7 +820,8 @@ def sweep_selection_args():
 
 
 # ----------------------------------------------------------------- listening test
-LISTENING = config.get("listening_test", {"enabled": False})
+# every key has its value in config/config.yaml (the schema requires them all)
+LISTENING = config["listening_test"]
 LISTEN = {
     "page": f"{R}/listening/test",
     "key": f"{R}/listening/key.json",
@@ -826,9 +832,9 @@ LISTEN = {
 def listening_runs():
     """Run folders the blind test draws from (listening_test.models / conditions: empty =
     all; seeds: empty = the first configured seed)."""
-    models = LISTENING.get("models") or list(MODELS)
-    seeds = LISTENING.get("seeds") or list(SEEDS)[:1]
-    conditions = LISTENING.get("conditions") or list(CONDITIONS)
+    models = LISTENING["models"] or list(MODELS)
+    seeds = LISTENING["seeds"] or list(SEEDS)[:1]
+    conditions = LISTENING["conditions"] or list(CONDITIONS)
     for key, chosen, known in (
         ("models", models, MODELS),
         ("seeds", seeds, SEEDS),
@@ -855,11 +861,11 @@ def listening_answers(wildcards):
 
 
 def listening_input():
-    return {"listening": LISTEN["prefs"]} if LISTENING.get("enabled") else {}
+    return {"listening": LISTEN["prefs"]} if LISTENING["enabled"] else {}
 
 
 def listening_flag():
-    return f"--listening {LISTEN['prefs']}" if LISTENING.get("enabled") else ""
+    return f"--listening {LISTEN['prefs']}" if LISTENING["enabled"] else ""
 
 
 # the spaces other than the bank's that some model's bank condition uses (embedded once each)

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    opts = IndexOptions(**{name: getattr(args, name) for name in IndexOptions.__dataclass_fields__})
+    opts = cli.options(IndexOptions, args)
     write_json(args.audit, build_audited_index(args.bank, args.out, opts))
 
 

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    opts = EmbedOptions(model=args.model, batch=args.batch, device=args.device, dtype=args.dtype)
+    # no --subfolder/--revision here: the bank CLAP is a whole model, named by --model
+    opts = cli.options(EmbedOptions, args, subfolder="", revision=None)
     write_json(args.stats, embed_shard(args.segments_dir, args.out, opts))
 
 

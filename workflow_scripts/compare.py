@@ -121,29 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> CompareOptions:
-    return CompareOptions(
-        baseline_condition=args.baseline_condition,
-        bench_root=args.bench_root,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        reference_stats=args.reference_stats,
-        min_n=args.min_n,
-        primary=tuple(args.primary),
-        fad_blocks=args.fad_blocks,
-        fad_inf_min_n=args.fad_inf_min_n,
-        fad_inf_steps=args.fad_inf_steps,
-        fad_inf_repeats=args.fad_inf_repeats,
-        coverage=tuple(args.coverage),
-        listening=args.listening,
-        sweep_points=tuple(args.sweep_points),
-        selection=Selection(
-            objective=args.select_objective,
-            constraint=args.select_constraint,
-            margin=args.select_margin,
-            tuning_fraction=args.tuning_fraction,
-            seed=args.split_seed,
-        ),
+    selection = cli.options(
+        Selection,
+        args,
+        objective=args.select_objective,
+        constraint=args.select_constraint,
+        margin=args.select_margin,
+        tuning_fraction=args.tuning_fraction,
+        seed=args.split_seed,
     )
+    return cli.options(CompareOptions, args, selection=selection)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,35 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def options_from_args(args: argparse.Namespace) -> EvalOptions:
-    return EvalOptions(
-        batch=args.batch,
-        device=args.device,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        mel_max_items=args.mel_max_items,
-        silence_dbfs=args.silence_dbfs,
-        fad_blocks=args.fad_blocks,
-        fad_inf_min_n=args.fad_inf_min_n,
-        fad_inf_steps=args.fad_inf_steps,
-        fad_inf_repeats=args.fad_inf_repeats,
-        bank=args.bank,
-        bank_mapping=args.bank_mapping,
-        index=args.index,
-        style_topk=args.style_topk,
-        style_temp=args.style_temp,
-        style_clap_model=args.style_clap_model,
-        judge_bank=args.judge_bank,
-        classifier=args.classifier,
-        coverage=tuple(args.coverage),
-        segments_root=args.segments_root,
-        copy_threshold=args.copy_threshold,
-        copy_nearest=args.copy_nearest,
-        copy_max_semitones=args.copy_max_semitones,
-        copy_calibration=args.copy_calibration,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     given = [name for name in ("bank", "bank_mapping", "index") if getattr(args, name)]
     if given and len(given) != 3:
@@ -139,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             f"three); got only {', '.join('--' + g.replace('_', '-') for g in given)}"
         )
     summary = evaluate_run(
-        args.run_dir, args.clap_model, args.reference_stats, options_from_args(args)
+        args.run_dir, args.clap_model, args.reference_stats, cli.options(EvalOptions, args)
     )
     log.info(
         "evaluated %d clips (%d skipped) in %s",

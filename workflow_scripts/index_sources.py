@@ -74,7 +74,7 @@ def write_audit(path: Path, audits: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = IndexOptions(max_duration_mismatch_s=args.max_duration_mismatch)
+    options = cli.options(IndexOptions, args, max_duration_mismatch_s=args.max_duration_mismatch)
     result = index_dataset(args.kind, args.root, options)
     import pyarrow.parquet as pq
 

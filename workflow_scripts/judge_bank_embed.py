@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = JudgeBankOptions(batch=args.batch, device=args.device)
+    options = cli.options(JudgeBankOptions, args)
     n = embed_bank(args.bank_mapping, args.segments_root, args.clap_model, args.out, options)
     log.info("judge embeddings of %d bank rows -> %s", n, args.out)
     return 0

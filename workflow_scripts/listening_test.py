@@ -55,18 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = ListeningOptions(
-        conditions=tuple(args.conditions),
-        baseline=args.baseline,
-        all_pairs=args.all_pairs,
-        max_items=args.max_items,
-        identical_catch=args.identical_catch,
-        degraded_catch=args.degraded_catch,
-        target_lufs=args.target_lufs,
-        max_peak_dbfs=args.max_peak_dbfs,
-        ratings=not args.no_ratings,
-        seed=args.seed,
-    )
+    options = cli.options(ListeningOptions, args, ratings=not args.no_ratings)
     build_test(args.runs, args.out_dir, args.key, options, args.bank_mapping, args.segments_root)
     return 0
 

@@ -57,14 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = ReferenceOptions(
-        max_items=args.max_items,
-        seed=args.seed,
-        batch=args.batch,
-        device=args.device,
-        composition=tuple(args.composition),
-        classifier=args.classifier,
-    )
+    options = cli.options(ReferenceOptions, args)
     n = build_reference(args.shards, args.clap_model, args.out, options)
     log.info("reference stats from %d segments -> %s", n, args.out)
     return 0

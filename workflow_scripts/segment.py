@@ -98,22 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> SegmentConfig:
-    return SegmentConfig(
-        seconds=args.seconds,
-        hop=args.hop,
-        tail=args.tail,
-        min_tail_seconds=args.min_tail_seconds,
-        sr_clap=args.sr_clap,
-        sr_gen=args.sr_gen,
-        min_rms_dbfs=args.min_rms_dbfs,
-        dtype=args.dtype,
-        stems=args.stems,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg = cli.options(SegmentConfig, args)
     rows = select_shard(read_sources(args.sources), args.shard, args.num_shards, cfg.stems)
     if args.out_dir.resolve().is_relative_to(args.root.resolve()):
         raise cli.InputError(

@@ -51,13 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    opts = EmbedOptions(
-        model=args.model,
-        batch=args.batch,
-        device=args.device,
-        dtype=args.dtype,
-        subfolder=args.subfolder or "",
-        revision=args.revision or None,
+    opts = cli.options(
+        EmbedOptions, args, subfolder=args.subfolder or "", revision=args.revision or None
     )
     record = embed_bank_items(args.bank_mapping, args.segments_root, args.out, opts)
     write_json(args.record, {"space": args.space, **record})

@@ -12,7 +12,9 @@ its subclasses, the file-system errors a wrong path raises, and the ``ValueError
 library's option checks raise) end the step with exit code 2 and ONE line naming the
 file and the fix; the traceback goes to the debug log (``--log-level DEBUG``).
 Anything else is a bug and keeps its traceback. Defaults come from the library's option
-dataclasses (:func:`default`), so a CLI never restates a library default.
+dataclasses (:func:`default`), so a CLI never restates a library default, and
+:func:`options` fills such a dataclass from the parsed arguments, refusing one that
+leaves a field out.
 """
 
 from __future__ import annotations
@@ -62,6 +64,55 @@ def default(options, name: str):
                 return f.default_factory()
             raise KeyError(f"{options_class.__name__}.{name} has no default")
     raise KeyError(f"{options_class.__name__} has no field {name!r}")
+
+
+class OptionsError(TypeError):
+    """A CLI that does not fill every field of its options dataclass (a bug, not bad input:
+    it keeps its traceback)."""
+
+
+def _is_tuple_field(f: dataclasses.Field) -> bool:
+    if isinstance(f.default, tuple):
+        return True
+    if f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), tuple):
+        return True
+    annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return annotation.startswith(("tuple", "Tuple"))
+
+
+def options(options_class, args: argparse.Namespace, **overrides):
+    """``options_class`` (a dataclass) built from the same-named attributes of ``args``.
+
+    ``overrides`` give the fields whose argument has another name or needs converting
+    (``ratings=not args.no_ratings``). A list goes into a tuple field as a tuple. A field
+    with neither an argument nor an override raises :class:`OptionsError` naming it, so
+    an option added to the dataclass cannot be dropped silently by a CLI that forgot it
+    (its default would be used without anyone choosing it); so does an override naming
+    no field.
+    """
+    fields = dataclasses.fields(options_class)
+    names = {f.name for f in fields}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise OptionsError(f"{options_class.__name__} has no field(s) {', '.join(unknown)}")
+    values = {}
+    for f in fields:
+        if not f.init:
+            continue
+        if f.name in overrides:
+            value = overrides[f.name]
+        elif hasattr(args, f.name):
+            value = getattr(args, f.name)
+        else:
+            raise OptionsError(
+                f"{options_class.__name__}.{f.name}: no --{f.name.replace('_', '-')} "
+                "argument and no override; add the option to the CLI or pass "
+                f"{f.name}=... to cli.options"
+            )
+        if isinstance(value, list) and _is_tuple_field(f):
+            value = tuple(value)
+        values[f.name] = value
+    return options_class(**values)
 
 
 def one_line(err: BaseException) -> str:

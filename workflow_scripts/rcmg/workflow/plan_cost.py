@@ -6,24 +6,124 @@ clip ``fixed_s + steps x s_per_step`` of the model (x1.5 for the denoising part 
 condition uses style guidance: a third UNet pass next to the two of classifier-free
 guidance), per evaluated clip ``evaluate_s_per_clip``. They are the measured figures of
 the machine named in ``cost.measured_on``, not a GPU guess.
+
+The prompt count is that of the set the generate jobs read (:func:`prompt_count`): with
+config ``benchmark_prompts`` the imported TSV, counted from the benchmark's CSV with the
+importer's own reader, so it is right before the import has run and after its settings
+change. Only planning invocations print it (:func:`announces`): not ``--lint`` or the
+other commands that parse the Snakefile without planning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 from rcmg.workflow.sweeps import RunPoint, effective
 
 STYLE_GUIDANCE_FACTOR = 1.5  # UNet passes per step: 3 with style guidance vs 2 (CFG)
+RULES = ("generate", "evaluate")  # the rows of the table
+# Snakemake 9 command-line flags that parse the Snakefile but plan and run nothing
+NOT_PLANNING = (
+    "--lint",
+    "--list-rules",
+    "--list",
+    "-l",
+    "--list-target-rules",
+    "--lt",
+    "--list-conda-envs",
+    "--unlock",
+    "--cleanup-metadata",
+    "--cm",
+    "--cleanup-shadow",
+    "--print-compilation",
+    "--containerize",
+    "--export-cwl",
+    "--archive",
+    "--generate-unit-tests",
+)
+
+
+@dataclass(frozen=True)
+class PromptCount:
+    """The prompts every full run generates (None: not countable now) and where from."""
+
+    n: int | None
+    source: str
+
+
+def prompt_count(config: dict, prompts: str | Path) -> PromptCount:
+    """The prompt set the generate jobs will read: ``prompts`` (rules/common.smk
+    ``PROMPTS``), which with ``benchmark_prompts`` is the TSV import_prompts writes.
+
+    A benchmark set is counted from its CSV with :func:`read_benchmark` and the
+    settings import_prompts gets (one TSV line per prompt it returns): that is the TSV's
+    count once imported, and the count of the TSV the import will rewrite when the CSV
+    or the settings changed since. Without the CSV, an existing TSV is counted; with
+    neither (or a CSV the importer refuses), the count is unknown, never a guess.
+    """
+    from rcmg.generation.prompts import PromptFileError, read_prompt_file
+
+    bench = config.get("benchmark_prompts")
+    if not bench:
+        return PromptCount(len(read_prompt_file(prompts).items), str(prompts))
+    from rcmg.generation.benchmark_prompts import BenchmarkError, read_benchmark
+
+    csv_path = Path(bench["csv"])
+    if csv_path.is_file():
+        settings = benchmark_settings(bench)
+        try:
+            found = read_benchmark(bench["benchmark"], csv_path, **settings)
+        except BenchmarkError as err:
+            return PromptCount(None, f"unknown: {err}")
+        described = ", ".join(f"{k}={v}" for k, v in settings.items())
+        if not found:  # import_prompts refuses an empty set
+            return PromptCount(None, f"unknown: {csv_path} has no captions ({described})")
+        return PromptCount(len(found), f"{prompts}, imported from {csv_path} ({described})")
+    if Path(prompts).is_file():
+        try:
+            return PromptCount(len(read_prompt_file(prompts).items), str(prompts))
+        except PromptFileError as err:
+            return PromptCount(None, f"unknown: {err}")
+    return PromptCount(
+        None, f"unknown: neither {prompts} nor its benchmark CSV {csv_path} exists yet"
+    )
+
+
+def benchmark_settings(bench: dict) -> dict:
+    """The settings :func:`read_benchmark` selects prompts by (``subset``, ``max_count``,
+    ``seed``: its parameters after the CSV) as import_prompts gets them: the config value
+    where given, else the importer's default (rules/common.smk passes only keys given)."""
+    import inspect
+
+    from rcmg.generation.benchmark_prompts import import_benchmark, read_benchmark
+    from rcmg.workflow.cli import default
+
+    keys = list(inspect.signature(read_benchmark).parameters)[2:]  # after kind, csv_path
+    return {k: bench[k] if bench.get(k) is not None else default(import_benchmark, k) for k in keys}
+
+
+def announces(is_main_process: bool, argv: Sequence[str]) -> bool:
+    """Whether this Snakemake process prints the table: the main process of a planning
+    or running invocation (not a job's own parse, not ``--lint``/``--list-rules``/...)."""
+    flags = {a.split("=", 1)[0] for a in argv[1:]}
+    return is_main_process and not flags.intersection(NOT_PLANNING)
 
 
 def _rate(table: dict, model: str) -> float:
     return float(table.get(model, table["default"]))
 
 
-def estimate(config: dict, points: list[RunPoint], n_prompts: int) -> list[dict]:
+def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> list[dict]:
     """Rows {rule, jobs, clips, hours} for generate and evaluate over every planned run
-    (all points x seeds, whether or not their outputs exist yet)."""
+    (all points x seeds, whether or not their outputs exist yet). ``n_prompts`` None (an
+    unknown prompt count): clips and hours are None, jobs are still counted."""
     cost = config["cost"]
     seeds = len(config["seeds"])
+    jobs = len(points) * seeds
+    if n_prompts is None:
+        return [{"rule": r, "jobs": jobs, "clips": None, "hours": None} for r in RULES]
     gen_clips = gen_s = 0.0
     for p in points:
         settings = effective(config, p.model, p.condition)
@@ -37,26 +137,35 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int) -> list[dict]
         gen_clips += clips
         gen_s += clips * (_rate(cost["generate_fixed_s"], p.model) + denoise)
     eval_s = gen_clips * float(cost["evaluate_s_per_clip"])
-    jobs = len(points) * seeds
     return [
         {"rule": "generate", "jobs": jobs, "clips": int(gen_clips), "hours": gen_s / 3600},
         {"rule": "evaluate", "jobs": jobs, "clips": int(gen_clips), "hours": eval_s / 3600},
     ]
 
 
-def table(config: dict, points: list[RunPoint], n_prompts: int) -> str:
-    """The estimate as the few lines Snakemake prints while planning."""
+def _cell(value, width: int, spec: str = "") -> str:
+    return f"{'?' if value is None else format(value, spec):>{width}}"
+
+
+def table(
+    config: dict, points: list[RunPoint], n_prompts: int | None, source: str | None = None
+) -> str:
+    """The estimate as the few lines Snakemake prints while planning; ``source`` (where
+    the prompt count comes from, :func:`prompt_count`) is its last line."""
     rows = estimate(config, points, n_prompts)
+    prompts = "an unknown number of" if n_prompts is None else n_prompts
     lines = [
         f"planned runs: {len(points)} points x {len(config['seeds'])} seed(s), "
-        f"{n_prompts} prompts; estimated device hours at config cost rates "
+        f"{prompts} prompts; estimated device hours at config cost rates "
         f"(measured on: {config['cost']['measured_on']})"
     ]
     for r in rows:
         lines.append(
-            f"  {r['rule']:<9} {r['jobs']:>6} jobs {r['clips']:>8} clips {r['hours']:>10.1f} h"
+            f"  {r['rule']:<9} {r['jobs']:>6} jobs {_cell(r['clips'], 8)} clips "
+            f"{_cell(r['hours'], 10, '.1f')} h"
         )
-    lines.append(
-        f"  {'total':<9} {'':>6}      {'':>8}       {sum(r['hours'] for r in rows):>10.1f} h"
-    )
+    total = None if n_prompts is None else sum(r["hours"] for r in rows)
+    lines.append(f"  {'total':<9} {'':>6}      {'':>8}       {_cell(total, 10, '.1f')} h")
+    if source:
+        lines.append(f"  prompts: {source}")
     return "\n".join(lines)
