@@ -41,7 +41,7 @@ def test_hours_are_clips_times_fixed_plus_steps_times_rate():
     seconds = clips * (4 + 10 * 1.0) + clips * (4 + 10 * 1.0 * 1.5) + clips * (4 + 20 * 1.0)
     assert gen == {
         "rule": "generate",
-        "jobs": 6,
+        "runs": 6,
         "clips": 3 * clips,
         "hours": pytest.approx(seconds / 3600),
     }
@@ -136,7 +136,7 @@ def test_benchmark_count_without_its_csv_reads_the_tsv_and_else_is_unknown(tmp_p
     assert "an unknown number of prompts" in text
     for rule in ("generate", "evaluate"):
         cells = _clips_line(text, rule).split()
-        assert cells == [rule, str(len(points) * len(cfg["seeds"])), "jobs", "?", "clips", "?", "h"]
+        assert cells == [rule, str(len(points) * len(cfg["seeds"])), "runs", "?", "clips", "?", "h"]
     assert _clips_line(text, "total").split() == ["total", "?", "h"]
 
 

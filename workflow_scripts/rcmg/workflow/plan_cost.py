@@ -116,14 +116,15 @@ def _rate(table: dict, model: str) -> float:
 
 
 def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> list[dict]:
-    """Rows {rule, jobs, clips, hours} for generate and evaluate over every planned run
+    """Rows {rule, runs, clips, hours} for generate and evaluate over every planned run
     (all points x seeds, whether or not their outputs exist yet). ``n_prompts`` None (an
-    unknown prompt count): clips and hours are None, jobs are still counted."""
+    unknown prompt count): clips and hours are None, runs are still counted. A run is one
+    point x seed (its generate work may be several prompt-shard jobs)."""
     cost = config["cost"]
     seeds = len(config["seeds"])
-    jobs = len(points) * seeds
+    runs = len(points) * seeds
     if n_prompts is None:
-        return [{"rule": r, "jobs": jobs, "clips": None, "hours": None} for r in RULES]
+        return [{"rule": r, "runs": runs, "clips": None, "hours": None} for r in RULES]
     gen_clips = gen_s = 0.0
     for p in points:
         settings = effective(config, p.model, p.condition)
@@ -138,8 +139,8 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> lis
         gen_s += clips * (_rate(cost["generate_fixed_s"], p.model) + denoise)
     eval_s = gen_clips * float(cost["evaluate_s_per_clip"])
     return [
-        {"rule": "generate", "jobs": jobs, "clips": int(gen_clips), "hours": gen_s / 3600},
-        {"rule": "evaluate", "jobs": jobs, "clips": int(gen_clips), "hours": eval_s / 3600},
+        {"rule": "generate", "runs": runs, "clips": int(gen_clips), "hours": gen_s / 3600},
+        {"rule": "evaluate", "runs": runs, "clips": int(gen_clips), "hours": eval_s / 3600},
     ]
 
 
@@ -161,7 +162,7 @@ def table(
     ]
     for r in rows:
         lines.append(
-            f"  {r['rule']:<9} {r['jobs']:>6} jobs {_cell(r['clips'], 8)} clips "
+            f"  {r['rule']:<9} {r['runs']:>6} runs {_cell(r['clips'], 8)} clips "
             f"{_cell(r['hours'], 10, '.1f')} h"
         )
     total = None if n_prompts is None else sum(r["hours"] for r in rows)
