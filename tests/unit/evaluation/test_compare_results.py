@@ -303,6 +303,24 @@ def test_adapter_table_shows_the_recorded_losses_n_and_cluster_intervals(page):
     assert "&lt;b&gt;tiny&lt;/b&gt;/ldm1" in block and "<b>tiny</b>" not in page["html"]
 
 
+def test_adapter_heldout_csv_has_the_page_numbers(page):
+    import csv
+
+    with open(page["out"] / "adapter_heldout.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    groups = ["e1", "e1", "e2", "e2", "e3", "no-uploader:fsd50k/FSD50K.eval_audio/15"]
+    diff = clustered_mean_t_interval(
+        np.subtract(PER_ITEM["adapter"], PER_ITEM["untrained"]), groups
+    )
+    row = next(
+        r for r in rows if r["adapter"] == "ldm1" and r["quantity"] == "adapter_minus_untrained"
+    )
+    assert float(row["ci_low"]) == pytest.approx(diff["ci_low"]) and row["n"] == "6"
+    assert row["n_groups"] == "4" and row["items_lower"] == "6"
+    missing = [r for r in rows if r["adapter"] == "ldm3"]
+    assert len(missing) == 1 and "records no held-out" in missing[0]["reason"]
+
+
 def test_adapter_without_per_item_losses_or_held_out_record_says_so(page):
     means_only = _block(page["html"], 'id="adapter-2"', 'id="adapter-3"')
     assert means_only.count("interval n/a: no per-item losses recorded") == 5  # 3 arms, 2 diffs

@@ -180,3 +180,43 @@ def adapter_result(path: Path, confidence: float = 0.95) -> dict:
 def adapter_results(paths, confidence: float = 0.95) -> list[dict]:
     """:func:`adapter_result` of every given adapter_config.json, in order."""
     return [adapter_result(Path(p), confidence) for p in paths]
+
+
+CSV_FIELDS = [
+    "adapter",
+    "model_key",
+    "quantity",
+    "n",
+    "n_groups",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "se",
+    "items_lower",
+    "method",
+    "reason",
+    "random_weight_model",
+    "path",
+]
+
+
+def csv_rows(results: list[dict]) -> list[dict]:
+    """adapter_heldout.csv: per adapter one row per arm (``loss_<arm>``) and per paired
+    difference (``adapter_minus_<baseline>``); an unavailable adapter is one row with its
+    reason."""
+    rows = []
+    for r in results:
+        base = {
+            "adapter": r["label"],
+            "model_key": r["model_key"],
+            "random_weight_model": r["random_weight_model"],
+            "path": r["path"],
+        }
+        if not r["available"]:
+            rows.append({**base, "quantity": "n/a", "reason": r["reason"]})
+            continue
+        parts = [(f"loss_{arm}", r["arms"][arm]) for arm in ARMS]
+        parts += [(f"adapter_minus_{b}", r["diffs"][b]) for b in BASELINES]
+        for quantity, ci in parts:
+            rows.append({**base, "quantity": quantity, **{k: ci.get(k) for k in CSV_FIELDS[3:12]}})
+    return rows

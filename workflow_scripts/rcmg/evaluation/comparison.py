@@ -16,15 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats, sweep_curves
-from rcmg.evaluation.adapter_results import adapter_results
-from rcmg.evaluation.hypotheses import Hypothesis
-from rcmg.evaluation.run_sections import PAIRED_METRICS as PAIRED_REFERENCE_METRICS
-from rcmg.evaluation.run_sections import (
-    paired_reference,
-    paired_reference_section,
-    ranking_section,
+from rcmg.evaluation import adapter_results as adapter_tables
+from rcmg.evaluation import (
+    hypotheses,
+    overview,
+    plots,
+    report,
+    run_sections,
+    set_metrics,
+    stats,
+    sweep_curves,
 )
+from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, write_text
@@ -153,7 +156,7 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
 
 def paired_reference_fields(config: dict) -> dict:
     """A run's paired reference audio (run_config.json): the table text and the counts."""
-    record = paired_reference(config)
+    record = run_sections.paired_reference(config)
     return {
         "paired_reference": record["text"],
         "paired_reference_found": record["n_found"],
@@ -603,7 +606,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
     runs = [report.read_evaluated_run(d) for d in run_dirs]
-    adapters = adapter_results(options.adapters)  # a missing file fails here, not last
+    adapters = adapter_tables.adapter_results(
+        options.adapters
+    )  # a missing file fails here, not last
     reference = load_reference(options.reference_stats)
     ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
     records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
@@ -632,6 +637,11 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
+    if adapters:
+        write_text(
+            out_dir / "adapter_heldout.csv",
+            rows_to_csv(adapter_tables.csv_rows(adapters), adapter_tables.CSV_FIELDS),
+        )
     sweeps = sweep_section(runs, records, aggregates, names, options)
     if options.sweep_points:
         metrics = [m for m, _ in sweep_curves.CURVE_METRICS]
@@ -681,9 +691,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "listening": listening,
             "sweeps": sweeps,
             "adapters": adapters,
-            "ranking": ranking_section(runs),
-            "paired_refs": paired_reference_section(runs),
-            "paired_metric_names": list(PAIRED_REFERENCE_METRICS),
+            "ranking": run_sections.ranking_section(runs),
+            "paired_refs": run_sections.paired_reference_section(runs),
+            "paired_metric_names": list(run_sections.PAIRED_METRICS),
         }
     )
     write_text(out_dir / "index.html", html)
