@@ -17,16 +17,8 @@ import numpy as np
 
 from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import adapter_results as adapter_tables
-from rcmg.evaluation import (
-    hypotheses,
-    overview,
-    plots,
-    report,
-    run_sections,
-    set_metrics,
-    stats,
-    sweep_curves,
-)
+from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats, sweep_curves
+from rcmg.evaluation import run_sections as run_tables
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
@@ -156,7 +148,7 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
 
 def paired_reference_fields(config: dict) -> dict:
     """A run's paired reference audio (run_config.json): the table text and the counts."""
-    record = run_sections.paired_reference(config)
+    record = run_tables.paired_reference(config)
     return {
         "paired_reference": record["text"],
         "paired_reference_found": record["n_found"],
@@ -691,9 +683,9 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "listening": listening,
             "sweeps": sweeps,
             "adapters": adapters,
-            "ranking": run_sections.ranking_section(runs),
-            "paired_refs": run_sections.paired_reference_section(runs),
-            "paired_metric_names": list(run_sections.PAIRED_METRICS),
+            "ranking": run_tables.ranking_section(runs),
+            "paired_refs": run_tables.paired_reference_section(runs),
+            "paired_metric_names": list(run_tables.PAIRED_METRICS),
         }
     )
     write_text(out_dir / "index.html", html)
