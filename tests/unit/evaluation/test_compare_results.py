@@ -241,6 +241,10 @@ def _build_page(root: Path, long: str) -> dict:
         "single": fake_runs.write_fake_run(runs_root, model="ldm2", condition="prompt"),
     }
     _edit_json(runs["single"] / "run_config.json", ranking=None)
+    checkpoint = root / "adapters" / "ldm1" / "style_adapter.safetensors"
+    config = json.loads((runs["judge"] / "run_config.json").read_text())
+    params = {**config["condition_params"], "adapter_checkpoint": str(checkpoint)}
+    _edit_json(runs["judge"] / "run_config.json", condition_params=params)
     if long:
         for run in runs.values():
             _edit_json(run / "run_config.json", prompts_file=f"{long}/prompts.tsv")
@@ -300,6 +304,9 @@ def test_adapter_table_shows_the_recorded_losses_n_and_cluster_intervals(page):
     assert "6 item(s) held out (FSD50K split eval) from 4 uploader(s)" in text
     assert "uploader-disjoint (checked from the recorded items: 0 shared)" in text
     assert "Random-weight model" in text and "only show the direction" in text
+    assert "Used by: ldm1/retrieval/seed0." in text  # its run_config.json names the checkpoint
+    other = _block(page["html"], 'id="adapter-2"', 'id="adapter-3"')
+    assert "Used by: none of the compared runs." in other
     assert "&lt;b&gt;tiny&lt;/b&gt;/ldm1" in block and "<b>tiny</b>" not in page["html"]
 
 

@@ -182,6 +182,21 @@ def adapter_results(paths, confidence: float = 0.95) -> list[dict]:
     return [adapter_result(Path(p), confidence) for p in paths]
 
 
+def attach_runs(results: list[dict], runs: list[dict]) -> list[dict]:
+    """Each adapter's ``used_by``: the runs whose run_config.json names its checkpoint
+    (``condition_params.adapter_checkpoint``, in the adapter's folder)."""
+    folders = {}
+    for run in runs:
+        checkpoint = (run["config"].get("condition_params") or {}).get("adapter_checkpoint")
+        if checkpoint:
+            c = run["config"]
+            label = f"{c.get('model')}/{c.get('condition')}/seed{c.get('seed')}"
+            folders.setdefault(Path(checkpoint).resolve().parent, []).append(label)
+    for r in results:
+        r["used_by"] = folders.get(Path(r["path"]).resolve().parent, [])
+    return results
+
+
 CSV_FIELDS = [
     "adapter",
     "model_key",

@@ -598,9 +598,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
     runs = [report.read_evaluated_run(d) for d in run_dirs]
-    adapters = adapter_tables.adapter_results(
-        options.adapters
-    )  # a missing file fails here, not last
+    # a missing adapter file fails here, before any computation
+    adapters = adapter_tables.attach_runs(adapter_tables.adapter_results(options.adapters), runs)
     reference = load_reference(options.reference_stats)
     ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
     records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
