@@ -789,6 +789,30 @@ def compare_inputs(wildcards):
     ]
 
 
+def compare_run_files(wildcards):
+    """The other per-run files compare reads: run_config.json (ranking CLAP, paired
+    reference audio) and metrics/per_item.csv."""
+    return [f"{run}/run_config.json" for run in all_runs()] + [
+        f"{run}/metrics/per_item.csv" for run in all_runs()
+    ]
+
+
+def trained_adapter_configs():
+    """adapter_config.json of every style adapter the planned runs train (train_adapter):
+    the comparison page's held-out table (a model's converted projector is not trained).
+    """
+    return list(
+        dict.fromkeys(
+            f"{ADAPTER_DIR}/adapter_config.json".format(
+                model=p.model, variant=sweeps.adapter_variant(p.condition)
+            )
+            for p in PLAN
+            if uses_external_adapter(p.condition)
+            and not MODELS[p.model].get("projector")
+        )
+    )
+
+
 def primary_hypotheses():
     """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
     words = []

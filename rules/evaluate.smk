@@ -127,8 +127,10 @@ rule compare:
     input:
         compare_inputs,
         unpack(lambda wc: listening_input()),
+        run_files=compare_run_files,
         reference=REFERENCE_STATS,
         coverage=coverage_files(),
+        adapters=trained_adapter_configs(),
     output:
         index=report(
             COMPARE["index"], category="Comparison", caption="../report/comparison.rst"
@@ -168,4 +170,5 @@ rule compare:
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
         "--coverage {input.coverage} {params.listening} --sweep-points {params.sweep_points} "
+        "--adapters {input.adapters} "
         "{params.selection} > {log} 2>&1"

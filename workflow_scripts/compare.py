@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="preferences.json of the blind listening test (listening_ingest.py)",
     )
     parser.add_argument(
+        "--adapters",
+        type=Path,
+        nargs="*",
+        default=list(cli.default(CompareOptions, "adapters")),
+        metavar="ADAPTER_CONFIG",
+        help="adapter_config.json of each trained style adapter (train_adapter): held-out table",
+    )
+    parser.add_argument(
         "--sweep-points",
         nargs="*",
         default=[],

@@ -392,3 +392,29 @@ def test_sweep_curves_render_with_bands_baselines_and_the_tradeoff(browser, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_adapter_ranking_and_paired_reference_sections_fit_1366(browser, tmp_path):
+    """The comparison page with the held-out adapter tables, ranking effects and paired
+    reference audio (tests/unit/evaluation/test_compare_results.py's fake results, long
+    model paths and prompt-set names included): no page-level horizontal scroll."""
+    from selenium.webdriver.common.by import By
+
+    from tests.unit.evaluation import test_compare_results as results
+
+    page = results.build_page(tmp_path / "results", long_names=True)
+    browser.set_window_size(1366, 768)
+    browser.get(page["out"].joinpath("index.html").as_uri())
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll at 1366 px: {sizes}"
+    table = browser.find_element(By.CSS_SELECTOR, "#adapter-1 table.adapter-heldout")
+    assert table.is_displayed() and "labels text" in table.text and "untrained" in table.text
+    assert (
+        "paired reference audio: 3 of 4 prompts"
+        in browser.find_element(By.ID, "paired-references").text
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "#ranking-effects tr.ranking-row")
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()
+    sizes = browser.execute_script(SCROLL_JS)
+    assert sizes["scroll"] <= sizes["client"], f"horizontal scroll with details open: {sizes}"

@@ -174,6 +174,16 @@ def test_original_projector_is_converted_before_generation(workdir):
     counts = rule_counts(planned_jobs(out))
     assert counts["convert_projector"] == 1
     assert "--adapter-checkpoint projectors/aldm2.projector.safetensors" in out
+    # the comparison page shows the trained adapters' held-out losses: not the projector's
+    assert set(compare_adapters(out)) == {
+        f"results/adapters/{m}/adapter_config.json" for m in ("audioldm", "audioldm2-music")
+    }
+
+
+def compare_adapters(out: str) -> list[str]:
+    """The adapter_config.json files of the planned compare command (--adapters)."""
+    line = next(ln for ln in out.splitlines() if "compare.py" in ln)
+    return re.search(r"--adapters (.*?) --select-objective", line).group(1).split()
 
 
 def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
@@ -204,6 +214,17 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     }
     assert counts["train_adapter"] == len(cfg["models"]) * (1 + len(variants))
     assert "--out-dir results/adapters/audioldm@lr=0.0001,hidden=512 " in out
+    # compare reads every trained adapter's held-out record and every run's run_config.json
+    # as rule inputs (an edit reruns the page)
+    adapters = compare_adapters(out)
+    assert len(adapters) == len(set(adapters)) == counts["train_adapter"]
+    assert "results/adapters/audioldm@lr=0.0001,hidden=512/adapter_config.json" in adapters
+    inputs = re.search(r"^rule compare:\n    input: (.*)$", out, re.M).group(1).split(", ")
+    assert set(adapters) <= set(inputs)
+    evaluated = [dict(w) for r, w in jobs if r == "evaluate"]
+    for w in evaluated:
+        run = f"results/runs/{w['model']}/{w['condition']}/seed{w['seed']}"
+        assert f"{run}/run_config.json" in inputs and f"{run}/metrics/per_item.csv" in inputs
     assert counts["build_bank"] == counts["build_index"] == counts["compare"] == 1
     grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
     n_grid = len(grid["alpha"]) * len(grid["guidance"])

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.data.coverage import coverage_rows
+from rcmg.evaluation import adapter_results as adapter_tables
 from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats, sweep_curves
+from rcmg.evaluation import run_sections as run_tables
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
@@ -47,6 +49,8 @@ class CompareOptions:
     # sweep points from the plan (rcmg.workflow.sweeps.sweep_words), never from disk
     sweep_points: tuple[str, ...] = ()
     selection: sweep_curves.Selection = sweep_curves.Selection()  # the `best` table's choice
+    # adapter_config.json of every trained style adapter (train_adapter): held-out table
+    adapters: tuple[Path, ...] = ()
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -138,6 +142,17 @@ def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> di
         "non_commercial": bool((summary.get("provenance") or {}).get("non_commercial")),
         "license_classes": "+".join((summary.get("provenance") or {}).get("license_classes") or []),
         "copy_flagged": (summary.get("copy_audit") or {}).get("n_flagged"),
+        **paired_reference_fields(config),
+    }
+
+
+def paired_reference_fields(config: dict) -> dict:
+    """A run's paired reference audio (run_config.json): the table text and the counts."""
+    record = run_tables.paired_reference(config)
+    return {
+        "paired_reference": record["text"],
+        "paired_reference_found": record["n_found"],
+        "paired_reference_prompts": record["n_prompts"],
     }
 
 
@@ -262,7 +277,16 @@ def aggregate_group(runs: list[dict], records: list[dict], names, reference, opt
         "license_classes": "+".join(
             dict.fromkeys(c for r in records for c in r["license_classes"].split("+") if c)
         ),
+        # seeds share the prompt set: one text when they agree, each seed's otherwise
+        "paired_reference": "; ".join(dict.fromkeys(r["paired_reference"] for r in records)),
+        "paired_reference_found": _same_or_none(r["paired_reference_found"] for r in records),
+        "paired_reference_prompts": _same_or_none(r["paired_reference_prompts"] for r in records),
     }
+
+
+def _same_or_none(values):
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 def ok_prompts(rows: list[dict]) -> list[int]:
@@ -422,6 +446,8 @@ SUMMARY_FIELDS = [
     "non_commercial",
     "license_classes",
     "copy_flagged",
+    "paired_reference_found",
+    "paired_reference_prompts",
 ]
 PAIRED_FIELDS = [
     "model",
@@ -572,6 +598,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
     runs = [report.read_evaluated_run(d) for d in run_dirs]
+    # a missing adapter file fails here, before any computation
+    adapters = adapter_tables.attach_runs(adapter_tables.adapter_results(options.adapters), runs)
     reference = load_reference(options.reference_stats)
     ref = None if reference is None else np.asarray(reference["embeddings"], dtype=np.float64)
     records = [run_record(run, out_dir, Path(options.bench_root), options.min_n) for run in runs]
@@ -600,6 +628,11 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
+    if adapters:
+        write_text(
+            out_dir / "adapter_heldout.csv",
+            rows_to_csv(adapter_tables.csv_rows(adapters), adapter_tables.CSV_FIELDS),
+        )
     sweeps = sweep_section(runs, records, aggregates, names, options)
     if options.sweep_points:
         metrics = [m for m, _ in sweep_curves.CURVE_METRICS]
@@ -648,6 +681,10 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "any_non_commercial": bool(nc_groups),
             "listening": listening,
             "sweeps": sweeps,
+            "adapters": adapters,
+            "ranking": run_tables.ranking_section(runs),
+            "paired_refs": run_tables.paired_reference_section(runs),
+            "paired_metric_names": list(run_tables.PAIRED_METRICS),
         }
     )
     write_text(out_dir / "index.html", html)
