@@ -32,9 +32,9 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.zip
 
-# Two workers: the tests that need the demo run or the SLURM cluster share one worker (one
-# demo run per session, see tests/conftest.py); the unit tests fill the other. TEST_WORKERS=0
-# runs everything in one process.
+# Two workers: the SLURM tests run on one (they share the test cluster) while the other
+# builds the demo, once per session for both (tests/conftest.py); the other tests fill in.
+# TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)

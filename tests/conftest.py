@@ -7,6 +7,7 @@ rules call, so tests exercise the user's code path.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,19 +22,45 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# Fixtures that cost minutes once per process: every test that uses one runs on the same
-# xdist worker (make test: ``-n 2 --dist loadgroup``), so the demo runs once per session.
-SHARED_SESSION_FIXTURES = ("demo_workdir", "slurm_cluster")
+# The SLURM test cluster is started and stopped once per process: every test that uses it
+# runs on the same xdist worker (make test: ``-n 2 --dist loadgroup``). The demo is built
+# once per session for all workers (``demo_build``), so its tests need no group.
+SLURM_FIXTURE = "slurm_cluster"
+DEMO_FIXTURE = "demo_workdir"
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     loadgroup = bool(config.getoption("loadgroup", default=False))
     for item in items:
-        if any(name in SHARED_SESSION_FIXTURES for name in getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("demo"))
+        if SLURM_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
             if loadgroup:
-                _suffix_group(item, "demo")
+                _suffix_group(item, "slurm")
+    # The schedule follows this order: the demo's tests first (the worker that takes the
+    # first one builds the demo while the other runs the SLURM group); in the SLURM group,
+    # the tests of the SLURM run (session fixture slurm_subset_run) and of single jobs
+    # rerun in its tree, and last the one test that compares it with the local demo.
+    items.sort(key=_schedule_rank)
+
+
+# (test file, test name part) -> rank within the SLURM group
+SLURM_ORDER = (
+    ("test_workflow_slurm", "test_subset_"),
+    ("test_workflow_slurm", "test_profile_"),
+    ("test_gpu_requests", ""),
+    ("test_cluster_smoke", ""),
+)
+
+
+def _schedule_rank(item) -> tuple[int, int]:
+    names = getattr(item, "fixturenames", ())
+    if SLURM_FIXTURE in names:
+        for rank, (module, name) in enumerate(SLURM_ORDER):
+            if module in item.nodeid and f"::{name}" in item.nodeid:
+                return (1, rank)
+        return (1, len(SLURM_ORDER))  # the comparison with the local demo, and new ones
+    return (0, 0) if DEMO_FIXTURE in names else (2, 0)
 
 
 def _suffix_group(item, group: str) -> None:
@@ -96,14 +123,55 @@ def demo_corpus(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def demo_workdir(tmp_path_factory) -> Path:
-    """A scratch copy of the repository in which the demo workflow has run to completion.
+def _shared_tmp(tmp_path_factory) -> Path:
+    """The session's temporary root, shared by all xdist workers (each has its own
+    ``popen-gwN`` folder below it); the base temp itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    Shared by the workflow, SLURM and browser tests: one local demo run per session.
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory) -> Path:
+    """The demo workflow run to completion once per test session, for every xdist worker.
+
+    The first worker to ask builds it under a file lock; the others wait for it, then read
+    it. A failed build is recorded, so the other workers fail at once with its message
+    instead of building again. Tests never use this tree directly: ``demo_workdir`` is a
+    private copy.
     """
+    from filelock import FileLock
+
     from tests.workflow.helpers import copy_workflow, snakemake
 
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
-    snakemake(workdir, "--configfile", "config/demo.yaml", "--cores", "2", timeout=3000)
+    shared = _shared_tmp(tmp_path_factory)
+    root, done, failed = (
+        shared / "demo_build",
+        shared / "demo_build.done",
+        shared / "demo_build.failed",
+    )
+    with FileLock(str(shared / "demo_build.lock")):
+        if failed.exists():
+            pytest.fail(f"the demo build failed in another worker: {failed.read_text()[-3000:]}")
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build a killed worker left
+            workdir = copy_workflow(root / "wf")
+            try:
+                snakemake(workdir, "--configfile", "config/demo.yaml", "--cores", "2", timeout=3000)
+            except BaseException as error:
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
+            done.write_text(str(workdir))
+    return root / "wf"
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(demo_build, tmp_path_factory) -> Path:
+    """A scratch copy of the repository in which the demo workflow has run to completion.
+
+    Shared by this worker's workflow, SLURM and browser tests (which may edit and rerun
+    it, one test at a time); a full copy of ``demo_build`` with modification times and
+    Snakemake's metadata, so Snakemake sees a finished workflow.
+    """
+    workdir = tmp_path_factory.mktemp("demo") / "wf"
+    shutil.copytree(demo_build, workdir, symlinks=True)
     return workdir

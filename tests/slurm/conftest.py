@@ -110,17 +110,33 @@ class SbatchLog:
         return {**env, "PATH": f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"}
 
 
-@pytest.fixture()
-def sbatch_log(slurm_cluster, tmp_path) -> SbatchLog:
+def make_sbatch_log(root: Path) -> SbatchLog:
+    """A logging sbatch wrapper in ``root/sbatch_bin`` writing ``root/sbatch_calls.jsonl``."""
     import shutil
     import sys
 
     real = shutil.which("sbatch")
     assert real, "sbatch not on PATH"
-    bin_dir = tmp_path / "sbatch_bin"
-    bin_dir.mkdir()
-    log = tmp_path / "sbatch_calls.jsonl"
+    bin_dir = root / "sbatch_bin"
+    bin_dir.mkdir(parents=True)
+    log = root / "sbatch_calls.jsonl"
     wrapper = bin_dir / "sbatch"
     wrapper.write_text(SBATCH_LOGGER.format(python=sys.executable, log=str(log), real=real))
     wrapper.chmod(0o755)
     return SbatchLog(bin_dir=bin_dir, path=log)
+
+
+@pytest.fixture()
+def sbatch_log(slurm_cluster, tmp_path) -> SbatchLog:
+    return make_sbatch_log(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def slurm_subset_run(slurm_cluster, tmp_path_factory):
+    """The demo's stages through the SLURM profile, once per session (tests/slurm/subset_run.py):
+    what test_workflow_slurm.py checks, and the finished tree the GPU-request forms rerun
+    single jobs of."""
+    from tests.slurm.subset_run import run_subset
+
+    root = tmp_path_factory.mktemp("slurm_subset")
+    return run_subset(root, slurm_cluster.account, make_sbatch_log(root))

@@ -4,9 +4,13 @@ readers for the sbatch command lines the executor issued."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
+
+# `snakemake` for runs through the SLURM profile: status checked every 2 s (see the script)
+SNAKEMAKE_FAST_POLL = [sys.executable, str(Path(__file__).with_name("fast_poll_snakemake.py"))]
 
 
 def slurm_test_profile(workdir: Path, account: str, name: str = "test_profile") -> Path:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm.helpers import SNAKEMAKE_FAST_POLL
+
 pytestmark = pytest.mark.slurm
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
@@ -80,9 +82,7 @@ def wait_for_file(path: Path, timeout_s: float) -> str:
 
 def snakemake_command(account: str, workdir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "snakemake",
+        *SNAKEMAKE_FAST_POLL,
         "--executor",
         "slurm",
         "--jobs",

@@ -12,13 +12,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.slurm.helpers import (
+    SNAKEMAKE_FAST_POLL,
     cluster_overlay,
     flag_values,
     job_name_of,
@@ -37,7 +37,7 @@ NO_CUDA = re.compile(
 
 
 def _scratch_copy(src: Path, dst: Path) -> Path:
-    """The finished local demo, hard-linked (outputs are only ever replaced, never edited in
+    """A finished workflow tree, hard-linked (outputs are only ever replaced, never edited in
     place), with Snakemake's metadata and the logs copied (those are rewritten)."""
     shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
     for part in (".snakemake", "logs"):
@@ -77,9 +77,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("form", sorted(CASES))
-def test_gpu_request_form_on_slurm(form, slurm_cluster, demo_workdir, sbatch_log, tmp_path):
+def test_gpu_request_form_on_slurm(form, slurm_cluster, slurm_subset_run, sbatch_log, tmp_path):
     cluster, rule, model, gpus, gres, constraint = CASES[form]
-    workdir = _scratch_copy(demo_workdir, tmp_path / "wf")
+    assert slurm_subset_run.returncode == 0, slurm_subset_run.log[-3000:]
+    # the SLURM run's finished tree (it holds every run of the grouped model)
+    workdir = _scratch_copy(slurm_subset_run.workdir, tmp_path / "wf")
     profile = slurm_test_profile(workdir, slurm_cluster.account, name=f"profile_{form}")
     overlay = cluster_overlay(workdir, f"{form}.yaml", require_cuda="auto", **cluster)
     cfg = yaml.safe_load((workdir / "config/demo.yaml").read_text())
@@ -95,7 +97,7 @@ def test_gpu_request_form_on_slurm(form, slurm_cluster, demo_workdir, sbatch_log
         # one group job is expected: the model's runs must fill exactly one group
         assert len(targets) == cluster["evaluate_group_size"], (model, len(targets))
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *targets, "--profile", str(profile)]
+        [*SNAKEMAKE_FAST_POLL, *targets, "--profile", str(profile)]
         + ["--retries", "0", "--forcerun", rule, "--configfile", "config/demo.yaml", overlay],
         cwd=workdir,
         env=sbatch_log.path_env(offline_env(HF_HOME=str(tmp_path / "hf_home"))),
