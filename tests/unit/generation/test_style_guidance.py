@@ -27,13 +27,17 @@ def test_guided_noise_combines_the_stacked_slots():
     assert [unet_slots_per_step(g, b) for g, b in [(1.0, 0.7), (G, 0.0), (G, 0.7)]] == [1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_model):
-    from diffusers import AudioLDMPipeline
+def _loaded(pipeline_class: str, model_dir):
+    import diffusers
 
-    p = AudioLDMPipeline.from_pretrained(str(tiny_model("audioldm")))
+    p = getattr(diffusers, pipeline_class).from_pretrained(str(model_dir))
     p.set_progress_bar_config(disable=True)
     return p
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model):
+    return _loaded("AudioLDMPipeline", tiny_model("audioldm"))
 
 
 def _embeds(pipe):
@@ -140,11 +144,7 @@ def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipe2(tiny_model):
-    from diffusers import AudioLDM2Pipeline
-
-    p = AudioLDM2Pipeline.from_pretrained(str(tiny_model("audioldm2")))
-    p.set_progress_bar_config(disable=True)
-    return p
+    return _loaded("AudioLDM2Pipeline", tiny_model("audioldm2"))
 
 
 def _aldm2_kwargs(pipe):
@@ -240,10 +240,8 @@ def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model,
 # against the pipeline.
 
 
-def _aldm1_reference(pipe, cond, uncond, styled, beta):
-    import torch
-
-    device = pipe._execution_device
+def _reference_height(pipe):
+    """Latent height and waveform length of a SECONDS clip, as both pipelines compute them."""
     vocoder_upsample_factor = (
         np.prod(pipe.vocoder.config.upsample_rates) / pipe.vocoder.config.sampling_rate
     )
@@ -251,6 +249,22 @@ def _aldm1_reference(pipe, cond, uncond, styled, beta):
     original_waveform_length = int(SECONDS * pipe.vocoder.config.sampling_rate)
     if height % pipe.vae_scale_factor != 0:
         height = int(np.ceil(height / pipe.vae_scale_factor)) * pipe.vae_scale_factor
+    return height, original_waveform_length
+
+
+def _reference_guidance(noise_pred, beta):
+    if beta:
+        eps_u, eps_c, eps_s = noise_pred.chunk(3)
+        return eps_u + G * (eps_c - eps_u) + beta * (eps_s - eps_c)
+    eps_u, eps_c = noise_pred.chunk(2)
+    return eps_u + G * (eps_c - eps_u)
+
+
+def _aldm1_reference(pipe, cond, uncond, styled, beta):
+    import torch
+
+    device = pipe._execution_device
+    height, original_waveform_length = _reference_height(pipe)
     generator = _gens()
     with torch.no_grad():
         pipe.scheduler.set_timesteps(STEPS, device=device)
@@ -266,12 +280,7 @@ def _aldm1_reference(pipe, cond, uncond, styled, beta):
             noise_pred = pipe.unet(
                 latent_model_input, t, encoder_hidden_states=None, class_labels=class_labels
             ).sample
-            if beta:
-                eps_u, eps_c, eps_s = noise_pred.chunk(3)
-                noise_pred = eps_u + G * (eps_c - eps_u) + beta * (eps_s - eps_c)
-            else:
-                eps_u, eps_c = noise_pred.chunk(2)
-                noise_pred = eps_u + G * (eps_c - eps_u)
+            noise_pred = _reference_guidance(noise_pred, beta)
             latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
         mel_spectrogram = pipe.decode_latents(latents)
         audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
@@ -282,13 +291,7 @@ def _aldm2_reference(pipe, p, s, beta):
     import torch
 
     device = pipe._execution_device
-    vocoder_upsample_factor = (
-        np.prod(pipe.vocoder.config.upsample_rates) / pipe.vocoder.config.sampling_rate
-    )
-    height = int(SECONDS / vocoder_upsample_factor)
-    original_waveform_length = int(SECONDS * pipe.vocoder.config.sampling_rate)
-    if height % pipe.vae_scale_factor != 0:
-        height = int(np.ceil(height / pipe.vae_scale_factor)) * pipe.vae_scale_factor
+    height, original_waveform_length = _reference_height(pipe)
     generator = _gens()
 
     def slots(key, dtype=None):
@@ -313,12 +316,7 @@ def _aldm2_reference(pipe, p, s, beta):
                 latent_model_input, t, encoder_hidden_states=generated,
                 encoder_hidden_states_1=t5, encoder_attention_mask_1=mask, return_dict=False,
             )[0]  # fmt: skip
-            if beta:
-                eps_u, eps_c, eps_s = noise_pred.chunk(3)
-                noise_pred = eps_u + G * (eps_c - eps_u) + beta * (eps_s - eps_c)
-            else:
-                eps_u, eps_c = noise_pred.chunk(2)
-                noise_pred = eps_u + G * (eps_c - eps_u)
+            noise_pred = _reference_guidance(noise_pred, beta)
             latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
         mel_spectrogram = pipe.vae.decode(1 / pipe.vae.config.scaling_factor * latents).sample
         audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
