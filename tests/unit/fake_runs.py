@@ -297,6 +297,24 @@ def write_style_bank(folder: Path, vectors: np.ndarray, rows: list[dict] | None 
     }
 
 
+def write_generation_inputs(
+    root: Path, vectors: np.ndarray, prompts: list[str], clap_model: Path
+) -> dict:
+    """A prompt file ``p.txt`` and a style bank (one uploader per row, tag ``t``) in ``root``:
+    the inputs of a retrieval run, as GenerateConfig fields (``prompts``, ``bank``,
+    ``bank_mapping``, ``index``, ``clap_model``) plus ``root``, the folder itself."""
+    rows = [
+        {"segment_id": f"s{i}", "tags": ["t"], "source_id": f"u{i}"} for i in range(len(vectors))
+    ]
+    (Path(root) / "p.txt").write_text("\n".join(prompts) + "\n")
+    return {
+        "prompts": str(Path(root) / "p.txt"),
+        **write_style_bank(root, vectors, rows),
+        "clap_model": str(clap_model),
+        "root": root,
+    }
+
+
 SWEEP_CONDITIONS = (
     "prompt",
     "prompt@guidance=2",

@@ -29,15 +29,7 @@ def inputs(tmp_path_factory, tiny_model):
     for row in range(9):
         mixed = 0.9 * text[row % 3] + 0.436 * bank[row]
         bank[row] = mixed / np.linalg.norm(mixed)
-    rows = [{"segment_id": f"s{i}", "tags": ["t"], "source_id": f"u{i}"} for i in range(40)]
-    prompts = root / "p.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    return {
-        "prompts": str(prompts),
-        **fake_runs.write_style_bank(root, bank, rows),
-        "clap_model": str(tiny_model("clap")),
-        "root": root,
-    }
+    return fake_runs.write_generation_inputs(root, bank, PROMPTS, tiny_model("clap"))
 
 
 def _run(tiny_model, kind, pipeline, inputs, name, condition_type, **extra):

@@ -283,6 +283,19 @@ def _retrieval(tiny_model, pipeline, kind, out, prompts, bank, **extra):
     )  # fmt: skip
 
 
+def _assert_alpha0_is_the_prompt_run(
+    prompt_run, tiny_model, pipeline, kind, out, prompts, bank, **opts
+):
+    """A retrieval run at alpha 0 (``opts``: its blend / adapter) reproduces the prompt run
+    bit for bit, item for item; returns the prompt run's audio."""
+    prompt_audio = _audio(prompt_run)
+    zero = _audio(_retrieval(tiny_model, pipeline, kind, out, prompts, bank, alpha=0.0, **opts))
+    assert sorted(zero) == sorted(prompt_audio) == list(range(len(PROMPTS)))
+    for item, audio in prompt_audio.items():
+        assert np.array_equal(zero[item], audio)
+    return prompt_audio
+
+
 @pytest.mark.parametrize(
     ("requested", "used"), [("auto", "fp32"), ("fp16", "fp32"), ("bf16", "bf16"), ("fp32", "fp32")]
 )
@@ -313,19 +326,10 @@ def test_bf16_on_cpu_generates_finite_audio_close_to_fp32(
 def test_aldm2_mlp_alpha0_equals_prompt_and_alpha_changes_audio(
     aldm2_prompt_run, tiny_model, prompts_file, bank, work
 ):
-    prompt_audio = _audio(aldm2_prompt_run)
-    zero = _retrieval(
-        tiny_model,
-        "audioldm2",
-        "audioldm2",
-        work / "a2_mlp0",
-        prompts_file,
-        bank,
-        adapter="mlp",
-        alpha=0.0,
-    )
-    for item in range(3):
-        assert np.array_equal(_audio(zero)[item], prompt_audio[item])
+    prompt_audio = _assert_alpha0_is_the_prompt_run(
+        aldm2_prompt_run, tiny_model, "audioldm2", "audioldm2", work / "a2_mlp0", prompts_file,
+        bank, adapter="mlp",
+    )  # fmt: skip
     styled = _retrieval(
         tiny_model,
         "audioldm2",
@@ -417,19 +421,10 @@ def test_aldm2_batched_conditioning_pads_t5_with_masked_zeros(tiny_model):
 def test_aldm1_retrieval_alpha0_equals_prompt_and_external_changes(
     aldm1_prompt_run, tiny_model, prompts_file, bank, work
 ):
-    prompt_audio = _audio(aldm1_prompt_run)
-    zero = _retrieval(
-        tiny_model,
-        "audioldm1",
-        "audioldm",
-        work / "a1_orth0",
-        prompts_file,
-        bank,
-        blend="orth",
-        alpha=0.0,
-    )
-    for item in range(3):
-        assert np.array_equal(_audio(zero)[item], prompt_audio[item])
+    prompt_audio = _assert_alpha0_is_the_prompt_run(
+        aldm1_prompt_run, tiny_model, "audioldm1", "audioldm", work / "a1_orth0", prompts_file,
+        bank, blend="orth",
+    )  # fmt: skip
     ckpt = save_adapter(build_adapter(512, 512, 32, seed=4), work / "ext1.safetensors")
     styled = _retrieval(
         tiny_model, "audioldm1", "audioldm", work / "a1_ext", prompts_file, bank,

@@ -31,15 +31,7 @@ def inputs(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("strength")
     rng = np.random.default_rng(1)
     bank = rng.standard_normal((16, 512)).astype(np.float32)
-    rows = [{"segment_id": f"s{i}", "tags": ["t"], "source_id": f"u{i}"} for i in range(16)]
-    prompts = root / "p.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    return {
-        "prompts": str(prompts),
-        **fake_runs.write_style_bank(root, bank, rows),
-        "clap_model": str(tiny_model("clap")),
-        "root": root,
-    }
+    return fake_runs.write_generation_inputs(root, bank, PROMPTS, tiny_model("clap"))
 
 
 def _run(tiny_model, kind, pipeline, inputs, name, **extra):

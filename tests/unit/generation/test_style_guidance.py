@@ -13,13 +13,31 @@ import pytest
 STEPS, SECONDS, G = 2, 0.5, 2.5
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_model):
-    from diffusers import AudioLDMPipeline
+def test_guided_noise_combines_the_stacked_slots():
+    import torch
+    from rcmg.generation.style_guidance import guided_noise, unet_slots_per_step
 
-    p = AudioLDMPipeline.from_pretrained(str(tiny_model("audioldm")))
+    eps_u, eps_c, eps_s = torch.randn(3, 2, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    cfg = eps_u + G * (eps_c - eps_u)  # the pipelines' own CFG step, operation for operation
+    assert torch.equal(guided_noise(torch.cat([eps_u, eps_c]), G, 0.0), cfg)
+    styled = guided_noise(torch.cat([eps_u, eps_c, eps_s]), G, 0.7)
+    assert torch.equal(styled, eps_u + G * (eps_c - eps_u) + 0.7 * (eps_s - eps_c))
+    towards_style = guided_noise(torch.cat([eps_u, eps_c, eps_s]), G, G)
+    torch.testing.assert_close(towards_style, eps_u + G * (eps_s - eps_u))  # beta = g
+    assert [unet_slots_per_step(g, b) for g, b in [(1.0, 0.7), (G, 0.0), (G, 0.7)]] == [1, 2, 3]
+
+
+def _loaded(pipeline_class: str, model_dir):
+    import diffusers
+
+    p = getattr(diffusers, pipeline_class).from_pretrained(str(model_dir))
     p.set_progress_bar_config(disable=True)
     return p
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model):
+    return _loaded("AudioLDMPipeline", tiny_model("audioldm"))
 
 
 def _embeds(pipe):
@@ -78,15 +96,21 @@ def test_beta_zero_equals_the_pipeline_and_beta_changes_audio(pipe):
     )
 
 
-def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
+def _write_bank(folder):
+    """An 8-row unit style bank ``b.npy`` and its FAISS index ``b.index`` in ``folder``."""
     from rcmg.bank.retrieval import build_index, save_index
-    from rcmg.generation.job import GenerateConfig, run_generation
 
     rng = np.random.default_rng(0)
     bank = rng.standard_normal((8, 512)).astype(np.float32)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    np.save(tmp_path / "b.npy", bank)
-    save_index(build_index(bank), tmp_path / "b.index")
+    np.save(folder / "b.npy", bank)
+    save_index(build_index(bank), folder / "b.index")
+
+
+def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
+    from rcmg.generation.job import GenerateConfig, run_generation
+
+    _write_bank(tmp_path)
     (tmp_path / "p.txt").write_text("a calm piano\nrain\n")
     common = dict(
         model_key="audioldm", model_id=str(tiny_model("audioldm")), pipeline="audioldm1",
@@ -120,11 +144,7 @@ def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipe2(tiny_model):
-    from diffusers import AudioLDM2Pipeline
-
-    p = AudioLDM2Pipeline.from_pretrained(str(tiny_model("audioldm2")))
-    p.set_progress_bar_config(disable=True)
-    return p
+    return _loaded("AudioLDM2Pipeline", tiny_model("audioldm2"))
 
 
 def _aldm2_kwargs(pipe):
@@ -178,14 +198,9 @@ def test_aldm2_beta_zero_equals_the_pipeline_and_beta_costs_one_slot(pipe2):
 
 
 def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model, tmp_path):
-    from rcmg.bank.retrieval import build_index, save_index
     from rcmg.generation.job import GenerateConfig, run_generation
 
-    rng = np.random.default_rng(0)
-    bank = rng.standard_normal((8, 512)).astype(np.float32)
-    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    np.save(tmp_path / "b.npy", bank)
-    save_index(build_index(bank), tmp_path / "b.index")
+    _write_bank(tmp_path)
     (tmp_path / "p.txt").write_text("a calm piano\n")
     run = run_generation(
         GenerateConfig(
@@ -214,3 +229,109 @@ def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model,
     assert config["unet_slots_per_step"] == 3  # eps_u, eps_c, eps_s: one extra UNet slot
     assert config["unet_forward_calls"] == STEPS  # one batched call per step
     assert (run / "wav" / "0000.wav").is_file()
+
+
+# ------------------------------------------------------------------ the shared loop, bit for bit
+#
+# The two families' style-guided loops were once separate near-copies; they now share
+# rcmg.generation.style_guidance.style_guided_loop. These references are those per-family
+# loops as they stood before the fold (verbatim, upstream-style), frozen here so that any
+# beta > 0 output of the shared loop is checked bit for bit against them, not only beta 0
+# against the pipeline.
+
+
+def _reference_height(pipe):
+    """Latent height and waveform length of a SECONDS clip, as both pipelines compute them."""
+    vocoder_upsample_factor = (
+        np.prod(pipe.vocoder.config.upsample_rates) / pipe.vocoder.config.sampling_rate
+    )
+    height = int(SECONDS / vocoder_upsample_factor)
+    original_waveform_length = int(SECONDS * pipe.vocoder.config.sampling_rate)
+    if height % pipe.vae_scale_factor != 0:
+        height = int(np.ceil(height / pipe.vae_scale_factor)) * pipe.vae_scale_factor
+    return height, original_waveform_length
+
+
+def _reference_guidance(noise_pred, beta):
+    if beta:
+        eps_u, eps_c, eps_s = noise_pred.chunk(3)
+        return eps_u + G * (eps_c - eps_u) + beta * (eps_s - eps_c)
+    eps_u, eps_c = noise_pred.chunk(2)
+    return eps_u + G * (eps_c - eps_u)
+
+
+def _aldm1_reference(pipe, cond, uncond, styled, beta):
+    import torch
+
+    device = pipe._execution_device
+    height, original_waveform_length = _reference_height(pipe)
+    generator = _gens()
+    with torch.no_grad():
+        pipe.scheduler.set_timesteps(STEPS, device=device)
+        latents = pipe.prepare_latents(
+            cond.shape[0], pipe.unet.config.in_channels, height, cond.dtype, device, generator, None
+        )
+        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        slots = [uncond, cond] + ([styled] if beta else [])
+        class_labels = torch.cat(slots)
+        for t in pipe.scheduler.timesteps:
+            latent_model_input = torch.cat([latents] * len(slots))
+            latent_model_input = pipe.scheduler.scale_model_input(latent_model_input, t)
+            noise_pred = pipe.unet(
+                latent_model_input, t, encoder_hidden_states=None, class_labels=class_labels
+            ).sample
+            noise_pred = _reference_guidance(noise_pred, beta)
+            latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
+        mel_spectrogram = pipe.decode_latents(latents)
+        audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
+    return audio.numpy()
+
+
+def _aldm2_reference(pipe, p, s, beta):
+    import torch
+
+    device = pipe._execution_device
+    height, original_waveform_length = _reference_height(pipe)
+    generator = _gens()
+
+    def slots(key, dtype=None):
+        parts = [p[f"negative_{key}"], p[key]] + ([s[key]] if beta else [])
+        return torch.cat([x.to(device=device, dtype=dtype or x.dtype) for x in parts])
+
+    with torch.no_grad():
+        t5 = slots("prompt_embeds", pipe.text_encoder_2.dtype)
+        mask = slots("attention_mask")
+        generated = slots("generated_prompt_embeds", pipe.language_model.dtype)
+        pipe.scheduler.set_timesteps(STEPS, device=device)
+        latents = pipe.prepare_latents(
+            p["prompt_embeds"].shape[0], pipe.unet.config.in_channels, height, t5.dtype, device,
+            generator, None,
+        )  # fmt: skip
+        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        n = 3 if beta else 2
+        for t in pipe.scheduler.timesteps:
+            latent_model_input = torch.cat([latents] * n)
+            latent_model_input = pipe.scheduler.scale_model_input(latent_model_input, t)
+            noise_pred = pipe.unet(
+                latent_model_input, t, encoder_hidden_states=generated,
+                encoder_hidden_states_1=t5, encoder_attention_mask_1=mask, return_dict=False,
+            )[0]  # fmt: skip
+            noise_pred = _reference_guidance(noise_pred, beta)
+            latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
+        mel_spectrogram = pipe.vae.decode(1 / pipe.vae.config.scaling_factor * latents).sample
+        audio = pipe.mel_spectrogram_to_waveform(mel_spectrogram)[:, :original_waveform_length]
+    return audio.numpy()
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7])
+def test_aldm1_style_guidance_equals_the_per_family_reference_loop(pipe, beta):
+    cond, uncond, styled = _embeds(pipe)
+    expected = _aldm1_reference(pipe, cond, uncond, styled, beta)
+    assert np.array_equal(_guided(pipe, cond, uncond, styled, beta), expected)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7])
+def test_aldm2_style_guidance_equals_the_per_family_reference_loop(pipe2, beta):
+    own, styled = _aldm2_kwargs(pipe2)
+    expected = _aldm2_reference(pipe2, own, styled, beta)
+    assert np.array_equal(_guided2(pipe2, own, styled, beta), expected)

@@ -876,43 +876,27 @@ def _style_guided_batch(cfg, res, batch, kwargs):
 
     from rcmg.generation.style_guidance import aldm1_style_guided, aldm2_style_guided
 
-    if cfg.pipeline == "audioldm2":
-        prompts = [p.prompt_used for p in batch]
-        own = aldm2_condition_kwargs(
-            res.loaded.pipe,
-            prompts,
-            [cfg.negative_prompt] * len(batch),
-            res.loaded.device,
-            True,
-        )
-        return aldm2_style_guided(
-            res.loaded.pipe,
-            prompt_kwargs=own,
-            style_kwargs=kwargs,
-            beta=cfg.style_guidance,
-            guidance_scale=cfg.guidance,
-            num_inference_steps=cfg.steps,
-            audio_length_in_s=cfg.seconds,
-            generator=item_generators(batch, cfg.seed, 1),
-        )
-    with torch.no_grad():
-        cond, _ = aldm1_text_embeds(
-            res.loaded.pipe,
-            [p.prompt_used for p in batch],
-            [cfg.negative_prompt] * len(batch),
-            res.loaded.device,
-            True,
-        )
-    return aldm1_style_guided(
-        res.loaded.pipe,
-        prompt_embeds=cond,
-        negative_prompt_embeds=kwargs["negative_prompt_embeds"],
-        style_embeds=kwargs["prompt_embeds"],
+    pipe, device = res.loaded.pipe, res.loaded.device
+    prompts = [p.prompt_used for p in batch]
+    negatives = [cfg.negative_prompt] * len(batch)
+    loop = dict(
         beta=cfg.style_guidance,
         guidance_scale=cfg.guidance,
         num_inference_steps=cfg.steps,
         audio_length_in_s=cfg.seconds,
         generator=item_generators(batch, cfg.seed, 1),
+    )
+    if cfg.pipeline == "audioldm2":
+        own = aldm2_condition_kwargs(pipe, prompts, negatives, device, True)
+        return aldm2_style_guided(pipe, prompt_kwargs=own, style_kwargs=kwargs, **loop)
+    with torch.no_grad():
+        cond, _ = aldm1_text_embeds(pipe, prompts, negatives, device, True)
+    return aldm1_style_guided(
+        pipe,
+        prompt_embeds=cond,
+        negative_prompt_embeds=kwargs["negative_prompt_embeds"],
+        style_embeds=kwargs["prompt_embeds"],
+        **loop,
     )
 
 
