@@ -46,9 +46,20 @@ const settle = (a) => new Promise((resolve) => {
 Promise.all(audios.map(settle)).then(done);
 """
 
+# Lazy images below the fold (the listening grid's mels) are switched to eager loading,
+# then every image is waited for (up to 10 s): each must load and render, wherever it is.
 IMAGE_STATE_JS = """
-return Array.from(document.images).map((img) => ({src: img.getAttribute('src'),
-    complete: img.complete, width: img.naturalWidth}));
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images);
+images.forEach((img) => { if (img.loading === 'lazy') img.loading = 'eager'; });
+const t0 = performance.now();
+const poll = () => {
+  if (images.every((img) => img.complete) || performance.now() - t0 > 10000) {
+    done(images.map((img) => ({src: img.getAttribute('src'), complete: img.complete,
+                               width: img.naturalWidth})));
+  } else { setTimeout(poll, 50); }
+};
+poll();
 """
 
 
@@ -105,7 +116,7 @@ def open_and_check(driver, url: str, min_audio: int, min_images: int) -> None:
         assert audio["error"] is None, f"{url}: audio failed to load: {audio}"
         assert audio["ready"] >= 1 and audio["duration"] > 0, f"{url}: audio not loaded: {audio}"
         assert not audio["src"].startswith(("/", "http")), f"non-relative audio src {audio}"
-    images = driver.execute_script(IMAGE_STATE_JS)
+    images = driver.execute_async_script(IMAGE_STATE_JS)
     assert len(images) >= min_images, f"{url}: expected >= {min_images} images, got {images}"
     for image in images:
         assert image["complete"] and image["width"] > 0, f"{url}: image not rendered: {image}"

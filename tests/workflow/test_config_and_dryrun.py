@@ -265,7 +265,7 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
         assert re.search(r"\bgpu=1\b", block.group(1)), block.group(1)
     # the cost before running: planned clips and estimated hours per rule
     assert f"planned runs: {len(points)} points x {len(cfg['seeds'])} seed(s)" in out
-    line = rf"^\s+generate\s+{len(points)} jobs\s+\d+ clips\s+[\d.]+ h$"
+    line = rf"^\s+generate\s+{len(points)} runs\s+\d+ clips\s+[\d.]+ h$"
     assert re.search(line, out, re.M), out[:2000]
 
 
