@@ -33,11 +33,13 @@ report: $(STAMP)
 	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.zip
 
 # Two workers: the SLURM tests run on one (they share the test cluster) while the other
-# builds the demo, once per session for both (tests/conftest.py); the other tests fill in.
+# builds the demo, once per session for both; the other tests fill in, a module with a
+# module-scoped fixture on one worker. The collection order is the schedule
+# (tests/conftest.py), so xdist must not reorder it by group size.
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser" $(PYTEST_ARGS)

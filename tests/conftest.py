@@ -24,7 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The SLURM test cluster is started and stopped once per process: every test that uses it
 # runs on the same xdist worker (make test: ``-n 2 --dist loadgroup``). The demo is built
-# once per session for all workers (``demo_build``), so its tests need no group.
+# once per session for all workers (``demo_build``), so its tests need no group. The tests
+# of a module with a module-scoped fixture (a tiny generation, a served report tree) run on
+# one worker, so the fixture is built once, not once per worker.
 SLURM_FIXTURE = "slurm_cluster"
 DEMO_FIXTURE = "demo_workdir"
 
@@ -33,15 +35,28 @@ DEMO_FIXTURE = "demo_workdir"
 def pytest_collection_modifyitems(config, items):
     loadgroup = bool(config.getoption("loadgroup", default=False))
     for item in items:
-        if SLURM_FIXTURE in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
-            if loadgroup:
-                _suffix_group(item, "slurm")
-    # The schedule follows this order: the demo's tests first (the worker that takes the
-    # first one builds the demo while the other runs the SLURM group); in the SLURM group,
-    # the tests of the SLURM run (session fixture slurm_subset_run) and of single jobs
-    # rerun in its tree, and last the one test that compares it with the local demo.
+        names = getattr(item, "fixturenames", ())
+        if SLURM_FIXTURE in names:
+            group = "slurm"
+        elif DEMO_FIXTURE not in names and _uses_a_module_fixture(item):
+            group = "module_" + item.nodeid.split("::")[0].replace("/", "_")
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup:
+            _suffix_group(item, group)
+    # The schedule follows this order (make test keeps it: --no-loadscope-reorder): the
+    # SLURM group first and the demo's tests next, so one worker runs the SLURM tests while
+    # the other builds the demo; in the SLURM group, the tests of the SLURM run (session
+    # fixture slurm_subset_run) and of single jobs rerun in its tree, and last the one test
+    # that compares it with the local demo.
     items.sort(key=_schedule_rank)
+
+
+def _uses_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = getattr(info, "name2fixturedefs", {}) if info is not None else {}
+    return any(d and d[-1].scope == "module" for d in defs.values())
 
 
 # (test file, test name part) -> rank within the SLURM group
@@ -58,9 +73,9 @@ def _schedule_rank(item) -> tuple[int, int]:
     if SLURM_FIXTURE in names:
         for rank, (module, name) in enumerate(SLURM_ORDER):
             if module in item.nodeid and f"::{name}" in item.nodeid:
-                return (1, rank)
-        return (1, len(SLURM_ORDER))  # the comparison with the local demo, and new ones
-    return (0, 0) if DEMO_FIXTURE in names else (2, 0)
+                return (0, rank)
+        return (0, len(SLURM_ORDER))  # the comparison with the local demo, and new ones
+    return (1, 0) if DEMO_FIXTURE in names else (2, 0)
 
 
 def _suffix_group(item, group: str) -> None:
