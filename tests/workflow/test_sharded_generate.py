@@ -104,16 +104,16 @@ def test_shards_run_gather_and_a_killed_shard_reruns_alone(workdir):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # one core: the shards run one after the other; kill the second one mid-run
-    started = f"generate {MODEL}/{COND}"  # the batch loop's progress bar
+    # one core: the shards run one after the other; kill the second one as soon as its
+    # log appears (it is loading its models: waiting for the batch loop's progress bar
+    # raced the tiny models, which can finish within one poll)
     deadline, second = time.time() + 600, None
     while time.time() < deadline and second is None and proc.poll() is None:
         for i in (0, 1):
             done_other = (_shard(workdir, 1 - i) / "run_config.json").is_file()
-            log = _shard_log(workdir, i)
-            if done_other and log.is_file() and started in log.read_text():
+            if done_other and _shard_log(workdir, i).is_file():
                 second = i
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert second is not None, "the second shard was not caught mid-run"
