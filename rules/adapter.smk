@@ -37,7 +37,7 @@ rule train_adapter:
         check_cuda=cli("check_cuda"),
         cli=cli("train_adapter"),
         model_id=model_ref_of,
-        pipeline=lookup(dpath="models/{model}/pipeline", within=config),
+        family=lambda wc: shell_quote(MODELS[wc.model]["family"]),
         topk=lookup(dpath="models/{model}/retrieval/style_topk", within=config),
         temp=lookup(dpath="models/{model}/retrieval/style_temp", within=config),
         clap=lambda wc: clap_flags(model_space(wc.model)),
@@ -59,7 +59,7 @@ rule train_adapter:
     shell:
         "python {params.check_cuda} --rule train_adapter --policy {resources.require_cuda} "
         "--log {log} && python {params.cli} --model-key {wildcards.model} --model-id {params.model_id:q} "
-        "--pipeline {params.pipeline} --prompts {input.prompts:q} {params.clap} "
+        "--family {params.family} --prompts {input.prompts:q} {params.clap} "
         "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
         "--style-topk {params.topk} --style-temp {params.temp} --epochs {params.epochs} "
         "--batch {params.batch} --lr {params.lr} --weight-decay {params.wd} "

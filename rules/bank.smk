@@ -130,13 +130,14 @@ rule align_check:
         check_cuda=cli("check_cuda"),
         cli=cli("align_check"),
         model_id=model_ref_of,
+        family=lambda wc: shell_quote(MODELS[wc.model]["family"]),
         clap=align_check_clap,
         device=config["clap"]["device"],
         code=code("align_check"),
     shell:
         "python {params.check_cuda} --rule align_check --policy {resources.require_cuda} "
-        "--log {log} && python {params.cli} --model-id {params.model_id:q} {params.clap} "
-        "--bank-mapping {input.mapping} --prompts {input.prompts:q} --device {params.device} "
+        "--log {log} && python {params.cli} --model-id {params.model_id:q} "
+        "--family {params.family} {params.clap} --bank-mapping {input.mapping} --prompts {input.prompts:q} --device {params.device} "
         "--out {output} > {log} 2>&1"
 
 

@@ -20,6 +20,7 @@ from rcmg.workflow.kinds import (  # noqa: E402
     TINY_KINDS,
 )
 from rcmg.models.hf_loading import model_reference  # noqa: E402
+from rcmg.generation.families import family_class  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.workflow import plan_cost, sweeps  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
@@ -84,6 +85,12 @@ def model_ref(model):
 
 def model_ref_of(wildcards):
     return model_ref(wildcards.model)
+
+
+def model_family(model):
+    """The family class of ``models.<model>.family`` (rcmg.generation.families): its
+    plan-time traits decide which checks and flags a model's jobs get."""
+    return family_class(MODELS[model]["family"])
 
 
 # The prompt set: `prompts`, or the TSV import_prompts writes from `benchmark_prompts`.
@@ -438,7 +445,7 @@ def alignment_file(model):
 
 def needs_alignment(wildcards):
     return (
-        MODELS[wildcards.model]["pipeline"] == "audioldm1"
+        model_family(wildcards.model).checks_alignment
         and CONDITIONS[base_condition(wildcards.condition)]["type"] in STYLE_TYPES
     )
 
@@ -600,8 +607,8 @@ def n_candidates(wildcards):
 def ranks_with_bank_clap(wildcards):
     """AudioLDM1 with candidates: ranked by the model's space CLAP (the bank CLAP by
     default), loaded for every condition alike (it has no audio tower)."""
-    aldm1 = MODELS[wildcards.model]["pipeline"] == "audioldm1"
-    return aldm1 and n_candidates(wildcards) > 1
+    own = model_family(wildcards.model).own_clap_subfolder
+    return not own and n_candidates(wildcards) > 1
 
 
 def generate_inputs(wildcards):
@@ -645,7 +652,7 @@ def generate_args(wildcards):
     args = [
         f"--model-key {wildcards.model}",
         f"--model-id {shell_quote(model_ref(wildcards.model))}",
-        f"--pipeline {model['pipeline']}",
+        f"--family {shell_quote(model['family'])}",
         f"--condition {wildcards.condition}",
         f"--condition-type {cond['type']}",
         f"--seed {wildcards.seed}",
@@ -688,7 +695,7 @@ def generate_args(wildcards):
             args.append(f"--style-guidance {cond['style_guidance']}")
         args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
         args.append(alignment_args(wildcards))
-        if model["pipeline"] == "audioldm1":
+        if model_family(wildcards.model).residual_mix:
             args += [
                 f"--cond-mix {r['cond_mix']}",
                 f"--cond-mix-beta {r['cond_mix_beta']}",

@@ -26,7 +26,12 @@ from rcmg.workflow import cli  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
-    p.add_argument("--model-id", required=True, help="AudioLDM1 hub id or local folder")
+    p.add_argument("--model-id", required=True, help="hub id or local folder")
+    p.add_argument(
+        "--family",
+        default="audioldm1",
+        help="the model's family (config models.<m>.family); one whose checks_alignment is set",
+    )
     p.add_argument(
         "--clap-model", required=True, help="the CLAP of the model's style space (hub id/folder)"
     )
@@ -40,14 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
     from rcmg.bank.alignment import alignment_figures
     from rcmg.generation.adapter_training import bank_captions, unique_texts
-    from rcmg.generation.conditioning import aldm1_text_embeds
+    from rcmg.generation.families import get_family
     from rcmg.generation.prompts import read_prompt_file
     from rcmg.models.clap import ClapEmbedder
     from rcmg.models.device import resolve_device
-    from rcmg.models.pipelines import load_pipeline
     from rcmg.workflow.atomic import read_jsonl, write_json
 
     prompts = [it.prompt for it in read_prompt_file(args.prompts).items]
@@ -59,11 +62,9 @@ def run(args: argparse.Namespace) -> None:
         subfolder=args.clap_subfolder,
         revision=args.clap_revision or None,
     ).embed_text(texts)
-    loaded = load_pipeline(args.model_id, "audioldm1", device, "fp32")
-    with torch.no_grad():
-        model_space, _ = aldm1_text_embeds(
-            loaded.pipe, texts, [""] * len(texts), loaded.device, False
-        )
+    family = get_family(args.family)
+    loaded = family.load(args.model_id, device, "fp32", "default")
+    model_space = family.own_text_embeddings(loaded.pipe, texts, loaded.device)
     figures = alignment_figures(bank_space, model_space.float().cpu().numpy(), texts)
     figures.update(
         model_id=args.model_id,

@@ -4,7 +4,7 @@
 Example (prompt-only AudioLDM2)::
 
     python workflow_scripts/generate.py --model-key audioldm2 --model-id cvssp/audioldm2 \\
-        --pipeline audioldm2 --condition prompt --condition-type prompt \\
+        --family audioldm2 --condition prompt --condition-type prompt \\
         --prompts config/prompts.txt --seed 42 --steps 200 --guidance 3.2 --seconds 10 \\
         --batch 2 --out-dir results/runs/audioldm2/prompt/seed42
 
@@ -44,6 +44,7 @@ from rcmg.generation.conditioning import (  # noqa: E402
     CONDITION_TYPES,
     STYLE_TYPES,
 )
+from rcmg.generation.families import family_class  # noqa: E402
 from rcmg.generation.job import (  # noqa: E402
     DEFAULT_REFERENCE_STATS,
     GenerateConfig,
@@ -60,7 +61,7 @@ from rcmg.generation.original_flags import (  # noqa: E402
     sibling_mapping,
 )
 from rcmg.models.device import DTYPES  # noqa: E402
-from rcmg.models.pipelines import PIPELINE_FAMILIES, SCHEDULERS  # noqa: E402
+from rcmg.models.pipelines import SCHEDULERS  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("generate")
@@ -87,7 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(*_f("--model-key"), default=None, help="name in results/runs/{model}")
     run.add_argument(*_f("--model-id"), required=True, help="hub id or local folder")
-    run.add_argument("--pipeline", default=None, choices=sorted(PIPELINE_FAMILIES))
+    run.add_argument(
+        "--family",
+        "--pipeline",
+        dest="family",
+        default=None,
+        help="model family (config models.<m>.family): audioldm1, audioldm2, or "
+        "package.module:ClassName of a ModelFamily (default: from the model)",
+    )
     run.add_argument("--condition", default=None, help="condition name (config key)")
     run.add_argument("--condition-type", default=None, choices=CONDITION_TYPES)
     run.add_argument(*_f("--prompts"), required=True, help="text (one per line) or TSV")
@@ -183,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-guidance",
         type=float,
         default=_d("style_guidance"),
-        help="AudioLDM1: eps_u + g(eps_c - eps_u) + beta(eps_s - eps_c); 0 = off",
+        help="eps_u + g(eps_c - eps_u) + beta(eps_s - eps_c); 0 = off",
     )
     bank.add_argument("--alignment", default=None, help="align_check JSON of this model")
     bank.add_argument(
@@ -229,7 +237,7 @@ def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateCo
     identity = resolve_run_identity(
         model_id=args.model_id,
         model_key=args.model_key,
-        pipeline=args.pipeline,
+        family=args.family,
         condition=args.condition,
         condition_type=args.condition_type,
         adapter=args.adapter,
@@ -240,8 +248,11 @@ def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateCo
     if values["condition_type"] in ("prompt_aug", *STYLE_TYPES):
         values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
         values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(values["bank"])
-    if values["pipeline"] == "audioldm1" and values["num_waveforms_per_prompt"] > 1:
-        # candidates ranked by the CLAP AudioLDM1's text tower comes from (no audio tower)
+    if (
+        values["num_waveforms_per_prompt"] > 1
+        and not family_class(values["family"]).own_clap_subfolder
+    ):
+        # candidates of a family without its own CLAP are ranked by the bank CLAP
         values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
     values["judge_clap"] = values["judge_clap"] or args.eval_clap_model
     return GenerateConfig(**values, command=shlex.join(command))

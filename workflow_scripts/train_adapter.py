@@ -11,7 +11,7 @@ baselines are documented in rcmg/generation/adapter_training.py.
 Example::
 
     python workflow_scripts/train_adapter.py --model-key audioldm2 \\
-        --model-id resources/demo/models/audioldm2 --pipeline audioldm2 \\
+        --model-id resources/demo/models/audioldm2 --family audioldm2 \\
         --prompts config/prompts/demo_prompts.txt --clap-model resources/demo/models/clap \\
         --bank style_bank.npy --bank-mapping style_bank.jsonl --index bank.index \\
         --segments-root resources/demo/processed/fsd50k/segments \\
@@ -29,11 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rcmg.generation.adapter_job import AdapterJobConfig, run_adapter_training  # noqa: E402
-from rcmg.generation.adapter_training import PIPELINE_KINDS  # noqa: E402
 from rcmg.generation.original_flags import (  # noqa: E402
     ORIGINAL_CLAP,
     TRAIN_ALIASES,
-    infer_pipeline,
+    infer_family,
     model_key_from_id,
     sibling_mapping,
 )
@@ -59,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(*_f("--model-key"), default=None, help="model name (default: from the id)")
     p.add_argument(*_f("--model-id"), required=True, help="hub id or local save_pretrained folder")
     p.add_argument(
-        "--pipeline", default=None, choices=PIPELINE_KINDS, help="family (default: from the model)"
+        "--family",
+        "--pipeline",
+        dest="family",
+        default=None,
+        help="model family: a registered name (audioldm1, audioldm2) or package.module:Class "
+        "(default: from the model)",
     )
     p.add_argument(
         *_f("--prompts"),
@@ -146,10 +150,10 @@ def job_config(args: argparse.Namespace, command: list[str]) -> AdapterJobConfig
             "recorded but not used by training (generation-time options): %s",
             ", ".join(f"--{k} {v}" for k, v in unused.items()),
         )
-    values["pipeline"] = values["pipeline"] or infer_pipeline(args.model_id)
-    if not values["pipeline"]:
+    values["family"] = values["family"] or infer_family(args.model_id)
+    if not values["family"]:
         raise InputError(
-            f"cannot tell the pipeline family of {args.model_id!r}; pass --pipeline audioldm1|audioldm2"
+            f"cannot tell the model family of {args.model_id!r}; pass --family audioldm1|audioldm2"
         )
     values["model_key"] = values["model_key"] or model_key_from_id(args.model_id)
     values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(str(args.bank))

@@ -60,7 +60,7 @@ def _run(kind: str, model_dir: Path, prompts: Path, out: Path, args, batch: int)
     cfg = GenerateConfig(
         model_key=f"tiny-{kind}",
         model_id=str(model_dir),
-        pipeline=PIPELINES[kind],
+        family=PIPELINES[kind],
         condition="prompt",
         condition_type="prompt",
         prompts=str(prompts),

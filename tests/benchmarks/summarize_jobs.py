@@ -70,7 +70,7 @@ def job_row(run_dir: Path, bench_root: Path) -> dict:
     batches = math.ceil(config.get("n_prompts", 0) / params["batch"]) if params.get("batch") else 0
     return {
         "run": f"{config['model']}/{config['condition']}/seed{config['seed']}",
-        "pipeline": config.get("pipeline"),
+        "family": config.get("family"),
         "model_id": config.get("model_id"),
         "scheduler": params.get("scheduler"),
         "steps": steps,

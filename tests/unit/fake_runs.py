@@ -102,7 +102,7 @@ def _run_config(model, condition, seed, seconds, n_waveforms, is_pipeline_check)
     return {
         "model": model,
         "model_id": f"/tmp/tiny/{model}",
-        "pipeline": "audioldm1",
+        "family": "audioldm1",
         "condition": condition,
         "condition_params": {"top_k": 4, "temperature": 0.1} if condition != "prompt" else {},
         "seed": seed,

@@ -103,7 +103,7 @@ def test_demo_config_plans_demo_assets(workdir):
     [
         (lambda c: c["models"]["audioldm2"]["sampling"].update(stpes=5), "stpes"),
         (lambda c: c["models"]["audioldm2"]["sampling"].update(steps=-5), "steps"),
-        (lambda c: c["models"]["audioldm2"].update(pipeline="audioldm3"), "audioldm3"),
+        (lambda c: c["models"]["audioldm2"].update(family="audioldm3"), "audioldm3"),
         (lambda c: c["models"]["audioldm"]["retrieval"].update(alpha=1.5), "alpha"),
         (lambda c: c.update(prompts="config/prompts/nope.txt"), "nope.txt"),
         (lambda c: c["conditions"].update(bad={"type": "retrieval"}), "adapter"),

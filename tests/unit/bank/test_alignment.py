@@ -86,7 +86,8 @@ def test_align_check_passes_a_shared_tower_and_generation_refuses_an_unrelated_o
     repo_root, tiny_model, aligned_audioldm, tmp_path
 ):
     from rcmg.generation.conditioning import OptionError
-    from rcmg.generation.job import GenerateConfig, validate_config
+    from rcmg.generation.job import GenerateConfig
+    from rcmg.generation.job_checks import validate_config
 
     clap = tiny_model("clap")
     shared_path, shared = _check(repo_root, aligned_audioldm, clap, tmp_path, "shared")
@@ -98,7 +99,7 @@ def test_align_check_passes_a_shared_tower_and_generation_refuses_an_unrelated_o
     assert unrelated["verdict"] != "identical" and unrelated["cosine_median"] < 0.5
     np.save(tmp_path / "b.npy", _random(4, 512))
     cfg = dict(
-        model_key="audioldm", model_id=str(tiny_model("audioldm")), pipeline="audioldm1",
+        model_key="audioldm", model_id=str(tiny_model("audioldm")), family="audioldm1",
         condition="retrieval", condition_type="retrieval", prompts=str(tmp_path / "p.txt"),
         out_dir=str(tmp_path / "run"), clap_model=str(clap), bank=str(tmp_path / "b.npy"),
         min_alignment_cosine=0.9,

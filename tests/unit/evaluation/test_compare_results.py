@@ -111,7 +111,7 @@ def write_adapter(folder: Path, per_item=None, with_heldout=True, model_id="tiny
     config = {
         "model_key": folder.name.split("@")[0],
         "model_id": model_id,
-        "pipeline": "audioldm1",
+        "family": "audioldm1",
         "target_space": "clap_class_embedding",
         "training": {"eval_draws": 4},
         "best_epoch": 2,

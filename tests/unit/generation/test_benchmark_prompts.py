@@ -190,7 +190,8 @@ def test_unpublished_columns_and_subsets_are_refused_naming_the_fix(musiccaps, t
 def test_generated_rows_carry_the_reference_clip_and_the_report_counts_it(musiccaps, tmp_path):
     """items.jsonl ``reference_clip`` per item; run_config ``paired_reference``; the report
     line "paired reference audio: 1 of 4 prompts"."""
-    from rcmg.generation.job import GenerateConfig, ItemPlan, item_rows
+    from rcmg.generation.job import GenerateConfig, ItemPlan
+    from rcmg.generation.provenance import item_rows
 
     from tests.unit import fake_runs
 

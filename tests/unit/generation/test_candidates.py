@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import soundfile as sf
-from rcmg.generation.job import GenerateConfig, ranks_within_group, run_generation
+from rcmg.generation.job import GenerateConfig, run_generation
+from rcmg.generation.ranking import ranks_within_group
 from rcmg.workflow.atomic import read_jsonl
 
 
@@ -25,7 +26,7 @@ def test_aldm2_candidates_kept_and_ranked_per_prompt(tiny_model, tmp_path):
     prompts.write_text("a calm piano\nfast drums\n")
     run = run_generation(
         GenerateConfig(
-            model_key="audioldm2", model_id=str(tiny_model("audioldm2")), pipeline="audioldm2",
+            model_key="audioldm2", model_id=str(tiny_model("audioldm2")), family="audioldm2",
             condition="prompt", condition_type="prompt", prompts=str(prompts),
             out_dir=str(tmp_path / "run"), seed=0, steps=1, guidance=2.0, seconds=0.5, batch=2,
             num_waveforms_per_prompt=3,
@@ -64,7 +65,7 @@ def _aldm1_candidates(tiny_model, tmp_path, condition="prompt", judge=None):
     prompts.write_text("\n".join(ALDM1_PROMPTS) + "\n")
     return run_generation(
         GenerateConfig(
-            model_key="audioldm", model_id=str(tiny_model("audioldm")), pipeline="audioldm1",
+            model_key="audioldm", model_id=str(tiny_model("audioldm")), family="audioldm1",
             condition=condition, condition_type="prompt", prompts=str(prompts),
             out_dir=str(tmp_path / condition), seed=0, steps=1, guidance=2.0, seconds=0.5,
             batch=2, num_waveforms_per_prompt=2, clap_model=str(tiny_model("clap")),
@@ -114,9 +115,9 @@ def test_aldm1_ranking_by_the_judge_is_flagged_in_run_config_and_report(tiny_mod
 
 
 def test_one_waveform_records_no_ranking(tiny_model, tmp_path):
-    from rcmg.generation.job import ranking_record
+    from rcmg.generation.ranking import ranking_record
 
-    cfg = GenerateConfig(model_key="a", model_id="m", pipeline="audioldm1", condition="prompt",
+    cfg = GenerateConfig(model_key="a", model_id="m", family="audioldm1", condition="prompt",
                          condition_type="prompt", prompts="p", out_dir="o")  # fmt: skip
     assert ranking_record(cfg) is None
 

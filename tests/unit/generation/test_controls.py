@@ -36,7 +36,7 @@ def _run(tiny_model, kind, pipeline, inputs, name, condition_type, **extra):
     values = {k: v for k, v in inputs.items() if k != "root"}
     return run_generation(
         GenerateConfig(
-            model_key=kind, model_id=str(tiny_model(kind)), pipeline=pipeline, condition=name,
+            model_key=kind, model_id=str(tiny_model(kind)), family=pipeline, condition=name,
             condition_type=condition_type, out_dir=str(inputs["root"] / name), seed=0, steps=1,
             guidance=2.0, seconds=0.25, batch=2, style_topk=3, style_temp=0.1, **values, **extra,
         )
@@ -113,5 +113,5 @@ def test_style_only_conditions_on_the_style_alone(tiny_model, inputs):
         assert info["norm_ratio"] == pytest.approx(1.0, abs=1e-5)
     from rcmg.generation.conditioning import OptionError
 
-    with pytest.raises(OptionError, match="audioldm1"):
+    with pytest.raises(OptionError, match="not a baseline of the audioldm2 family"):
         _run(tiny_model, "audioldm2", "audioldm2", inputs, "so2", "style_only", adapter="mlp")

@@ -70,7 +70,7 @@ def _config(model_dir, pipeline, condition_type, out_dir, prompts, **extra) -> G
     return GenerateConfig(
         model_key=pipeline,
         model_id=str(model_dir),
-        pipeline=pipeline,
+        family=pipeline,
         condition=extra.pop("condition", condition_type),
         condition_type=condition_type,
         prompts=str(prompts),
@@ -170,7 +170,7 @@ def test_run_directory_contract(aldm2_prompt_run):
         determinism["deterministic_algorithms"] is False and "seed + item" in determinism["seeding"]
     )
     assert {"cudnn_benchmark", "cudnn_deterministic", "cuda_matmul_allow_tf32"} <= set(determinism)
-    assert config["pipeline"] == "audioldm2" and config["params"]["dtype"] == "fp32"
+    assert config["family"] == "audioldm2" and config["params"]["dtype"] == "fp32"
     assert config["params"]["steps"] == STEPS and "generate.py" in config["command"]
     assert set(config["timings_s"]) == {
         "load",
@@ -374,7 +374,8 @@ def test_aldm2_conditioning_alpha0_matches_encode_prompt(tiny_model):
     """Both AudioLDM2 retrieval paths reproduce ``encode_prompt`` exactly at alpha 0."""
     import torch
     from diffusers import AudioLDM2Pipeline
-    from rcmg.generation.conditioning import ConditionOptions, aldm2_condition_kwargs
+    from rcmg.generation.conditioning import ConditionOptions
+    from rcmg.generation.families.audioldm2 import condition_kwargs as aldm2_condition_kwargs
 
     pipe = AudioLDM2Pipeline.from_pretrained(str(tiny_model("audioldm2")))
     hidden = pipe.language_model.config.n_embd
@@ -403,7 +404,7 @@ def test_aldm2_conditioning_alpha0_matches_encode_prompt(tiny_model):
 
 def test_aldm2_batched_conditioning_pads_t5_with_masked_zeros(tiny_model):
     from diffusers import AudioLDM2Pipeline
-    from rcmg.generation.conditioning import aldm2_condition_kwargs
+    from rcmg.generation.families.audioldm2 import condition_kwargs as aldm2_condition_kwargs
 
     pipe = AudioLDM2Pipeline.from_pretrained(str(tiny_model("audioldm2")))
     short, long = "piano", PROMPTS[1]

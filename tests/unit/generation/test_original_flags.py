@@ -89,18 +89,18 @@ def test_original_script_table_matches_the_readme():
     for name, spec in ORIGINAL_SCRIPTS.items():
         row = rows[f"`{name}.py`"]
         assert f"--original-script {name}" in row, name
-        assert f"`{spec.pipeline}`" in row and f"`{spec.condition_type}`" in row, name
-    assert ORIGINAL_SCRIPTS["aldm2_retrieval_infer"].pipeline == "audioldm2"
+        assert f"`{spec.family}`" in row and f"`{spec.condition_type}`" in row, name
+    assert ORIGINAL_SCRIPTS["aldm2_retrieval_infer"].family == "audioldm2"
 
 
 def test_identity_flags_resolve_and_contradictions_fail():
     got = resolve_run_identity(
-        model_id="cvssp/audioldm2-music", model_key=None, pipeline=None, condition=None,
+        model_id="cvssp/audioldm2-music", model_key=None, family=None, condition=None,
         condition_type=None, adapter="mlp", original_script="scripts/aldm2_retrieval_infer.py",
     )  # fmt: skip
     assert got == {
         "model_key": "audioldm2-music",
-        "pipeline": "audioldm2",
+        "family": "audioldm2",
         "condition_type": "retrieval",
         "condition": "retrieval_mlp",
     }
@@ -108,7 +108,7 @@ def test_identity_flags_resolve_and_contradictions_fail():
 
     with pytest.raises(InputError, match="contradicts"):
         resolve_run_identity(
-            model_id="m", model_key=None, pipeline="audioldm1", condition=None,
+            model_id="m", model_key=None, family="audioldm1", condition=None,
             condition_type=None, adapter="none", original_script="aldm2_retrieval_infer",
         )  # fmt: skip
 

@@ -18,7 +18,7 @@ MODELS = [("audioldm", "audioldm1"), ("audioldm2", "audioldm2"), ("audioldm2-mus
 def _run(model_dir, pipeline, prompts, out):
     return run_generation(
         GenerateConfig(
-            model_key=pipeline, model_id=str(model_dir), pipeline=pipeline, condition="prompt",
+            model_key=pipeline, model_id=str(model_dir), family=pipeline, condition="prompt",
             condition_type="prompt", prompts=str(prompts), out_dir=str(out), seed=0, steps=1,
             guidance=2.0, seconds=0.25, batch=2,
         )

@@ -15,7 +15,8 @@ import generate as generate_cli
 import numpy as np
 import pytest
 import soundfile as sf
-from rcmg.generation.job import GenerateConfig, prompt_subset, run_generation
+from rcmg.generation.batching import prompt_subset
+from rcmg.generation.job import GenerateConfig, run_generation
 from rcmg.workflow.atomic import read_jsonl
 
 PROMPTS = [
@@ -76,7 +77,7 @@ def test_a_subset_run_is_two_of_the_full_runs_items_with_their_indices(runs):
 
 def test_a_bad_subset_count_is_refused_in_one_line(tmp_path, capsys):
     cfg = GenerateConfig(
-        model_key="m", model_id="x", pipeline="audioldm1", condition="prompt",
+        model_key="m", model_id="x", family="audioldm1", condition="prompt",
         condition_type="prompt", prompts=str(Path(tmp_path) / "p.txt"), out_dir=str(tmp_path),
         prompt_subset=0,
     )  # fmt: skip

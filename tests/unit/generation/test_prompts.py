@@ -96,12 +96,15 @@ def test_augment_dedupes_caps_and_respects_fit():
         ({"cond_mix_beta": 2.0}, "--cond-mix-beta"),
         ({"style_temp": 0.0}, "--style-temp"),
         ({"adapter": "external"}, "--adapter-checkpoint"),
-        ({"pipeline": "audioldm2", "adapter": "none"}, "needs --adapter mlp or --adapter external"),
-        ({"pipeline": "audioldm2", "adapter": "mlp", "cond_mix": "residual"}, "audioldm1 only"),
+        ({"family": "audioldm2", "adapter": "none"}, "needs --adapter mlp or --adapter external"),
+        (
+            {"family": "audioldm2", "adapter": "mlp", "cond_mix": "residual"},
+            "does not apply to audioldm2",
+        ),
     ],
 )
 def test_invalid_options_are_rejected(changes, message):
-    base = {"condition_type": "retrieval", "pipeline": "audioldm1", "adapter": "none"}
+    base = {"condition_type": "retrieval", "family": "audioldm1", "adapter": "none"}
     with pytest.raises(OptionError, match=message):
         validate_options(ConditionOptions(**{**base, **changes}))
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from rcmg.generation.batching import shard_ranges
 from rcmg.generation.gather import ShardError, gather_shards
-from rcmg.generation.job import GenerateConfig, run_generation, shard_ranges
+from rcmg.generation.job import GenerateConfig, run_generation
 from rcmg.workflow.atomic import read_jsonl
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,7 +50,7 @@ def _config(work, model_dir, pipeline, condition_type, out, **extra) -> Generate
     return GenerateConfig(
         model_key=pipeline,
         model_id=str(model_dir),
-        pipeline=pipeline,
+        family=pipeline,
         condition=condition_type,
         condition_type=condition_type,
         prompts=str(work / "prompts.txt"),

@@ -38,7 +38,7 @@ def _run(tiny_model, kind, pipeline, inputs, name, **extra):
     values = {k: v for k, v in inputs.items() if k != "root"}
     return run_generation(
         GenerateConfig(
-            model_key=kind, model_id=str(tiny_model(kind)), pipeline=pipeline,
+            model_key=kind, model_id=str(tiny_model(kind)), family=pipeline,
             condition=name, condition_type="retrieval", out_dir=str(inputs["root"] / name),
             seed=0, steps=1, guidance=2.0, seconds=0.25, batch=2, style_topk=3,
             style_temp=0.1, **values, **extra,

@@ -42,7 +42,8 @@ def pipe(tiny_model):
 
 def _embeds(pipe):
     import torch
-    from rcmg.generation.conditioning import aldm1_text_embeds, blend_tensor
+    from rcmg.generation.conditioning import blend_tensor
+    from rcmg.generation.families.audioldm1 import text_embeds as aldm1_text_embeds
 
     with torch.no_grad():
         cond, uncond = aldm1_text_embeds(pipe, ["a calm piano", "rain"], ["", ""], "cpu", True)
@@ -59,7 +60,7 @@ def _gens():
 
 
 def _guided(pipe, cond, uncond, styled, beta):
-    from rcmg.generation.style_guidance import aldm1_style_guided
+    from rcmg.generation.families.audioldm1 import style_guided as aldm1_style_guided
 
     return aldm1_style_guided(
         pipe, prompt_embeds=cond, negative_prompt_embeds=uncond, style_embeds=styled, beta=beta,
@@ -113,7 +114,7 @@ def test_generate_job_runs_style_guidance(tiny_model, tmp_path):
     _write_bank(tmp_path)
     (tmp_path / "p.txt").write_text("a calm piano\nrain\n")
     common = dict(
-        model_key="audioldm", model_id=str(tiny_model("audioldm")), pipeline="audioldm1",
+        model_key="audioldm", model_id=str(tiny_model("audioldm")), family="audioldm1",
         condition="retrieval", condition_type="retrieval", prompts=str(tmp_path / "p.txt"),
         seed=0, steps=STEPS, guidance=G, seconds=SECONDS, batch=2, clap_model=str(tiny_model("clap")),
         bank=str(tmp_path / "b.npy"), index=str(tmp_path / "b.index"), alpha=0.3,
@@ -149,7 +150,8 @@ def pipe2(tiny_model):
 
 def _aldm2_kwargs(pipe):
     import torch
-    from rcmg.generation.conditioning import ConditionOptions, aldm2_condition_kwargs
+    from rcmg.generation.conditioning import ConditionOptions
+    from rcmg.generation.families.audioldm2 import condition_kwargs as aldm2_condition_kwargs
 
     prompts, negatives = ["a calm piano", "rain on a tin roof"], ["", ""]
     own = aldm2_condition_kwargs(pipe, prompts, negatives, "cpu", True)
@@ -162,7 +164,7 @@ def _aldm2_kwargs(pipe):
 
 
 def _guided2(pipe, own, styled, beta):
-    from rcmg.generation.style_guidance import aldm2_style_guided
+    from rcmg.generation.families.audioldm2 import style_guided as aldm2_style_guided
 
     return aldm2_style_guided(
         pipe, prompt_kwargs=own, style_kwargs=styled, beta=beta, guidance_scale=G,
@@ -206,7 +208,7 @@ def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model,
         GenerateConfig(
             model_key="audioldm2",
             model_id=str(tiny_model("audioldm2")),
-            pipeline="audioldm2",
+            family="audioldm2",
             condition="retrieval_guided",
             condition_type="retrieval",
             adapter="mlp",

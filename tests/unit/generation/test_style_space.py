@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from rcmg.bank.spaces import segment_ids_digest
 from rcmg.generation.conditioning import OptionError
-from rcmg.generation.job import GenerateConfig, run_generation, verify_style_space
+from rcmg.generation.job import GenerateConfig, run_generation
+from rcmg.generation.resources import verify_style_space
 from rcmg.models.clap import ClapEmbedder
 from rcmg.models.fingerprint import clap_space_fingerprint
 from rcmg.workflow.atomic import read_jsonl
@@ -49,7 +50,7 @@ def space(tmp_path_factory, tiny_model):
 def _cfg(space, tiny_model, kind, name, **extra) -> GenerateConfig:
     values = dict(
         model_key=kind, model_id=str(tiny_model(kind)),
-        pipeline="audioldm1" if kind == "audioldm" else "audioldm2", condition=name,
+        family="audioldm1" if kind == "audioldm" else "audioldm2", condition=name,
         condition_type="retrieval", prompts=space["prompts"], out_dir=str(space["root"] / name),
         seed=0, steps=1, guidance=2.0, seconds=0.25, batch=2, adapter="mlp", alpha=0.2,
         style_topk=3, style_temp=0.1, clap_model=str(tiny_model("audioldm2")),

@@ -279,23 +279,24 @@ def test_latents_and_label_baseline_are_the_pipelines_own(tiny_model, bank_asset
     """Latent = VAE mean of AudioLDM's log-mel * scaling; the labels_text arm = the pipeline's
     own text conditioning; the untrained arm = the audio embedding on the untrained path."""
     import torch
-    from rcmg.generation.adapter_training import encode_latents, item_context, load_segment_audio
+    from rcmg.generation.adapter_training import item_context, load_segment_audio
+    from rcmg.generation.families import get_family
     from rcmg.models.mel import log_mel, n_frames, normalize_wav
-    from rcmg.models.pipelines import load_pipeline
 
-    pipe = load_pipeline(str(tiny_model(kind)), pipeline, device="cpu").pipe
+    family = get_family(pipeline)
+    pipe = family.load(str(tiny_model(kind)), "cpu", "auto", "default").pipe
     rows = [json.loads(line) for line in bank_assets["mapping"].read_text().splitlines()]
     items = bank_items(rows)[:2]
     waves = load_segment_audio(items, bank_assets["segments"], 0.64)
     frames = n_frames(0.64)
-    latents = encode_latents(pipe, waves, frames)
+    latents = family.adapter_latents(pipe, waves, 0.64)
     with torch.no_grad():
         mel = log_mel(np.stack([normalize_wav(waves[1])]), frames)[:, None]
         expected = pipe.vae.encode(mel).latent_dist.mean * pipe.vae.config.scaling_factor
     assert latents.shape == (2, 8, frames // 4, 16)
     torch.testing.assert_close(latents[1:], expected, atol=1e-5, rtol=1e-5)
     bank = torch.from_numpy(np.load(bank_assets["bank"])[[i.row for i in items]])
-    ctx = item_context(pipe, pipeline, items, latents, bank)
+    ctx = item_context(pipe, family, items, latents, bank)
     with torch.no_grad():
         if pipeline == "audioldm1":
             own = pipe._encode_prompt([items[0].caption], "cpu", 1, False)
@@ -304,7 +305,7 @@ def test_latents_and_label_baseline_are_the_pipelines_own(tiny_model, bank_asset
         else:
             own = pipe.encode_prompt([items[0].caption], "cpu", 1, False)
             torch.testing.assert_close(ctx.labels[0], own[2], atol=1e-5, rtol=1e-5)  # LM tokens
-            torch.testing.assert_close(ctx.t5[0], own[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ctx.extra["t5"][0], own[0], atol=1e-5, rtol=1e-5)
             assert ctx.untrained[0].shape == own[2].shape
             assert not torch.allclose(ctx.untrained[0], own[2])
 
@@ -324,7 +325,7 @@ def test_cli_writes_complete_outputs_and_records_the_split(trained, bank_assets)
         ]
         assert not list(out_dir.parent.glob(f".{out_dir.name}.*")), "temporary dir left behind"
         config = _config(out_dir)
-        assert config["pipeline"] == pipeline and config["in_dim"] == 512
+        assert config["family"] == pipeline and config["in_dim"] == 512
         assert config["data"]["sha256"]["bank"] == sha256_file(bank_assets["bank"])
         assert config["data"]["n_held_out_prompts"] == 3
         assert config["mel_front_end"]["hop_length"] == 160

@@ -11,7 +11,7 @@ from rcmg.bank.retrieval import INDEX_KINDS
 from rcmg.data import segmenting, sources
 from rcmg.generation.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES, STYLE_TYPES
 from rcmg.models.device import DTYPES
-from rcmg.models.pipelines import PIPELINE_FAMILIES, SCHEDULERS
+from rcmg.models.pipelines import SCHEDULERS
 from rcmg.standins import demo_corpus, real_arch, tiny_models
 from rcmg.workflow import kinds
 
@@ -35,10 +35,6 @@ def _enum(*path: str) -> list[str]:
         (
             ("properties", "datasets", "additionalProperties", "properties", "kind"),
             kinds.DATASET_KINDS,
-        ),
-        (
-            ("properties", "models", "additionalProperties", "properties", "pipeline"),
-            kinds.PIPELINE_FAMILIES,
         ),
         (
             ("properties", "conditions", "additionalProperties", "properties", "type"),
@@ -77,6 +73,5 @@ def test_every_list_of_kinds_is_the_one_definition():
     assert real_arch.KINDS is kinds.MODEL_KINDS
     assert tiny_models.KINDS is kinds.TINY_KINDS
     assert kinds.TINY_KINDS == kinds.MODEL_KINDS + kinds.CLASSIFIER_KINDS
-    assert tuple(PIPELINE_FAMILIES) == kinds.PIPELINE_FAMILIES
     assert CONDITION_TYPES is kinds.CONDITION_TYPES
     assert STYLE_TYPES is kinds.STYLE_TYPES and set(STYLE_TYPES) <= set(CONDITION_TYPES)

@@ -158,8 +158,8 @@ def test_prompt_file_count_without_a_benchmark(tmp_path):
 
 def test_sweep_subset_points_count_the_prompts_their_draw_generates():
     """sweeps.prompts: subset points (and their matched baselines) generate the seeded
-    draw generate makes (rcmg.generation.job.prompt_subset), the configured runs all."""
-    from rcmg.generation.job import prompt_subset
+    draw generate makes (rcmg.generation.batching.prompt_subset), the configured runs all."""
+    from rcmg.generation.batching import prompt_subset
 
     cfg = _config()
     cfg["sweeps"].update(prompts=4, prompts_seed=2)

@@ -112,7 +112,7 @@ def test_product_is_every_combination_and_zip_pairs_the_ith_values():
         ),
         (
             {"conditions": ["retrieval_mlp"], "product": {"cond_mix_beta": [0.1]}},
-            "cond_mix_beta applies to AudioLDM1 models",
+            "cond_mix_beta does not apply to audioldm2",
         ),
         (
             {"conditions": ["retrieval_mlp"], "product": {"alpha": [0.1]}, "zip": {"alpha": [0.2]}},

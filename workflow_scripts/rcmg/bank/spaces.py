@@ -28,8 +28,6 @@ from dataclasses import dataclass
 BANK_SPACE = "bank"
 OWN_TEXT_ENCODER = "own_text_encoder"
 TEXT_ENCODER = "text_encoder"
-# pipeline families whose checkpoint has a CLAP audio tower in ``text_encoder``
-FAMILIES_WITH_AUDIO_TOWER = ("audioldm2",)
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,13 @@ def embedded_spaces(config: dict, models=None) -> list[str]:
     return [n for n in dict.fromkeys(names) if n != BANK_SPACE]
 
 
+def _has_own_clap(family: str) -> bool:
+    """Whether the family's checkpoint has its own full CLAP (audio tower) to embed with."""
+    from rcmg.generation.families import family_class, family_problem
+
+    return not family_problem(family) and bool(family_class(family).own_clap_subfolder)
+
+
 def space_problems(config: dict) -> list[str]:
     """Config mistakes about spaces, each naming the key and the fix."""
     out = []
@@ -121,9 +126,9 @@ def space_problems(config: dict) -> list[str]:
                 f"models.{key}.style_space: '{declared}' is not '{BANK_SPACE}', "
                 f"'{OWN_TEXT_ENCODER}' or a key of style_spaces ({', '.join(named) or 'none'})"
             )
-        elif declared == OWN_TEXT_ENCODER and model["pipeline"] not in FAMILIES_WITH_AUDIO_TOWER:
+        elif declared == OWN_TEXT_ENCODER and not _has_own_clap(model["family"]):
             out.append(
-                f"models.{key}.style_space: a {model['pipeline']} checkpoint has no CLAP audio "
+                f"models.{key}.style_space: a {model['family']} checkpoint has no CLAP audio "
                 f"tower to embed the bank with; use '{BANK_SPACE}' (with the alignment check) "
                 "or a style_spaces entry naming a full CLAP"
             )

@@ -122,7 +122,7 @@ def adapter_result(path: Path, confidence: float = 0.95) -> dict:
         "path": str(path),
         "model_key": config.get("model_key"),
         "model_id": config.get("model_id"),
-        "pipeline": config.get("pipeline"),
+        "family": config.get("family"),
         "target_space": config.get("target_space"),
         "random_weight_model": bool(config.get("random_weight_model")),
         "best_epoch": config.get("best_epoch"),

@@ -63,7 +63,7 @@ def ranking_row(run: dict) -> dict | None:
     row = {
         "label": run_label(run),
         "model": config.get("model"),
-        "pipeline": config.get("pipeline"),
+        "family": config.get("family"),
         "n_candidates": n_candidates,
         "ranking_clap": ranking.get("clap") or "not recorded (run_config.json has no ranking)",
         "ranked_by": ranking.get("by") or "",

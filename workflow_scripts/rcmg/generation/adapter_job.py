@@ -19,15 +19,11 @@ import numpy as np
 
 from rcmg.generation.adapter_training import (
     STYLE_DIM,
-    TARGET_SPACES,
-    ItemContext,
     TrainConfig,
     TrainingDataError,
     bank_items,
-    check_geometry,
     check_split,
     drop_prompt_duplicates,
-    encode_latents,
     fixed_draws,
     item_context,
     load_segment_audio,
@@ -58,7 +54,7 @@ class AdapterJobConfig:
 
     model_key: str
     model_id: str
-    pipeline: str
+    family: str  # a registered family name or package.module:ClassName
     prompts: Path
     clap_model: str
     bank: Path
@@ -83,7 +79,7 @@ class AdapterJobConfig:
     seed: int = TrainConfig.seed
     device: str = "auto"
     dtype: str = "auto"
-    # the model's style space: a ClapModel subfolder (AudioLDM2: text_encoder) + revision
+    # the model's style space: a ClapModel subfolder (a pipeline's text_encoder) + revision
     clap_subfolder: str = ""
     clap_revision: str | None = None
     exclude_cosine: float = 0.95
@@ -175,52 +171,51 @@ def clap_text_embeddings(
     return queries
 
 
-def build_context(pipe, cfg: AdapterJobConfig, items, bank: np.ndarray) -> ItemContext | None:
+def build_context(pipe, family, cfg: AdapterJobConfig, items, bank: np.ndarray):
+    """The family's :class:`~rcmg.generation.families.base.AdapterContext` of ``items``."""
     import torch
-
-    from rcmg.models.mel import n_frames
 
     if not items:
         return None
-    frames = n_frames(cfg.seconds)
     chunk = 64  # audio is read and encoded in chunks: only latents are kept
     latents = torch.cat(
         [
-            encode_latents(
+            family.adapter_latents(
                 pipe,
                 load_segment_audio(items[i : i + chunk], cfg.segments_root, cfg.seconds),
-                frames,
+                cfg.seconds,
             )
             for i in range(0, len(items), chunk)
         ]
     )
     x = torch.from_numpy(np.ascontiguousarray(bank[[i.row for i in items]], dtype=np.float32))
-    return item_context(pipe, cfg.pipeline, items, latents, x)
+    return item_context(pipe, family, items, latents, x)
 
 
 def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_info: dict) -> dict:
     from rcmg.generation.adapter_training import __doc__ as objective_doc
-    from rcmg.models.mel import AUDIOLDM_MEL, MEL_SOURCE
+    from rcmg.generation.families import get_family
     from rcmg.models.random_weights import is_random_weight_model
     from rcmg.workflow.runinfo import code_version
 
+    family = get_family(cfg.family)
     return {
         "model_key": cfg.model_key,
         "model_id": cfg.model_id,
-        "pipeline": cfg.pipeline,
+        "family": cfg.family,
         "architecture": {
             **result.module.config(),
             "layers": "LayerNorm -> Linear -> GELU -> Linear (+input when in_dim == out_dim)",
         },
         "in_dim": STYLE_DIM,
         "out_dim": out_dim,
-        "target_space": TARGET_SPACES[cfg.pipeline],
+        "target_space": family.adapter_target_space,
         "objective": objective_doc.strip(),
         "loss": LOSS_DESCRIPTION,
-        "mel_front_end": {**AUDIOLDM_MEL, "source": MEL_SOURCE},
+        "mel_front_end": family.adapter_front_end(),
         "style": {
             "clap_model": cfg.clap_model,
-            "clap_subfolder": cfg.clap_subfolder,  # the model's style space (AudioLDM2: own)
+            "clap_subfolder": cfg.clap_subfolder,  # the model's style space (its own CLAP, if any)
             "style_topk": cfg.style_topk,
             "style_temp": cfg.style_temp,
             "note": "generation's retrieval settings (its adapter input); training uses bank rows",
@@ -257,7 +252,7 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
     from rcmg.generation.adapter import save_adapter
 
     metadata = {
-        k: config[k] for k in ("model_key", "model_id", "pipeline", "target_space", "best_epoch")
+        k: config[k] for k in ("model_key", "model_id", "family", "target_space", "best_epoch")
     }
     with atomic_dir(out_dir) as tmp:
         save_adapter(result.module, tmp / ADAPTER_FILE, metadata)
@@ -273,10 +268,9 @@ def write_outputs(out_dir: Path, result, config: dict) -> None:
 
 def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     """Train one model's style adapter and write ``cfg.out_dir``; returns adapter_config."""
+    from rcmg.generation.families import get_family
     from rcmg.generation.prompts import read_prompt_file
     from rcmg.models.device import resolve_device
-    from rcmg.models.mel import n_frames
-    from rcmg.models.pipelines import load_pipeline
 
     started = time.perf_counter()
     train_cfg = cfg.train_config()
@@ -311,12 +305,12 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
         split, by_caption, prompts, embedded[len(captions) :], cfg.exclude_cosine
     )
     check_split(split)
-    loaded = load_pipeline(cfg.model_id, cfg.pipeline, device=device, dtype=cfg.dtype)
+    family = get_family(cfg.family)
+    loaded = family.load(cfg.model_id, device, cfg.dtype, "default")
     pipe = loaded.pipe
-    check_geometry(pipe, n_frames(cfg.seconds))
-    out_dim = target_dim(pipe, cfg.pipeline)
+    out_dim = target_dim(pipe, family)
     contexts = {
-        part: build_context(pipe, cfg, getattr(split, part), bank)
+        part: build_context(pipe, family, cfg, getattr(split, part), bank)
         for part in ("train", "val", "heldout")
     }
     n_t = int(pipe.scheduler.config.num_train_timesteps)
@@ -327,7 +321,7 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     }
     result = train_adapter(
         pipe,
-        cfg.pipeline,
+        family,
         contexts["train"],
         contexts["val"],
         contexts["heldout"],

@@ -1,37 +1,33 @@
-"""Style-adapter training through the frozen model: the denoising loss on bank items.
+"""Style-adapter training through the frozen model: its own training loss on bank items.
 
 Objective (the image-prompt-adapter recipe, for audio)
 ------------------------------------------------------
 The adapter (``rcmg.generation.adapter.StyleAdapter``, 512 -> H) maps a bank item's
 audio embedding ``x`` (its style-bank row: the bank CLAP's L2-normalised audio
-embedding) to the model's conditioning; the frozen UNet, given that conditioning, must
-denoise the latent of the item's own audio. Only the adapter trains:
+embedding) to the model's conditioning; the frozen denoiser, given that conditioning,
+must denoise the latent of the item's own audio. Only the adapter trains. What is the
+model's is its family's (:class:`rcmg.generation.families.base.ModelFamily`; each family
+module documents its choices):
 
-* latent ``z0``: the item's 16 kHz segment (first ``seconds`` s of its window) ->
-  AudioLDM's own mel front end (:mod:`rcmg.models.mel`) -> the pipeline's VAE encoder
-  (posterior mean) -> ``* vae.config.scaling_factor``; computed once under no_grad.
+* latent ``z0``: the item's 16 kHz segment (first ``seconds`` s of its window) -> the
+  family's front end into the model's latent space (``adapter_latents``; the mel
+  latent-diffusion families: their own mel front end, :mod:`rcmg.models.mel`, into the
+  VAE encoder's posterior mean ``* vae.config.scaling_factor``); computed once, no grad.
 * loss: ``mean((eps_pred - eps)^2)`` with ``z_t = scheduler.add_noise(z0, eps, t)``,
   ``t`` uniform over the scheduler's training timesteps, ``eps`` standard normal (the
-  target is the velocity when the scheduler predicts ``v_prediction``).
-* conditioning, as generation uses the adapter's output (only its direction is blended,
-  at the norm of what it replaces):
-
-  - AudioLDM1: ``class_labels = unit(adapter(x))`` (the pipeline's text embeddings are
-    unit vectors; the UNet has no text cross-attention).
-  - AudioLDM2 / -Music: ``generated_prompt_embeds`` (the language-model tokens the
-    UNet's first cross-attention takes) = ``unit(adapter(x))`` at each token's norm of
-    the item's label-text generation; the second cross-attention's T5 states are those
-    of the item's label text (the text a prompt would be) in every arm, so the
-    comparison below isolates the language-model tokens, which the adapter replaces.
+  target is the velocity when the scheduler predicts ``v_prediction``); ``eps_pred``
+  is the family's ``denoiser_eps``.
+* conditioning, as generation uses the adapter's output: only its direction
+  ``unit(adapter(x))``, placed by the family's ``adapter_conditioning`` where the model
+  takes it (``adapter_target_space``: e.g. the class embedding, or the language-model
+  tokens at each token's norm of the item's label-text generation).
 
 Baselines (same items, same timesteps and noise: paired)
 --------------------------------------------------------
 * ``labels_text``: the model's own text path on the item's label text
-  (``caption_from_tags``): AudioLDM1 ``_encode_prompt``; AudioLDM2 the CLAP + T5 ->
-  projection -> GPT-2 tokens.
+  (``caption_from_tags``).
 * ``untrained``: the path generation takes without a trained adapter, given the audio
-  embedding alone: AudioLDM1 identity (``class_labels = x``); AudioLDM2 ``mlp`` (the CLAP
-  text token replaced by ``x`` at its norm, then the pipeline's projection and GPT-2).
+  embedding alone (the family's ``mlp`` / direct blend of ``x``).
 
 Split
 -----
@@ -59,12 +55,9 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.workflow.cli import InputError
-from rcmg.workflow.kinds import PIPELINE_FAMILIES
 
 log = logging.getLogger(__name__)
 
-PIPELINE_KINDS = PIPELINE_FAMILIES
-TARGET_SPACES = {"audioldm1": "clap_class_embedding", "audioldm2": "language_model_tokens"}
 STYLE_DIM = 512
 DEV_SPLITS = ("train", "val", "dev")  # FSD50K dev.csv's split column, or "dev"
 EVAL_SPLITS = ("eval",)
@@ -384,10 +377,10 @@ def check_split(split: ItemSplit) -> None:
 
 def load_segment_audio(items: Sequence[BankItem], segments_root: str | Path, seconds: float):
     """The first ``seconds`` of each item's 16 kHz window ``[N, samples]`` (zero-padded)."""
-    from rcmg.models.mel import AUDIOLDM_MEL
+    from rcmg.data.segmenting import SegmentConfig
 
     root = Path(segments_root)
-    samples = int(round(seconds * AUDIOLDM_MEL["sampling_rate"]))
+    samples = int(round(seconds * SegmentConfig.sr_gen))
     arrays: dict[str, np.ndarray] = {}
     out = np.zeros((len(items), samples), dtype=np.float32)
     for n, item in enumerate(items):
@@ -404,163 +397,37 @@ def load_segment_audio(items: Sequence[BankItem], segments_root: str | Path, sec
     return out
 
 
-def check_geometry(pipe, frames: int) -> None:
-    """The mel/latent shape the pipeline's VAE and UNet take (names the fix otherwise)."""
-    from rcmg.models.mel import AUDIOLDM_MEL
-
-    n_mels = int(getattr(pipe.vocoder.config, "model_in_dim", AUDIOLDM_MEL["n_mels"]))
-    if n_mels != AUDIOLDM_MEL["n_mels"]:
-        raise TrainingDataError(
-            f"the model's vocoder takes {n_mels} mel bins; the AudioLDM front end makes "
-            f"{AUDIOLDM_MEL['n_mels']} (only the 16 kHz / 64-bin checkpoints are supported)"
-        )
-    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    factor *= 2 ** (len(pipe.unet.config.down_block_types) - 1)
-    if frames % factor:
-        raise TrainingDataError(
-            f"{frames} mel frames is not a multiple of {factor} (VAE x UNet downsampling); "
-            f"choose adapter_training.seconds as a multiple of {factor * 0.01:.2f}"
-        )
-
-
-def encode_latents(pipe, waves: np.ndarray, frames: int, batch: int = 8):
-    """``[N, C, frames/4, 16]`` latents: normalize_wav -> log-mel -> VAE mean * scaling."""
-    import torch
-
-    from rcmg.models.mel import log_mel, normalize_wav
-
-    vae = pipe.vae
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(waves), batch):
-            chunk = np.stack([normalize_wav(w) for w in waves[start : start + batch]])
-            mel = log_mel(chunk, frames)[:, None].to(device=vae.device, dtype=vae.dtype)
-            z = vae.encode(mel).latent_dist.mean * vae.config.scaling_factor
-            out.append(z.float())
-    latents = torch.cat(out)
-    if not torch.isfinite(latents).all():
-        raise TrainingDataError("the VAE produced NaN/inf latents; check the model weights")
-    return latents
-
-
 # ---------------------------------------------------------------- conditioning
 
 
-@dataclass
-class ItemContext:
-    """Per-item tensors computed once (no grad) for one model family."""
-
-    latents: object  # [N, C, T, F]
-    x: object  # [N, 512] bank rows
-    labels: object  # AudioLDM1 [N, 512]; AudioLDM2 list of [1, T, H] token tensors
-    untrained: object  # same layout as labels
-    t5: list | None = None  # AudioLDM2: [1, L, D] per item
-    t5_mask: list | None = None
-    norms: list | None = None  # AudioLDM2: [1, T] token norms of the label tokens
-
-
-def target_dim(pipe, pipeline_kind: str) -> int:
+def target_dim(pipe, family) -> int:
     """H: the width of the conditioning space the adapter maps into, read from the pipeline."""
-    from rcmg.generation.conditioning import lm_hidden_size
-
-    if pipeline_kind == "audioldm1":
-        return int(pipe.text_encoder.config.projection_dim)
-    if pipeline_kind == "audioldm2":
-        return lm_hidden_size(pipe)
-    raise ValueError(f"unknown pipeline {pipeline_kind!r}; choose one of {PIPELINE_KINDS}")
+    return int(family.adapter_out_dim(pipe))
 
 
-def item_context(pipe, pipeline_kind: str, items, latents, x) -> ItemContext:
-    """Latents plus both baselines' conditioning (and AudioLDM2's T5 states) per item."""
-    import torch
-    import torch.nn.functional as F
-
-    from rcmg.generation.conditioning import (
-        Aldm2Branches,
-        aldm1_text_embeds,
-        aldm2_branches,
-        aldm2_generate,
-        blend_tensor,
-    )
-
-    device = pipe.device
-    x = x.to(device)
-    captions = [i.caption for i in items]
-    with torch.no_grad():
-        if pipeline_kind == "audioldm1":
-            labels, _ = aldm1_text_embeds(pipe, captions, [""] * len(captions), device, False)
-            return ItemContext(latents, x, labels.float(), F.normalize(x, dim=-1))
-        labels, untrained, t5, masks, norms = [], [], [], [], []
-        for caption, row in zip(captions, x, strict=True):
-            b = aldm2_branches(pipe, [caption], device)  # one text: no batch padding
-            tokens = aldm2_generate(pipe, b).float()
-            style = blend_tensor(b.clap, row.reshape(1, 1, -1).to(b.clap.dtype), 1.0, "lerp")
-            mlp = aldm2_generate(pipe, Aldm2Branches(style, b.clap_mask, b.t5, b.t5_mask))
-            labels.append(tokens)
-            untrained.append(mlp.float())
-            t5.append(b.t5)
-            masks.append(b.t5_mask)
-            norms.append(tokens.norm(dim=-1))
-    return ItemContext(latents, x, labels, untrained, t5, masks, norms)
+def item_context(pipe, family, items, latents, x):
+    """Latents plus both baselines' conditioning (and what else the family's denoiser
+    needs) per item: the family's :class:`~rcmg.generation.families.base.AdapterContext`."""
+    return family.adapter_context(pipe, [i.caption for i in items], latents, x.to(pipe.device))
 
 
-def _pad(tensors, length: int):
-    import torch
-
-    out = []
-    for t in tensors:
-        missing = length - t.shape[1]
-        if missing:
-            pad = torch.zeros((t.shape[0], missing, *t.shape[2:]), dtype=t.dtype, device=t.device)
-            t = torch.cat([t, pad], dim=1)
-        out.append(t)
-    return torch.cat(out)
-
-
-def adapter_conditioning(adapter, ctx: ItemContext, rows, pipeline_kind: str):
-    """The adapter's conditioning for items ``rows`` (with grad through the adapter)."""
+def adapter_conditioning(adapter, ctx, rows, family):
+    """The adapter's conditioning for items ``rows`` (with grad through the adapter): its
+    unit output, placed by the family where the model takes it."""
     import torch.nn.functional as F
 
     direction = F.normalize(adapter(ctx.x[rows]).float(), dim=-1)
-    if pipeline_kind == "audioldm1":
-        return direction
-    norms = _pad_norms([ctx.norms[r] for r in rows])
-    return direction[:, None, :] * norms[..., None]
+    return family.adapter_conditioning(direction, ctx, rows)
 
 
-def _pad_norms(norms):
-    import torch
-
-    return torch.cat(norms)  # every item generates max_new_tokens tokens: same T
+def baseline_conditioning(ctx, rows, arm: str, family):
+    return family.baseline_conditioning(ctx, rows, arm)
 
 
-def baseline_conditioning(ctx: ItemContext, rows, arm: str, pipeline_kind: str):
-    source = ctx.labels if arm == "labels_text" else ctx.untrained
-    if pipeline_kind == "audioldm1":
-        return source[rows]
-    import torch
-
-    return torch.cat([source[r] for r in rows])
-
-
-def unet_eps(pipe, pipeline_kind: str, noisy, t, cond, ctx: ItemContext, rows):
-    """The frozen UNet's prediction under ``cond`` (the pipeline's own call signature), with
-    the inputs cast to the UNet's dtype (the adapter and the latents stay float32)."""
-    dtype = pipe.unet.dtype
-    noisy, cond = noisy.to(dtype), cond.to(dtype)
-    if pipeline_kind == "audioldm1":
-        return pipe.unet(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
-    t5 = [ctx.t5[r].to(dtype) for r in rows]
-    masks = [ctx.t5_mask[r] for r in rows]
-    longest = max(s.shape[1] for s in t5)
-    return pipe.unet(
-        noisy,
-        t,
-        encoder_hidden_states=cond,
-        encoder_hidden_states_1=_pad(t5, longest),
-        encoder_attention_mask_1=_pad(masks, longest),
-        return_dict=False,
-    )[0]
+def unet_eps(pipe, family, noisy, t, cond, ctx, rows):
+    """The frozen denoiser's prediction under ``cond`` (the model's own call signature),
+    with the inputs cast to its dtype (the adapter and the latents stay float32)."""
+    return family.denoiser_eps(pipe, noisy, t, cond, ctx, rows)
 
 
 def denoising_target(scheduler, latents, noise, t):
@@ -598,7 +465,7 @@ def fixed_draws(items, latents, n_draws: int, n_timesteps: int, seed: int):
     return draws
 
 
-def item_losses(pipe, pipeline_kind, ctx, draws, arm: str, adapter=None) -> list[float]:
+def item_losses(pipe, family, ctx, draws, arm: str, adapter=None) -> list[float]:
     """Mean denoising MSE per item under ``arm`` over its fixed draws (no grad)."""
     import torch
     import torch.nn.functional as F
@@ -608,15 +475,15 @@ def item_losses(pipe, pipeline_kind, ctx, draws, arm: str, adapter=None) -> list
         for r, (t, noise) in enumerate(draws):
             rows = [r]
             if arm == "adapter":
-                cond = adapter_conditioning(adapter, ctx, rows, pipeline_kind)
+                cond = adapter_conditioning(adapter, ctx, rows, family)
             else:
-                cond = baseline_conditioning(ctx, rows, arm, pipeline_kind)
+                cond = baseline_conditioning(ctx, rows, arm, family)
             k = len(t)
             device = ctx.latents.device
             z0 = ctx.latents[r : r + 1].expand(k, *ctx.latents.shape[1:])
             t, noise = t.to(device), noise.to(device)
             noisy = pipe.scheduler.add_noise(z0, noise, t)
-            eps = unet_eps(pipe, pipeline_kind, noisy, t, _repeat(cond, k), ctx, rows * k)
+            eps = unet_eps(pipe, family, noisy, t, _repeat(cond, k), ctx, rows * k)
             target = denoising_target(pipe.scheduler, z0, noise, t)
             out.append(float(F.mse_loss(eps.float(), target.float())))
     return out
@@ -662,7 +529,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _train_epoch(pipe, kind, adapter, optimizer, ctx, cfg, generator) -> float:
+def _train_epoch(pipe, family, adapter, optimizer, ctx, cfg, generator) -> float:
     import torch
     import torch.nn.functional as F
 
@@ -676,8 +543,8 @@ def _train_epoch(pipe, kind, adapter, optimizer, ctx, cfg, generator) -> float:
         t = torch.randint(0, n_t, (len(rows),), generator=generator).to(z0.device)
         noise = torch.randn(z0.shape, generator=generator).to(z0.device)
         noisy = pipe.scheduler.add_noise(z0, noise, t)
-        cond = adapter_conditioning(adapter, ctx, rows, kind)
-        eps = unet_eps(pipe, kind, noisy, t, cond, ctx, rows)
+        cond = adapter_conditioning(adapter, ctx, rows, family)
+        eps = unet_eps(pipe, family, noisy, t, cond, ctx, rows)
         loss = F.mse_loss(eps.float(), denoising_target(pipe.scheduler, z0, noise, t).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -688,7 +555,7 @@ def _train_epoch(pipe, kind, adapter, optimizer, ctx, cfg, generator) -> float:
 
 
 def train_adapter(
-    pipe, pipeline_kind: str, train_ctx, val_ctx, heldout_ctx, draws: dict, cfg: TrainConfig
+    pipe, family, train_ctx, val_ctx, heldout_ctx, draws: dict, cfg: TrainConfig
 ) -> TrainingResult:
     """Train the adapter through the frozen UNet; choose the epoch by validation loss.
 
@@ -706,7 +573,7 @@ def train_adapter(
     for module in (pipe.unet, pipe.vae):
         module.requires_grad_(False)
     seed_everything(cfg.seed)
-    out_dim = target_dim(pipe, pipeline_kind)
+    out_dim = target_dim(pipe, family)
     adapter = build_adapter(STYLE_DIM, out_dim, cfg.hidden, "mlp", seed=cfg.seed)
     adapter = adapter.to(pipe.device)
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -716,15 +583,13 @@ def train_adapter(
         if ctx is None:
             return None
         adapter.eval()
-        return float(
-            np.mean(item_losses(pipe, pipeline_kind, ctx, draws[part], "adapter", adapter))
-        )
+        return float(np.mean(item_losses(pipe, family, ctx, draws[part], "adapter", adapter)))
 
     history: list[dict] = []
     best_state, best_epoch, best_val = copy.deepcopy(adapter.state_dict()), 0, None
     for epoch in tqdm(range(0, cfg.epochs + 1), desc="adapter epochs", unit="epoch"):
         train_loss = (
-            _train_epoch(pipe, pipeline_kind, adapter, optimizer, train_ctx, cfg, generator)
+            _train_epoch(pipe, family, adapter, optimizer, train_ctx, cfg, generator)
             if epoch
             else None
         )
@@ -749,8 +614,7 @@ def train_adapter(
     adapter.load_state_dict(best_state)
     adapter.eval()
     per_item = {
-        arm: item_losses(pipe, pipeline_kind, heldout_ctx, draws["heldout"], arm, adapter)
-        for arm in ARMS
+        arm: item_losses(pipe, family, heldout_ctx, draws["heldout"], arm, adapter) for arm in ARMS
     }
     heldout = {"kind": "heldout_comparison", "epoch": best_epoch, **paired_comparison(per_item)}
     selection = "lowest validation loss" if val_ctx is not None else "last epoch (no validation)"

@@ -4,7 +4,7 @@ A sharded run (config ``models.<m>.sampling.prompt_shards`` > 1) is generated as
 ``prompt_shards`` jobs, each writing a complete run folder for its items
 (``results/shards/{model}/{condition}/seed{seed}/shard{i}/``: ``wav/``, ``items.jsonl``,
 ``style.npy``, ``hardware.json``, ``run_config.json`` with a ``shard`` record). Every shard
-planned all prompts and generated whole batch blocks (:func:`rcmg.generation.job.shard_ranges`),
+planned all prompts and generated whole batch blocks (:func:`rcmg.generation.batching.shard_ranges`),
 so the gathered ``items.jsonl`` rows and ``wav/`` files are exactly those of the unsharded
 run. ``run_config.json`` sums the shards' counts and timings and lists each shard
 (``shards``, with each shard's hardware record); ``hardware.json`` is shard 0's, plus the
@@ -156,7 +156,7 @@ def _sum_dicts(dicts: list[dict]) -> dict:
 
 
 def merged_run_config(shards: list[dict], rows: list[dict]) -> dict:
-    from rcmg.generation.job import conditioning_summary, prompt_limits_summary
+    from rcmg.generation.provenance import conditioning_summary, prompt_limits_summary
 
     first = shards[0]["run_config"]
     configs = [s["run_config"] for s in shards]

@@ -24,7 +24,7 @@ ORIGINAL_CLAP = "laion/clap-htsat-unfused"
 
 @dataclass(frozen=True)
 class OriginalScript:
-    pipeline: str
+    family: str
     condition_type: str
 
 
@@ -84,12 +84,17 @@ def script_name(value: str) -> str:
     return name
 
 
-def infer_pipeline(model_id: str) -> str | None:
-    """The pipeline family of a model: a local folder's model_index.json, or the hub id."""
+def infer_family(model_id: str) -> str | None:
+    """The model family of a model: a local folder's model_index.json, or the hub id."""
     index = Path(str(model_id)).expanduser() / "model_index.json"
     if index.is_file():
+        from rcmg.generation.families import REGISTERED, family_class
+
         found = json.loads(index.read_text()).get("_class_name")
-        return {"AudioLDMPipeline": "audioldm1", "AudioLDM2Pipeline": "audioldm2"}.get(found)
+        for name in REGISTERED:
+            if getattr(family_class(name), "pipeline_class", None) == found:
+                return name
+        return None
     name = str(model_id).lower().rsplit("/", 1)[-1]
     if name.startswith("audioldm2"):
         return "audioldm2"
@@ -114,20 +119,20 @@ def resolve_run_identity(
     *,
     model_id: str,
     model_key: str | None,
-    pipeline: str | None,
+    family: str | None,
     condition: str | None,
     condition_type: str | None,
     adapter: str,
     original_script: str | None,
 ) -> dict:
-    """Fill model_key / pipeline / condition / condition_type the way the original scripts did.
+    """Fill model_key / family / condition / condition_type the way the original scripts did.
 
     Explicit flags win; ``--original-script`` must agree with them.
     """
     if original_script:
         spec = ORIGINAL_SCRIPTS[script_name(original_script)]
         for flag, given, implied in (
-            ("--pipeline", pipeline, spec.pipeline),
+            ("--family", family, spec.family),
             ("--condition-type", condition_type, spec.condition_type),
         ):
             if given and given != implied:
@@ -135,11 +140,11 @@ def resolve_run_identity(
                     f"{flag} {given} contradicts --original-script {original_script} "
                     f"(which means {flag} {implied}); drop one of them"
                 )
-        pipeline, condition_type = spec.pipeline, spec.condition_type
-    pipeline = pipeline or infer_pipeline(model_id)
-    if not pipeline:
+        family, condition_type = spec.family, spec.condition_type
+    family = family or infer_family(model_id)
+    if not family:
         raise InputError(
-            f"cannot tell the pipeline family of {model_id!r}; pass --pipeline audioldm1|audioldm2 "
+            f"cannot tell the model family of {model_id!r}; pass --family audioldm1|audioldm2 "
             "or --original-script NAME"
         )
     if not condition_type:
@@ -149,7 +154,7 @@ def resolve_run_identity(
         )
     return {
         "model_key": model_key or model_key_from_id(model_id),
-        "pipeline": pipeline,
+        "family": family,
         "condition_type": condition_type,
         "condition": condition or default_condition(condition_type, adapter),
     }

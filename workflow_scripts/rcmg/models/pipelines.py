@@ -1,4 +1,6 @@
-"""Loading AudioLDM1 / AudioLDM2 pipelines: source, device, dtype, scheduler.
+"""Loading diffusers pipelines: source, device, dtype, scheduler.
+
+Which pipeline class a model is loaded as is its family's (``rcmg.generation.families``).
 
 A model is a hub id or a local folder; both go through ``from_pretrained``. On CPU the
 dtype is forced to fp32 (half precision is slow or unsupported there); what was asked
@@ -14,13 +16,8 @@ from pathlib import Path
 
 from rcmg.models.device import resolve_device, resolve_dtype, torch_dtype
 from rcmg.models.hf_loading import ModelLoadError, load_pretrained, resolve_model_source
-from rcmg.workflow import kinds
 
 log = logging.getLogger(__name__)
-
-PIPELINE_FAMILIES = dict(
-    zip(kinds.PIPELINE_FAMILIES, ("AudioLDMPipeline", "AudioLDM2Pipeline"), strict=True)
-)
 
 SCHEDULERS = {
     "default": None,
@@ -48,17 +45,16 @@ class LoadedPipeline:
     scheduler: str
 
 
-def _check_family(source: str, family: str) -> None:
+def _check_family(source: str, family: str, wanted: str) -> None:
     index = Path(source) / "model_index.json"
     if not index.is_file():
         return
     import json
 
     found = json.loads(index.read_text()).get("_class_name")
-    wanted = PIPELINE_FAMILIES[family]
     if found != wanted:
         raise ModelLoadError(
-            f"{index}: the model is a {found}, but --pipeline {family} needs a {wanted}"
+            f"{index}: the model is a {found}, but --family {family} needs a {wanted}"
         )
 
 
@@ -78,21 +74,21 @@ def swap_scheduler(pipe, name: str) -> str:
 def load_pipeline(
     model_id: str,
     family: str,
+    pipeline_class: str,
     device: str = "auto",
     dtype: str = "auto",
     scheduler: str = "default",
 ) -> LoadedPipeline:
-    """Load the pipeline once, move it to ``device`` in the resolved dtype, set the scheduler."""
-    if family not in PIPELINE_FAMILIES:
-        raise ValueError(f"unknown pipeline {family!r}; choose one of {sorted(PIPELINE_FAMILIES)}")
+    """Load the pipeline once as diffusers ``pipeline_class`` (the family ``family``'s),
+    move it to ``device`` in the resolved dtype, set the scheduler."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     import diffusers
 
     device = resolve_device(device)
     used_dtype = resolve_dtype(dtype, device)
-    _check_family(resolve_model_source(model_id), family)
-    cls = getattr(diffusers, PIPELINE_FAMILIES[family])
+    _check_family(resolve_model_source(model_id), family, pipeline_class)
+    cls = getattr(diffusers, pipeline_class)
     pipe = load_pretrained(cls.from_pretrained, model_id, dtype=torch_dtype(used_dtype))
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

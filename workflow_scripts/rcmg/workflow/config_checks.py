@@ -12,6 +12,14 @@ from rcmg.bank.spaces import space_problems
 from rcmg.workflow import sweeps
 
 
+def _family_problems(models: dict) -> list[str]:
+    """``models.<m>.family`` names a registered family or an importable family class."""
+    from rcmg.generation.families import family_problem
+
+    found = ((key, family_problem(model["family"])) for key, model in models.items())
+    return [f"models.{key}.family: {why}" for key, why in found if why]
+
+
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     workdir = Path(workdir)
     out: list[str] = []
@@ -29,6 +37,7 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"prompts: prompt file '{config['prompts']}' does not exist; "
             "create it (one prompt per line) or point 'prompts' at an existing file"
         )
+    out += _family_problems(config["models"])
     bank = config["bank"]["dataset"]
     if bank not in datasets:
         out.append(f"bank.dataset: '{bank}' is not a key of 'datasets' ({', '.join(datasets)})")
@@ -144,11 +153,19 @@ def _control_problems(name: str, cond: dict, conditions: dict, models: dict) -> 
             f"(not {cond['type']})"
         )
     if cond["type"] == "style_only":
-        other = [m for m in runs_on if m in models and models[m]["pipeline"] != "audioldm1"]
+        from rcmg.generation.families import family_class, family_problem
+
+        other = [
+            m
+            for m in runs_on
+            if m in models
+            and not family_problem(models[m]["family"])
+            and not family_class(models[m]["family"]).style_only_baseline
+        ]
         if other:
             out.append(
-                f"conditions.{name}: style_only is AudioLDM1's baseline; set 'models' to "
-                f"audioldm1 models (not {other})"
+                f"conditions.{name}: style_only is a baseline of the families that have it "
+                f"(audioldm1); set 'models' to such models (not {other})"
             )
     target = cond.get("control_of")
     if target is None:

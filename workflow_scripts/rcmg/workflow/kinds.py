@@ -8,8 +8,6 @@ from __future__ import annotations
 
 # Datasets whose published layouts rcmg.data.sources reads.
 DATASET_KINDS = ("maestro", "urmp", "fsd50k")
-# Generation pipeline families (diffusers classes in rcmg.models.pipelines).
-PIPELINE_FAMILIES = ("audioldm1", "audioldm2")
 # Model folders the stand-in builders write (tiny and published-architecture).
 MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 # Evaluation classifiers (evaluation.classifier): tiny stand-ins only (no bench build).
