@@ -79,8 +79,8 @@ class MelImages:
 
     The axes, ticks and colour bar are rendered once per clip length; each clip then
     redraws only its image and title over that background, and Pillow writes the canvas
-    as a palette PNG (about 6 ms and 11 KB a 10-s clip on the 2-core build machine,
-    against about 55 ms and 45 KB for a fresh figure per clip). Colours are dB relative to the clip's own peak mel bin, down to
+    as a palette PNG (about 8 ms and 12 KB a 10-s clip on a 2-core Xeon, against about
+    64 ms and 48 KB for a fresh figure per clip: tests/benchmarks/bench_evaluate.py). Colours are dB relative to the clip's own peak mel bin, down to
     ``range_db`` below it, so one colour bar serves every clip (the mel grid's panels use
     the same span below each clip's peak).
 
