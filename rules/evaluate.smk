@@ -59,6 +59,8 @@ rule evaluate:
         summary=f"{RUN}/metrics/summary.json",
         attribution=f"{RUN}/ATTRIBUTION.md",
         bank_items=f"{RUN}/metrics/bank_items.jsonl",
+        # the judge's (and classifier's) embeddings of the clips: compare pools them
+        embeddings=f"{RUN}/metrics/embeddings.npz",
         report=report(
             f"{RUN}/report.html",
             category="Runs",
@@ -127,6 +129,8 @@ rule compare:
     input:
         compare_inputs,
         unpack(lambda wc: listening_input()),
+        # every run's metrics/embeddings.npz: pooled FAD / KAD across seeds
+        embeddings=[f"{run}/metrics/embeddings.npz" for run in all_runs()],
         run_files=compare_run_files,
         reference=REFERENCE_STATS,
         coverage=coverage_files(),

@@ -88,6 +88,8 @@ def plan_steps(quick: bool) -> list[Step]:
     generate = ["--models", "audioldm,audioldm2", "--prompts", "4", "--batch", "2"]
     generate += ["--steps", "5", "--seconds", "2"] if quick else ["--steps", "20", "--seconds", "5"]
     steps.append(Step("generate_tiny", "bench_generate.py", generate))
+    evaluate = ["--clips", "100" if quick else "1000", "--seconds", "10"]
+    steps.append(Step("evaluate_tiny", "bench_evaluate.py", evaluate))
     steps.append(Step("dryrun", "bench_dryrun.py", ["--scales", "1,10,100"]))
     steps.append(Step("models", "bench_models.py", ["--quick"] if quick else [], gets_budget=True))
     return steps
@@ -239,6 +241,17 @@ def rows_generation_model(r: dict) -> list[tuple]:
     ]  # fmt: skip
 
 
+def rows_evaluate(data: dict) -> list[tuple]:
+    s = data["settings"]
+    rows = []
+    for r in data["results"]:
+        case = f"{r['clips']} x {s['seconds']:g}-s clips, drawing {r['drawing']}"
+        rows.append(("evaluate", case, "model-forward share", f"{100 * r['forward_share']:.1f}%",
+                     f"job {r['total_s']:.1f}s, forwards {r['forward_s']:.1f}s, model calls with "
+                     f"features {r['model_calls_s']:.1f}s, drawing {r['drawing_s']:.1f}s"))  # fmt: skip
+    return rows
+
+
 def rows_dryrun(data: dict) -> list[tuple]:
     rows = [
         ("dryrun", f"config.yaml {r['name']}", "snakemake -n seconds", f"{r['seconds']:.1f}",
@@ -296,6 +309,8 @@ def rows_for(name: str, data: dict) -> list[tuple]:
         return rows_models(data)
     if name == "dryrun":
         return rows_dryrun(data)
+    if name == "evaluate_tiny":
+        return rows_evaluate(data)
     raise ValueError(f"no table rows defined for benchmark {name!r}")
 
 

@@ -154,6 +154,29 @@ def test_bench_models_time_budget_skips_everything_and_still_writes_json(tmp_pat
     assert not (tmp_path / "never").exists()
 
 
+def test_bench_evaluate_times_old_and_new_drawing_on_a_tiny_cell(tmp_path, repo_root):
+    out_json = tmp_path / "evaluate.json"
+    proc = _run(
+        str(HERE / "bench_evaluate.py"), "--clips", "3", "--seconds", "1",
+        "--reference-items", "4", "--n-boot", "10", "--device", "cpu",
+        "--work-dir", str(tmp_path / "work"), "--json", str(out_json), cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out_json.read_text())
+    old, new = data["results"]
+    assert (old["drawing"], new["drawing"]) == ("old", "new")
+    for r in (old, new):
+        assert r["clips"] == 3 and r["mel_pngs"] == 3
+        assert r["visualization_files"] == 3 + 2  # the mels, the mel grid, the histograms
+        assert 0 < r["forward_s"] <= r["model_calls_s"] < r["total_s"]
+        assert r["clap_forward_s"] > 0 and r["classifier_forward_s"] > 0
+        assert 0 < r["forward_share"] < 1 and 0 < r["drawing_s"] < r["total_s"]
+        assert r["stages_s"]["mel_png"] > 0 and r["stages_s"]["mel_spectrogram_db"] > 0
+    assert "forward share" in proc.stdout and "old -> new" in proc.stdout
+    table = run_all.format_table(run_all.rows_for("evaluate_tiny", data))
+    assert "model-forward share" in table and "drawing new" in table
+
+
 def test_run_all_runs_a_benchmark_subprocess_and_prints_the_combined_table(
     tmp_path, monkeypatch, capsys
 ):

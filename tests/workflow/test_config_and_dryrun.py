@@ -225,6 +225,7 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     for w in evaluated:
         run = f"results/runs/{w['model']}/{w['condition']}/seed{w['seed']}"
         assert f"{run}/run_config.json" in inputs and f"{run}/metrics/per_item.csv" in inputs
+        assert f"{run}/metrics/embeddings.npz" in inputs  # evaluate declares it; compare pools
     assert counts["build_bank"] == counts["build_index"] == counts["compare"] == 1
     grid = cfg["sweeps"]["alpha_x_guidance"]["product"]
     n_grid = len(grid["alpha"]) * len(grid["guidance"])

@@ -384,21 +384,33 @@ def write_embeddings(
 
 
 def write_visualizations(run_dir: Path, rows, clips, mel_max_items: int) -> list[dict]:
-    """Per-item mels, mel grid and histograms into visualizations/ (swapped in atomically)."""
+    """Per-item mels, mel grid and histograms into visualizations/ (swapped in atomically).
+
+    Every evaluated clip gets its mel PNG: report.html's item table, the comparison
+    page's listening grid and its side-by-side mode show each one. They are drawn on one
+    reused figure (:class:`plots.MelImages`); only the grid's first ``mel_max_items``
+    spectrograms are kept in memory.
+    """
     from tqdm import tqdm
 
     ok_rows = [r for r in rows if r["status"] == "ok"]
     with atomic_dir(run_dir / "visualizations") as tmp:
-        mels = []
-        for row, (x, sr) in tqdm(
-            list(zip(ok_rows, clips, strict=True)), desc="mel", file=sys.stderr
-        ):
-            mel_db = plots.mel_spectrogram_db(x, sr)
-            plots.save_mel_image(
-                mel_db, tmp / "mel" / Path(row["mel"]).name, f"item {row['item']}", sr
-            )
-            mels.append((mel_db, f"{row['item']}: {str(row['prompt'])[:40]}", sr))
-        grid = mels[:mel_max_items]
+        grid = []
+        images: dict[int, plots.MelImages] = {}  # one figure per sampling rate
+        try:
+            for row, (x, sr) in tqdm(
+                list(zip(ok_rows, clips, strict=True)), desc="mel", file=sys.stderr
+            ):
+                mel_db = plots.mel_spectrogram_db(x, sr)
+                if sr not in images:
+                    images[sr] = plots.MelImages(sr)
+                path = tmp / "mel" / Path(row["mel"]).name
+                images[sr].save(mel_db, path, f"item {row['item']}", atomic=False)
+                if len(grid) < mel_max_items:
+                    grid.append((mel_db, f"{row['item']}: {str(row['prompt'])[:40]}", sr))
+        finally:
+            for figure in images.values():
+                figure.close()
         sr_grid = grid[0][2] if grid else 16000
         plots.save_mel_grid(
             [m for m, _, _ in grid], [t for _, t, _ in grid], tmp / "mel_grid.png", sr_grid
