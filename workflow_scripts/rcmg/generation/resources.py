@@ -38,36 +38,33 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
         loaded=loaded, family=family, retriever=retriever, style_audio=style_audio or {}
     )
     if cfg.needs_bank:
-        from rcmg.models.clap import ClapEmbedder
-
         res.space = space
         if conditions_in_own_clap(cfg):  # the conditioning CLAP itself embeds the queries
             res.clap = family.own_clap(loaded)
         else:
-            res.clap = ClapEmbedder(
-                cfg.clap_model,
-                device=loaded.device,
-                dtype="float32",
-                subfolder=cfg.clap_subfolder,
-                revision=cfg.clap_revision,
-            )
+            res.clap = _bank_clap(cfg, loaded.device)
         if res.clap.dim != retriever.dim:
             raise OptionError(
                 f"CLAP model {cfg.clap_model} has dim {res.clap.dim} but bank {cfg.bank} has {retriever.dim}"
             )
     if cfg.ranks_with_bank_clap and res.clap is None:
-        from rcmg.models.clap import ClapEmbedder
-
-        res.clap = ClapEmbedder(
-            cfg.clap_model,
-            device=loaded.device,
-            dtype="float32",
-            subfolder=cfg.clap_subfolder,
-            revision=cfg.clap_revision,
-        )
+        res.clap = _bank_clap(cfg, loaded.device)
     if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
+
+
+def _bank_clap(cfg: GenerateConfig, device: str):
+    """The bank CLAP (``--clap-model``, its subfolder and revision) in float32."""
+    from rcmg.models.clap import ClapEmbedder
+
+    return ClapEmbedder(
+        cfg.clap_model,
+        device=device,
+        dtype="float32",
+        subfolder=cfg.clap_subfolder,
+        revision=cfg.clap_revision,
+    )
 
 
 def conditions_in_own_clap(cfg: GenerateConfig) -> bool:

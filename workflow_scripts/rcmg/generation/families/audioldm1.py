@@ -110,32 +110,26 @@ def style_guided(
     prompt_embeds,
     negative_prompt_embeds,
     style_embeds,
-    beta: float,
-    guidance_scale: float,
-    num_inference_steps: int,
-    audio_length_in_s: float,
-    generator,
+    **loop,
 ):
     """Audio ``[B, T]`` (float32) denoised with style guidance (one waveform per prompt):
-    ``class_labels`` stacked negative, prompt, style (no cross-attention states)."""
+    ``class_labels`` stacked negative, prompt, style (no cross-attention states).
+    ``loop``: ``beta``, ``guidance_scale``, ``num_inference_steps``, ``audio_length_in_s``,
+    ``generator`` (:func:`~rcmg.generation.families.latent_diffusion.style_guided_loop`)."""
     import torch
 
     from rcmg.generation.families.latent_diffusion import style_guided_loop
     from rcmg.generation.style_guidance import check_style_guidance
 
-    check_style_guidance(guidance_scale, beta)
-    slots = [negative_prompt_embeds, prompt_embeds] + ([style_embeds] if beta else [])
+    check_style_guidance(loop["guidance_scale"], loop["beta"])
+    slots = [negative_prompt_embeds, prompt_embeds] + ([style_embeds] if loop["beta"] else [])
     with torch.no_grad():
         return style_guided_loop(
             pipe,
             unet_conditioning={"encoder_hidden_states": None, "class_labels": torch.cat(slots)},
             n_prompts=prompt_embeds.shape[0],
             latents_dtype=prompt_embeds.dtype,
-            beta=beta,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-            audio_length_in_s=audio_length_in_s,
-            generator=generator,
+            **loop,
         )
 
 

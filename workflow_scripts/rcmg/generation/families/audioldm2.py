@@ -314,11 +314,7 @@ def style_guided(
     *,
     prompt_kwargs: dict,
     style_kwargs: dict,
-    beta: float,
-    guidance_scale: float,
-    num_inference_steps: int,
-    audio_length_in_s: float,
-    generator,
+    **loop,
 ) -> np.ndarray:
     """Audio ``[B, T]`` with style guidance (one waveform per prompt).
 
@@ -334,7 +330,8 @@ def style_guided(
     from rcmg.generation.families.latent_diffusion import style_guided_loop
     from rcmg.generation.style_guidance import check_style_guidance
 
-    check_style_guidance(guidance_scale, beta)
+    check_style_guidance(loop["guidance_scale"], loop["beta"])
+    beta = loop["beta"]
     device = pipe._execution_device
     p, s = prompt_kwargs, style_kwargs
     if p["prompt_embeds"].shape != s["prompt_embeds"].shape:
@@ -361,11 +358,7 @@ def style_guided(
             },
             n_prompts=p["prompt_embeds"].shape[0],
             latents_dtype=t5.dtype,
-            beta=beta,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-            audio_length_in_s=audio_length_in_s,
-            generator=generator,
+            **loop,
         )
 
 
