@@ -52,7 +52,7 @@ def _cli_command(tmp_model, clap, assets, pipeline: str, out_dir, **overrides) -
     flags = {
         "--model-key": f"tiny-{pipeline}",
         "--model-id": str(tmp_model),
-        "--pipeline": pipeline,
+        "--family": pipeline,
         "--prompts": str(assets["prompts"]),
         "--clap-model": str(clap),
         "--bank": str(assets["bank"]),
