@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 # stdlib-only imports: keep `snakemake -n` fast
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
-from rcmg.workflow.config_checks import problems  # noqa: E402
+from rcmg.generation.config_checks import problems  # noqa: E402
 from rcmg.workflow.kinds import (  # noqa: E402
     DATASET_KINDS,
     MODEL_KINDS,
@@ -23,6 +23,7 @@ from rcmg.models.hf_loading import model_reference  # noqa: E402
 from rcmg.generation.families import family_class  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.workflow import plan_cost, sweeps  # noqa: E402
+from rcmg.generation.prompt_count import prompt_count as count_prompts  # noqa: E402
 from rcmg.standins.real_arch import config_files as bench_config_files  # noqa: E402
 
 _problems = problems(config, Path.cwd())
@@ -112,7 +113,7 @@ RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
 # hours per rule for the prompt set the runs read (PROMPTS); jobs (remote, or spawned by a
 # group) and non-planning commands (--lint, --list-rules, ...) do not.
 if plan_cost.announces(workflow.is_main_process, sys.argv):
-    _PROMPT_COUNT = plan_cost.prompt_count(config, PROMPTS)
+    _PROMPT_COUNT = count_prompts(config, PROMPTS)
     print(
         plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
         file=sys.stderr,

@@ -33,7 +33,6 @@ DEMO_FIXTURE = "demo_workdir"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    loadgroup = bool(config.getoption("loadgroup", default=False))
     for item in items:
         names = getattr(item, "fixturenames", ())
         if SLURM_FIXTURE in names:
@@ -43,8 +42,6 @@ def pytest_collection_modifyitems(config, items):
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
-        if loadgroup:
-            _suffix_group(item, group)
     # The schedule follows this order (make test keeps it: --no-loadscope-reorder): the
     # SLURM group first and the demo's tests next, so one worker runs the SLURM tests while
     # the other builds the demo; in the SLURM group, the tests of the SLURM run (session
@@ -76,17 +73,6 @@ def _schedule_rank(item) -> tuple[int, int]:
                 return (0, rank)
         return (0, len(SLURM_ORDER))  # the comparison with the local demo, and new ones
     return (1, 0) if DEMO_FIXTURE in names else (2, 0)
-
-
-def _suffix_group(item, group: str) -> None:
-    """What xdist's loadgroup does to a grouped item: ``nodeid@group`` (the controller
-    schedules by that suffix). pytest-xdist 3.8 sets ``item._nodeid``, which pytest 9
-    no longer reads (the id is ``item._id``), so without this every group is ignored and
-    two workers would each run the demo and start the SLURM cluster."""
-    from _pytest.nodeid import coerce_node_id
-
-    if not item.nodeid.endswith(f"@{group}"):
-        item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)

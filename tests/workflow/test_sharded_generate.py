@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from rcmg.workflow.atomic import read_jsonl
+from rcmg.workflow.pause_point import ENV as PAUSE_ENV
 
 from .helpers import (
     SNAKEMAKE,
@@ -96,27 +98,34 @@ def test_shards_run_gather_and_a_killed_shard_reruns_alone(workdir):
     }
     gather = job("gather_generate", model=MODEL, condition=COND, seed=SEED)
     assert plan == {*shards, gather, job("demo_model", tiny_kind=MODEL)}, plan
+    # one core: the shards run one after the other; the second one to start pauses after its
+    # first batch (rcmg.workflow.pause_point) and is killed there: mid-run for certain
+    marker = workdir / "paused.json"
+    marker.unlink(missing_ok=True)
+    for hit in workdir.glob("paused.json.hit*"):
+        hit.unlink()
+    pause = {
+        "point": "generate.first_batch",
+        "job": f"shards/{MODEL}/{COND}/seed{SEED}/",
+        "marker": str(marker),
+        "skip": 1,
+    }
     proc = subprocess.Popen(
         [*SNAKEMAKE, *args, "--cores", "1", "--", _target(workdir)],
         cwd=workdir,
-        env=offline_env(),
+        env={**offline_env(), PAUSE_ENV: json.dumps(pause)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # one core: the shards run one after the other; kill the second one as soon as its
-    # log appears (it is loading its models: waiting for the batch loop's progress bar
-    # raced the tiny models, which can finish within one poll)
-    deadline, second = time.time() + 600, None
-    while time.time() < deadline and second is None and proc.poll() is None:
-        for i in (0, 1):
-            done_other = (_shard(workdir, 1 - i) / "run_config.json").is_file()
-            if done_other and _shard_log(workdir, i).is_file():
-                second = i
-        time.sleep(0.02)
+    deadline = time.time() + 600
+    while time.time() < deadline and not marker.is_file() and proc.poll() is None:
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert second is not None, "the second shard was not caught mid-run"
+    assert marker.is_file(), "the second shard did not reach its first batch"
+    second = int(Path(json.loads(marker.read_text())["job"]).name.removeprefix("shard"))
+    assert (_shard(workdir, 1 - second) / "run_config.json").is_file()
     killed = _shard(workdir, second)
     assert not (killed / "run_config.json").exists() and not (killed / "items.jsonl").exists()
     run = workdir / _target(workdir).rsplit("/", 1)[0]

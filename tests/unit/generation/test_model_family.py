@@ -137,7 +137,7 @@ def test_control_turns_each_item_by_the_retrieval_runs_angle(runs):
 def test_config_takes_the_family_as_one_entry():
     """models.<m>.family with the import path passes the config checks; a wrong one is named."""
     import yaml
-    from rcmg.workflow.config_checks import problems
+    from rcmg.generation.config_checks import problems
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"]["toy"] = {**config["models"]["audioldm"], "family": MINIMAL}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rcmg.generation.config_checks import problems
 from rcmg.models import hf_loading
-from rcmg.workflow.config_checks import problems
 
 REPO = Path(__file__).resolve().parents[3]
 SHA = "0123456789abcdef0123456789abcdef01234567"

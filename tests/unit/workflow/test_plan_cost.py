@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rcmg.generation import prompt_count
 from rcmg.workflow import plan_cost, sweeps
 
 REPO = Path(__file__).resolve().parents[3]
@@ -105,11 +106,11 @@ def test_benchmark_count_is_what_generate_reads_before_and_after_the_import(tmp_
     cfg = _bench_config(tmp_path, max_count=5, seed=3)
     tsv = tmp_path / "prompts" / "musiccaps.tsv"
     points = sweeps.plan(cfg)
-    before = plan_cost.prompt_count(cfg, tsv)
+    before = prompt_count.prompt_count(cfg, tsv)
     assert not tsv.exists() and before.n == 5
     assert f"{tsv}, imported from {cfg['benchmark_prompts']['csv']}" in before.source
     assert _import(cfg, tsv) == before.n  # what every generate job reads
-    assert plan_cost.prompt_count(cfg, tsv) == before
+    assert prompt_count.prompt_count(cfg, tsv) == before
     text = plan_cost.table(cfg, points, before.n, before.source)
     waves = cfg["models"]["audioldm"]["sampling"]["num_waveforms_per_prompt"]
     clips = len(points) * 5 * waves * len(cfg["seeds"])
@@ -117,7 +118,7 @@ def test_benchmark_count_is_what_generate_reads_before_and_after_the_import(tmp_
     assert text.splitlines()[-1] == f"  prompts: {before.source}"
     # settings changed since the import: the count is that of the import Snakemake reruns
     cfg["benchmark_prompts"].update(max_count=None)
-    stale = plan_cost.prompt_count(cfg, tsv)
+    stale = prompt_count.prompt_count(cfg, tsv)
     assert stale.n == 7 == _import(cfg, tmp_path / "again.tsv")  # 8 eval rows, 1 uncaptioned
 
 
@@ -127,9 +128,9 @@ def test_benchmark_count_without_its_csv_reads_the_tsv_and_else_is_unknown(tmp_p
     tsv = tmp_path / "musiccaps.tsv"
     n = _import(cfg, tsv)
     csv_path.unlink()  # only the imported TSV is left
-    assert plan_cost.prompt_count(cfg, tsv) == plan_cost.PromptCount(n, str(tsv)) and n == 3
+    assert prompt_count.prompt_count(cfg, tsv) == prompt_count.PromptCount(n, str(tsv)) and n == 3
     tsv.unlink()  # neither: unknown, and the table says so instead of a number
-    count = plan_cost.prompt_count(cfg, tsv)
+    count = prompt_count.prompt_count(cfg, tsv)
     assert count.n is None and "neither" in count.source and str(tsv) in count.source
     points = sweeps.plan(cfg)
     text = plan_cost.table(cfg, points, count.n, count.source)
@@ -142,10 +143,10 @@ def test_benchmark_count_without_its_csv_reads_the_tsv_and_else_is_unknown(tmp_p
 
 def test_benchmark_csv_the_importer_refuses_is_an_unknown_count(tmp_path):
     _musiccaps_csv(tmp_path / "musiccaps-public.csv", n_eval=1, n_other=2)  # 1: uncaptioned
-    count = plan_cost.prompt_count(_bench_config(tmp_path), tmp_path / "x.tsv")
+    count = prompt_count.prompt_count(_bench_config(tmp_path), tmp_path / "x.tsv")
     assert count.n is None and "no captions" in count.source
     (tmp_path / "musiccaps-public.csv").write_text("ytid,caption\ny0,a piano\n")
-    count = plan_cost.prompt_count(_bench_config(tmp_path), tmp_path / "x.tsv")
+    count = prompt_count.prompt_count(_bench_config(tmp_path), tmp_path / "x.tsv")
     assert count.n is None and "missing column" in count.source
 
 
@@ -153,7 +154,7 @@ def test_prompt_file_count_without_a_benchmark(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a piano\n\n# a comment\nstrings\n", encoding="utf-8")
     cfg = _config()
-    assert plan_cost.prompt_count(cfg, prompts) == plan_cost.PromptCount(2, str(prompts))
+    assert prompt_count.prompt_count(cfg, prompts) == prompt_count.PromptCount(2, str(prompts))
 
 
 def test_sweep_subset_points_count_the_prompts_their_draw_generates():
@@ -200,7 +201,11 @@ def test_benchmark_settings_are_the_importers_selection_with_its_defaults():
     schema = yaml.safe_load((REPO / "config/schema.yaml").read_text(encoding="utf-8"))
     keys = schema["properties"]["benchmark_prompts"]["properties"]
     bench = {"benchmark": "musiccaps", "csv": "x.csv"}
-    assert plan_cost.benchmark_settings(bench) == {"subset": "all", "max_count": None, "seed": 0}
-    assert set(plan_cost.benchmark_settings(bench)) <= set(keys)
+    assert prompt_count.benchmark_settings(bench) == {"subset": "all", "max_count": None, "seed": 0}
+    assert set(prompt_count.benchmark_settings(bench)) <= set(keys)
     given = {**bench, "subset": "balanced", "max_count": 9, "seed": 4}
-    assert plan_cost.benchmark_settings(given) == {"subset": "balanced", "max_count": 9, "seed": 4}
+    assert prompt_count.benchmark_settings(given) == {
+        "subset": "balanced",
+        "max_count": 9,
+        "seed": 4,
+    }

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rcmg.generation.config_checks import problems
 from rcmg.models.pipelines import SCHEDULERS
 from rcmg.workflow import sweeps
-from rcmg.workflow.config_checks import problems
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text(encoding="utf-8"))

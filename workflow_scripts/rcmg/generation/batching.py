@@ -165,6 +165,7 @@ def generate_audio(
     from tqdm import tqdm
 
     from rcmg.generation.style_guidance import unet_slots_per_step
+    from rcmg.workflow.pause_point import pause_point
 
     todo = [p for p in plans if p.skip_reason is None]
     audio: dict[int, np.ndarray] = {}
@@ -172,9 +173,12 @@ def generate_audio(
     ranks = cfg.num_waveforms_per_prompt > 1
     with ModuleHookTimer(res.family.timing_groups(res.loaded.pipe), cuda=cuda) as hooks:
         batches = list(_blocks(todo, cfg.batch))
-        for batch in tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch"):
+        bar = tqdm(batches, desc=f"generate {cfg.model_key}/{cfg.condition}", unit="batch")
+        for n, batch in enumerate(bar):
             clips = _run_batch(cfg, res, batch, hooks, timer)
             audio.update({p.item: clips[i] for i, p in enumerate(batch)})
+            if n == 0:  # a test's deterministic kill point
+                pause_point("generate.first_batch", cfg.out_dir)
             if ranks:
                 for i, plan in enumerate(batch):
                     plan.rank_scores = res.family.rank_scores(

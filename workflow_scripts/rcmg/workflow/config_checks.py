@@ -1,23 +1,14 @@
-"""Cross-key checks of a validated config: what JSON-schema cannot say.
+"""Cross-key checks of a validated config that need no stage: what JSON-schema cannot say.
 
-``problems(config, workdir)`` returns human-readable messages, each naming the key
-and the fix; the Snakefile raises them all at once before any job runs.
+``problems(config, workdir)`` returns human-readable messages, each naming the key and
+the fix. The checks that need a stage (style spaces, model families) live with it;
+:func:`rcmg.generation.config_checks.problems` runs them all, and the Snakefile raises them at once
+before any job runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from rcmg.bank.spaces import space_problems
-from rcmg.workflow import sweeps
-
-
-def _family_problems(models: dict) -> list[str]:
-    """``models.<m>.family`` names a registered family or an importable family class."""
-    from rcmg.generation.families import family_problem
-
-    found = ((key, family_problem(model["family"])) for key, model in models.items())
-    return [f"models.{key}.family: {why}" for key, why in found if why]
 
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
@@ -37,7 +28,6 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"prompts: prompt file '{config['prompts']}' does not exist; "
             "create it (one prompt per line) or point 'prompts' at an existing file"
         )
-    out += _family_problems(config["models"])
     bank = config["bank"]["dataset"]
     if bank not in datasets:
         out.append(f"bank.dataset: '{bank}' is not a key of 'datasets' ({', '.join(datasets)})")
@@ -76,7 +66,6 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"evaluation.baseline_condition: '{baseline}' is not a key of 'conditions' "
             f"({', '.join(config['conditions'])})"
         )
-    out += space_problems(config)
     conditions = config["conditions"]
     blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
     for name, cond in conditions.items():
@@ -91,8 +80,6 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
     out += _revision_problems(config, workdir)
-    if not out:  # sweeps refer to models and conditions: check them once those are sound
-        out += sweeps.problems(config)
     return out
 
 
@@ -135,7 +122,7 @@ def _revision_problems(config: dict, workdir: Path) -> list[str]:
 
 def _control_problems(name: str, cond: dict, conditions: dict, models: dict) -> list[str]:
     """``models`` name configured models; ``control_of`` names a retrieval condition that
-    runs on every model its control runs on; style_only runs on AudioLDM1 models only."""
+    runs on every model its control runs on."""
     out = []
     runs_on = cond.get("models") or list(models)
     unknown = [m for m in runs_on if m not in models]
@@ -152,21 +139,6 @@ def _control_problems(name: str, cond: dict, conditions: dict, models: dict) -> 
             f"conditions.{name}.style_guidance: retrieval/control conditions only "
             f"(not {cond['type']})"
         )
-    if cond["type"] == "style_only":
-        from rcmg.generation.families import family_class, family_problem
-
-        other = [
-            m
-            for m in runs_on
-            if m in models
-            and not family_problem(models[m]["family"])
-            and not family_class(models[m]["family"]).style_only_baseline
-        ]
-        if other:
-            out.append(
-                f"conditions.{name}: style_only is a baseline of the families that have it "
-                f"(audioldm1); set 'models' to such models (not {other})"
-            )
     target = cond.get("control_of")
     if target is None:
         return out

@@ -7,18 +7,15 @@ condition uses style guidance: a third UNet pass next to the two of classifier-f
 guidance), per evaluated clip ``evaluate_s_per_clip``. They are the measured figures of
 the machine named in ``cost.measured_on``, not a GPU guess.
 
-The prompt count is that of the set the generate jobs read (:func:`prompt_count`): with
-config ``benchmark_prompts`` the imported TSV, counted from the benchmark's CSV with the
-importer's own reader, so it is right before the import has run and after its settings
-change. Only planning invocations print it (:func:`announces`): not ``--lint`` or the
-other commands that parse the Snakefile without planning.
+The prompt count is given: that of the set the generate jobs read
+(:func:`rcmg.generation.prompt_count.prompt_count`). Only planning invocations print the
+table (:func:`announces`): not ``--lint`` or the other commands that parse the Snakefile
+without planning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from rcmg.workflow.sweeps import RunPoint, effective
 
@@ -43,65 +40,6 @@ NOT_PLANNING = (
     "--archive",
     "--generate-unit-tests",
 )
-
-
-@dataclass(frozen=True)
-class PromptCount:
-    """The prompts every full run generates (None: not countable now) and where from."""
-
-    n: int | None
-    source: str
-
-
-def prompt_count(config: dict, prompts: str | Path) -> PromptCount:
-    """The prompt set the generate jobs will read: ``prompts`` (rules/common.smk
-    ``PROMPTS``), which with ``benchmark_prompts`` is the TSV import_prompts writes.
-
-    A benchmark set is counted from its CSV with :func:`read_benchmark` and the
-    settings import_prompts gets (one TSV line per prompt it returns): that is the TSV's
-    count once imported, and the count of the TSV the import will rewrite when the CSV
-    or the settings changed since. Without the CSV, an existing TSV is counted; with
-    neither (or a CSV the importer refuses), the count is unknown, never a guess.
-    """
-    from rcmg.generation.prompts import PromptFileError, read_prompt_file
-
-    bench = config.get("benchmark_prompts")
-    if not bench:
-        return PromptCount(len(read_prompt_file(prompts).items), str(prompts))
-    from rcmg.generation.benchmark_prompts import BenchmarkError, read_benchmark
-
-    csv_path = Path(bench["csv"])
-    if csv_path.is_file():
-        settings = benchmark_settings(bench)
-        try:
-            found = read_benchmark(bench["benchmark"], csv_path, **settings)
-        except BenchmarkError as err:
-            return PromptCount(None, f"unknown: {err}")
-        described = ", ".join(f"{k}={v}" for k, v in settings.items())
-        if not found:  # import_prompts refuses an empty set
-            return PromptCount(None, f"unknown: {csv_path} has no captions ({described})")
-        return PromptCount(len(found), f"{prompts}, imported from {csv_path} ({described})")
-    if Path(prompts).is_file():
-        try:
-            return PromptCount(len(read_prompt_file(prompts).items), str(prompts))
-        except PromptFileError as err:
-            return PromptCount(None, f"unknown: {err}")
-    return PromptCount(
-        None, f"unknown: neither {prompts} nor its benchmark CSV {csv_path} exists yet"
-    )
-
-
-def benchmark_settings(bench: dict) -> dict:
-    """The settings :func:`read_benchmark` selects prompts by (``subset``, ``max_count``,
-    ``seed``: its parameters after the CSV) as import_prompts gets them: the config value
-    where given, else the importer's default (rules/common.smk passes only keys given)."""
-    import inspect
-
-    from rcmg.generation.benchmark_prompts import import_benchmark, read_benchmark
-    from rcmg.workflow.cli import default
-
-    keys = list(inspect.signature(read_benchmark).parameters)[2:]  # after kind, csv_path
-    return {k: bench[k] if bench.get(k) is not None else default(import_benchmark, k) for k in keys}
 
 
 def announces(is_main_process: bool, argv: Sequence[str]) -> bool:

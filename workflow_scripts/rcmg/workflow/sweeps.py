@@ -221,9 +221,6 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
     """Why ``knob`` has no effect on ``model`` x ``cond_name`` (None when it has)."""
     cond = config["conditions"][cond_name]
     ctype = cond["type"]
-    from rcmg.generation.families import family_class
-
-    family = family_class(config["models"][model]["family"])
     if KNOBS[knob][0] == "sampling":
         return None
     if KNOBS[knob][0] == "adapter":
@@ -241,8 +238,6 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
         return "alpha has no effect when the condition sets strength_deg (sweep strength_deg)"
     if knob == "strength_deg" and ctype not in BLENDED_TYPES:
         return f"strength_deg applies to retrieval types, not '{ctype}'"
-    if knob in family.unsupported_knobs:
-        return f"{knob} does not apply to {model} (family {family.name})"
     if knob == "cond_mix_beta" and ctype not in STYLE_TYPES:
         return f"cond_mix_beta applies to style conditions, not type '{ctype}'"
     if knob == "style_guidance" and ctype not in BLENDED_TYPES:

@@ -1,0 +1,84 @@
+"""Every cross-key check of a validated config, and those that need the model families.
+
+:func:`problems` is what the Snakefile raises (all at once, before any job runs): the
+plumbing's checks (:mod:`rcmg.workflow.config_checks`: keys, paths, conditions,
+revisions), the style spaces (:func:`rcmg.bank.spaces.space_problems`), the model
+families (``models.<m>.family``, resolved by registered name or import path only here, so
+the plumbing knows no family), and, once those are sound, the sweeps. Each message names
+the key and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def problems(config: dict, workdir: str | Path = ".") -> list[str]:
+    from rcmg.bank.spaces import space_problems
+    from rcmg.workflow import config_checks, sweeps
+
+    out = [
+        *config_checks.problems(config, Path(workdir)),
+        *family_problems(config),
+        *space_problems(config),
+    ]
+    if not out:  # sweeps refer to models and conditions: check them once those are sound
+        out += sweeps.problems(config) or sweep_knob_problems(config)
+    return out
+
+
+def family_problems(config: dict) -> list[str]:
+    """Every ``models.<m>.family`` resolves, and ``style_only`` conditions run only on
+    families that have that baseline."""
+    from rcmg.generation.families import family_class, family_problem
+
+    models = config["models"]
+    out = []
+    broken = set()
+    for key, model in models.items():
+        why = family_problem(model["family"])
+        if why:
+            broken.add(key)
+            out.append(f"models.{key}.family: {why}")
+    for name, cond in config["conditions"].items():
+        if cond["type"] != "style_only":
+            continue
+        runs_on = cond.get("models") or list(models)
+        other = [
+            m
+            for m in runs_on
+            if m in models
+            and m not in broken
+            and not family_class(models[m]["family"]).style_only_baseline
+        ]
+        if other:
+            having = [
+                m
+                for m in models
+                if m not in broken and family_class(models[m]["family"]).style_only_baseline
+            ]
+            out.append(
+                f"conditions.{name}: style_only is a baseline of the families that have it "
+                f"(models {having or 'none configured'}); set 'models' to such models "
+                f"(not {other})"
+            )
+    return out
+
+
+def sweep_knob_problems(config: dict) -> list[str]:
+    """A sweep knob the family ignores (``ModelFamily.unsupported_knobs``) is refused, as
+    :func:`rcmg.workflow.sweeps.knob_problem` refuses the knobs no model uses: the first
+    one found, as the sweeps report theirs. Call it once the sweeps plan."""
+    from rcmg.generation.families import family_class
+    from rcmg.workflow import sweeps
+
+    for point in sweeps.plan(config):
+        family = family_class(config["models"][point.model]["family"])
+        for name, swept in point.sweeps:
+            for knob, _ in swept:
+                if knob in family.unsupported_knobs:
+                    return [
+                        f"sweeps.{name}: {knob} does not apply to {point.model} (family "
+                        f"{family.name}) (condition {point.base}, model {point.model})"
+                    ]
+    return []
