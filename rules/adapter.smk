@@ -4,6 +4,9 @@
 # "@lr=...,hidden=..." for a sweep's adapter knobs; rcmg.workflow.sweeps.adapter_variant).
 
 
+include: "inputs/adapter.smk"
+
+
 rule train_adapter:
     input:
         unpack(adapter_inputs),

@@ -1,6 +1,9 @@
 # Style bank (filter, dedupe, normalise, audit), FAISS index, and the FAD reference stats.
 
 
+include: "inputs/bank.smk"
+
+
 rule build_bank:
     input:
         unpack(bank_inputs),

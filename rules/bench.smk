@@ -3,6 +3,9 @@
 # four; a config whose model id is one of these folders (config/bench.yaml) builds it first.
 
 
+include: "inputs/bench.smk"
+
+
 rule real_arch_model:
     input:
         real_arch_configs,

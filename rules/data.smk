@@ -1,6 +1,9 @@
 # Raw datasets -> source tables -> 10-s segments (sharded) -> CLAP embeddings -> gathered.
 
 
+include: "inputs/data.smk"
+
+
 rule index_sources:
     input:
         dataset_root_input,

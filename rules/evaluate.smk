@@ -1,6 +1,9 @@
 # Per-run metrics + report.html, then the cross-run comparison page (local).
 
 
+include: "inputs/evaluate.smk"
+
+
 localrules:
     compare,
 

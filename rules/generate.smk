@@ -4,6 +4,9 @@
 # same run directory: evaluate and everything downstream see one run either way.
 
 
+include: "inputs/generate.smk"
+
+
 rule generate:
     input:
         unpack(generate_inputs),

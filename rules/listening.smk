@@ -1,6 +1,9 @@
 # Blind A/B listening test: static page + key from the runs; ingest of the raters' CSVs.
 
 
+include: "inputs/listening.smk"
+
+
 localrules:
     listening_test,
     listening_ingest,

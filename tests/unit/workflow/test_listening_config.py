@@ -50,7 +50,10 @@ def test_a_listening_section_missing_a_key_fails_naming_it(drop, where):
 
 
 def test_the_listening_rules_read_no_defaults_of_their_own():
-    text = (REPO / "rules/listening.smk").read_text(encoding="utf-8")
+    text = "".join(
+        (REPO / name).read_text(encoding="utf-8")
+        for name in ("rules/listening.smk", "rules/inputs/listening.smk")
+    )
     common = (REPO / "rules/common.smk").read_text(encoding="utf-8")
     assert re.findall(r"LISTENING(?:\[[^\]]+\])*\.get\(", text + common) == []
     assert 'config.get("listening_test"' not in common
