@@ -34,29 +34,20 @@ def family_problems(config: dict) -> list[str]:
 
     models = config["models"]
     out = []
-    broken = set()
+    has_baseline = {}  # the models whose family resolves: whether it has style_only
     for key, model in models.items():
         why = family_problem(model["family"])
         if why:
-            broken.add(key)
             out.append(f"models.{key}.family: {why}")
+        else:
+            has_baseline[key] = family_class(model["family"]).style_only_baseline
+    having = [m for m, has in has_baseline.items() if has]
     for name, cond in config["conditions"].items():
         if cond["type"] != "style_only":
             continue
         runs_on = cond.get("models") or list(models)
-        other = [
-            m
-            for m in runs_on
-            if m in models
-            and m not in broken
-            and not family_class(models[m]["family"]).style_only_baseline
-        ]
+        other = [m for m in runs_on if has_baseline.get(m) is False]
         if other:
-            having = [
-                m
-                for m in models
-                if m not in broken and family_class(models[m]["family"]).style_only_baseline
-            ]
             out.append(
                 f"conditions.{name}: style_only is a baseline of the families that have it "
                 f"(models {having or 'none configured'}); set 'models' to such models "
