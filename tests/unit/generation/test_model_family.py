@@ -148,6 +148,24 @@ def test_config_takes_the_family_as_one_entry():
     )
 
 
+def test_style_only_runs_only_on_families_with_that_baseline():
+    """family_problems: style_only on a family without the baseline is named with the models
+    that have it; a model whose family does not resolve is reported once, not twice."""
+    import yaml
+    from rcmg.generation.config_checks import family_problems
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert family_problems(config) == []  # style_only: models [audioldm]
+    config["conditions"]["style_only"]["models"] = ["audioldm", "audioldm2"]
+    assert family_problems(config) == [
+        "conditions.style_only: style_only is a baseline of the families that have it "
+        "(models ['audioldm']); set 'models' to such models (not ['audioldm2'])"
+    ]
+    config["models"]["audioldm2"]["family"] = "no.such.module:Family"
+    found = family_problems(config)
+    assert len(found) == 1 and found[0].startswith("models.audioldm2.family:")
+
+
 ORCHESTRATOR = [
     "job.py", "job_checks.py", "resources.py", "planning.py", "controls.py", "batching.py",
     "ranking.py", "provenance.py", "generate_config.py", "conditioning.py",
