@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from rcmg.workflow.pause_point import ENV as PAUSE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "report", "slurm")
@@ -72,6 +77,31 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 18
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
         )
     return proc
+
+
+def kill_at_pause_point(workdir: Path, *args: str, job: str, skip: int = 0) -> dict | None:
+    """Run ``snakemake ARGS`` until a generate job whose output path contains ``job`` (the
+    ``skip``+1-th such job to start) pauses after its first batch (rcmg.workflow.pause_point),
+    then SIGKILL Snakemake and its jobs there: mid-run for certain. Returns the marker the
+    paused job wrote (its ``job`` is the job's output folder), None when none paused."""
+    marker = workdir / "paused.json"
+    for old in [marker, *workdir.glob(f"{marker.name}.hit*")]:
+        old.unlink(missing_ok=True)
+    pause = {"point": "generate.first_batch", "job": job, "marker": str(marker), "skip": skip}
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, *args],
+        cwd=workdir,
+        env={**offline_env(), PAUSE_ENV: json.dumps(pause)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and not marker.is_file() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return json.loads(marker.read_text()) if marker.is_file() else None
 
 
 _JOB = re.compile(r"^(?:local)?rule (\w+):\s*$")

@@ -10,22 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 import yaml
 from rcmg.bank import spaces
 from rcmg.workflow.kinds import STYLE_TYPES
-from rcmg.workflow.pause_point import ENV as PAUSE_ENV
 from rcmg.workflow.sweeps import parse_point
 
 from .helpers import (
     REPO,
     SNAKEMAKE,
     job,
-    offline_env,
+    kill_at_pause_point,
     planned_jobs,
     rule_counts,
     run_points,
@@ -293,24 +290,11 @@ def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(d
     shutil.rmtree(run)
     shutil.rmtree(results / "report")
     log.unlink()
-    marker = demo / "paused.json"
-    marker.unlink(missing_ok=True)
-    pause = {"point": "generate.first_batch", "job": f"runs/{model}/{cond}/", "marker": str(marker)}
-    proc = subprocess.Popen(
-        [*SNAKEMAKE, "--configfile", DEMO, "--cores", "1"],
-        cwd=demo,
-        env={**offline_env(), PAUSE_ENV: json.dumps(pause)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    # the job pauses after its first batch and is killed there: mid-job for certain
+    paused = kill_at_pause_point(
+        demo, "--configfile", DEMO, "--cores", "1", job=f"runs/{model}/{cond}/"
     )
-    # the job pauses after its first batch (rcmg.workflow.pause_point): mid-job for certain
-    deadline = time.time() + 600
-    while time.time() < deadline and not marker.is_file() and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert marker.is_file(), "the job did not reach its first batch"
+    assert paused is not None, "the job did not reach its first batch"
     # nothing that looks finished
     assert not (run / "run_config.json").exists()
     assert not (run / "items.jsonl").exists()

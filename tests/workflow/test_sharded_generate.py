@@ -8,22 +8,16 @@ the gather) rerun.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from rcmg.workflow.atomic import read_jsonl
-from rcmg.workflow.pause_point import ENV as PAUSE_ENV
 
 from .helpers import (
-    SNAKEMAKE,
     copy_workflow,
     job,
-    offline_env,
+    kill_at_pause_point,
     planned_jobs,
     rule_counts,
     snakemake,
@@ -99,32 +93,19 @@ def test_shards_run_gather_and_a_killed_shard_reruns_alone(workdir):
     gather = job("gather_generate", model=MODEL, condition=COND, seed=SEED)
     assert plan == {*shards, gather, job("demo_model", tiny_kind=MODEL)}, plan
     # one core: the shards run one after the other; the second one to start pauses after its
-    # first batch (rcmg.workflow.pause_point) and is killed there: mid-run for certain
-    marker = workdir / "paused.json"
-    marker.unlink(missing_ok=True)
-    for hit in workdir.glob("paused.json.hit*"):
-        hit.unlink()
-    pause = {
-        "point": "generate.first_batch",
-        "job": f"shards/{MODEL}/{COND}/seed{SEED}/",
-        "marker": str(marker),
-        "skip": 1,
-    }
-    proc = subprocess.Popen(
-        [*SNAKEMAKE, *args, "--cores", "1", "--", _target(workdir)],
-        cwd=workdir,
-        env={**offline_env(), PAUSE_ENV: json.dumps(pause)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    # first batch and is killed there: mid-run for certain
+    paused = kill_at_pause_point(
+        workdir,
+        *args,
+        "--cores",
+        "1",
+        "--",
+        _target(workdir),
+        job=f"shards/{MODEL}/{COND}/seed{SEED}/",
+        skip=1,
     )
-    deadline = time.time() + 600
-    while time.time() < deadline and not marker.is_file() and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert marker.is_file(), "the second shard did not reach its first batch"
-    second = int(Path(json.loads(marker.read_text())["job"]).name.removeprefix("shard"))
+    assert paused is not None, "the second shard did not reach its first batch"
+    second = int(Path(paused["job"]).name.removeprefix("shard"))
     assert (_shard(workdir, 1 - second) / "run_config.json").is_file()
     killed = _shard(workdir, second)
     assert not (killed / "run_config.json").exists() and not (killed / "items.jsonl").exists()
