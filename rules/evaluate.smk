@@ -45,6 +45,44 @@ rule judge_bank_embed:
         "--batch {params.batch} --device {params.device} --out {output} > {log} 2>&1"
 
 
+# The non-CLAP view of style similarity: every bank row's audio embedded by the AudioSet
+# classifier (evaluation.classifier); evaluate's ast_style_sim is measured there.
+rule classifier_bank_embed:
+    input:
+        classifier=classifier_input,
+        mapping=BANK["mapping"],
+        segments=shard_dirs(BANK_DS),
+    output:
+        CLASSIFIER_BANK,
+    log:
+        f"{LOGS}/classifier_bank_embed.log",
+    benchmark:
+        f"{BENCH}/classifier_bank_embed.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("judge_bank_embed", "cpus")
+    resources:
+        **gpu_request("judge_bank_embed"),
+        mem_mb=res_attempt("judge_bank_embed", "mem_mb"),
+        runtime=res("judge_bank_embed", "runtime"),
+        cpus_per_task=res("judge_bank_embed", "cpus"),
+        require_cuda=require_cuda("judge_bank_embed"),
+        slurm_partition=res("judge_bank_embed", "partition"),
+    params:
+        check_cuda=cli("check_cuda"),
+        cli=cli("judge_bank_embed"),
+        model=CLASSIFIER_REF,
+        segments_root=parent_of_first("segments"),
+        batch=config["evaluation"]["batch"],
+        device=config["evaluation"]["clap"]["device"],
+        code=code("judge_bank_embed"),
+    shell:
+        "python {params.check_cuda} --rule classifier_bank_embed --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} --bank-mapping {input.mapping} "
+        "--segments-root {params.segments_root} --clap-model {params.model:q} --classifier "
+        "--batch {params.batch} --device {params.device} --out {output} > {log} 2>&1"
+
+
 rule evaluate:
     input:
         unpack(evaluate_inputs),
@@ -56,6 +94,8 @@ rule evaluate:
         index=BANK["index"],
         segments=shard_dirs(BANK_DS),
         copy_calibration=COPY_CALIBRATION,
+        style_targets=lambda wc: style_targets_file(wc.model),
+        classifier_bank=classifier_bank_input,
         coverage=coverage_files(),
     output:
         per_item=f"{RUN}/metrics/per_item.csv",
@@ -110,6 +150,7 @@ rule evaluate:
         copy_nearest=config["evaluation"]["copy_audit"]["nearest"],
         copy_semitones=config["evaluation"]["copy_audit"]["max_semitones"],
         classifier=classifier_flag(),
+        classifier_bank=classifier_bank_flag,
         code=code("evaluate"),
     shell:
         "python {params.check_cuda} --rule evaluate --policy {resources.require_cuda} "
@@ -124,7 +165,8 @@ rule evaluate:
         "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
         "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
         "--copy-calibration {input.copy_calibration} --judge-bank {input.judge_bank} "
-        "{params.classifier} "
+        "--style-targets {input.style_targets} "
+        "{params.classifier} {params.classifier_bank} "
         "> {log} 2>&1"
 
 

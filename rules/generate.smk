@@ -84,6 +84,39 @@ rule generate_shard:
         "{params.bank} {params.adapter} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+# The bank items each prompt's own retrieval returns for this model: every condition of
+# the model is scored against them (rcmg.generation.style_targets).
+rule style_target:
+    input:
+        unpack(style_target_inputs),
+    output:
+        STYLE_TARGETS,
+    log:
+        f"{LOGS}/style_target/{{model}}.log",
+    benchmark:
+        f"{BENCH}/style_target/{{model}}.tsv"
+    conda:
+        "../envs/torch-gpu.yaml"
+    threads: res("style_target", "cpus")
+    resources:
+        **gpu_request("style_target"),
+        mem_mb=res_attempt("style_target", "mem_mb"),
+        runtime=res("style_target", "runtime"),
+        cpus_per_task=res("style_target", "cpus"),
+        require_cuda=require_cuda("style_target"),
+        slurm_partition=res("style_target", "partition"),
+    params:
+        check_cuda=cli("check_cuda"),
+        cli=cli("style_targets"),
+        args=style_target_args,
+        code=code("style_targets"),
+    shell:
+        "python {params.check_cuda} --rule style_target --policy {resources.require_cuda} "
+        "--log {log} && python {params.cli} {params.args} --prompts {input.prompts:q} "
+        "--bank {input.bank} --bank-mapping {input.bank_mapping} --index {input.index} "
+        "--out {output} > {log} 2>&1"
+
+
 rule gather_generate:
     input:
         shards=generate_shard_configs,

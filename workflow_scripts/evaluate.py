@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge_bank_embed.py's npz (bank audio embedded by the judge): clap_style_sim "
         "is measured there",
     )
+    style.add_argument(
+        "--style-targets",
+        type=Path,
+        default=None,
+        help="the model's style_targets.jsonl (style_targets.py): every condition is scored "
+        "against the same bank items per prompt; the style the run carried is "
+        "clap_style_sim_carried",
+    )
+    style.add_argument(
+        "--classifier-bank",
+        type=Path,
+        default=None,
+        help="judge_bank_embed.py --classifier's npz (bank audio embedded by --classifier): "
+        "ast_style_sim, the non-CLAP view of style similarity, is measured there",
+    )
     style.add_argument("--bank", type=Path, default=None, help="style_bank.npy")
     style.add_argument("--bank-mapping", type=Path, default=None, help="style_bank.jsonl")
     style.add_argument("--index", type=Path, default=None, help="FAISS index over the bank")

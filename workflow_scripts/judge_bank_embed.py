@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--clap-model", required=True, help="the judge: hub id or local folder")
     parser.add_argument(
+        "--classifier",
+        action="store_true",
+        help="--clap-model names the AudioSet classifier (evaluation.classifier): its "
+        "embeddings of the bank, for ast_style_sim (the non-CLAP view)",
+    )
+    parser.add_argument(
         "--batch", type=int, default=cli.default(JudgeBankOptions, "batch"), help="per batch"
     )
     parser.add_argument(
@@ -45,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     options = cli.options(JudgeBankOptions, args)
-    n = embed_bank(args.bank_mapping, args.segments_root, args.clap_model, args.out, options)
+    n = embed_bank(
+        args.bank_mapping,
+        args.segments_root,
+        args.clap_model,
+        args.out,
+        options,
+        classifier=args.classifier,
+    )
     log.info("judge embeddings of %d bank rows -> %s", n, args.out)
     return 0
 

@@ -107,6 +107,9 @@ def align_check_clap(wildcards):
 REFERENCE_STATS = f"{P}/reference/ref_stats.npz"
 # the style bank's audio embedded by the judge (evaluation.clap), once per workflow
 JUDGE_BANK = f"{P}/bank/judge_bank.npz"
+CLASSIFIER_BANK = (
+    f"{P}/bank/classifier_bank.npz"  # evaluation.classifier's bank embeddings
+)
 COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
 
 
@@ -126,6 +129,15 @@ def reference_composition_args():
         for name, part in config["evaluation"]["reference_composition"].items()
         for kind, value in part.items()
     )
+
+
+def classifier_bank_input(wildcards):
+    """The classifier's bank embeddings (ast_style_sim) when evaluation.classifier is on."""
+    return [CLASSIFIER_BANK] if CLASSIFIER else []
+
+
+def classifier_bank_flag(wildcards, input):
+    return f"--classifier-bank {input.classifier_bank}" if CLASSIFIER else ""
 
 
 def judge_input(wildcards):

@@ -123,8 +123,8 @@ def generate_args(wildcards):
         args.append(alignment_args(wildcards))
         if model_family(wildcards.model).residual_mix:
             args += [
-                f"--cond-mix {r['cond_mix']}",
-                f"--cond-mix-beta {r['cond_mix_beta']}",
+                f"--cond-mix {cond.get('cond_mix', r['cond_mix'])}",
+                f"--cond-mix-beta {cond.get('cond_mix_beta', r['cond_mix_beta'])}",
             ]
     return " ".join(args)
 
@@ -193,3 +193,50 @@ def import_prompts_args():
         if b.get(key) is not None:
             args.append(f"--{key.replace('_', '-')} {shell_quote(b[key])}")
     return " ".join(args)
+
+
+# ----------------- style targets (rcmg.generation.style_targets): one per model
+STYLE_TARGETS = f"{R}/targets/{{model}}/style_targets.jsonl"
+
+
+def style_targets_file(model):
+    return STYLE_TARGETS.format(model=model)
+
+
+def style_target_inputs(wildcards):
+    """The model (its tokenizers and own CLAP), its style space's bank and the prompts."""
+    model = MODELS[wildcards.model]
+    files = space_files(model_space_name(wildcards.model))
+    inputs = {
+        "prompts": PROMPTS,
+        "bank": files["npy"],
+        "bank_mapping": BANK["mapping"],
+        "index": files["index"],
+        "space_records": files["records"],
+    }
+    for i, path in enumerate(model_input(model["id"])):
+        inputs[f"model{i}"] = path
+    for i, path in enumerate(model_input(model_space(wildcards.model).model)):
+        inputs[f"clap{i}"] = path
+    return inputs
+
+
+def style_target_args(wildcards):
+    """The model, its space and its configured retrieval (style_topk, style_temp): the
+    target every condition of the model is scored against."""
+    model = MODELS[wildcards.model]
+    r = model["retrieval"]
+    space = model_space_name(wildcards.model)
+    files = space_files(space)
+    return " ".join(
+        [
+            f"--model-key {wildcards.model}",
+            f"--model-id {shell_quote(model_ref(wildcards.model))}",
+            f"--family {shell_quote(model['family'])}",
+            f"--dtype {model['sampling']['dtype']}",
+            clap_flags(model_space(wildcards.model)),
+            f"--style-space {shell_quote(space)}",
+            f"--space-record {' '.join(files['records'])}",
+            f"--style-topk {r['style_topk']} --style-temp {r['style_temp']}",
+        ]
+    )

@@ -31,8 +31,9 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     counts = rule_counts(planned_jobs(out))
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
-    # 4 conditions + 2 controls on 3 models, style_only, guided on 3 models
-    assert configured == 3 * 4 + 3 + 3 + 1 + 3
+    # 4 conditions + 2 controls on 3 models, style_only, guided on 3 models, and the
+    # controls of retrieval_external and retrieval_guided (2 each, 3 models)
+    assert configured == 3 * 4 + 3 + 3 + 1 + 3 + 4 * 3
     points = run_points(cfg)  # the real config has no sweeps: its overlay sweeps.yaml does
     assert "sweeps" not in cfg and len(points) == configured
     n_runs = len(points) * len(cfg["seeds"])
@@ -50,8 +51,16 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert counts["clap_embed"] == n_shards
     assert counts["index_sources"] == len(cfg["datasets"])
     assert counts["train_adapter"] == len(cfg["models"])
-    for single in ("build_bank", "build_index", "reference_stats", "judge_bank_embed", "compare"):
+    for single in (
+        "build_bank",
+        "build_index",
+        "reference_stats",
+        "judge_bank_embed",
+        "classifier_bank_embed",
+        "compare",
+    ):
         assert counts[single] == 1
+    assert counts["style_target"] == len(cfg["models"])  # one style target per model
     # one embedding + one index per style space other than the bank's (rcmg.bank.spaces)
     n_spaces = len(spaces.embedded_spaces(cfg))
     assert n_spaces == sum(m["style_space"] != "bank" for m in cfg["models"].values())
@@ -61,7 +70,11 @@ def test_real_config_plans_full_matrix_without_data(workdir):
 
 
 # rules that run with another rule's resources table
-RESOURCES_OF = {"generate_shard": "generate", "build_space_index": "build_index"}
+RESOURCES_OF = {
+    "generate_shard": "generate",
+    "build_space_index": "build_index",
+    "classifier_bank_embed": "judge_bank_embed",
+}
 
 
 def test_every_job_gets_its_configured_cpus_as_threads(workdir):
@@ -279,7 +292,8 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     base = yaml.safe_load((workdir / "config/config.yaml").read_text())
     conditions = {**base["conditions"], **pilot["conditions"]}
     n = sum(len(c.get("models") or base["models"]) for c in conditions.values())
-    assert counts["generate"] == n == 34 and counts["train_adapter"] == 3  # guided on 3 models
+    # guided on 3 models; the external and guided controls (2 each) on 3 models
+    assert counts["generate"] == n == 34 + 12 and counts["train_adapter"] == 3
     from snakemake.utils import update_config
 
     merged = copy.deepcopy(base)

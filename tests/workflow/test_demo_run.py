@@ -148,6 +148,77 @@ def test_demo_runs_attribute_their_bank_items_and_are_copy_audited(demo):
     assert not any(c.lower() in source for c in cfg["conditions"])
 
 
+def _per_item(run):
+    import csv
+
+    with open(run / "metrics/per_item.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["status"] == "ok"]
+
+
+def test_aa_null_is_zero_and_every_condition_of_a_model_shares_one_style_target(demo):
+    """retrieval_null (retrieval at strength 0) has the prompt run's audio bit for bit, and
+    every paired difference against prompt is zero within its interval and not significant,
+    on every model it runs on (the A/A null: mixed style targets would show here). Every
+    condition of a model is scored against the same bank rows per prompt; the model's
+    retrieval run carries them, its controls do not."""
+    import csv
+    import math
+
+    import numpy as np
+    import soundfile as sf
+
+    cfg = _config(demo)
+    results = demo / cfg["paths"]["results"]
+    null_models = _models_of(cfg, "retrieval_null")
+    assert len({cfg["models"][m]["family"] for m in null_models}) == len(
+        {m["family"] for m in cfg["models"].values()}
+    )  # one model of every family
+    for model in null_models:
+        for seed in cfg["seeds"]:
+            prompt = results / "runs" / model / "prompt" / f"seed{seed}"
+            null = results / "runs" / model / "retrieval_null" / f"seed{seed}"
+            wavs = sorted(p.name for p in (prompt / "wav").iterdir())
+            assert wavs == sorted(p.name for p in (null / "wav").iterdir()) and wavs
+            for name in wavs:
+                a, _ = sf.read(prompt / "wav" / name, dtype="float32")
+                b, _ = sf.read(null / "wav" / name, dtype="float32")
+                assert np.array_equal(a, b), (model, name)
+    with open(results / "report/paired.csv", newline="") as fh:
+        paired = list(csv.DictReader(fh))
+    null_rows = [
+        r for r in paired if r["condition"] == "retrieval_null" and r["baseline"] == "prompt"
+    ]
+    assert {r["model"] for r in null_rows} == set(null_models)
+    assert {"clap_style_sim", "clap_text_sim"} <= {r["metric"] for r in null_rows}
+    for row in null_rows:
+        assert float(row["mean_diff"]) == 0.0, row
+        assert float(row["ci_low"]) <= 0.0 <= float(row["ci_high"]), row
+        p = float(row.get("p_value") or row["wilcoxon_p"] or "nan")
+        assert math.isnan(p) or p >= 0.05, row
+    for model in cfg["models"]:
+        targets = {}
+        for run in _runs(demo):
+            if run.parent.parent.name != model:
+                continue
+            rows = {r["item"]: r["style_target_rows"] for r in _per_item(run)}
+            assert all(rows.values()), run  # every clip has a target
+            for item, target in rows.items():
+                assert targets.setdefault(item, target) == target, (run, item)
+        prompt_rows = _per_item(results / "runs" / model / "prompt" / f"seed{cfg['seeds'][0]}")
+        assert all(r["ast_style_sim"] != "" for r in prompt_rows), model
+        carried = [
+            r["carries_target"]
+            for r in _per_item(
+                results / "runs" / model / "retrieval_mlp" / f"seed{cfg['seeds'][0]}"
+            )
+        ]
+        assert carried and set(carried) == {"1"}, (model, carried)
+    verdicts = {r["verdict"] for r in paired if r["metric"] == "clap_style_sim"}
+    assert verdicts and all(v for v in verdicts), verdicts  # every style row has its verdict
+    control = results / "runs" / "audioldm2" / "retrieval_random" / f"seed{cfg['seeds'][0]}"
+    assert "0" in {r["carries_target"] for r in _per_item(control)}
+
+
 def test_summarize_jobs_reads_what_every_generate_job_recorded(demo, tmp_path):
     cfg = _config(demo)
     out_json = tmp_path / "jobs.json"
@@ -187,10 +258,11 @@ def test_editing_one_models_alpha_reruns_only_its_retrieval_runs(demo):
         demo, lambda c: c["models"]["audioldm2"]["retrieval"].update(alpha=0.5), "alpha.yaml"
     )
     cfg = _config(demo)
-    retrieval = [  # the retrieval runs and the controls matched to them
+    retrieval = [  # the retrieval runs and the controls matched to them (not a
+        # condition with its own alpha, e.g. the A/A null at alpha 0)
         c
         for c, v in cfg["conditions"].items()
-        if v["type"] in STYLE_TYPES and "audioldm2" in _models_of(cfg, c)
+        if v["type"] in STYLE_TYPES and "audioldm2" in _models_of(cfg, c) and "alpha" not in v
     ]
     expected = {job("compare")} | {job("all")}
     for cond in retrieval:

@@ -554,3 +554,49 @@ def test_crash_while_writing_leaves_no_run_dir(tiny_model, prompts_file, work, m
         run_generation(_config(tiny_model("audioldm"), "audioldm1", "prompt", out, prompts_file))
     assert not out.exists()
     assert list(out.parent.iterdir()) == []
+
+
+def test_style_targets_are_the_models_own_retrieval_whatever_the_condition_carries(
+    tiny_model, prompts_file, bank, work
+):
+    """style_targets.py (the style_target rule's CLI) writes, per prompt, exactly the rows
+    the model's retrieval run carries at the same settings; a random control carries
+    other rows, so only the target (not the control's own style) is the same."""
+    from rcmg.evaluation.style_target import carries_target, rows_of
+    from rcmg.generation.style_targets import read_style_targets
+
+    out = work / "targets" / "audioldm2" / "style_targets.jsonl"
+    cmd = [
+        sys.executable, "workflow_scripts/style_targets.py", "--model-key", "audioldm2",
+        "--model-id", str(tiny_model("audioldm2")), "--family", "audioldm2",
+        "--prompts", str(prompts_file), "--clap-model", str(tiny_model("clap")),
+        "--bank", bank["bank"], "--bank-mapping", bank["bank_mapping"], "--index", bank["index"],
+        "--style-topk", "3", "--style-temp", "0.1", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    targets = read_style_targets(out)
+    assert sorted(targets) == list(range(len(PROMPTS)))
+    assert all(t["status"] == "ok" and len(t["target"]) == 3 for t in targets.values())
+    run = _retrieval(
+        tiny_model, "audioldm2", "audioldm2", work / "a2_target", prompts_file, bank,
+        adapter="mlp", alpha=0.3,
+    )  # fmt: skip
+    control = run_generation(
+        _config(
+            tiny_model("audioldm2"), "audioldm2", "retrieval_random", work / "a2_target_rand",
+            prompts_file, clap_model=str(tiny_model("clap")), style_topk=3, style_temp=0.1,
+            adapter="mlp", alpha=0.3, **bank,
+        )
+    )  # fmt: skip
+    wanted = [targets[i]["target"] for i in range(len(PROMPTS))]
+    carried = {name: [r["retrieved"] for r in read_jsonl(d / "items.jsonl")] for name, d in
+               (("retrieval", run), ("random", control))}  # fmt: skip
+    assert [rows_of(h) for h in carried["retrieval"]] == [rows_of(h) for h in wanted]
+    assert carries_target(carried["retrieval"], wanted) == ["1"] * len(PROMPTS)
+    assert "0" in carries_target(carried["random"], wanted)
+    # a prompt file other than the targets' is refused with the fix, never scored
+    from rcmg.evaluation.style_target import target_hits
+
+    with pytest.raises(ValueError, match="rerun the style_target step"):
+        target_hits([{"item": 0, "prompt": "another prompt"}], targets, out)

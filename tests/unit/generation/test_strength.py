@@ -112,6 +112,37 @@ def test_aldm1_residual_is_its_own_operation(tiny_model, inputs):
         want = float(analytic_angle_deg("residual", 0.18, cos))
         assert info["angles_deg"]["cond"] == pytest.approx(want, abs=1e-3)
         assert info["norm_ratio"] == pytest.approx(np.sqrt(1 + 0.36 * cos + 0.18**2), rel=1e-5)
+        assert info["angles_deg"]["residual"] == pytest.approx(want, abs=1e-3)
+        assert info["angles_deg"]["blend"] == 0.0  # alpha 0: the residual is all of it
+
+
+def test_aldm1_angle_parts_are_the_blend_and_the_residual_alone(tiny_model, inputs):
+    """With both operations each item records the angle of each alone (analytic) beside
+    the total; the comparison page's strength table shows every part per run."""
+    from rcmg.evaluation.run_sections import strength_section
+
+    run = _run(
+        tiny_model, "audioldm", "audioldm1", inputs, "a1_parts", blend="orth", alpha=0.3,
+        cond_mix="residual", cond_mix_beta=0.18,
+    )  # fmt: skip
+    rows = read_jsonl(run / "items.jsonl")
+    for row in rows:
+        info, cos = row["conditioning"], row["conditioning"]["prompt_style_cos"]
+        angles = info["angles_deg"]
+        assert angles["blend"] == pytest.approx(
+            float(analytic_angle_deg("orth", 0.3, cos)), abs=1e-3
+        )
+        assert angles["residual"] == pytest.approx(
+            float(analytic_angle_deg("residual", 0.18, cos)), abs=1e-3
+        )
+        assert angles["cond"] > max(angles["blend"], angles["residual"]) - 1e-6
+    config = json.loads((run / "run_config.json").read_text())
+    section = strength_section([{"config": config}])
+    assert {"cond", "blend", "residual"} <= set(section["parts"])
+    (row,) = section["rows"]
+    assert row["n"] == len(rows) and row["unreached"] is None  # no target angle: said so
+    mean_blend = np.mean([r["conditioning"]["angles_deg"]["blend"] for r in rows])
+    assert row["angles"]["blend"] == pytest.approx(mean_blend, abs=1e-5)
 
 
 def test_aldm1_strength_deg_hits_the_target(tiny_model, inputs):
@@ -126,6 +157,10 @@ def test_aldm1_strength_deg_hits_the_target(tiny_model, inputs):
         assert info["strength_reached"] is True and info["strength_deg_target"] == 2.0
         alphas.add(round(info["alpha"], 8))
     assert len(alphas) == len(rows)  # one alpha per item: same angle, not the same alpha
+    summary = json.loads((run / "run_config.json").read_text())["conditioning_summary"]
+    assert summary["strength_unreached"] == pytest.approx(
+        {**summary["strength_unreached"], "n": len(rows), "mean": 0.0}
+    )
 
 
 @pytest.mark.parametrize("adapter", ["mlp", "external"])

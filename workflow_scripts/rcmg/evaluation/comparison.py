@@ -17,7 +17,16 @@ import numpy as np
 
 from rcmg.data.coverage import coverage_rows
 from rcmg.evaluation import adapter_results as adapter_tables
-from rcmg.evaluation import hypotheses, overview, plots, report, set_metrics, stats, sweep_curves
+from rcmg.evaluation import (
+    agreement,
+    hypotheses,
+    overview,
+    plots,
+    report,
+    set_metrics,
+    stats,
+    sweep_curves,
+)
 from rcmg.evaluation import run_sections as run_tables
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
@@ -79,6 +88,7 @@ SET_METRICS = ["fad", "fad_inf", "kad"]
 PAIRED_SET_METRICS = ["fad", "kad"]
 PAIRED_METRICS = [
     "clap_style_sim",
+    "ast_style_sim",  # the same target, AST's embedding (rcmg.evaluation.agreement)
     "clap_text_sim",
     "rms_dbfs",
     "peak_dbfs",
@@ -468,6 +478,9 @@ PAIRED_FIELDS = [
     "holm_p",
     "holm_m",
     "p_reason",
+    "embedding_family",
+    "independent_mean_diff",
+    "verdict",
 ]
 SET_DIFF_FIELDS = [
     "model",
@@ -616,7 +629,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     ]
     declared = options.hypotheses()
     to_test = comparisons(records, options.baseline_condition, declared)
-    paired = paired_tests(runs, records, to_test, options)
+    paired = agreement.attach(paired_tests(runs, records, to_test, options))
     set_diffs = paired_set_rows(runs, records, to_test, ref, options)
     models = list(dict.fromkeys(r["model"] for r in records))
     figures = write_plots(out_dir, runs, aggregates, groups, names)
@@ -683,6 +696,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "sweeps": sweeps,
             "adapters": adapters,
             "ranking": run_tables.ranking_section(runs),
+            "strength": run_tables.strength_section(runs),
             "paired_refs": run_tables.paired_reference_section(runs),
             "paired_metric_names": list(run_tables.PAIRED_METRICS),
         }

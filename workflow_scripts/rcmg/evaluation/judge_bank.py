@@ -89,6 +89,21 @@ class SegmentAudio:
         return wave if sr == self.sampling_rate else resample(wave, sr, self.sampling_rate)
 
 
+class ClassifierEmbedder:
+    """The AudioSet classifier (:class:`rcmg.models.classifier.AudioClassifier`) as an
+    embedder of the bank: its pooled embedding, the space ``ast_style_sim`` is measured in
+    (the non-CLAP view of style similarity)."""
+
+    def __init__(self, model: str, device: str = "auto") -> None:
+        from rcmg.models.classifier import AudioClassifier
+
+        self.classifier = AudioClassifier(model, device=device)
+        self.sampling_rate = self.classifier.sampling_rate
+
+    def embed_audio(self, batch: np.ndarray) -> np.ndarray:
+        return self.classifier.embed(list(batch))[0]
+
+
 def embed_bank(
     bank_mapping: Path,
     segments_root: Path,
@@ -96,23 +111,27 @@ def embed_bank(
     out: Path,
     options: JudgeBankOptions = JudgeBankOptions(),
     embedder_factory: Callable[[], object] | None = None,
+    classifier: bool = False,
 ) -> int:
     """Judge embeddings (L2-normalised float32 ``[n_bank, d]``) of every bank row's audio.
 
     ``embedder_factory()`` returns a ClapEmbedder-like object (default: the CLAP
-    ``judge_model`` on ``options.device``). Returns the number of rows written.
+    ``judge_model`` on ``options.device``, or with ``classifier`` the AudioSet classifier
+    ``judge_model``). Returns the number of rows written.
     """
     from tqdm import tqdm
 
     rows = read_mapping(Path(bank_mapping))
     if not rows:
         raise InputError(f"{bank_mapping} is empty: build the bank first")
-    if embedder_factory is None:
+    if embedder_factory is not None:
+        embedder = embedder_factory()
+    elif classifier:
+        embedder = ClassifierEmbedder(judge_model, device=options.device)
+    else:
         from rcmg.models.clap import ClapEmbedder
 
         embedder = ClapEmbedder(judge_model, device=options.device)
-    else:
-        embedder = embedder_factory()
     audio = SegmentAudio(segments_root, getattr(embedder, "sampling_rate", 48000))
     chunks = []
     for start in tqdm(range(0, len(rows), options.batch), desc="judge bank", file=sys.stderr):

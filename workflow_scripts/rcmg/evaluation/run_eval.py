@@ -73,6 +73,14 @@ class EvalOptions:
     # copy_calibrate.py's JSON: its threshold replaces copy_threshold when the planted and
     # unrelated scores on the bank separate (recorded either way)
     copy_calibration: Path | None = None
+    # the model's style_targets.jsonl (rcmg.generation.style_targets): every condition of
+    # the model is scored against the same bank items per prompt, and the style the run
+    # carried is the second column (rcmg.evaluation.style_target). None: the run's own
+    # style, or the retrieval-equivalent one for runs without a style (standalone use)
+    style_targets: Path | None = None
+    # judge_bank_embed --classifier's npz: the bank rows' audio embedded by the classifier;
+    # ast_style_sim (the non-CLAP view of style similarity) is measured there. None: off
+    classifier_bank: Path | None = None
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -92,7 +100,15 @@ LEVEL_COLUMNS = ["rms_dbfs", "peak_dbfs", "loudness_lufs", "clip_fraction"]
 FLAG_COLUMNS = ["clipped", "silent"]
 # clap_style_sim: in the judge's space (bank items re-embedded by the judge, the primary);
 # clap_style_sim_bankspace: against the style vector itself, in the bank CLAP's space
-SIM_COLUMNS = ["clap_text_sim", "clap_text_sim_used", "clap_style_sim", "clap_style_sim_bankspace"]
+# clap_style_sim_carried: with style targets, the style the run itself carried (its own
+# retrieved rows, a control's random or donor rows), in the judge's space
+SIM_COLUMNS = [
+    "clap_text_sim",
+    "clap_text_sim_used",
+    "clap_style_sim",
+    "clap_style_sim_bankspace",
+    "clap_style_sim_carried",
+]
 COPY_COLUMNS = [
     "nearest_bank_row",
     "nearest_bank_cosine",
@@ -112,8 +128,11 @@ CSV_COLUMNS = [
     "prompt_used",
     "style_row",
     "style_sim_source",
+    "style_target_rows",
+    "carries_target",
     "duration_s",
     *SIM_COLUMNS,
+    "ast_style_sim",  # the same target in the AudioSet classifier's space (not a CLAP)
     *LEVEL_COLUMNS,
     *FLAG_COLUMNS,
     *COPY_COLUMNS,
@@ -490,12 +509,21 @@ def evaluate_run(
         list(r.get("retrieved") or []) if math.isfinite(v) else []
         for r, v in zip(ok_rows, style_sims, strict=True)
     ]
-    style_sims, style_sources = fill_style_baseline(
-        style_sims, style_sources, style_prompt, style_audio, options, style_hits
-    )
+    target_columns = {}
+    if options.style_targets is not None:
+        style_sims, style_sources, style_hits, carried, target_columns = score_against_targets(
+            ok_rows, style_audio, style_sims, style_hits, audio_emb, clap_model, separate, options
+        )
+    else:
+        style_sims, style_sources = fill_style_baseline(
+            style_sims, style_sources, style_prompt, style_audio, options, style_hits
+        )
+        carried = np.full(len(ok_rows), math.nan)
     judge_sims, style_record = judge_space_style(
         audio_emb, style_hits, style_sims, clap_model, bool(separate), options
     )
+    if target_columns:
+        style_record["target"] = target_columns.pop("summary")
     sims = {
         "clap_text_sim": _row_cosines(audio_emb, prompt_emb),
         "clap_text_sim_used": _row_cosines(
@@ -503,17 +531,23 @@ def evaluate_run(
         ),
         "clap_style_sim": judge_sims,
         "clap_style_sim_bankspace": style_sims,
+        "clap_style_sim_carried": carried,
     }
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
     by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
     for row in rows:
         index = by_key.get((row["item"], row.get("waveform_index") or 0))
         row["style_sim_source"] = style_sources[index] if index is not None else ""
+        for name, values in target_columns.items():
+            row[name] = values[index] if index is not None else ""
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
     summary["text_calibration"] = reference.get("calibration") or {}
     summary["classifier"], classifier_emb = classifier_view(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
+    )
+    summary["style_similarity"]["classifier"] = classifier_style_column(
+        rows, ok_rows, classifier_emb, style_hits, summary["metrics"], options
     )
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     from rcmg.evaluation.ranking import ranking_effect
@@ -610,6 +644,62 @@ def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_re
         "missing_reference_clips": missing,
         "metrics": list(CLASSIFIER_METRICS),
     }, emb
+
+
+def score_against_targets(
+    ok_rows, style_audio, run_sims, run_hits, audio_emb, clap_model, separate, options
+):
+    """Every clip against its model's style target (:mod:`rcmg.evaluation.style_target`).
+
+    Returns the bank-space similarities, their sources and hits (the target's), the
+    judge-space similarity to the style the run carried, and the per-item target columns
+    (plus the summary record under ``"summary"``)."""
+    from rcmg.evaluation import style_target
+    from rcmg.generation.style_targets import read_style_targets
+
+    path = options.style_targets
+    hits = style_target.target_hits(ok_rows, read_style_targets(path), path)
+    if options.bank is None:
+        raise ValueError("--style-targets needs --bank (the bank the targets index)")
+    bank_sims = style_target.bankspace_sims(style_audio, hits, options.bank, options.style_temp)
+    carried, _ = judge_space_style(audio_emb, run_hits, run_sims, clap_model, separate, options)
+    flags = style_target.carries_target(run_hits, hits)
+    sources = [style_target.TARGET_SOURCE if h else "" for h in hits]
+    columns = {
+        "style_target_rows": [";".join(map(str, style_target.rows_of(h))) for h in hits],
+        "carries_target": flags,
+        "summary": style_target.summary(flags, hits, path),
+    }
+    return bank_sims, sources, hits, carried, columns
+
+
+def classifier_style_column(rows, ok_rows, classifier_emb, hits, metric_records, options):
+    """``ast_style_sim``: cos(clip, its style rows' weighted bank audio) in the AudioSet
+    classifier's embedding (``options.classifier_bank``), beside the CLAP judge's
+    ``clap_style_sim``: an embedding family the conditioning encoders do not share."""
+    from rcmg.evaluation import judge_bank
+
+    if classifier_emb is None or options.classifier_bank is None:
+        return {"enabled": False, "reason": "no evaluation.classifier / --classifier-bank"}
+    bank = judge_bank.read_judge_bank(options.classifier_bank, str(options.classifier))
+    if len(classifier_emb) and bank.shape[1] != classifier_emb.shape[1]:
+        raise ValueError(
+            f"{options.classifier_bank} is {bank.shape[1]}-d but the classifier's embeddings "
+            f"are {classifier_emb.shape[1]}-d; rerun classifier_bank_embed with the classifier"
+        )
+    sims = judge_bank.judge_style_sims(classifier_emb, hits, bank, options.style_temp)
+    by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
+    for row in rows:
+        index = by_key.get((row["item"], row.get("waveform_index") or 0))
+        row["ast_style_sim"] = float(sims[index]) if index is not None else None
+    metric_records["ast_style_sim"] = stats.bootstrap_mean_ci(sims, options.n_boot, options.seed)
+    return {
+        "enabled": True,
+        "space": str(options.classifier),
+        "family": "AST (AudioSet classifier), not CLAP",
+        "bank": str(options.classifier_bank),
+        "n": int(np.isfinite(sims).sum()),
+    }
 
 
 def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):

@@ -150,3 +150,32 @@ def paired_reference_section(runs: list[dict]) -> dict:
     """{rows: one per run, any: whether any run's prompt set pairs reference audio}."""
     rows = [paired_reference_row(run) for run in runs]
     return {"rows": rows, "any": any(r["n_found"] for r in rows)}
+
+
+def strength_section(runs: list[dict]) -> dict:
+    """Per style run: how far its conditioning turned (``run_config.json``
+    ``conditioning_summary``, written by the generate job): the mean angle of each part
+    (AudioLDM1: ``cond`` in total, ``blend`` alone, ``residual`` alone; AudioLDM2: the CLAP
+    token and the LM tokens), the alpha used, and the fraction of items whose target angle
+    (``strength_deg``, a control's matched angle) was not reached."""
+    rows, keys = [], []
+    for run in runs:
+        found = run["config"].get("conditioning_summary") or {}
+        if not found:
+            continue
+        angles = {
+            k.removeprefix("angle_deg."): d for k, d in found.items() if k.startswith("angle_deg.")
+        }
+        keys.extend(k for k in angles if k not in keys)
+        unreached = found.get("strength_unreached")
+        rows.append(
+            {
+                "label": run_label(run),
+                "n": (found.get("alpha") or {}).get("n"),
+                "angles": {k: d.get("mean", d.get("median")) for k, d in angles.items()},
+                "alpha": (found.get("alpha") or {}).get("mean"),
+                "unreached": None if unreached is None else unreached.get("mean"),
+                "n_targeted": None if unreached is None else unreached.get("n"),
+            }
+        )
+    return {"rows": rows, "parts": keys}

@@ -172,6 +172,7 @@ def _distribution(values: list[float]) -> dict:
     q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
     return {
         "n": int(v.size),
+        "mean": round(float(v.mean()), 6),
         **{
             k: round(float(x), 6)
             for k, x in zip(("min", "p25", "median", "p75", "max"), q, strict=True)
@@ -195,6 +196,10 @@ def conditioning_summary(rows: list[dict]) -> dict:
         out[f"angle_deg.{key}"] = _distribution([r["conditioning"]["angles_deg"][key] for r in ok])
     out["alpha"] = _distribution([r["conditioning"]["alpha"] for r in ok])
     out["prompt_style_cos"] = _distribution([r["conditioning"]["prompt_style_cos"] for r in ok])
+    targeted = [r for r in ok if r["conditioning"].get("strength_reached") is not None]
+    if targeted:  # a target angle (strength_deg, a control's matched angle): how often missed
+        missed = [float(r["conditioning"]["strength_reached"] is False) for r in targeted]
+        out["strength_unreached"] = _distribution(missed)
     return out
 
 

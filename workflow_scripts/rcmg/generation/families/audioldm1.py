@@ -43,6 +43,18 @@ def _final(cond, style, alpha: float, opts):
     return blended
 
 
+def _angle_parts(cond, style, alpha: float, opts) -> dict:
+    """The angle's parts (degrees): ``blend`` (the blend alone at this alpha) and
+    ``residual`` (the residual mix alone, at alpha 0); ``cond`` is both together."""
+    from dataclasses import replace
+
+    from rcmg.generation.conditioning import angle
+
+    parts = {"blend": angle(cond[0], _final(cond, style, alpha, replace(opts, cond_mix="none"))[0])}
+    parts["residual"] = angle(cond[0], _final(cond, style, 0.0, opts)[0])
+    return parts
+
+
 def retrieval_kwargs(
     pipe, prompts, negatives, device, do_cfg, styles, opts, infos=None, targets=None
 ):
@@ -51,7 +63,8 @@ def retrieval_kwargs(
     With ``opts.strength_deg`` each item gets the alpha at which its conditional
     embedding turns by that angle (blend and residual together). ``infos`` (a list),
     when given, receives one record per item: alpha, prompt-style cosine, the angle of
-    each branch (``cond``; ``uncond`` is never touched) and the norm ratio.
+    each branch (``cond``; ``uncond`` is never touched), the parts of ``cond``'s angle
+    (``blend`` alone, ``residual`` alone) and the norm ratio.
     """
     import torch
 
@@ -92,7 +105,11 @@ def retrieval_kwargs(
                     alpha,
                     reached,
                     cos(cond[i], styles[i]),
-                    {"cond": angle(cond[i], final[i]), "uncond": 0.0},
+                    {
+                        "cond": angle(cond[i], final[i]),
+                        "uncond": 0.0,
+                        **_angle_parts(cond[i : i + 1], styles[i : i + 1], alpha, per_item[i]),
+                    },
                     cond_mix=opts.cond_mix,
                     cond_mix_beta=opts.cond_mix_beta if opts.cond_mix == "residual" else None,
                     norm_ratio=float(final[i].float().norm() / cond[i].float().norm()),
