@@ -200,6 +200,7 @@ rule compare:
         baseline=config["evaluation"]["baseline_condition"],
         bench_root=BENCH,
         n_boot=config["evaluation"]["n_boot"],
+        n_flips=config["evaluation"]["n_flips"],
         seed=config["evaluation"]["seed"],
         min_n=config["evaluation"]["min_n"],
         primary=primary_hypotheses(),
@@ -214,7 +215,8 @@ rule compare:
     shell:
         "python {params.cli} --runs {params.runs} --out-dir {params.out_dir} "
         "--baseline-condition {params.baseline} --bench-root {params.bench_root} "
-        "--n-boot {params.n_boot} --seed {params.seed} --reference-stats {input.reference} "
+        "--n-boot {params.n_boot} --n-flips {params.n_flips} --seed {params.seed} "
+        "--reference-stats {input.reference} "
         "--min-n {params.min_n} --primary {params.primary} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "

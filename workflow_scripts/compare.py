@@ -21,6 +21,7 @@ from rcmg.evaluation.comparison import (  # noqa: E402
     compare_runs,
     compare_side_by_side,
 )
+from rcmg.evaluation.hypotheses import FORM  # noqa: E402
 from rcmg.evaluation.sweep_curves import Selection  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
@@ -53,7 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bootstrap resamples",
     )
     parser.add_argument(
-        "--seed", type=int, default=cli.default(CompareOptions, "seed"), help="bootstrap seed"
+        "--n-flips",
+        type=int,
+        default=cli.default(CompareOptions, "n_flips"),
+        help="Monte Carlo sign vectors of the paired mean test (exact up to 16 prompts)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=cli.default(CompareOptions, "seed"),
+        help="bootstrap and sign-flip seed",
     )
     parser.add_argument(
         "--reference-stats", type=Path, default=None, help="ref_stats.npz (pooled FAD/KAD)"
@@ -62,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--primary",
         nargs="*",
         default=list(cli.default(CompareOptions, "primary")),
-        metavar="CONDITION:BASELINE:METRIC[:MODELS]",
-        help="declared primary hypotheses (Holm-adjusted as one family)",
+        metavar=FORM,
+        help="declared primary hypotheses (Holm-adjusted as one family); a last field "
+        "ni=MARGIN makes one a non-inferiority test (H1: mean difference > -MARGIN)",
     )
     for name, text in (
         ("min_n", "clips per model x condition below which tables warn"),

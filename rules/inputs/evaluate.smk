@@ -94,14 +94,24 @@ def trained_adapter_configs():
 
 
 def primary_hypotheses():
-    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS] words."""
+    """evaluation.primary_hypotheses as CONDITION:BASELINE:METRIC[:MODELS][:ni=MARGIN]
+    words; a non-inferiority entry without a margin takes evaluation.noninferiority_margin.
+    """
+    evaluation = config["evaluation"]
     words = []
-    for h in config["evaluation"]["primary_hypotheses"]:
+    for h in evaluation["primary_hypotheses"]:
+        word = f"{h['condition']}:{h['baseline']}:{h['metric']}"
         models = ",".join(h.get("models", []))
-        words.append(
-            f"{h['condition']}:{h['baseline']}:{h['metric']}"
-            + (f":{models}" if models else "")
-        )
+        if models:
+            word += f":{models}"
+        if h.get("test", "two-sided") == "noninferiority":
+            word += f":ni={h.get('margin', evaluation['noninferiority_margin'])}"
+        elif "margin" in h:
+            raise ValueError(
+                f"evaluation.primary_hypotheses entry {h}: a margin needs "
+                "test: noninferiority (or remove the margin)"
+            )
+        words.append(word)
     return " ".join(words)
 
 

@@ -210,7 +210,7 @@ def build_evaluated_tree(root: Path, clap_model: Path, n_boot: int = 50) -> dict
         ["--runs", *map(str, runs), "--out-dir", str(report_dir)]
         + ["--bench-root", str(root / "benchmarks"), "--n-boot", str(n_boot)]
         + ["--reference-stats", str(ref), "--min-n", "100", "--fad-inf-min-n", "2"]
-        + ["--primary", "retrieval:prompt:clap_text_sim", "retrieval:prompt:clap_style_sim"]
+        + ["--primary", "retrieval:prompt:clap_text_sim:ni=0.02", "retrieval:prompt:clap_style_sim"]
     )
     side_dir = root / "results" / "compare_ab"
     compare.main(

@@ -101,7 +101,7 @@ def test_every_job_gets_its_configured_cpus_as_threads(workdir):
 
 
 def test_demo_config_plans_demo_assets(workdir):
-    out = snakemake(workdir, "-n", "--configfile", "config/demo.yaml").stdout
+    out = snakemake(workdir, "-n", "-p", "--configfile", "config/demo.yaml").stdout
     jobs = planned_jobs(out)
     for kind in ("clap", "audioldm", "audioldm2", "audioldm2-music", "ast"):
         assert job("demo_model", tiny_kind=kind) in jobs
@@ -109,6 +109,11 @@ def test_demo_config_plans_demo_assets(workdir):
     assert job("judge_bank_embed") in jobs
     for kind in ("maestro", "urmp", "fsd50k"):
         assert job("demo_dataset", demo_kind=kind) in jobs
+    # text similarity preserved: the configured non-inferiority primaries reach compare
+    primary = re.search(r"--primary (.*?) --fad-blocks", out).group(1).split()
+    assert "retrieval_mlp:prompt:clap_text_sim:ni=0.02" in primary
+    assert "retrieval_mlp:prompt:clap_style_sim" in primary
+    assert re.search(r"--n-flips 2000 ", out)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +129,10 @@ def test_demo_config_plans_demo_assets(workdir):
         (lambda c: c["conditions"]["retrieval_random"].update(control_of="prompt"), "control_of"),
         (lambda c: c["conditions"]["style_only"].update(models=["audioldm2"]), "style_only"),
         (lambda c: c["evaluation"].update(baseline_condition="nothing"), "nothing"),
+        (
+            lambda c: c["evaluation"]["primary_hypotheses"][0].update(margin=0.02),
+            "noninferiority",
+        ),
         (lambda c: c["resources"]["generate"].update(gpus=1), "gpus"),
         (lambda c: c["models"]["audioldm"]["sampling"].update(prompt_shards=0), "prompt_shards"),
         (
@@ -146,6 +155,7 @@ def test_demo_config_plans_demo_assets(workdir):
         "control-of-a-non-retrieval-condition",
         "style-only-on-audioldm2",
         "unknown-baseline",
+        "margin-without-noninferiority",
         "unknown-resource-key",
         "zero-prompt-shards",
         "missing-benchmark-csv",

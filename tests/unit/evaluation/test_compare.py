@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rcmg.evaluation import comparison
+from rcmg.evaluation import comparison, hypotheses
 
 from tests.unit import fake_runs
 
@@ -67,7 +67,7 @@ def evaluated(tmp_path_factory):
         *("--runs", *runs.values(), "--out-dir", out, "--bench-root", bench, "--n-boot", "200"),
         *("--reference-stats", ref, "--min-n", "6", "--fad-inf-min-n", "2"),
         *("--primary", "retrieval:prompt:rms_dbfs", "retrieval:prompt:peak_dbfs"),
-        "retrieval:prompt:clap_style_sim:B",
+        *("retrieval:prompt:clap_style_sim:B", "retrieval:prompt:clap_text_sim:A:ni=0.02"),
     )
     return {"root": root, "runs": runs, "out": out, "ref": ref}
 
@@ -123,9 +123,15 @@ def test_paired_differences_match_per_item_values(evaluated):
     assert float(row["mean_diff"]) == pytest.approx(np.mean(per_prompt))
     assert float(row["ci_low"]) <= np.mean(per_prompt) <= float(row["ci_high"])
     # noise at -23 dBFS vs sine at -13.5 dBFS: all 4 prompts lower, the best 4 prompts allow
-    assert float(row["wilcoxon_p"]) == pytest.approx(0.125) == float(row["min_p"])
+    # (the exact sign-flip test of the mean; Wilcoxon, secondary, has the same floor)
+    assert row["test"] == "two-sided" and "exact" in row["p_method"]
+    assert float(row["p_value"]) == pytest.approx(0.125) == float(row["min_p"])
+    assert float(row["wilcoxon_p"]) == pytest.approx(0.125) == float(row["wilcoxon_min_p"])
+    # 4 prompts cannot reach p < 0.05: the interval that inverts the test is unbounded
+    assert (row["ci_low"], row["ci_high"]) == ("-inf", "inf")
+    assert float(paired["clip_fraction"]["p_value"]) == 1.0  # no difference at all
     assert paired["clip_fraction"]["wilcoxon_p"] == ""
-    assert paired["clip_fraction"]["p_reason"] == "all paired differences are zero"
+    assert paired["clip_fraction"]["wilcoxon_reason"] == "all paired differences are zero"
 
 
 def test_index_links_and_plots_are_relative_and_exist(evaluated):
@@ -170,7 +176,10 @@ def test_identical_runs_give_na_p_values_with_reason(evaluated, tmp_path):
     fake_runs.evaluate_with_fake_embedder(run_b, ref, n_boot=10)
     comparison.compare_side_by_side(run_a, run_b, tmp_path / "o")
     html = (tmp_path / "o" / "index.html").read_text()
-    assert html.count("n/a (all paired differences are zero)") == 5
+    assert html.count("n/a (all paired differences are zero)") == 5  # Wilcoxon, secondary
+    paired = read_csv(tmp_path / "o" / "paired.csv")
+    tested = [r for r in paired if r["p_value"] != ""]  # style sim: no style, no pairs
+    assert len(tested) == 5 and {float(r["p_value"]) for r in tested} == {1.0}  # no difference
 
 
 def test_missing_evaluation_names_the_file(evaluated, tmp_path):
@@ -208,17 +217,26 @@ def test_set_metrics_pool_all_clips_of_a_model_and_condition(evaluated):
 def test_primary_tests_are_holm_adjusted_and_the_rest_exploratory(evaluated):
     paired = read_csv(evaluated["out"] / "paired.csv")
     primary = [r for r in paired if r["family"] == "primary"]
-    assert sorted(r["metric"] for r in primary) == ["peak_dbfs", "rms_dbfs"]
+    assert sorted(r["metric"] for r in primary) == ["clap_text_sim", "peak_dbfs", "rms_dbfs"]
     assert all(
-        r["family"] == "exploratory" and r["holm_p"] == "" for r in paired if r not in primary
+        r["family"] == "exploratory" and r["holm_p"] == "" and r["test"] == "two-sided"
+        for r in paired
+        if r not in primary
     )
-    p_values = sorted(float(r["wilcoxon_p"]) for r in primary)
-    holm = sorted(float(r["holm_p"]) for r in primary)
-    assert holm == pytest.approx(
-        [min(1, 2 * p_values[0]), max(min(1, 2 * p_values[0]), p_values[1])]
-    )
+    # Holm adjusts each row's own test p (p_value), not the secondary Wilcoxon column
+    holm = hypotheses.holm_adjust([float(r["p_value"]) for r in primary])
+    assert [float(r["holm_p"]) for r in primary] == pytest.approx(holm)
+    assert {r["holm_m"] for r in primary} == {"3"}
+    text = next(r for r in primary if r["metric"] == "clap_text_sim")
+    assert text["test"] == "noninferiority" and float(text["margin"]) == 0.02
+    # one-sided: smallest attainable p 1 / 2^4; the 95% lower bound is unbounded at 4 prompts
+    assert float(text["min_p"]) == pytest.approx(1 / 16) and text["ni_lower"] == "-inf"
+    assert float(text["p_value"]) >= float(text["min_p"])
     html = (evaluated["out"] / "index.html").read_text()
     assert 'id="primary"' in html and "Holm p" in html and "smallest attainable p" in html
+    table = html.split('<table id="primary">')[1].split("</table>")[0]
+    assert 'data-test="noninferiority"' in table and "−0.02: −∞" in table
+    assert "p (mean, sign-flip)" in table and "Wilcoxon p (secondary" in table
     # declared for model B, which has no retrieval run: listed as not testable
     assert "B: retrieval vs prompt on clap_style_sim" in html
 
@@ -260,3 +278,69 @@ def test_comparison_prints_the_reference_composition_and_subset_metrics(evaluate
         urmp = data["embeddings"][6:].astype(np.float64)
     expected = set_metrics.kad_interval(gen, urmp, labels)["mean"]
     assert f"{expected:.3g}" in subsets
+
+
+def _fake_pairs_run(condition: str, shift: dict, rng, n_prompts: int = 30) -> dict:
+    """An in-memory evaluated run: 30 prompts x 2 waveforms, metrics shifted by ``shift``."""
+    rows = []
+    for item in range(n_prompts):
+        base = 0.01 * item
+        for waveform in range(2):
+            noise = rng.normal(0.0, 0.01, 3)
+            rows.append(
+                {
+                    "item": item,
+                    "waveform_index": waveform,
+                    "prompt": f"prompt {item}",
+                    "status": "ok",
+                    "clap_style_sim": 0.3 + base + shift.get("style", 0.0) + noise[0],
+                    "clap_text_sim": 0.25 - base + shift.get("text", 0.0) + noise[1],
+                    "rms_dbfs": -20.0 + noise[2],
+                }
+            )
+    return {"rows": rows}
+
+
+def test_paired_tests_use_the_mean_test_noninferiority_and_holm_on_p_value():
+    """The code path compare.py runs: a declared NI row, a two-sided primary, Holm on p_value."""
+    rng = np.random.default_rng(0)
+    runs = [
+        _fake_pairs_run("prompt", {}, rng),
+        _fake_pairs_run("retrieval", {"style": 0.05, "text": -0.004}, rng),
+    ]
+    records = [
+        {"model": "A", "condition": "prompt", "seed": 0},
+        {"model": "A", "condition": "retrieval", "seed": 0},
+    ]
+    options = comparison.CompareOptions(
+        n_flips=2000,
+        primary=(
+            "retrieval:prompt:clap_style_sim",
+            "retrieval:prompt:clap_text_sim:ni=0.02",
+            "retrieval:prompt:rms_dbfs",
+        ),
+    )
+    rows = comparison.paired_tests(runs, records, [("retrieval", "prompt")], options)
+    by_metric = {r["metric"]: r for r in rows}
+    style, text = by_metric["clap_style_sim"], by_metric["clap_text_sim"]
+    assert style["n"] == 30 and style["n_pairs"] == 60  # waveforms averaged per prompt
+    assert style["test"] == "two-sided" and "Monte Carlo" in style["p_method"]
+    assert style["p_value"] == pytest.approx(2 / 2000) == style["min_p"]  # every flip smaller
+    assert 0.04 < style["ci_low"] < style["mean_diff"] < style["ci_high"] < 0.06
+    # text similarity preserved: -0.004 on average, margin 0.02
+    assert text["test"] == "noninferiority" and text["margin"] == 0.02
+    assert -0.02 < text["ni_lower"] < text["mean_diff"] < 0 and text["p_value"] < 0.05
+    assert text["ci_low"] < text["ni_lower"]  # the one-sided bound: the 90% interval's end
+    assert text["min_p"] == pytest.approx(1 / 2000)
+    primary = [r for r in rows if r["family"] == "primary"]
+    assert len(primary) == 3 and {r["holm_m"] for r in primary} == {3}
+    expected = hypotheses.holm_adjust([r["p_value"] for r in primary])
+    assert [r["holm_p"] for r in primary] == pytest.approx(expected)
+    assert by_metric["rms_dbfs"]["holm_p"] >= by_metric["rms_dbfs"]["p_value"]
+    assert all(r["family"] == "exploratory" for r in rows if r not in primary)
+    # the same row declared two ways is refused before any test runs
+    clash = comparison.CompareOptions(
+        primary=("retrieval:prompt:clap_text_sim", "retrieval:prompt:clap_text_sim:ni=0.02")
+    )
+    with pytest.raises(ValueError, match="evaluation.primary_hypotheses"):
+        comparison.paired_tests(runs, records, [("retrieval", "prompt")], clash)

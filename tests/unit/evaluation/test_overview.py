@@ -55,6 +55,9 @@ def test_key_table_marks_best_per_column_and_primary_significance():
             "baseline": "prompt",
             "metric": "clap_text_sim",
             "mean_diff": -0.05,
+            "test": "noninferiority",
+            "margin": 0.02,
+            "ni_lower": -0.08,
             "holm_p": 0.31,
             "holm_m": 2,
             "p_reason": "",
@@ -83,6 +86,9 @@ def test_key_table_marks_best_per_column_and_primary_significance():
     assert style_mark["symbol"] == "*" and text_mark["symbol"] == "n.s."
     assert cells["prompt_aug"]["clap_text_sim"]["mark"] is None  # exploratory: no mark
     assert len(notes) == 2 and "Holm-adjusted p = 0.004" in notes[style_mark["n"] - 1]["text"]
+    text_note = notes[text_mark["n"] - 1]["text"]
+    assert "non-inferiority (margin 0.02: one-sided 95% lower bound -0.08)" in text_note
+    assert "non-inferiority" not in notes[style_mark["n"] - 1]["text"]  # two-sided
     rows = {r["condition"]: r for r in table["rows"]}
     assert rows["retrieval"]["non_commercial"] and not rows["prompt"]["non_commercial"]
 

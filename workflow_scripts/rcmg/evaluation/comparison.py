@@ -45,10 +45,11 @@ class CompareOptions:
     baseline_condition: str = "prompt"  # condition every other condition is paired against
     bench_root: Path = Path("benchmarks")  # Snakemake benchmark root (generate TSVs)
     n_boot: int = 1000  # bootstrap resamples
-    seed: int = 0  # bootstrap seed
+    n_flips: int = 10000  # Monte Carlo sign vectors of the paired mean test (> 16 prompts)
+    seed: int = 0  # bootstrap and sign-flip seed
     reference_stats: Path | None = None  # ref_stats.npz: pooled set metrics need it
     min_n: int = 1000  # clips per model x condition below which every table warns
-    primary: tuple[str, ...] = ()  # CONDITION:BASELINE:METRIC[:MODELS] (Holm family)
+    primary: tuple[str, ...] = ()  # hypotheses.FORM words (the Holm family)
     fad_blocks: int = 20
     fad_inf_min_n: int = 500
     fad_inf_steps: int = 10
@@ -71,7 +72,7 @@ class CompareOptions:
         )
 
     def hypotheses(self) -> list[Hypothesis]:
-        return [Hypothesis.parse(text) for text in self.primary]
+        return hypotheses.check_declared([Hypothesis.parse(text) for text in self.primary])
 
 
 ITEM_METRICS = [
@@ -334,20 +335,26 @@ def pair_rows(rows_a: list[dict], rows_b: list[dict]) -> tuple[list[tuple[dict, 
     return pairs, problems
 
 
-def paired_metric_rows(pairs, n_boot: int, seed: int, cluster_keys=None) -> list[dict]:
-    """Per metric: per-prompt mean of (second - first), bootstrap CI over prompts, Wilcoxon
-    p on the prompt means and the smallest p attainable with that many prompts.
+def paired_metric_rows(
+    pairs, n_flips: int, seed: int, cluster_keys=None, margins: dict | None = None
+) -> list[dict]:
+    """Per metric: per-prompt mean of (second - first), the sign-flip test of the mean with
+    its interval (the test inverted) and smallest attainable p, and the Wilcoxon p on the
+    prompt means (secondary).
 
     ``cluster_keys`` (one per pair; default the item index) say which pairs are one
-    prompt: seeds and waveforms of a prompt are averaged before the test.
+    prompt: seeds and waveforms of a prompt are averaged before the test. ``margins``
+    (metric -> margin) makes that metric's test a non-inferiority test.
     """
     keys = cluster_keys or [item_key(a)[0] for a, _ in pairs]
+    margins = margins or {}
     out = []
     for metric in PAIRED_METRICS:
         diffs = [to_float(b.get(metric)) - to_float(a.get(metric)) for a, b in pairs]
-        result = hypotheses.clustered_paired_test(keys, diffs, n_boot, seed)
+        result = hypotheses.clustered_paired_test(keys, diffs, n_flips, seed, margins.get(metric))
         result["metric"] = metric
-        result["p_text"] = stats.format_p(result["wilcoxon_p"], result["p_reason"])
+        result["p_text"] = stats.format_p(result["p_value"], result["p_reason"])
+        result["wilcoxon_text"] = stats.format_p(result["wilcoxon_p"], result["wilcoxon_reason"])
         out.append(result)
     return out
 
@@ -383,7 +390,9 @@ def matched_runs(runs, records, condition: str, baseline: str) -> dict:
 
 
 def paired_tests(runs, records, pairs_to_test, options: CompareOptions) -> list[dict]:
-    """Clip-level paired tests per model for each (condition, baseline), seeds pooled."""
+    """Clip-level paired tests per model for each (condition, baseline), seeds pooled;
+    a declared non-inferiority hypothesis makes its rows non-inferiority tests."""
+    declared = options.hypotheses()
     rows = []
     for condition, baseline in pairs_to_test:
         for model, matches in sorted(matched_runs(runs, records, condition, baseline).items()):
@@ -394,7 +403,12 @@ def paired_tests(runs, records, pairs_to_test, options: CompareOptions) -> list[
                 problems.extend(f"seed {seed}: {p}" for p in issues)
                 seeds.append(seed)
             n_clips = min(sum(len(ok_prompts(m[i]["rows"])) for m in matches) for i in (0, 1))
-            for result in paired_metric_rows(pairs, options.n_boot, options.seed):
+            margins = {
+                metric: hypotheses.margin_for(declared, model, condition, baseline, metric)
+                for metric in PAIRED_METRICS
+            }
+            margins = {metric: m for metric, m in margins.items() if m is not None}
+            for result in paired_metric_rows(pairs, options.n_flips, options.seed, None, margins):
                 rows.append(
                     {
                         "model": model,
@@ -406,7 +420,7 @@ def paired_tests(runs, records, pairs_to_test, options: CompareOptions) -> list[
                         **result,
                     }
                 )
-    return hypotheses.label_and_adjust(rows, options.hypotheses())
+    return hypotheses.label_and_adjust(rows, declared)
 
 
 def paired_set_rows(runs, records, pairs_to_test, ref, options: CompareOptions) -> list[dict]:
@@ -473,15 +487,24 @@ PAIRED_FIELDS = [
     "mean_diff",
     "ci_low",
     "ci_high",
-    "wilcoxon_p",
+    "test",
+    "margin",
+    "ni_lower",
+    "p_value",
     "min_p",
     "holm_p",
     "holm_m",
     "p_reason",
+    "p_method",
+    "wilcoxon_p",
+    "wilcoxon_min_p",
+    "wilcoxon_reason",
     "embedding_family",
     "independent_mean_diff",
     "verdict",
 ]
+# interval ends written as inf/-inf when unbounded (too few prompts for the level), not empty
+UNBOUNDED_FIELDS = ("ci_low", "ci_high", "ni_lower")
 SET_DIFF_FIELDS = [
     "model",
     "condition",
@@ -539,6 +562,17 @@ def summary_csv(records: list[dict], names: list[str], listening: dict | None = 
             row.update({f"{name}_{part}": ci.get(part) for part in ("mean", "ci_low", "ci_high")})
         table.append(row)
     return rows_to_csv(table, fields)
+
+
+def paired_csv(rows: list[dict]) -> str:
+    """paired.csv: :data:`PAIRED_FIELDS`; an unbounded interval end is written inf/-inf."""
+
+    def cell(value):
+        return str(value) if isinstance(value, float) and math.isinf(value) else value
+
+    return rows_to_csv(
+        [{**r, **{k: cell(r.get(k)) for k in UNBOUNDED_FIELDS}} for r in rows], PAIRED_FIELDS
+    )
 
 
 def rows_to_csv(rows: list[dict], fields: list[str]) -> str:
@@ -610,6 +644,7 @@ def judge_rows(runs: list[dict]) -> list[dict]:
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
+    declared = options.hypotheses()  # a malformed hypothesis fails before any file is read
     runs = [report.read_evaluated_run(d) for d in run_dirs]
     # a missing adapter file fails here, before any computation
     adapters = adapter_tables.attach_runs(adapter_tables.adapter_results(options.adapters), runs)
@@ -627,7 +662,6 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
         )
         for idx in groups.values()
     ]
-    declared = options.hypotheses()
     to_test = comparisons(records, options.baseline_condition, declared)
     paired = agreement.attach(paired_tests(runs, records, to_test, options))
     set_diffs = paired_set_rows(runs, records, to_test, ref, options)
@@ -639,7 +673,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     key, footnotes = overview.key_tables(configured, paired, options.baseline_condition, nc_groups)
     listening = read_listening(options.listening)
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
-    write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
+    write_text(out_dir / "paired.csv", paired_csv(paired))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
     if adapters:
         write_text(
@@ -763,14 +797,14 @@ def compare_side_by_side(
     names = summary_metric_names([run_a, run_b])
     pairs, problems = pair_rows(run_a["rows"], run_b["rows"])
     rows = side_by_side_rows(run_a, run_b, pairs, out_dir)
-    paired = paired_metric_rows(pairs, options.n_boot, options.seed)
+    paired = paired_metric_rows(pairs, options.n_flips, options.seed)
     for row in paired:
         row.update(model="", condition=records[1]["label"], baseline=records[0]["label"], seeds="")
         row.update(family="exploratory", holm_p=math.nan, below_min_n=len(pairs) < options.min_n)
     for problem in problems:
         LOG.warning("not paired: %s", problem)
     write_text(out_dir / "summary.csv", summary_csv(records, names))
-    write_text(out_dir / "paired.csv", rows_to_csv(paired, PAIRED_FIELDS))
+    write_text(out_dir / "paired.csv", paired_csv(paired))
     html = report.render_compare(
         {
             "mode": "side_by_side",

@@ -1,14 +1,25 @@
-"""Declared hypotheses: prompt-clustered paired tests, Holm adjustment, attainable p-values.
+"""Declared hypotheses: prompt-clustered paired tests of the mean, Holm, attainable p.
 
 A paired comparison of condition B against baseline A (same model) pairs clips by
 (prompt, waveform, seed), then AVERAGES the differences per prompt: seeds and
 waveforms of one prompt are not independent, so the prompt is the unit of the test
-(n = number of prompts). The test is the two-sided Wilcoxon signed-rank test on the
-per-prompt mean differences; with n prompts its smallest attainable p is 2 / 2^n
-(all differences of one sign), shown beside every p so that "n/s" at n = 5 is read as
-"could not have been significant". Primary hypotheses are declared in config
-(evaluation.primary_hypotheses); their p-values are Holm-adjusted as one family; every
-other test is labelled exploratory (unadjusted).
+(n = number of prompts). The claims are about the MEAN difference, so the test is a
+sign-flip test of the mean of the per-prompt differences (:mod:`rcmg.evaluation.signflip`:
+exact over all 2^n sign vectors up to 16 prompts, seeded Monte Carlo beyond), and the
+interval beside it is that test inverted: the 95% interval excludes 0 exactly when the
+two-sided p < 0.05. Two kinds of test:
+
+* ``two-sided``: H0 mean difference = 0; p = p_value, smallest attainable 2 / 2^n
+  (0.125 at 4 prompts) or 2 / K with K Monte Carlo sign vectors.
+* ``noninferiority`` with a margin M >= 0 ("text similarity preserved"): H0 mean <= -M
+  against H1 mean > -M, one-sided at alpha; reported with the one-sided (1 - alpha)
+  lower bound (= the lower end of the two-sided 1 - 2 alpha interval), which exceeds -M
+  exactly when p < alpha; smallest attainable p 1 / 2^n (or 1 / K).
+
+The Wilcoxon signed-rank test on the same prompt means is kept as a secondary column
+(``wilcoxon_p``; a test of location/median, not of the mean). Primary hypotheses are
+declared in config (evaluation.primary_hypotheses); their ``p_value`` are Holm-adjusted
+as one family; every other test is two-sided and labelled exploratory (unadjusted).
 """
 
 from __future__ import annotations
@@ -18,34 +29,95 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rcmg.evaluation import stats
+from rcmg.evaluation import signflip, stats
+
+ALPHA = 0.05
+TWO_SIDED = "two-sided"
+NONINFERIORITY = "noninferiority"
+FORM = "CONDITION:BASELINE:METRIC[:MODEL,...][:ni=MARGIN]"
 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """``metric`` of ``condition`` minus ``baseline``, per model (all models by default)."""
+    """``metric`` of ``condition`` minus ``baseline``, per model (all models by default);
+    two-sided, or non-inferiority with ``margin`` (H1: mean difference > -margin)."""
 
     condition: str
     baseline: str
     metric: str
     models: tuple[str, ...] = ()  # empty: every model that has both conditions
+    margin: float | None = None  # set: a non-inferiority test with this margin
+
+    @property
+    def test(self) -> str:
+        return TWO_SIDED if self.margin is None else NONINFERIORITY
 
     @classmethod
     def parse(cls, text: str) -> Hypothesis:
-        """'CONDITION:BASELINE:METRIC[:MODEL,MODEL]' (the CLI/rule form)."""
+        """'CONDITION:BASELINE:METRIC[:MODEL,MODEL][:ni=MARGIN]' (the CLI/rule form)."""
         parts = text.split(":")
-        if len(parts) not in (3, 4) or not all(parts[:3]):
+        problem = "" if len(parts) in (3, 4, 5) and all(parts[:3]) else "needs 3 to 5 fields"
+        models: tuple[str, ...] = ()
+        margin = None
+        extra = parts[3:] if not problem else []
+        if extra and extra[-1].startswith("ni="):
+            margin, problem = _margin(extra.pop()[3:])
+        if len(extra) > 1 or any(p.startswith("ni=") for p in extra):
+            problem = problem or "ni=MARGIN must be the last field, after the models"
+        if extra and not problem:
+            models = tuple(m for m in extra[0].split(",") if m)
+        if problem:
             raise ValueError(
-                f"primary hypothesis {text!r}: write CONDITION:BASELINE:METRIC[:MODEL,...] "
+                f"primary hypothesis {text!r}: {problem}; write {FORM} "
                 "(config evaluation.primary_hypotheses)"
             )
-        models = tuple(m for m in parts[3].split(",") if m) if len(parts) == 4 else ()
-        return cls(parts[0], parts[1], parts[2], models)
+        return cls(parts[0], parts[1], parts[2], models, margin)
+
+    def word(self) -> str:
+        """The CLI/rule form (:meth:`parse` reads it back)."""
+        text = f"{self.condition}:{self.baseline}:{self.metric}"
+        if self.models:
+            text += ":" + ",".join(self.models)
+        return text + (f":ni={self.margin:g}" if self.margin is not None else "")
 
     def applies(self, model: str, condition: str, baseline: str, metric: str) -> bool:
         return (condition, baseline, metric) == (self.condition, self.baseline, self.metric) and (
             not self.models or model in self.models
         )
+
+
+def _margin(text: str) -> tuple[float | None, str]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"margin {text!r} is not a number"
+    if not math.isfinite(value) or value < 0:
+        return None, f"margin {text!r} must be a finite number >= 0"
+    return value, ""
+
+
+def check_declared(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Refuse two declarations of one test (same condition, baseline, metric and a
+    shared model) that disagree on the kind of test or the margin."""
+    for i, a in enumerate(hypotheses):
+        for b in hypotheses[i + 1 :]:
+            same = (a.condition, a.baseline, a.metric) == (b.condition, b.baseline, b.metric)
+            overlap = not a.models or not b.models or set(a.models) & set(b.models)
+            if same and overlap and a.margin != b.margin:
+                raise ValueError(
+                    f"primary hypotheses {a.word()!r} and {b.word()!r} declare one test twice "
+                    "with different kinds or margins: keep one (config "
+                    "evaluation.primary_hypotheses)"
+                )
+    return hypotheses
+
+
+def margin_for(hypotheses: list[Hypothesis], model, condition, baseline, metric) -> float | None:
+    """The non-inferiority margin a declared hypothesis gives this test (None: two-sided)."""
+    for h in hypotheses:
+        if h.margin is not None and h.applies(model, condition, baseline, metric):
+            return h.margin
+    return None
 
 
 def min_attainable_wilcoxon_p(n: int) -> float:
@@ -65,26 +137,68 @@ def cluster_means(keys, differences) -> tuple[list, np.ndarray]:
     return ordered, np.array([sums[k][0] / sums[k][1] for k in ordered], dtype=np.float64)
 
 
-def clustered_paired_test(keys, differences, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per-cluster (prompt) mean differences: mean, bootstrap CI over prompts, Wilcoxon p.
+def mean_test(
+    means, n_flips: int = 10000, seed: int = 0, margin: float | None = None, alpha: float = ALPHA
+) -> dict:
+    """Sign-flip test of the mean of ``means`` (one value per prompt) and its interval.
 
-    Returns {mean_diff, ci_low, ci_high, n (prompts), n_pairs, wilcoxon_p, p_reason,
-    min_p}.
+    Returns {mean_diff, ci_low, ci_high (two-sided 1 - alpha, the test inverted; +-inf
+    when unbounded), test, margin, ni_lower (one-sided 1 - alpha lower bound, NI only),
+    p_value, p_reason, min_p, p_method}.
+    """
+    means = np.asarray(means, dtype=np.float64).reshape(-1)
+    means = means[np.isfinite(means)]
+    kind = TWO_SIDED if margin is None else NONINFERIORITY
+    out = {
+        "mean_diff": float(means.mean()) if means.size else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "test": kind,
+        "margin": math.nan if margin is None else float(margin),
+        "ni_lower": math.nan,
+        "p_value": math.nan,
+        "p_reason": "",
+        "min_p": math.nan,
+        "p_method": "",
+    }
+    if means.size < 2:
+        out["p_reason"] = f"n={means.size} prompts (need >= 2)"
+        return out
+    flips = signflip.sign_flips(means, n_flips, seed)
+    out["ci_low"], out["ci_high"] = flips.interval(alpha)
+    out["p_method"] = flips.method
+    if margin is None:
+        out.update(p_value=flips.p_two_sided(0.0), min_p=flips.min_p(two_sided=True))
+    else:
+        out.update(
+            p_value=flips.p_upper(-float(margin)),
+            min_p=flips.min_p(two_sided=False),
+            ni_lower=flips.lower_bound(alpha),
+        )
+    return out
+
+
+def clustered_paired_test(
+    keys, differences, n_flips: int = 10000, seed: int = 0, margin: float | None = None
+) -> dict:
+    """Per-cluster (prompt) mean differences: :func:`mean_test` (primary) and the Wilcoxon
+    signed-rank p on the same means (secondary).
+
+    Returns :func:`mean_test`'s keys and {n (prompts), n_pairs, wilcoxon_p,
+    wilcoxon_reason, wilcoxon_min_p}.
     """
     clusters, means = cluster_means(keys, differences)
-    summary = stats.bootstrap_mean_ci(means, n_boot, seed)
+    result = mean_test(means, n_flips, seed, margin)
     p_value, reason = stats.wilcoxon_p(means)
     nonzero = int(np.count_nonzero(means)) if means.size else 0
-    return {
-        "mean_diff": summary["mean"],
-        "ci_low": summary["ci_low"],
-        "ci_high": summary["ci_high"],
-        "n": len(clusters),
-        "n_pairs": int(sum(1 for d in differences if d is not None and math.isfinite(float(d)))),
-        "wilcoxon_p": p_value,
-        "p_reason": reason,
-        "min_p": min_attainable_wilcoxon_p(nonzero),
-    }
+    result.update(
+        n=len(clusters),
+        n_pairs=int(sum(1 for d in differences if d is not None and math.isfinite(float(d)))),
+        wilcoxon_p=p_value,
+        wilcoxon_reason=reason,
+        wilcoxon_min_p=min_attainable_wilcoxon_p(nonzero),
+    )
+    return result
 
 
 def holm_adjust(p_values) -> list[float]:
@@ -106,21 +220,25 @@ def holm_adjust(p_values) -> list[float]:
 
 
 def label_and_adjust(rows: list[dict], hypotheses: list[Hypothesis]) -> list[dict]:
-    """Mark each paired row primary/exploratory; Holm-adjust the primaries' p as one family."""
+    """Mark each paired row primary/exploratory; Holm-adjust the primaries' ``p_value``
+    (each row's own test: two-sided or non-inferiority) as one family."""
     primary_index = []
     for i, row in enumerate(rows):
-        is_primary = any(
-            h.applies(row["model"], row["condition"], row["baseline"], row["metric"])
-            for h in hypotheses
-        )
+        key = (row["model"], row["condition"], row["baseline"], row["metric"])
+        is_primary = any(h.applies(*key) for h in hypotheses)
+        margin = margin_for(hypotheses, *key)
+        expected = TWO_SIDED if margin is None else NONINFERIORITY
+        if is_primary and row.get("test", TWO_SIDED) != expected:
+            raise ValueError(f"paired row {key} was tested {row.get('test')}, declared {expected}")
         row["family"] = "primary" if is_primary else "exploratory"
         row["holm_p"] = math.nan
         if is_primary:
             primary_index.append(i)
-    adjusted = holm_adjust([rows[i]["wilcoxon_p"] for i in primary_index])
+    adjusted = holm_adjust([rows[i]["p_value"] for i in primary_index])
+    family_size = sum(1 for j in primary_index if math.isfinite(rows[j]["p_value"]))
     for i, value in zip(primary_index, adjusted, strict=True):
         rows[i]["holm_p"] = value
-        rows[i]["holm_m"] = sum(1 for j in primary_index if math.isfinite(rows[j]["wilcoxon_p"]))
+        rows[i]["holm_m"] = family_size
     return rows
 
 

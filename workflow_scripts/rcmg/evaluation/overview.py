@@ -58,6 +58,16 @@ def best_conditions(rows: list[dict], metric: str, direction: str | None) -> set
     return {c for c, v in finite.items() if v == best}
 
 
+def _test_text(row: dict) -> str:
+    """The kind of test in a footnote: non-inferiority names its margin and bound."""
+    if row.get("test") != "noninferiority":
+        return ""
+    return (
+        f"non-inferiority (margin {report.format_number(row.get('margin'))}: one-sided 95% "
+        f"lower bound {report.format_bound(row.get('ni_lower'))}), "
+    )
+
+
 def key_tables(aggregates, paired, baseline: str, nc_groups: set) -> tuple[list[dict], list[dict]]:
     """Per model ``{model, columns, rows}`` and the footnotes of the significance marks."""
     footnotes: list[dict] = []
@@ -74,7 +84,8 @@ def key_tables(aggregates, paired, baseline: str, nc_groups: set) -> tuple[list[
                 "text": (
                     f"{row['model']}: {row['condition']} − {row['baseline']} on {row['metric']}: "
                     f"mean difference per prompt {report.format_number(row.get('mean_diff'))}, "
-                    f"Holm-adjusted p = {report.format_number(holm)}"
+                    + _test_text(row)
+                    + f"Holm-adjusted p = {report.format_number(holm)}"
                     + (f" (m = {row['holm_m']})" if row.get("holm_m") else "")
                     + (f"; {row['p_reason']}" if row.get("p_reason") else "")
                 ),

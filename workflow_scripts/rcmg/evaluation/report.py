@@ -170,6 +170,13 @@ def format_ci(record: dict | None, digits: int = 3) -> str:
     return text
 
 
+def format_bound(value, digits: int = 3) -> str:
+    """An interval end: '−∞' / '∞' when unbounded, else :func:`format_number`."""
+    if isinstance(value, int | float) and math.isinf(float(value)):
+        return "−∞" if value < 0 else "∞"
+    return format_number(value, digits)
+
+
 def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(float(value))
 
@@ -191,6 +198,7 @@ def environment():
     )
     env.filters["num"] = format_number
     env.filters["ci"] = format_ci
+    env.filters["bound"] = format_bound
     return env
 
 
