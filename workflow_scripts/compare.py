@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, text in (
         ("min_n", "clips per model x condition below which tables warn"),
-        ("fad_blocks", "jackknife blocks per side for FAD intervals"),
+        ("fad_blocks", "jackknife blocks per side for the FAD and FAD-inf intervals"),
         ("fad_inf_min_n", "smallest FAD-infinity subsample"),
         ("fad_inf_steps", "FAD-infinity subsample sizes"),
         ("fad_inf_repeats", "subsamples averaged per size"),

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", int, "bootstrap seed"),
         ("mel_max_items", int, "clips in mel_grid.png"),
         ("silence_dbfs", float, "clips below this RMS level count as silent"),
-        ("fad_blocks", int, "jackknife blocks per side for the FAD interval"),
+        ("fad_blocks", int, "jackknife blocks per side for the FAD and FAD-inf intervals"),
         ("fad_inf_min_n", int, "smallest subsample size of the FAD-infinity fit"),
         ("fad_inf_steps", int, "subsample sizes of the FAD-infinity fit"),
         ("fad_inf_repeats", int, "subsamples averaged per size (without replacement)"),

@@ -4,8 +4,8 @@ model's conditioning, through the frozen VAE + UNet with the denoising loss on t
 own latent. Bank items only (FSD50K dev, uploaders disjoint from eval); eval items held out.
 
 Writes OUT_DIR (atomically, as a whole) with style_adapter.safetensors, adapter_config.json,
-metrics.jsonl (per epoch, then the held-out comparison against the labels-text and untrained
-baselines) and loss.png. The job is rcmg/generation/adapter_job.py; the objective, split and
+metrics.jsonl (per epoch, then the held-out comparison against the labels-text, untrained
+and shuffled-embedding baselines, with the verdict "uses the item it is given") and loss.png. The job is rcmg/generation/adapter_job.py; the objective, split and
 baselines are documented in rcmg/generation/adapter_training.py.
 
 Example::

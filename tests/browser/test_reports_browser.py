@@ -147,7 +147,11 @@ def test_compare_index_renders_plots_and_links(browser, served_tree):
     for table in ("aggregates", "primary", "set-diffs", "reference-composition"):
         assert browser.find_element(By.ID, table).is_displayed(), table
     header = browser.find_element(By.ID, "aggregates").text
-    assert "FAD-inf (R²)" in header and "KAD (kadtk, ×100)" in header and "N clips" in header
+    assert (
+        "FAD-inf [jackknife CI] (R², fit range)" in header
+        and "KAD (kadtk, ×100)" in header
+        and "N clips" in header
+    )
     assert "Holm p" in browser.find_element(By.ID, "primary").text
     assert "N < 100" in browser.find_element(By.ID, "aggregates").text  # min-N warning shows
     links = browser.find_elements(By.CSS_SELECTOR, "#runs a")

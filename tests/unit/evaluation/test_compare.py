@@ -208,6 +208,16 @@ def test_set_metrics_pool_all_clips_of_a_model_and_condition(evaluated):
         set_metrics.fad_interval(gen, ref, labels)["mean"]
     )
     assert aggregate["fad_inf_mean"] != ""  # 7 clips, min n 2: a fit
+    options = set_metrics.SetMetricOptions(fad_inf_min_n=2)
+    fad_inf = set_metrics.fad_infinity(gen, ref, options, labels)
+    assert float(aggregate["fad_inf_mean"]) == pytest.approx(fad_inf["mean"])
+    assert float(aggregate["fad_inf_ci_low"]) == pytest.approx(fad_inf["ci_low"])
+    fit = fad_inf["fit_range"]  # the fit range beside the value: 2..7 clips, 3 repeats
+    assert (fit["min_n"], fit["max_n"], fit["repeats"]) == (2, 7, 3)
+    assert [aggregate[f"fad_inf_fit_{k}"] for k in ("min_n", "max_n", "steps", "repeats")] == [
+        str(fit[k]) for k in ("min_n", "max_n", "steps", "repeats")
+    ]
+    assert aggregate["fad_inf_reason"] == ""
     assert aggregate["n_evaluated"] == "7" and aggregate["n_prompts"] == "4"
     assert aggregate["below_min_n"] == "False"  # min-n 6
     prompt_b = next(r for r in rows if r["level"] == "aggregate" and r["model"] == "B")
@@ -257,7 +267,8 @@ def test_set_metric_differences_and_min_n_warnings_in_every_table(evaluated):
     for table in ("aggregates", "runs"):
         section = html.split(f'id="{table}"')[1].split("</table>")[0]
         assert "⚠ N &lt; 6" in section, table
-    assert "FAD-inf (R²)" in html and "KAD (kadtk, ×100)" in html and "R²=" in html
+    assert "FAD-inf [jackknife CI] (R², fit range)" in html and "KAD (kadtk, ×100)" in html
+    assert "R²=" in html and "; fit n=2–7, " in html
     judge_table = html.split('id="judge"')[1].split("</table>")[0]
     assert "fake-clap" in judge_table and "<td>no</td>" in judge_table  # fake: no weights
 

@@ -16,7 +16,12 @@ from rcmg.evaluation import comparison, reference, run_eval
 from rcmg.evaluation.adapter_results import adapter_result, clustered_mean_t_interval
 from rcmg.evaluation.report import format_ci
 from rcmg.evaluation.run_eval import EvalOptions, evaluate_run
-from rcmg.generation.adapter_training import BankItem, ItemSplit, paired_comparison
+from rcmg.generation.adapter_training import (
+    BankItem,
+    ItemSplit,
+    paired_comparison,
+    shuffle_record,
+)
 from scipy import stats as scipy_stats
 
 from tests.unit import fake_runs
@@ -121,7 +126,13 @@ def write_adapter(folder: Path, per_item=None, with_heldout=True, model_id="tiny
     }
     if with_heldout:
         losses = {arm: v for arm, v in per_item.items() if arm != "drop"}
-        config["heldout"] = {"kind": "heldout_comparison", "epoch": 2, **paired_comparison(losses)}
+        groups = [i.group for i in heldout]
+        shuffle = shuffle_record(heldout, seed=0) if "shuffled" in losses else None
+        config["heldout"] = {
+            "kind": "heldout_comparison",
+            "epoch": 2,
+            **paired_comparison(losses, groups, shuffle),
+        }
         if per_item.get("drop"):  # a file written before per-item losses were kept
             del config["heldout"]["per_item"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,9 @@ PER_ITEM = {
     "adapter": [0.90, 0.95, 0.80, 0.85, 0.70, 0.99],
     "labels_text": [1.00, 1.02, 0.97, 0.99, 0.90, 1.01],
     "untrained": [1.10, 1.05, 1.00, 1.20, 1.08, 1.00],
+    "shuffled": [0.97, 1.00, 0.88, 0.92, 0.79, 1.04],
 }
+OLD_ARMS = ("adapter", "labels_text", "untrained")  # a file written before the shuffled arm
 
 
 # ------------------------------------------------------------------ fake runs
@@ -256,6 +269,7 @@ def _build_page(root: Path, long: str) -> dict:
         write_adapter(adapters / "ldm1", PER_ITEM, model_id=f"{long}<b>tiny</b>/ldm1"),
         write_adapter(adapters / "ldm2@lr=0.01", {**PER_ITEM, "drop": True}),
         write_adapter(adapters / "ldm3", with_heldout=False),
+        write_adapter(adapters / "ldm4", {a: PER_ITEM[a] for a in OLD_ARMS}),
     ]
     import compare
 
@@ -287,7 +301,7 @@ def test_adapter_table_shows_the_recorded_losses_n_and_cluster_intervals(page):
     assert 'data-adapter="ldm1"' in block
     heldout = json.loads(page["configs"][0].read_text())["heldout"]
     groups = ["e1", "e1", "e2", "e2", "e3", "no-uploader:fsd50k/FSD50K.eval_audio/15"]
-    for arm in ("adapter", "labels_text", "untrained"):
+    for arm in ("adapter", "labels_text", "untrained", "shuffled"):
         row = re.search(rf'<tr data-arm="{arm}">.*?</tr>', block, flags=re.S).group(0)
         expected = clustered_mean_t_interval(PER_ITEM[arm], groups)
         assert expected["mean"] == pytest.approx(heldout["mean"][arm])  # the recorded mean
@@ -300,6 +314,13 @@ def test_adapter_table_shows_the_recorded_losses_n_and_cluster_intervals(page):
             assert format_ci(diff, 4) in row
             assert f"{heldout[f'adapter_minus_{arm}']['items_lower']} of 6" in row
     text = html.unescape(re.sub(r"<[^>]+>", "", block))
+    diff = clustered_mean_t_interval(np.subtract(PER_ITEM["adapter"], PER_ITEM["shuffled"]), groups)
+    assert diff["ci_high"] < 0 and heldout["uses_given_item"]["verdict"] == "yes"
+    assert 'data-verdict="yes"' in block
+    assert (
+        f"Uses the item it is given: yes (adapter − shuffled {format_ci(diff, 4)}, 6 items, "
+        "4 uploader(s), 6 lower)." in text
+    )
     assert "6 dev item(s) trained on (FSD50K split train)" in text
     assert "1 for choosing the epoch (val)" in text
     assert "6 item(s) held out (FSD50K split eval) from 4 uploader(s)" in text
@@ -327,16 +348,37 @@ def test_adapter_heldout_csv_has_the_page_numbers(page):
     assert row["n_groups"] == "4" and row["items_lower"] == "6"
     missing = [r for r in rows if r["adapter"] == "ldm3"]
     assert len(missing) == 1 and "records no held-out" in missing[0]["reason"]
+    verdict = next(r for r in rows if r["adapter"] == "ldm1" and r["quantity"] == "uses_given_item")
+    shuffled = clustered_mean_t_interval(
+        np.subtract(PER_ITEM["adapter"], PER_ITEM["shuffled"]), groups
+    )
+    assert verdict["verdict"] == "yes" and float(verdict["ci_high"]) == pytest.approx(
+        shuffled["ci_high"]
+    )
+    old = next(r for r in rows if r["adapter"] == "ldm4" and r["quantity"] == "uses_given_item")
+    assert old["verdict"] == "not tested" and "predates it" in old["reason"]
+    assert not [r for r in rows if r["adapter"] == "ldm4" and r["quantity"] == "loss_shuffled"]
 
 
 def test_adapter_without_per_item_losses_or_held_out_record_says_so(page):
     means_only = _block(page["html"], 'id="adapter-2"', 'id="adapter-3"')
-    assert means_only.count("interval n/a: no per-item losses recorded") == 5  # 3 arms, 2 diffs
+    assert means_only.count("interval n/a: no per-item losses recorded") == 7  # 4 arms, 3 diffs
     assert "records no per-item held-out losses" in means_only
     recorded = json.loads(page["configs"][1].read_text())["heldout"]["mean"]
     assert format_ci({"mean": recorded["labels_text"]}, 6) in means_only
-    missing = _block(page["html"], 'id="adapter-3"', 'id="ranking"')
+    assert format_ci({"mean": recorded["shuffled"]}, 6) in means_only
+    assert 'data-verdict="not tested"' in means_only
+    assert "no per-item losses recorded for the shuffled arm" in means_only
+    missing = _block(page["html"], 'id="adapter-3"', 'id="adapter-4"')
     assert "Held-out evaluation not available" in missing and "records no held-out" in missing
+
+
+def test_adapter_file_from_before_the_shuffled_arm_says_not_tested(page):
+    old = _block(page["html"], 'id="adapter-4"', 'id="ranking"')
+    assert '<tr data-arm="shuffled">' not in old and '<tr data-arm="untrained">' in old
+    assert 'data-verdict="not tested"' in old
+    text = html.unescape(re.sub(r"<[^>]+>", "", old))
+    assert "Uses the item it is given: not tested" in text and "predates it" in text
 
 
 def test_adapter_split_sharing_an_uploader_is_flagged(tmp_path):

@@ -154,6 +154,9 @@ def test_near_silent_run_gives_finite_metrics(cli_tree):
     for name, record in summary["metrics"].items():
         if name == "fad_inf":  # 4 clips < the default minimum subsample size: said so
             assert record["mean"] is None and "fad_inf_min_n" in record["reason"]
+            assert record["fit_range"] == {
+                "min_n": 500, "max_n": 4, "steps": 0, "repeats": 3, "requested_steps": 10,
+            }  # fmt: skip
             continue
         if name == "clap_style_sim_carried":  # a prompt run carries no style: said so
             assert record["mean"] is None and record["reason"] == "no finite values"
@@ -177,6 +180,25 @@ def test_report_html_is_escaped_relative_and_labelled(cli_tree):
     for needle in ("denoise", "diffusers", "guidance", "FSD50K.dev_audio/1003"):
         assert needle in html
     assert "http://" not in html and "https://" not in html
+
+
+def test_fad_inf_reports_its_interval_and_fit_range_beside_the_value(tmp_path):
+    """summary.json records the FAD-inf interval and its fit range (min N, max N, sizes,
+    repeats); report.html prints them beside the value."""
+    prompts = [f"prompt {k}" for k in range(8)]
+    run_dir = fake_runs.write_fake_run(tmp_path / "runs", prompts=prompts)
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    options = run_eval.EvalOptions(n_boot=50, fad_inf_min_n=2, fad_inf_steps=4)
+    run_eval.evaluate_run(run_dir, "fake-clap", ref, options, fake_runs.FakeEmbedder)
+    record = json.loads((run_dir / "metrics" / "summary.json").read_text())["metrics"]["fad_inf"]
+    assert record["fit_range"] == {
+        "min_n": 2, "max_n": 8, "steps": 4, "repeats": 3, "requested_steps": 4,
+    }  # fmt: skip
+    assert record["reason"] == "" and record["ci_low"] <= record["mean"] <= record["ci_high"]
+    assert "jackknife of the whole fit (8 + " in record["method"]
+    html = (run_dir / "report.html").read_text()
+    row = next(r for r in html.split("<tr>") if "FAD-inf [jackknife CI]" in r)
+    assert report.format_ci(record) in row and "fit n=2–8, 4 sizes × 3" in row
 
 
 def test_failed_evaluation_leaves_no_report(tmp_path):

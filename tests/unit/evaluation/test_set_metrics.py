@@ -112,6 +112,121 @@ def test_fad_infinity_below_min_n_says_why():
     rng = np.random.default_rng(4)
     result = set_metrics.fad_infinity(rng.standard_normal((20, 4)), rng.standard_normal((50, 4)))
     assert math.isnan(result["mean"]) and "fad_inf_min_n" in result["reason"]
+    assert math.isnan(result["ci_low"]) and result["fit_range"]["steps"] == 0
+
+
+def fadtk_style_fit(ns, fads):
+    """fadtk's ``score_inf`` fit (fadtk/fad.py) re-derived independently: least squares of
+    FAD on x = 1/n by the normal equations, intercept = FAD-inf, R² = 1 - SS_res/SS_tot."""
+    x = 1.0 / np.asarray(ns, dtype=np.float64)
+    y = np.asarray(fads, dtype=np.float64)
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+    intercept = y.mean() - slope * x.mean()
+    r2 = 1 - np.sum((y - intercept - slope * x) ** 2) / np.sum((y - y.mean()) ** 2)
+    return intercept, slope, r2
+
+
+def test_fad_infinity_fit_is_fadtks_formula_on_fadtks_sizes():
+    rng = np.random.default_rng(8)
+    ns = [int(n) for n in np.linspace(500, 2000, 25)]  # fadtk's defaults: min_n 500, 25 steps
+    assert set_metrics.fad_inf_sizes(2000, 500, 25).tolist() == sorted(set(ns))
+    fads = [3.0 + 400.0 / n + rng.normal(0, 0.01) for n in ns]
+    fit = set_metrics.fad_inf_fit(ns, fads)
+    intercept, slope, r2 = fadtk_style_fit(ns, fads)
+    assert fit["intercept"] == pytest.approx(intercept, rel=1e-10)
+    assert fit["slope"] == pytest.approx(slope, rel=1e-10)
+    assert fit["r2"] == pytest.approx(r2, rel=1e-10)
+    # the metric's intercept is that fit of its own recorded points, over its fit range
+    gen, ref = rng.standard_normal((120, 4)) + 0.3, rng.standard_normal((400, 4))
+    options = set_metrics.SetMetricOptions(fad_inf_min_n=30, fad_inf_steps=6, fad_inf_repeats=2)
+    record = set_metrics.fad_infinity(gen, ref, options)
+    ns, fads = zip(*record["points"], strict=True)
+    assert list(ns) == [int(n) for n in np.linspace(30, 120, 6)]
+    assert record["mean"] == pytest.approx(fadtk_style_fit(ns, fads)[0], rel=1e-10)
+    assert record["r2"] == pytest.approx(fadtk_style_fit(ns, fads)[2], rel=1e-10)
+    assert record["fit_range"] == {
+        "min_n": 30, "max_n": 120, "steps": 6, "repeats": 2, "requested_steps": 6,
+    }  # fmt: skip
+    assert record["points"][-1][1] == pytest.approx(set_metrics.fad_interval(gen, ref)["mean"])
+
+
+def _ols_intercept_interval(points):
+    """The regression's own t interval for the intercept (what the metric does NOT use)."""
+    n, y = np.array(points, dtype=np.float64).T
+    design = np.stack([np.ones_like(n), 1.0 / n], 1)
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ beta
+    cov = residual @ residual / (len(y) - 2) * np.linalg.inv(design.T @ design)
+    half = scipy_stats.t.ppf(0.975, len(y) - 2) * math.sqrt(cov[0, 0])
+    return beta[0] - half, beta[0] + half
+
+
+def test_fad_infinity_interval_covers_the_analytic_frechet_distance():
+    """Known answer: N(mu_q, diag var_q) vs N(0, I), d=8, 200 generated vs 2000 reference
+    clips, fit 50..200 in 5 sizes x 2 repeats, 10 jackknife blocks, 60 experiments (both
+    sets redrawn). The jackknife-of-the-fit interval covers the analytic distance at about
+    the nominal rate (this test: 58/60; 400 experiments: 0.943, and 0.968 with 20 blocks,
+    0.973 at d=16, N=400; 0.998 when the true distance is 0, where FAD >= 0 makes it
+    conservative); the regression's own intercept interval does not (this test: 35/60,
+    400 experiments: 0.57), because its points are subsamples of one sample."""
+    dim, n_gen, n_ref, experiments = 8, 200, 2000, 60
+    mu_q, var_q = np.full(dim, 0.3), np.linspace(0.6, 1.6, dim)
+    truth = analytic_frechet(mu_q, var_q, np.zeros(dim), np.ones(dim))
+    rng = np.random.default_rng(9)
+    covered = ols_covered = 0
+    for r in range(experiments):
+        ref = rng.standard_normal((n_ref, dim))
+        gen = mu_q + np.sqrt(var_q) * rng.standard_normal((n_gen, dim))
+        options = set_metrics.SetMetricOptions(
+            fad_blocks=10, fad_inf_min_n=50, fad_inf_steps=5, fad_inf_repeats=2, seed=r
+        )
+        record = set_metrics.fad_infinity(gen, ref, options)
+        assert record["reason"] == "" and record["ci_low"] < record["mean"] < record["ci_high"]
+        assert "jackknife of the whole fit (10 + 10 blocks)" in record["method"]
+        covered += record["ci_low"] <= truth <= record["ci_high"]
+        low, high = _ols_intercept_interval(record["points"])
+        ols_covered += low <= truth <= high
+    assert 0.88 <= covered / experiments <= 1.0, covered
+    assert ols_covered / experiments < 0.8, ols_covered
+
+
+def test_fad_infinity_jackknife_reuses_the_subsamples():
+    """Deleting no clip reproduces the full fit exactly (common keys), so the leave-out
+    fits differ from it only by the deleted clips: the interval is not subsampling noise."""
+    rng = np.random.default_rng(10)
+    gen, ref = rng.standard_normal((80, 4)) + 0.2, rng.standard_normal((300, 4))
+    options = set_metrics.SetMetricOptions(fad_inf_min_n=20, fad_inf_steps=5, fad_inf_repeats=3)
+    record = set_metrics.fad_infinity(gen, ref, options)
+    design = set_metrics._FadInfDesign(gen, options)
+    mu, sigma = metrics.gaussian_stats(ref)
+    root = metrics.psd_sqrt(sigma)
+    got = design.points(mu, sigma, root)
+    assert [n for n, _ in got] == [n for n, _ in record["points"]]
+    assert [v for _, v in got] == pytest.approx([v for _, v in record["points"]], rel=1e-10)
+    assert design.intercept(mu, sigma, root, deleted=np.array([], dtype=int)) == pytest.approx(
+        record["mean"], rel=1e-10
+    )
+    again = set_metrics.fad_infinity(gen, ref, options)
+    assert again == record  # seeded
+
+
+def test_fad_infinity_without_an_interval_keeps_the_point_and_says_why():
+    rng = np.random.default_rng(11)
+    gen, ref = rng.standard_normal((12, 3)), rng.standard_normal((60, 3))
+    options = set_metrics.SetMetricOptions(fad_inf_min_n=8, fad_inf_steps=5, fad_blocks=3)
+    two_prompts = set_metrics.fad_infinity(gen, ref, options, labels=[k % 2 for k in range(12)])
+    assert math.isfinite(two_prompts["mean"]) and math.isnan(two_prompts["ci_low"])
+    assert two_prompts["reason"] == "2 prompts: no interval (the jackknife needs >= 3)"
+    assert two_prompts["fit_range"]["min_n"] == 8 and two_prompts["fit_range"]["max_n"] == 12
+    from rcmg.evaluation.report import format_ci
+
+    shown = format_ci(two_prompts)  # the page and the run report: the value, range and why
+    assert "; fit n=8–12, 5 sizes × 3)" in shown and "(no interval: 2 prompts" in shown
+    # 3 blocks of 4 clips: a fit without one has 8 clips, one size >= min_n 8
+    narrow = set_metrics.fad_infinity(gen, ref, options)
+    assert math.isfinite(narrow["mean"]) and math.isnan(narrow["ci_high"])
+    assert "deleting a jackknife block (4 of 12 clips)" in narrow["reason"]
+    assert "fad_inf_min_n" in narrow["reason"]
 
 
 # ----------------------------------------------------------------- intervals by simulation

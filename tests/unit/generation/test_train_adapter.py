@@ -250,14 +250,28 @@ def test_fixed_draws_are_seeded_by_item_and_stratified():
 
 
 def test_paired_comparison_arithmetic():
-    out = paired_comparison(
-        {"adapter": [1.0, 2.0, 3.0], "labels_text": [2.0, 2.0, 5.0], "untrained": [1.5, 1.0, 3.5]}
-    )
+    from rcmg.evaluation.clustered import clustered_mean_t_interval
+
+    per_item = {
+        "adapter": [1.0, 2.0, 3.0],
+        "labels_text": [2.0, 2.0, 5.0],
+        "untrained": [1.5, 1.0, 3.5],
+        "shuffled": [1.5, 2.0, 3.2],
+    }
+    shuffle = {"available": True, "partner": [1, 2, 0], "reason": ""}
+    out = paired_comparison(per_item, ["a", "b", "c"], shuffle)
     assert out["n_items"] == 3
-    assert out["mean"] == pytest.approx({"adapter": 2.0, "labels_text": 3.0, "untrained": 2.0})
+    assert out["mean"] == pytest.approx(
+        {"adapter": 2.0, "labels_text": 3.0, "untrained": 2.0, "shuffled": 6.7 / 3}
+    )
     assert out["adapter_minus_labels_text"]["mean"] == pytest.approx(-1.0)
     assert out["adapter_minus_labels_text"]["items_lower"] == 2
     assert out["adapter_minus_untrained"]["sd"] == pytest.approx(np.std([-0.5, 1.0, -0.5], ddof=1))
+    assert out["adapter_minus_shuffled"]["items_lower"] == 2
+    assert out["shuffle"] == shuffle
+    expected = clustered_mean_t_interval([-0.5, 0.0, -0.2], ["a", "b", "c"])
+    assert out["uses_given_item"]["diff"] == pytest.approx(expected)
+    assert out["uses_given_item"]["verdict"] == "no"  # the interval holds 0
 
 
 def test_train_config_rejects_bad_values():
@@ -367,9 +381,12 @@ def test_evaluation_prompts_are_never_training_texts(trained, tiny_model):
 
 def test_adapter_lowers_heldout_denoising_loss_below_both_baselines(trained):
     """On held-out (eval-split, other-uploader) items, paired fixed draws: adapter < labels
-    text conditioning and < the untrained path (identity / mlp)."""
+    text conditioning and < the untrained path (identity / mlp). The shuffled arm (the
+    adapter on another uploader's held-out item) is measured and its verdict recorded; on
+    random-weight models its direction is not asserted."""
     for pipeline, out_dir in trained.items():
-        heldout = _config(out_dir)["heldout"]
+        config = _config(out_dir)
+        heldout = config["heldout"]
         mean = heldout["mean"]
         assert set(mean) == set(ARMS)
         assert heldout["n_items"] == 4  # --max-items 4 of the 5 held-out items
@@ -377,6 +394,18 @@ def test_adapter_lowers_heldout_denoising_loss_below_both_baselines(trained):
         assert mean["adapter"] < mean["untrained"], (pipeline, mean)
         assert heldout["adapter_minus_labels_text"]["mean"] < 0
         assert heldout["adapter_minus_untrained"]["mean"] < 0
+        shuffle = heldout["shuffle"]
+        items = config["data"]["heldout_items"]
+        assert shuffle["available"] and shuffle["seed"] == 0
+        by_id = {i["segment_id"]: i for i in items}
+        for item, other in zip(items, shuffle["partner_segment_ids"], strict=True):
+            assert other != item["segment_id"]
+            assert not item["uploader"] or by_id[other]["uploader"] != item["uploader"]
+        assert len(heldout["per_item"]["shuffled"]) == 4
+        assert heldout["per_item"]["shuffled"] != heldout["per_item"]["adapter"]
+        verdict = heldout["uses_given_item"]
+        assert verdict["verdict"] in ("yes", "no")
+        assert verdict["text"].startswith(f"uses the item it is given: {verdict['verdict']}")
 
 
 def test_checkpoints_reload_with_model_shapes(trained, tiny_model):

@@ -2,13 +2,17 @@
 
 Each trained adapter's ``adapter_config.json`` (train_adapter,
 :mod:`rcmg.generation.adapter_job`) records ``heldout``: the held-out denoising loss of
-the adapter, of the labels-text baseline and of the untrained path, per item
-(``per_item``; each item's loss is the mean over its fixed timestep/noise draws, shared
-by the three arms), plus their means and the paired differences' mean, SD and count of
-items where the adapter was lower. It records no interval, so the page computes one
-here from the per-item losses: :func:`clustered_mean_t_interval` on the paired
-differences (adapter minus baseline), items grouped by uploader (the split's unit:
-items of one uploader are not independent). The interval is conditional on the fixed
+the adapter, of the labels-text baseline, of the untrained path and of the shuffled
+arm (the trained adapter given another held-out item's style vector, from a seeded
+uploader-respecting derangement, ``heldout.shuffle``), per item (``per_item``; each
+item's loss is the mean over its fixed timestep/noise draws, shared by every arm), plus
+their means and the paired differences' mean, SD and count of items where the adapter
+was lower. The page computes the intervals here from the per-item losses:
+:func:`clustered_mean_t_interval` on the paired differences (adapter minus baseline),
+items grouped by uploader (the split's unit: items of one uploader are not
+independent), and the verdict "uses the item it is given" from adapter minus shuffled
+(:func:`rcmg.evaluation.clustered.uses_given_item`, the function the job used for the
+recorded ``heldout.uses_given_item``). The intervals are conditional on the fixed
 draws (they are the same for every arm and epoch).
 
 The split (``data``): FSD50K dev rows (train / validation, by uploader) are trained
@@ -24,55 +28,18 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.evaluation import report
+from rcmg.evaluation.clustered import SHUFFLED, clustered_mean_t_interval, uses_given_item
 
-ARMS = ("adapter", "labels_text", "untrained")
+__all__ = ["adapter_result", "adapter_results", "clustered_mean_t_interval", "csv_rows"]
+
+ARMS = ("adapter", "labels_text", "untrained")  # required: a file without them is n/a
 BASELINES = ("labels_text", "untrained")
+OPTIONAL_ARMS = (SHUFFLED,)  # adapter files written before the shuffled arm lack it
+NO_SHUFFLED = (
+    "no shuffled-embedding arm recorded (this adapter_config.json predates it): "
+    "retrain to test whether the adapter uses the item it is given"
+)
 FIX = "run the train_adapter step for this adapter (rules/adapter.smk) first"
-
-
-def clustered_mean_t_interval(values, groups=None, confidence: float = 0.95) -> dict:
-    """Mean of ``values`` with a cluster-robust t interval (values correlated in a group).
-
-    ``se^2 = G/(G-1) * sum_g (sum_{i in g} (x_i - mean))^2 / n^2`` (CR1) with the
-    ``t_{G-1}`` quantile, over the G groups of ``groups`` (one label per value; default:
-    every value its own group, which is the classical ``mean +- t_{n-1} s / sqrt(n)``).
-    With equal group sizes it is the t interval of the group means, exact for normal
-    data. Non-finite values are dropped with their labels. Returns {mean, ci_low,
-    ci_high, n, n_groups, se, method, reason}; fewer than two groups give NaN bounds
-    and a reason.
-    """
-    from scipy import stats as scipy_stats
-
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    labels = list(range(x.size)) if groups is None else list(groups)
-    if len(labels) != x.size:
-        raise ValueError(f"{x.size} values but {len(labels)} group labels")
-    keep = np.isfinite(x)
-    labels = [g for g, k in zip(labels, keep, strict=True) if k]
-    x = x[keep]
-    n, n_groups = int(x.size), len(set(labels))
-    record = {
-        "mean": float(x.mean()) if n else math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "n": n,
-        "n_groups": n_groups,
-        "se": math.nan,
-        "method": f"{100 * confidence:g}% cluster-robust t interval over {n_groups} group(s)",
-        "reason": "",
-    }
-    if n_groups < 2:
-        record["reason"] = (
-            "no finite values" if n == 0 else f"{n_groups} group: no spread between groups"
-        )
-        return record
-    sums: dict = {}
-    for g, r in zip(labels, x - record["mean"], strict=True):
-        sums[g] = sums.get(g, 0.0) + float(r)
-    se = math.sqrt(n_groups / (n_groups - 1) * sum(s * s for s in sums.values()) / n**2)
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, n_groups - 1)) * se
-    record.update(ci_low=record["mean"] - half, ci_high=record["mean"] + half, se=se)
-    return record
 
 
 def item_group(item: dict) -> str:
@@ -135,6 +102,8 @@ def adapter_result(path: Path, confidence: float = 0.95) -> dict:
         "n_groups": None,
         "arms": {},
         "diffs": {},
+        "arm_names": list(ARMS),
+        "uses_given_item": None,
         "notes": [],
     }
     means = heldout.get("mean") or {}
@@ -152,14 +121,17 @@ def adapter_result(path: Path, confidence: float = 0.95) -> dict:
         row["notes"].append(f"{path} records no per-item held-out losses: retrain ({FIX})")
     if groups is None and has_items:
         row["notes"].append("held-out item list absent: each item treated as independent")
-    for arm in ARMS:
+    shuffled = SHUFFLED in means and (not has_items or len(per_item.get(SHUFFLED) or []) == n)
+    arms = [*ARMS, *([SHUFFLED] if shuffled else [])]
+    row["arm_names"] = arms
+    for arm in arms:
         if has_items:
             ci = clustered_mean_t_interval(per_item[arm], groups, confidence)
         else:
             ci = {"mean": float(means[arm]), "ci_low": math.nan, "ci_high": math.nan}
             ci.update(n=n, reason=no_items)
         row["arms"][arm] = {**ci, "recorded_mean": float(means[arm])}
-    for base in BASELINES:
+    for base in arms[1:]:
         recorded = heldout.get(f"adapter_minus_{base}") or {}
         if has_items:
             d = np.asarray(per_item["adapter"], float) - np.asarray(per_item[base], float)
@@ -173,8 +145,24 @@ def adapter_result(path: Path, confidence: float = 0.95) -> dict:
             "recorded_mean": recorded.get("mean"),
             "items_lower": recorded.get("items_lower"),
         }
+    row["uses_given_item"] = given_item_verdict(
+        heldout, per_item, groups, has_items and shuffled, confidence
+    )
     row["n_groups"] = row["diffs"]["labels_text"].get("n_groups")
     return row
+
+
+def given_item_verdict(heldout, per_item, groups, usable: bool, confidence) -> dict:
+    """The page's "uses the item it is given" verdict, recomputed from the per-item losses
+    (``usable``: the adapter's and the shuffled arm's, one per item) with the page's
+    uploader groups; not tested, with the reason, without them (an older file, the
+    derangement recorded as impossible, or no per-item losses)."""
+    if usable:
+        return uses_given_item(per_item["adapter"], per_item[SHUFFLED], groups, confidence)
+    reason = (heldout.get("shuffle") or {}).get("reason") or NO_SHUFFLED
+    if SHUFFLED in (heldout.get("mean") or {}):
+        reason = "no per-item losses recorded for the shuffled arm"
+    return uses_given_item(None, None, groups, confidence, reason)
 
 
 def adapter_results(paths, confidence: float = 0.95) -> list[dict]:
@@ -210,15 +198,17 @@ CSV_FIELDS = [
     "items_lower",
     "method",
     "reason",
+    "verdict",
     "random_weight_model",
     "path",
 ]
 
 
 def csv_rows(results: list[dict]) -> list[dict]:
-    """adapter_heldout.csv: per adapter one row per arm (``loss_<arm>``) and per paired
-    difference (``adapter_minus_<baseline>``); an unavailable adapter is one row with its
-    reason."""
+    """adapter_heldout.csv: per adapter one row per arm (``loss_<arm>``), per paired
+    difference (``adapter_minus_<baseline>``) and the verdict row ``uses_given_item``
+    (``verdict`` yes/no/not tested; the interval of adapter minus shuffled, or the
+    reason); an unavailable adapter is one row with its reason."""
     rows = []
     for r in results:
         base = {
@@ -230,8 +220,20 @@ def csv_rows(results: list[dict]) -> list[dict]:
         if not r["available"]:
             rows.append({**base, "quantity": "n/a", "reason": r["reason"]})
             continue
-        parts = [(f"loss_{arm}", r["arms"][arm]) for arm in ARMS]
-        parts += [(f"adapter_minus_{b}", r["diffs"][b]) for b in BASELINES]
+        parts = [(f"loss_{arm}", r["arms"][arm]) for arm in r["arm_names"]]
+        parts += [(f"adapter_minus_{b}", r["diffs"][b]) for b in r["arm_names"][1:]]
         for quantity, ci in parts:
             rows.append({**base, "quantity": quantity, **{k: ci.get(k) for k in CSV_FIELDS[3:12]}})
+        verdict = r["uses_given_item"]
+        ci = verdict["diff"] or {}
+        rows.append(
+            {
+                **base,
+                **{k: ci.get(k) for k in CSV_FIELDS[3:12]},
+                "quantity": "uses_given_item",
+                "items_lower": verdict["items_lower"],
+                "reason": verdict["reason"] or ci.get("reason", ""),
+                "verdict": verdict["verdict"],
+            }
+        )
     return rows

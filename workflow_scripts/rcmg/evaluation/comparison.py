@@ -204,7 +204,7 @@ def pooled_set_metrics(runs: list[dict], ref, options: CompareOptions) -> dict:
     set_options = options.set_metric_options()
     return {
         "fad": set_metrics.fad_interval(gen, ref, labels, set_options),
-        "fad_inf": set_metrics.fad_infinity(gen, ref, set_options),
+        "fad_inf": set_metrics.fad_infinity(gen, ref, set_options, labels),
         "kad": set_metrics.kad_interval(gen, ref, labels, set_options),
     }
 
@@ -524,6 +524,8 @@ SET_DIFF_FIELDS = [
 
 
 LISTENING_QUESTIONS = ("quality", "text", "style")
+# FAD-inf's fit range in summary.csv (set_metrics.fad_infinity's fit_range), beside its value
+FIT_RANGE_KEYS = ("min_n", "max_n", "steps", "repeats")
 
 
 def summary_csv(records: list[dict], names: list[str], listening: dict | None = None) -> str:
@@ -532,6 +534,12 @@ def summary_csv(records: list[dict], names: list[str], listening: dict | None = 
     fields = SUMMARY_FIELDS + [
         f"{n}_{part}" for n in names for part in ("mean", "ci_low", "ci_high")
     ]
+    fit_fields = (
+        [*(f"fad_inf_fit_{k}" for k in FIT_RANGE_KEYS), "fad_inf_reason"]
+        if "fad_inf" in names
+        else []
+    )
+    fields += fit_fields
     prefs = {}
     if listening is not None:
         fields += [
@@ -560,6 +568,10 @@ def summary_csv(records: list[dict], names: list[str], listening: dict | None = 
         for name in names:
             ci = record["metrics"].get(name) or {}
             row.update({f"{name}_{part}": ci.get(part) for part in ("mean", "ci_low", "ci_high")})
+        if fit_fields:
+            fit = (record["metrics"].get("fad_inf") or {}).get("fit_range") or {}
+            row.update({f"fad_inf_fit_{k}": fit.get(k) for k in FIT_RANGE_KEYS})
+            row["fad_inf_reason"] = (record["metrics"].get("fad_inf") or {}).get("reason")
         table.append(row)
     return rows_to_csv(table, fields)
 

@@ -20,7 +20,7 @@ PIPELINE_CHECK_BANNER = "pipeline check — random weights, not music"
 EMBEDDINGS_FILE = "metrics/embeddings.npz"  # written by run_eval, read by comparison
 METRIC_LABELS = {
     "fad": "FAD at N [jackknife CI]",
-    "fad_inf": "FAD-inf (R²)",
+    "fad_inf": "FAD-inf [jackknife CI] (R², fit range)",
     "kad": "KAD (kadtk, ×100) [jackknife CI]",
 }
 
@@ -166,7 +166,9 @@ def format_ci(record: dict | None, digits: int = 3) -> str:
     if _finite(low) and _finite(high):
         text += f" [{format_number(low, digits)}, {format_number(high, digits)}]"
     if "r2" in record:
-        text += f" (R²={format_number(record['r2'], digits)})"
+        text += f" (R²={format_number(record['r2'], digits)}{fit_range_text(record)})"
+    if record.get("fit_range") and not (_finite(low) and _finite(high)) and record.get("reason"):
+        text += f" (no interval: {record['reason']})"
     return text
 
 
@@ -175,6 +177,15 @@ def format_bound(value, digits: int = 3) -> str:
     if isinstance(value, int | float) and math.isinf(float(value)):
         return "−∞" if value < 0 else "∞"
     return format_number(value, digits)
+
+
+def fit_range_text(record: dict) -> str:
+    """FAD-inf's fit range beside its value: ``; fit n=500–2000, 10 sizes × 3`` ('' when
+    the record has none)."""
+    fit = record.get("fit_range") or {}
+    if not fit.get("steps"):
+        return ""
+    return f"; fit n={fit['min_n']}–{fit['max_n']}, {fit['steps']} sizes × {fit['repeats']}"
 
 
 def _finite(value) -> bool:

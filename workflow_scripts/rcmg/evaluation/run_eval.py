@@ -373,7 +373,7 @@ def set_metric_records(audio_emb, items, reference, options: EvalOptions) -> dic
     set_options = options.set_metric_options()
     return {
         "fad": set_metrics.fad_interval(audio_emb, ref, items, set_options),
-        "fad_inf": set_metrics.fad_infinity(audio_emb, ref, set_options),
+        "fad_inf": set_metrics.fad_infinity(audio_emb, ref, set_options, items),
         "kad": set_metrics.kad_interval(audio_emb, ref, items, set_options),
     }
 

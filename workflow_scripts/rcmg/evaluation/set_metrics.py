@@ -12,7 +12,8 @@ Efron-Stein inequality the jackknife variance is conservative in expectation.
   (tests/unit/evaluation/test_set_metrics.py checks coverage by simulation).
 * FAD is biased upward by O(1/N): its interval is an interval for the FAD *at this N*
   (the expectation of the estimator at this sample size), centred on the point value.
-  FAD-infinity (:func:`fad_infinity`) extrapolates to N -> infinity.
+  FAD-infinity (:func:`fad_infinity`) extrapolates to N -> infinity; its interval is a
+  jackknife of the whole fit (on common subsamples) and covers the population FAD.
 * Paired differences (:func:`paired_set_difference`) delete a prompt from BOTH
   conditions at once, so "retrieval lowers KAD vs prompt" is itself an interval.
 
@@ -310,62 +311,187 @@ def fad_interval(gen, ref, labels=None, options: SetMetricOptions = SetMetricOpt
     )
 
 
-def fad_infinity(gen, ref, options: SetMetricOptions = SetMetricOptions()) -> dict:
-    """FAD-infinity: FAD at subsample sizes n in [min_n, N], OLS fit FAD = a + b / n.
+def fad_inf_sizes(n_total: int, min_n: int, steps: int) -> np.ndarray:
+    """The fit's subsample sizes: ``int(linspace(min_n, N, steps))`` as fadtk's
+    ``score_inf`` builds them, duplicates dropped, kept within [min_n, N]."""
+    sizes = np.unique(np.linspace(min_n, n_total, steps).astype(int))
+    return sizes[(sizes >= min_n) & (sizes <= n_total)]
 
-    Subsamples are drawn WITHOUT replacement (``fad_inf_repeats`` per size, averaged).
-    Given the sample, E[FAD_n] ~ FAD_N + c (1/n - 1/N), so the intercept estimates the
-    population FAD (to first order); fadtk draws with replacement, whose E[FAD_n] ~
-    FAD_N + c/n extrapolates to FAD_N - leaving the c/N bias in. Only the generated
-    side is extrapolated (the reference stays at its M clips, as in fadtk).
-    Returns {mean: intercept, slope, r2, points [[n, FAD], ...], n, min_n, reason}.
+
+def fad_inf_fit(sizes, values) -> dict:
+    """fadtk's FAD-inf fit: least squares FAD = intercept + slope / n
+    (``np.polyfit(1 / n, FAD, 1)``), R² = 1 - SS_res / SS_tot (NaN when the values do
+    not vary). Returns {intercept, slope, r2}."""
+    xs = 1.0 / np.asarray(sizes, dtype=np.float64)
+    ys = np.asarray(values, dtype=np.float64)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    residual = float(np.sum((ys - (slope * xs + intercept)) ** 2))
+    spread = float(np.sum((ys - ys.mean()) ** 2))
+    r2 = 1.0 - residual / spread if spread > 0 else math.nan
+    return {"intercept": float(intercept), "slope": float(slope), "r2": r2}
+
+
+class _FadInfDesign:
+    """The FAD-infinity subsamples as common random numbers: every clip holds one uniform
+    key per repeat, and the subsample of size n in repeat r is the n clips of smallest
+    key among those present (a uniform draw without replacement). A fit with clips
+    deleted (the jackknife) reuses the same keys, so it differs from the full fit by the
+    deleted clips, not by fresh subsampling noise."""
+
+    def __init__(self, gen: np.ndarray, options: SetMetricOptions):
+        self.gen = gen
+        self.min_n = max(2, options.fad_inf_min_n)
+        self.steps = options.fad_inf_steps
+        self.repeats = options.fad_inf_repeats
+        keys = np.random.default_rng(options.seed).random((self.repeats, len(gen)))
+        self.order = np.argsort(keys, axis=1, kind="stable")  # clips by key, per repeat
+
+    def sizes(self, n_total: int) -> np.ndarray:
+        return fad_inf_sizes(n_total, self.min_n, self.steps)
+
+    def points(self, mu_r, sigma_r, root, deleted: np.ndarray | None = None):
+        """[[n, mean FAD of the repeats], ...] over :meth:`sizes` of the clips present;
+        None with fewer than 3 sizes."""
+        present = np.ones(len(self.gen), dtype=bool)
+        if deleted is not None:
+            present[deleted] = False
+        order = [row[present[row]] for row in self.order]
+        n_total = int(present.sum())
+        sizes = self.sizes(n_total)
+        if sizes.size < 3:
+            return None
+        dim = self.gen.shape[1]
+        points = []
+        for size in sizes:
+            repeats = 1 if size == n_total else self.repeats
+            values = [
+                metrics.frechet_distance_to_reference(
+                    self.gen[order[r][:size]], mu_r, sigma_r, root if size - 1 >= dim else None
+                )
+                for r in range(repeats)
+            ]
+            points.append([int(size), float(np.mean(values))])
+        return points
+
+    def intercept(self, mu_r, sigma_r, root, deleted=None) -> float:
+        points = self.points(mu_r, sigma_r, root, deleted)
+        if points is None:
+            return math.nan
+        return fad_inf_fit(*zip(*points, strict=True))["intercept"]
+
+
+def _satterthwaite(var_a: float, df_a: int, var_b: float, df_b: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of var_a + var_b (df_a when both are 0)."""
+    denominator = var_a**2 / df_a + var_b**2 / df_b
+    return (var_a + var_b) ** 2 / denominator if denominator > 0 else float(df_a)
+
+
+def fad_infinity(gen, ref, options: SetMetricOptions = SetMetricOptions(), labels=None) -> dict:
+    """FAD-infinity: FAD at subsample sizes n in [min_n, N], OLS fit FAD = a + b / n, with
+    a jackknife interval of the whole fit.
+
+    Fit (:func:`fad_inf_fit`, fadtk's ``score_inf`` formula: sizes
+    ``int(linspace(min_n, N, steps))``, ``polyfit(1/n, FAD, 1)``, the intercept, R²).
+    Subsamples are drawn WITHOUT replacement (``fad_inf_repeats`` per size, averaged;
+    one at n = N). Given the sample, E[FAD_n] ~ FAD_N + c (1/n - 1/N), so the intercept
+    estimates the population FAD (to first order); fadtk draws with replacement, whose
+    E[FAD_n] ~ FAD_N + c/n extrapolates to FAD_N - leaving the c/N bias in. Only the
+    generated side is extrapolated (the reference stays at its M clips, as in fadtk), so
+    the O(1/M) bias of the reference covariance stays in.
+
+    Interval: the whole fit is recomputed with one block of generated clips deleted
+    (``fad_blocks`` blocks of whole prompt clusters, ``labels``; default: each clip its
+    own) and with one block of reference clips deleted, on the same subsample keys
+    (:class:`_FadInfDesign`); the two jackknife variances add, and the interval is
+    ``a +- t_df * se`` with Welch-Satterthwaite df from the two block counts. The
+    regression's own standard error of the intercept is not used: its points are
+    subsamples of one sample, so it sees only the subsampling noise (simulated coverage
+    0.36-0.57, tests/unit/evaluation/test_set_metrics.py). Where the interval cannot be
+    formed (fewer than 3 prompt clusters, or a block deletion leaving fewer than 3 sizes)
+    the point is kept and ``reason`` says why.
+
+    Returns {mean: intercept, ci_low, ci_high, se, n, method, reason, slope, r2, points
+    [[n, FAD], ...], min_n, fit_range {min_n, max_n, steps, repeats, requested_steps}}.
     """
     gen, ref, reason = _check_sets(gen, ref, "FAD-inf")
     n_total = len(gen)
-    extra = {"slope": math.nan, "r2": math.nan, "points": [], "min_n": options.fad_inf_min_n}
+    design = _FadInfDesign(gen, options)
+    sizes = design.sizes(n_total) if not reason else np.zeros(0, dtype=int)
+    fit_range = {
+        "min_n": int(sizes[0]) if sizes.size else design.min_n,
+        "max_n": int(sizes[-1]) if sizes.size else n_total,
+        "steps": int(sizes.size),
+        "repeats": design.repeats,
+        "requested_steps": design.steps,
+    }
+    extra = {
+        "slope": math.nan,
+        "r2": math.nan,
+        "points": [],
+        "min_n": design.min_n,
+        "fit_range": fit_range,
+    }
     if reason:
         return _na(n_total, reason, **extra)
-    min_n = max(2, options.fad_inf_min_n)
-    sizes = np.unique(np.linspace(min_n, n_total, options.fad_inf_steps).astype(int))
-    sizes = sizes[(sizes >= min_n) & (sizes <= n_total)]
     if sizes.size < 3:
         return _na(
             n_total,
-            f"N={n_total} gives {sizes.size} subsample sizes >= min_n={min_n} (need 3): "
+            f"N={n_total} gives {sizes.size} subsample sizes >= min_n={design.min_n} (need 3): "
             "lower evaluation.fad_inf_min_n or add clips",
             **extra,
         )
-    rng = np.random.default_rng(options.seed)
-    mu_r, sigma_r = metrics.gaussian_stats(ref)
+    reference = _Moments(ref)
+    mu_r, sigma_r, _ = reference.stats()
     root = metrics.psd_sqrt(sigma_r) if n_total - 1 >= gen.shape[1] else None
-    points = []
-    for size in sizes:
-        repeats = 1 if size == n_total else options.fad_inf_repeats
-        values = []
-        for _ in range(repeats):
-            rows = rng.choice(n_total, size=int(size), replace=False)
-            use_root = root if size - 1 >= gen.shape[1] else None
-            values.append(metrics.frechet_distance_to_reference(gen[rows], mu_r, sigma_r, use_root))
-        points.append([int(size), float(np.mean(values))])
-    xs = 1.0 / np.array([p[0] for p in points], dtype=np.float64)
-    ys = np.array([p[1] for p in points])
-    slope, intercept = np.polyfit(xs, ys, 1)
-    residual = np.sum((ys - (slope * xs + intercept)) ** 2)
-    spread = np.sum((ys - ys.mean()) ** 2)
-    r2 = float(1.0 - residual / spread) if spread > 0 else math.nan
-    method = f"OLS on 1/n, {sizes.size} sizes in [{min_n}, {n_total}], without replacement"
+    points = design.points(mu_r, sigma_r, root)
+    fit = fad_inf_fit(*zip(*points, strict=True))
+    extra.update(slope=fit["slope"], r2=fit["r2"], points=points)
+    fit_text = (
+        f"OLS of FAD on 1/n over {sizes.size} sizes n={sizes[0]}..{n_total} "
+        f"({design.repeats} subsamples each without replacement, 1 at n=N)"
+    )
+    labels = range(n_total) if labels is None else labels
+    gen_blocks = blocks(clusters(labels), options.fad_blocks, options.seed)
+    if len(gen_blocks) < 3:
+        record = _na(n_total, NO_INTERVAL.format(len(gen_blocks)), **extra)
+        return {**record, "mean": fit["intercept"], "method": fit_text}
+    leave_gen = [design.intercept(mu_r, sigma_r, root, deleted=b) for b in gen_blocks]
+    if not np.isfinite(leave_gen).all():
+        largest = max(len(b) for b in gen_blocks)
+        record = _na(
+            n_total,
+            f"deleting a jackknife block ({largest} of {n_total} clips) leaves fewer than 3 "
+            f"subsample sizes >= min_n={design.min_n}: no interval; lower "
+            "evaluation.fad_inf_min_n or add clips",
+            **extra,
+        )
+        return {**record, "mean": fit["intercept"], "method": fit_text}
+    ref_blocks = blocks(clusters(range(len(ref))), options.fad_blocks, options.seed + 1)
+    leave_ref = []
+    for b in ref_blocks:
+        mu_b, sigma_b, _ = reference.stats(b)
+        root_b = metrics.psd_sqrt(sigma_b) if root is not None else None
+        leave_ref.append(design.intercept(mu_b, sigma_b, root_b))
+    var_gen, var_ref = jackknife_variance(leave_gen), jackknife_variance(leave_ref)
+    df = _satterthwaite(var_gen, len(gen_blocks) - 1, var_ref, len(ref_blocks) - 1)
+    from scipy import stats as scipy_stats
+
+    se = math.sqrt(var_gen + var_ref)
+    half = float(scipy_stats.t.ppf(0.5 + options.confidence / 2.0, df)) * se
+    method = (
+        f"{fit_text}; jackknife of the whole fit ({len(gen_blocks)} + {len(ref_blocks)} "
+        f"blocks), t interval with {df:.1f} df"
+    )
     return {
-        "mean": float(intercept),
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "se": math.nan,
+        "mean": fit["intercept"],
+        "ci_low": fit["intercept"] - half,
+        "ci_high": fit["intercept"] + half,
+        "se": se,
         "n": n_total,
         "method": method,
         "reason": "",
-        "slope": float(slope),
-        "r2": r2,
-        "points": points,
-        "min_n": min_n,
+        "df": df,
+        **extra,
     }
 
 

@@ -327,6 +327,7 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
         contexts["heldout"],
         draws,
         train_cfg,
+        split.heldout,
     )
     data_info = {
         **split.summary(),
@@ -347,11 +348,10 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     write_outputs(cfg.out_dir, result, config)
     means = result.heldout["mean"]
     log.info(
-        "kept epoch %d; held-out denoising loss: adapter %.6f, labels text %.6f, untrained %.6f -> %s",
+        "kept epoch %d; held-out denoising loss: %s; %s -> %s",
         result.best_epoch,
-        means["adapter"],
-        means["labels_text"],
-        means["untrained"],
+        ", ".join(f"{arm} {value:.6f}" for arm, value in means.items()),
+        result.heldout["uses_given_item"]["text"],
         cfg.out_dir,
     )
     return config

@@ -28,6 +28,15 @@ Baselines (same items, same timesteps and noise: paired)
   (``caption_from_tags``).
 * ``untrained``: the path generation takes without a trained adapter, given the audio
   embedding alone (the family's ``mlp`` / direct blend of ``x``).
+* ``shuffled``: the trained adapter given ANOTHER held-out item's style vector (its
+  ``x`` only; everything else the family places is the item's own), the partner from a
+  seeded derangement of the held-out items that never pairs two items of one uploader
+  (:func:`uploader_derangement`; recorded as ``heldout.shuffle``). The adapter carries
+  style only if it beats this arm too, paired per item: ``heldout.uses_given_item``
+  (:func:`rcmg.evaluation.clustered.uses_given_item`: "yes" when the cluster-robust
+  interval of adapter minus shuffled is below 0). No such derangement exists when one
+  uploader holds more than half of the held-out items: the arm is then skipped with
+  the reason recorded.
 
 Split
 -----
@@ -38,7 +47,7 @@ uploader (``val_fraction`` of the items, whole uploaders) for choosing the epoch
 item whose label text equals an evaluation prompt (case/punctuation folded) or is at
 CLAP text cosine >= ``exclude_cosine`` to one is dropped: evaluation prompts are never
 training texts. Held-out losses use fixed (stratified) timesteps and noise per item,
-seeded by the item id, identical for the adapter and both baselines and in every epoch.
+seeded by the item id, identical for the adapter and every baseline and in every epoch.
 """
 
 from __future__ import annotations
@@ -61,7 +70,13 @@ log = logging.getLogger(__name__)
 STYLE_DIM = 512
 DEV_SPLITS = ("train", "val", "dev")  # FSD50K dev.csv's split column, or "dev"
 EVAL_SPLITS = ("eval",)
-ARMS = ("adapter", "labels_text", "untrained")
+ARMS = ("adapter", "labels_text", "untrained", "shuffled")
+BASELINES = ("labels_text", "untrained", "shuffled")
+SHUFFLE_METHOD = (
+    "seeded derangement by uploader: groups in a seeded order, items in a seeded order "
+    "within each group, concatenated, each item paired with the item s places further "
+    "round the cycle (s seeded in [m, n - m], m the largest group's size)"
+)
 _HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -372,6 +387,68 @@ def check_split(split: ItemSplit) -> None:
         raise TrainingDataError(f"uploaders on both sides: {sorted(overlap)}")
 
 
+def uploader_derangement(groups: Sequence[str], seed: int) -> dict:
+    """Partner of every held-out item for the ``shuffled`` arm: a permutation with no
+    fixed point that never pairs two items of one group (uploader), seeded.
+
+    ``groups[i]`` is item i's group. Such a permutation exists iff no group holds more
+    than half of the items (a group of m items needs m partners outside it, and only
+    n - m exist). Construction (:data:`SHUFFLE_METHOD`): the items in group blocks, each
+    block at most m long, are rotated by ``s`` in ``[m, n - m]`` places; two items of one
+    block are fewer than m apart round the cycle, so none is sent into its own block.
+    Returns {available, partner (list of indices, or None), reason, seed, method, n,
+    largest_group}; ``available`` False with a ``reason`` when impossible.
+    """
+    labels = [str(g) for g in groups]
+    n = len(labels)
+    sizes: dict[str, int] = {}
+    for g in labels:
+        sizes[g] = sizes.get(g, 0) + 1
+    largest = max(sizes, key=lambda g: (sizes[g], g)) if sizes else ""
+    m = sizes.get(largest, 0)
+    record = {
+        "available": False,
+        "partner": None,
+        "reason": "",
+        "seed": int(seed),
+        "method": SHUFFLE_METHOD,
+        "n": n,
+        "n_groups": len(sizes),
+        "largest_group": {"group": largest, "items": m},
+    }
+    if n < 2:
+        record["reason"] = f"{n} held-out item(s): no other item to give the adapter"
+        return record
+    if m > n - m:
+        record["reason"] = (
+            f"group {largest!r} holds {m} of the {n} held-out items: no other-uploader "
+            "item for each of them (needs at most half the items per uploader; hold out "
+            "more uploaders' items, e.g. a larger max_eval_items)"
+        )
+        return record
+    rng = np.random.default_rng(zlib.crc32(f"{int(seed)}:shuffled-arm".encode()))
+    names = [sorted(sizes)[k] for k in rng.permutation(len(sizes))]
+    order: list[int] = []
+    for g in names:
+        members = [i for i, label in enumerate(labels) if label == g]
+        order += [members[k] for k in rng.permutation(len(members))]
+    shift = int(rng.integers(m, n - m + 1))
+    partner = [0] * n
+    for k, i in enumerate(order):
+        partner[i] = order[(k + shift) % n]
+    record.update(available=True, partner=partner, shift=shift)
+    return record
+
+
+def shuffle_record(items: Sequence[BankItem], seed: int) -> dict:
+    """:func:`uploader_derangement` of the held-out ``items`` by uploader (``group``),
+    with each item's partner named by segment id (the record adapter_config.json keeps)."""
+    record = uploader_derangement([i.group for i in items], seed)
+    if record["available"]:
+        record["partner_segment_ids"] = [items[j].segment_id for j in record["partner"]]
+    return record
+
+
 # ---------------------------------------------------------------- audio -> latents
 
 
@@ -411,12 +488,14 @@ def item_context(pipe, family, items, latents, x):
     return family.adapter_context(pipe, [i.caption for i in items], latents, x.to(pipe.device))
 
 
-def adapter_conditioning(adapter, ctx, rows, family):
+def adapter_conditioning(adapter, ctx, rows, family, x_rows=None):
     """The adapter's conditioning for items ``rows`` (with grad through the adapter): its
-    unit output, placed by the family where the model takes it."""
+    unit output, placed by the family where the model takes it. ``x_rows`` feeds the
+    adapter other items' style vectors (the ``shuffled`` arm); the placement stays that
+    of ``rows``."""
     import torch.nn.functional as F
 
-    direction = F.normalize(adapter(ctx.x[rows]).float(), dim=-1)
+    direction = F.normalize(adapter(ctx.x[rows if x_rows is None else x_rows]).float(), dim=-1)
     return family.adapter_conditioning(direction, ctx, rows)
 
 
@@ -465,17 +544,24 @@ def fixed_draws(items, latents, n_draws: int, n_timesteps: int, seed: int):
     return draws
 
 
-def item_losses(pipe, family, ctx, draws, arm: str, adapter=None) -> list[float]:
-    """Mean denoising MSE per item under ``arm`` over its fixed draws (no grad)."""
+def item_losses(pipe, family, ctx, draws, arm: str, adapter=None, partner=None) -> list[float]:
+    """Mean denoising MSE per item under ``arm`` over its fixed draws (no grad).
+
+    ``shuffled``: the adapter given item ``partner[r]``'s style vector for item r (its
+    own latent, draws and placement)."""
     import torch
     import torch.nn.functional as F
 
+    if arm == "shuffled" and (partner is None or len(partner) != len(draws)):
+        raise ValueError("the shuffled arm needs one partner per item (uploader_derangement)")
     out = []
     with torch.no_grad():
         for r, (t, noise) in enumerate(draws):
             rows = [r]
             if arm == "adapter":
                 cond = adapter_conditioning(adapter, ctx, rows, family)
+            elif arm == "shuffled":
+                cond = adapter_conditioning(adapter, ctx, rows, family, [int(partner[r])])
             else:
                 cond = baseline_conditioning(ctx, rows, arm, family)
             k = len(t)
@@ -489,20 +575,41 @@ def item_losses(pipe, family, ctx, draws, arm: str, adapter=None) -> list[float]
     return out
 
 
-def paired_comparison(per_item: dict[str, list[float]]) -> dict:
-    """Mean held-out loss per arm and the adapter's paired differences to each baseline."""
+def paired_comparison(
+    per_item: dict[str, list[float]],
+    groups: Sequence[str] | None = None,
+    shuffle: dict | None = None,
+    confidence: float = 0.95,
+) -> dict:
+    """Mean held-out loss per arm, the adapter's paired differences to each baseline
+    present, and the verdict against the shuffled arm (``uses_given_item``: its interval
+    clustered by ``groups``, the items' uploaders; "not tested" with the reason of
+    ``shuffle`` when that arm is absent)."""
+    from rcmg.evaluation.clustered import uses_given_item
+
     a = np.asarray(per_item["adapter"], dtype=np.float64)
     out: dict = {
         "n_items": int(len(a)),
         "mean": {k: float(np.mean(v)) for k, v in per_item.items()},
     }
-    for base in ("labels_text", "untrained"):
+    for base in BASELINES:
+        if base not in per_item:
+            continue
         d = a - np.asarray(per_item[base], dtype=np.float64)
         out[f"adapter_minus_{base}"] = {
             "mean": float(d.mean()),
             "sd": float(d.std(ddof=1)) if len(d) > 1 else None,
             "items_lower": int((d < 0).sum()),
         }
+    if shuffle is not None:
+        out["shuffle"] = shuffle
+    out["uses_given_item"] = uses_given_item(
+        per_item["adapter"],
+        per_item.get("shuffled"),
+        groups,
+        confidence,
+        (shuffle or {}).get("reason") or "",
+    )
     out["per_item"] = {k: [float(x) for x in v] for k, v in per_item.items()}
     return out
 
@@ -554,15 +661,42 @@ def _train_epoch(pipe, family, adapter, optimizer, ctx, cfg, generator) -> float
     return total / count
 
 
+def heldout_comparison(
+    pipe, family, ctx, draws, adapter, items: Sequence[BankItem], seed: int, epoch: int
+) -> dict:
+    """Every arm's per-item held-out losses on the same fixed draws (the shuffled arm
+    when :func:`shuffle_record` finds a derangement) and :func:`paired_comparison`."""
+    shuffle = shuffle_record(items, seed)
+    per_item = {}
+    for arm in ARMS:
+        if arm == "shuffled" and not shuffle["available"]:
+            log.warning("shuffled-embedding arm skipped: %s", shuffle["reason"])
+            continue
+        per_item[arm] = item_losses(pipe, family, ctx, draws, arm, adapter, shuffle["partner"])
+    groups = [i.group for i in items]
+    return {
+        "kind": "heldout_comparison",
+        "epoch": epoch,
+        **paired_comparison(per_item, groups, shuffle),
+    }
+
+
 def train_adapter(
-    pipe, family, train_ctx, val_ctx, heldout_ctx, draws: dict, cfg: TrainConfig
+    pipe,
+    family,
+    train_ctx,
+    val_ctx,
+    heldout_ctx,
+    draws: dict,
+    cfg: TrainConfig,
+    heldout_items: Sequence[BankItem],
 ) -> TrainingResult:
     """Train the adapter through the frozen UNet; choose the epoch by validation loss.
 
     ``draws`` holds the fixed evaluation draws of ``val`` and ``heldout``. With no
     validation items the last epoch is kept. Epoch 0 (the initial weights) is evaluated
-    too and can be chosen. The held-out items are evaluated once, on the kept weights
-    (never used for choosing).
+    too and can be chosen. The held-out items (``heldout_items``, the rows of
+    ``heldout_ctx``) are evaluated once, on the kept weights (never used for choosing).
     """
     import torch
     from tqdm import tqdm
@@ -613,10 +747,9 @@ def train_adapter(
         row["best"] = row["epoch"] == best_epoch
     adapter.load_state_dict(best_state)
     adapter.eval()
-    per_item = {
-        arm: item_losses(pipe, family, heldout_ctx, draws["heldout"], arm, adapter) for arm in ARMS
-    }
-    heldout = {"kind": "heldout_comparison", "epoch": best_epoch, **paired_comparison(per_item)}
+    heldout = heldout_comparison(
+        pipe, family, heldout_ctx, draws["heldout"], adapter, heldout_items, cfg.seed, best_epoch
+    )
     selection = "lowest validation loss" if val_ctx is not None else "last epoch (no validation)"
     return TrainingResult(adapter.cpu(), history, best_epoch, best_val, heldout, selection)
 
@@ -626,7 +759,8 @@ def train_adapter(
 
 def plot_losses(history: Sequence[dict], heldout: dict, path: str | Path, title: str) -> None:
     """Train/validation denoising loss per epoch as a PNG, and at the kept epoch the
-    held-out loss of the adapter and of both baselines (paired, same draws)."""
+    held-out loss of the adapter and of every baseline (paired, same draws), with the
+    verdict against the shuffled arm."""
     from matplotlib.ticker import MaxNLocator
 
     from rcmg.workflow.figures import pyplot
@@ -638,11 +772,12 @@ def plot_losses(history: Sequence[dict], heldout: dict, path: str | Path, title:
             pts = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=label)
-        for arm, marker in (("adapter", "*"), ("labels_text", "s"), ("untrained", "^")):
+        markers = {"adapter": "*", "labels_text": "s", "untrained": "^", "shuffled": "x"}
+        for arm in (a for a in ARMS if a in heldout["mean"]):
             ax.plot(
                 [heldout["epoch"]],
                 [heldout["mean"][arm]],
-                marker=marker,
+                marker=markers[arm],
                 linestyle="none",
                 markersize=9,
                 label=f"held-out {arm}: {heldout['mean'][arm]:.5f}",
@@ -650,10 +785,18 @@ def plot_losses(history: Sequence[dict], heldout: dict, path: str | Path, title:
         diffs = ", ".join(
             f"{base} {heldout[f'adapter_minus_{base}']['mean']:+.5f} "
             f"({heldout[f'adapter_minus_{base}']['items_lower']}/{heldout['n_items']} lower)"
-            for base in ("labels_text", "untrained")
+            for base in BASELINES
+            if f"adapter_minus_{base}" in heldout
         )
+        verdict = (heldout.get("uses_given_item") or {}).get("text", "")
         ax.text(
-            0.01, 0.01, f"adapter minus: {diffs}", transform=ax.transAxes, fontsize=6, va="bottom"
+            0.01,
+            0.01,
+            f"adapter minus: {diffs}\n{verdict}",
+            transform=ax.transAxes,
+            fontsize=5,
+            va="bottom",
+            wrap=True,
         )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
