@@ -177,8 +177,8 @@ def test_aa_null_is_zero_and_every_condition_of_a_model_shares_one_style_target(
         for seed in cfg["seeds"]:
             prompt = results / "runs" / model / "prompt" / f"seed{seed}"
             null = results / "runs" / model / "retrieval_null" / f"seed{seed}"
-            wavs = sorted(p.name for p in (prompt / "wav").iterdir())
-            assert wavs == sorted(p.name for p in (null / "wav").iterdir()) and wavs
+            wavs = sorted(p.name for p in (prompt / "wav").glob("*.wav"))
+            assert wavs == sorted(p.name for p in (null / "wav").glob("*.wav")) and wavs
             for name in wavs:
                 a, _ = sf.read(prompt / "wav" / name, dtype="float32")
                 b, _ = sf.read(null / "wav" / name, dtype="float32")
@@ -347,7 +347,12 @@ def test_editing_a_parent_init_or_a_template_reruns_exactly_the_steps_using_it(d
     expected = {"evaluate", "compare", "all", "listening_test", "listening_ingest"}
     if edited.endswith("__init__.py"):
         # all import rcmg.evaluation
-        expected |= {"reference_stats", "copy_calibrate", "judge_bank_embed"}
+        expected |= {
+            "reference_stats",
+            "copy_calibrate",
+            "judge_bank_embed",
+            "classifier_bank_embed",
+        }
     assert set(counts) == expected
 
 
