@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from rcmg.evaluation.clustered import uses_given_item
 from rcmg.generation.adapter_training import (
     BankItem,
     fixed_draws,
@@ -22,6 +21,7 @@ from rcmg.generation.adapter_training import (
     uploader_derangement,
 )
 from rcmg.generation.families.base import AdapterContext
+from rcmg.generation.heldout_verdict import uses_given_item
 
 # ---------------------------------------------------------------- the derangement (pure)
 

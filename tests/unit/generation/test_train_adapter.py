@@ -250,7 +250,7 @@ def test_fixed_draws_are_seeded_by_item_and_stratified():
 
 
 def test_paired_comparison_arithmetic():
-    from rcmg.evaluation.clustered import clustered_mean_t_interval
+    from rcmg.generation.heldout_verdict import clustered_mean_t_interval
 
     per_item = {
         "adapter": [1.0, 2.0, 3.0],

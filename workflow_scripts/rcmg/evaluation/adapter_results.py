@@ -11,7 +11,7 @@ was lower. The page computes the intervals here from the per-item losses:
 :func:`clustered_mean_t_interval` on the paired differences (adapter minus baseline),
 items grouped by uploader (the split's unit: items of one uploader are not
 independent), and the verdict "uses the item it is given" from adapter minus shuffled
-(:func:`rcmg.evaluation.clustered.uses_given_item`, the function the job used for the
+(:func:`rcmg.generation.heldout_verdict.uses_given_item`, the function the job used for the
 recorded ``heldout.uses_given_item``). The intervals are conditional on the fixed
 draws (they are the same for every arm and epoch).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rcmg.evaluation import report
-from rcmg.evaluation.clustered import SHUFFLED, clustered_mean_t_interval, uses_given_item
+from rcmg.generation.heldout_verdict import SHUFFLED, clustered_mean_t_interval, uses_given_item
 
 __all__ = ["adapter_result", "adapter_results", "clustered_mean_t_interval", "csv_rows"]
 

@@ -33,7 +33,7 @@ Baselines (same items, same timesteps and noise: paired)
   seeded derangement of the held-out items that never pairs two items of one uploader
   (:func:`uploader_derangement`; recorded as ``heldout.shuffle``). The adapter carries
   style only if it beats this arm too, paired per item: ``heldout.uses_given_item``
-  (:func:`rcmg.evaluation.clustered.uses_given_item`: "yes" when the cluster-robust
+  (:func:`rcmg.generation.heldout_verdict.uses_given_item`: "yes" when the cluster-robust
   interval of adapter minus shuffled is below 0). No such derangement exists when one
   uploader holds more than half of the held-out items: the arm is then skipped with
   the reason recorded.
@@ -585,7 +585,7 @@ def paired_comparison(
     present, and the verdict against the shuffled arm (``uses_given_item``: its interval
     clustered by ``groups``, the items' uploaders; "not tested" with the reason of
     ``shuffle`` when that arm is absent)."""
-    from rcmg.evaluation.clustered import uses_given_item
+    from rcmg.generation.heldout_verdict import uses_given_item
 
     a = np.asarray(per_item["adapter"], dtype=np.float64)
     out: dict = {
