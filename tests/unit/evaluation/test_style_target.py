@@ -57,3 +57,9 @@ def test_carries_target_compares_rows_not_order_or_scores():
     record = style_target.summary(flags, target, "t.jsonl")
     assert record["carried_fraction"] == 0.5
     assert (record["n_with_target"], record["n_without_target"]) == (2, 1)
+
+
+def test_bankspace_similarity_refuses_a_target_row_the_bank_lacks(tmp_path):
+    _, path = _bank(tmp_path, n=6)
+    with pytest.raises(ValueError, match="names bank row 9 but .* has 6 rows"):
+        style_target.bankspace_sims(np.ones((1, 8)), [[{"row": 9, "score": 1.0}]], path, 0.1)

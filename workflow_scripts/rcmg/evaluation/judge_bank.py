@@ -157,8 +157,11 @@ def embed_bank(
     return len(rows)
 
 
-def read_judge_bank(path: Path, judge_model: str) -> np.ndarray:
-    """The judge embeddings of the bank; refuses a file made by another judge."""
+def read_judge_bank(
+    path: Path, judge_model: str, dim: int | None = None, step: str = "judge_bank_embed"
+) -> np.ndarray:
+    """The judge embeddings of the bank; refuses a file made by another judge or (``dim``
+    given) of another dimension than the clips' embeddings (``step`` wrote the file)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing {path}: run the judge_bank_embed step first")
@@ -169,6 +172,11 @@ def read_judge_bank(path: Path, judge_model: str) -> np.ndarray:
         raise InputError(
             f"{path} was embedded by judge {model!r} but the judge is {judge_model!r}; "
             "rerun judge_bank_embed with the same --clap-model"
+        )
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(
+            f"{path} is {emb.shape[1]}-d but the clips' embeddings by {judge_model} are "
+            f"{dim}-d; rerun {step} with that model"
         )
     return emb
 

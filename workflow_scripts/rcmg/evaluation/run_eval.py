@@ -20,7 +20,16 @@ import numpy as np
 
 from rcmg.data.audio_io import read_audio, resample
 from rcmg.data.coverage import coverage_rows
-from rcmg.evaluation import judge, metrics, plots, provenance, report, set_metrics, stats
+from rcmg.evaluation import (
+    judge,
+    judge_bank,
+    metrics,
+    plots,
+    provenance,
+    report,
+    set_metrics,
+    stats,
+)
 from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, atomic_path, write_json, write_text
@@ -509,10 +518,11 @@ def evaluate_run(
         list(r.get("retrieved") or []) if math.isfinite(v) else []
         for r, v in zip(ok_rows, style_sims, strict=True)
     ]
+    judge_emb = judge_bank_embeddings(audio_emb, clap_model, options)
     target_columns = {}
     if options.style_targets is not None:
         style_sims, style_sources, style_hits, carried, target_columns = score_against_targets(
-            ok_rows, style_audio, style_sims, style_hits, audio_emb, clap_model, separate, options
+            ok_rows, style_audio, style_sims, style_hits, audio_emb, judge_emb, separate, options
         )
     else:
         style_sims, style_sources = fill_style_baseline(
@@ -520,8 +530,9 @@ def evaluate_run(
         )
         carried = np.full(len(ok_rows), math.nan)
     judge_sims, style_record = judge_space_style(
-        audio_emb, style_hits, style_sims, clap_model, bool(separate), options
+        audio_emb, style_hits, style_sims, judge_emb, bool(separate), options
     )
+    style_record = {**judge_bank.describe(options.judge_bank, clap_model), **style_record}
     if target_columns:
         style_record["target"] = target_columns.pop("summary")
     sims = {
@@ -535,20 +546,18 @@ def evaluate_run(
     }
     rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
     by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
-    for row in rows:
-        index = by_key.get((row["item"], row.get("waveform_index") or 0))
-        row["style_sim_source"] = style_sources[index] if index is not None else ""
-        for name, values in target_columns.items():
-            row[name] = values[index] if index is not None else ""
+    fill_item_columns(rows, by_key, {"style_sim_source": style_sources, **target_columns}, "")
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
     summary["text_calibration"] = reference.get("calibration") or {}
     summary["classifier"], classifier_emb = classifier_view(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]
     )
-    summary["style_similarity"]["classifier"] = classifier_style_column(
-        rows, ok_rows, classifier_emb, style_hits, summary["metrics"], options
+    summary["style_similarity"]["classifier"], ast_sims = classifier_style_column(
+        classifier_emb, style_hits, summary["metrics"], options
     )
+    if ast_sims is not None:
+        fill_item_columns(rows, by_key, {"ast_style_sim": [float(v) for v in ast_sims]}, None)
     summary["copy_audit"] = copy_audit_columns(rows, ok_rows, clips, style_audio, options)
     from rcmg.evaluation.ranking import ranking_effect
 
@@ -646,8 +655,28 @@ def classifier_view(rows, ok_rows, clips, reference, options, factory, metric_re
     }, emb
 
 
+def fill_item_columns(rows, by_key: dict, columns: dict, empty) -> None:
+    """Per-clip ``columns`` (one value per ok clip, in ``by_key``'s order) into the CSV
+    rows; a skipped item's cell is ``empty``."""
+    for row in rows:
+        index = by_key.get((row["item"], row.get("waveform_index") or 0))
+        for name, values in columns.items():
+            row[name] = values[index] if index is not None else empty
+
+
+def judge_bank_embeddings(audio_emb, clap_model: str, options):
+    """``options.judge_bank`` read once per job (None without one): every judge-space
+    style similarity of the job (the target's, the carried style's) uses it."""
+    from rcmg.evaluation import judge_bank
+
+    if options.judge_bank is None:
+        return None
+    dim = audio_emb.shape[1] if len(audio_emb) else None
+    return judge_bank.read_judge_bank(options.judge_bank, clap_model, dim)
+
+
 def score_against_targets(
-    ok_rows, style_audio, run_sims, run_hits, audio_emb, clap_model, separate, options
+    ok_rows, style_audio, run_sims, run_hits, audio_emb, judge_emb, separate, options
 ):
     """Every clip against its model's style target (:mod:`rcmg.evaluation.style_target`).
 
@@ -662,7 +691,7 @@ def score_against_targets(
     if options.bank is None:
         raise ValueError("--style-targets needs --bank (the bank the targets index)")
     bank_sims = style_target.bankspace_sims(style_audio, hits, options.bank, options.style_temp)
-    carried, _ = judge_space_style(audio_emb, run_hits, run_sims, clap_model, separate, options)
+    carried, _ = judge_space_style(audio_emb, run_hits, run_sims, judge_emb, separate, options)
     flags = style_target.carries_target(run_hits, hits)
     sources = [style_target.TARGET_SOURCE if h else "" for h in hits]
     columns = {
@@ -673,54 +702,41 @@ def score_against_targets(
     return bank_sims, sources, hits, carried, columns
 
 
-def classifier_style_column(rows, ok_rows, classifier_emb, hits, metric_records, options):
+def classifier_style_column(classifier_emb, hits, metric_records, options):
     """``ast_style_sim``: cos(clip, its style rows' weighted bank audio) in the AudioSet
     classifier's embedding (``options.classifier_bank``), beside the CLAP judge's
-    ``clap_style_sim``: an embedding family the conditioning encoders do not share."""
-    from rcmg.evaluation import judge_bank
-
+    ``clap_style_sim``: an embedding family the conditioning encoders do not share.
+    Returns the summary record and the per-clip values (None when off)."""
     if classifier_emb is None or options.classifier_bank is None:
-        return {"enabled": False, "reason": "no evaluation.classifier / --classifier-bank"}
-    bank = judge_bank.read_judge_bank(options.classifier_bank, str(options.classifier))
-    if len(classifier_emb) and bank.shape[1] != classifier_emb.shape[1]:
-        raise ValueError(
-            f"{options.classifier_bank} is {bank.shape[1]}-d but the classifier's embeddings "
-            f"are {classifier_emb.shape[1]}-d; rerun classifier_bank_embed with the classifier"
-        )
+        return {"enabled": False, "reason": "no evaluation.classifier / --classifier-bank"}, None
+    dim = classifier_emb.shape[1] if len(classifier_emb) else None
+    bank = judge_bank.read_judge_bank(
+        options.classifier_bank, str(options.classifier), dim, step="classifier_bank_embed"
+    )
     sims = judge_bank.judge_style_sims(classifier_emb, hits, bank, options.style_temp)
-    by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
-    for row in rows:
-        index = by_key.get((row["item"], row.get("waveform_index") or 0))
-        row["ast_style_sim"] = float(sims[index]) if index is not None else None
     metric_records["ast_style_sim"] = stats.bootstrap_mean_ci(sims, options.n_boot, options.seed)
-    return {
+    record = {
         "enabled": True,
         "space": str(options.classifier),
         "family": "AST (AudioSet classifier), not CLAP",
         "bank": str(options.classifier_bank),
         "n": int(np.isfinite(sims).sum()),
     }
+    return record, sims
 
 
-def judge_space_style(audio_emb, hits, bank_sims, clap_model, separate: bool, options):
+def judge_space_style(audio_emb, hits, bank_sims, judge_emb, separate: bool, options):
     """clap_style_sim per clip and the record of how it was measured.
 
-    With ``options.judge_bank``: the item's bank rows re-embedded by the judge, weighted
-    as its style vector (:mod:`rcmg.evaluation.judge_bank`). Without it, the bank-space
-    figure when the judge IS the bank CLAP (its bank vectors are judge embeddings), else
-    empty (the bank vectors live in another model's space).
+    With the judge bank (``judge_emb``, :func:`judge_bank_embeddings`): the item's bank rows
+    re-embedded by the judge, weighted as its style vector (:mod:`rcmg.evaluation.
+    judge_bank`). Without it, the bank-space figure when the judge IS the bank CLAP (its
+    bank vectors are judge embeddings), else empty (the bank vectors live in another
+    model's space).
     """
-    from rcmg.evaluation import judge_bank
-
-    record = judge_bank.describe(options.judge_bank, clap_model)
-    if options.judge_bank is not None:
-        emb = judge_bank.read_judge_bank(options.judge_bank, clap_model)
-        if len(audio_emb) and emb.shape[1] != audio_emb.shape[1]:
-            raise ValueError(
-                f"{options.judge_bank} is {emb.shape[1]}-d but the judge's audio embeddings "
-                f"are {audio_emb.shape[1]}-d; rerun judge_bank_embed with the judge"
-            )
-        sims = judge_bank.judge_style_sims(audio_emb, hits, emb, options.style_temp)
+    record = {}
+    if judge_emb is not None:
+        sims = judge_bank.judge_style_sims(audio_emb, hits, judge_emb, options.style_temp)
         record["method"] = "bank items re-embedded by the judge"
     elif not separate:
         sims = np.array(bank_sims, dtype=np.float64)

@@ -59,7 +59,10 @@ def unit_rows(bank: np.ndarray) -> np.ndarray:
 
 
 def bankspace_sims(style_audio: np.ndarray, hits, bank_path, temperature: float) -> np.ndarray:
-    """cos(clip in the bank CLAP's space, weighted bank vectors of its target rows)."""
+    """cos(clip in the bank CLAP's space, weighted bank vectors of its target rows).
+
+    Only the rows the targets name are read from the (memory-mapped) bank and made unit
+    length; the hits are renumbered into that subset."""
     from rcmg.evaluation.judge_bank import judge_style_sims
 
     bank = np.load(bank_path, mmap_mode="r")
@@ -68,7 +71,19 @@ def bankspace_sims(style_audio: np.ndarray, hits, bank_path, temperature: float)
             f"bank {bank_path} is {bank.shape[1]}-d but the clips' bank-CLAP embeddings are "
             f"{style_audio.shape[1]}-d; evaluate with the CLAP the bank was built with"
         )
-    return judge_style_sims(style_audio, hits, unit_rows(bank), temperature)
+    used = sorted({row for h in hits for row in rows_of(h)})
+    if used and (used[0] < 0 or used[-1] >= len(bank)):
+        raise ValueError(
+            f"a style target names bank row {used[-1] if used[-1] >= len(bank) else used[0]} "
+            f"but {bank_path} has {len(bank)} rows; rerun the style_target step for this bank"
+        )
+    position = {row: i for i, row in enumerate(used)}
+    local = [
+        [{**h, "row": position[h["row"]]} for h in item if isinstance(h.get("row"), int)]
+        for item in hits
+    ]
+    subset = unit_rows(np.asarray(bank[used]).reshape(len(used), bank.shape[1]))
+    return judge_style_sims(style_audio, local, subset, temperature)
 
 
 def summary(carried: list[str], hits: list[list[dict]], path) -> dict:
