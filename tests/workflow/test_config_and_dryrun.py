@@ -211,7 +211,7 @@ def compare_adapters(out: str) -> list[str]:
 
 def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
     """config/sweeps.yaml: 5 alphas x 3 guidances on every style condition and model, the
-    guidances on prompt_aug; guidance sweeps the prompt baseline at the same values. Planned
+    guidances on prompt_aug, AudioLDM1's residual beta; guidance sweeps the prompt baseline at the same values. Planned
     with the SLURM profile: every point is its own submitted GPU job."""
     out = snakemake(
         workdir, "-n", "-p", "--profile", "slurm", "--configfile", "config/sweeps.yaml"
@@ -264,6 +264,14 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
         expected_new += 2 * (len(grid["guidance"]) - configured_guidance)
     for name in cfg["sweeps"]["adapter"]["conditions"]:  # one point per adapter variant
         expected_new += len(variants) * len(cfg["conditions"][name].get("models") or cfg["models"])
+    beta = cfg["sweeps"]["residual_beta"]  # AudioLDM1's residual on its own
+    for name in beta["conditions"]:
+        for m in beta["models"]:
+            values = beta["product"]["cond_mix_beta"]
+            own = cfg["models"][m]["retrieval"]["cond_mix_beta"]
+            expected_new += len(values) - (
+                cfg["conditions"][name].get("cond_mix_beta", own) in values
+            )
     configured = sum(len(c.get("models") or cfg["models"]) for c in cfg["conditions"].values())
     assert len(points) == configured + expected_new
     planned = {dict(w)["condition"] for r, w in jobs if r in ("generate", "gather_generate")}

@@ -37,7 +37,9 @@ def _trimmed(cfg: dict) -> dict:
     kept = ("prompt", "retrieval_mlp", "retrieval_external")
     cfg["conditions"] = {k: cfg["conditions"][k] for k in kept}
     cfg["evaluation"]["primary_hypotheses"] = [
-        h for h in cfg["evaluation"]["primary_hypotheses"] if h["condition"] == "retrieval_mlp"
+        h
+        for h in cfg["evaluation"]["primary_hypotheses"]
+        if h["condition"] == "retrieval_mlp" and h["baseline"] in kept
     ]
     cfg["listening_test"].update(enabled=False, conditions=["prompt", "retrieval_mlp"])
     cfg["sweeps"] = {"alpha": copy.deepcopy(SWEEP), "adapter": copy.deepcopy(ADAPTER_SWEEP)}
