@@ -43,6 +43,7 @@ from rcmg.generation.conditioning import (  # noqa: E402
     COND_MIXES,
     CONDITION_TYPES,
     STYLE_TYPES,
+    canonical_adapter,
 )
 from rcmg.generation.families import family_class  # noqa: E402
 from rcmg.generation.job import (  # noqa: E402
@@ -171,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument(*_f("--style-temp"), type=float, default=_d("style_temp"))
     bank.add_argument(*_f("--blend"), default=_d("blend"), help=f"one of {', '.join(BLEND_MODES)}")
     bank.add_argument(*_f("--alpha"), type=float, default=_d("alpha"), help="strength in [0, 1]")
-    bank.add_argument("--adapter", default=_d("adapter"), help=f"one of {', '.join(ADAPTERS)}")
+    bank.add_argument(
+        "--adapter",
+        type=canonical_adapter,
+        default=_d("adapter"),
+        help=f"one of {', '.join(ADAPTERS)} (the original scripts' mlp means native)",
+    )
     bank.add_argument(
         *_f("--adapter-checkpoint"),
         default=_d("adapter_checkpoint"),

@@ -72,7 +72,7 @@ def scaled_config(cfg: dict, scale: int, prompts_path: str) -> dict:
         alpha = round(k / (extra + 1), 4)
         out["conditions"][f"retrieval_a{k}"] = {
             "type": "retrieval",
-            "adapter": "mlp",
+            "adapter": "native",
             "alpha": alpha,
         }
     out["prompts"] = prompts_path

@@ -26,7 +26,7 @@ from tests.workflow.helpers import copy_workflow, offline_env, planned_jobs, rul
 
 GROUP_SIZE = 3
 GROUPED_MODEL = "audioldm2-music"  # 4 runs in the demo: a group of 3 and a group of 1
-ALDM1_RUN = ("audioldm", "retrieval_mlp")  # plans align_check and an AudioLDM1 adapter
+ALDM1_RUN = ("audioldm", "retrieval_native")  # plans align_check and an AudioLDM1 adapter
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,8 @@ def test_demo_config_plans_demo_assets(workdir):
         assert job("demo_dataset", demo_kind=kind) in jobs
     # text similarity preserved: the configured non-inferiority primaries reach compare
     primary = re.search(r"--primary (.*?) --fad-blocks", out).group(1).split()
-    assert "retrieval_mlp:prompt:clap_text_sim:ni=0.02" in primary
-    assert "retrieval_mlp:prompt:clap_style_sim" in primary
+    assert "retrieval_native:prompt:clap_text_sim:ni=0.02" in primary
+    assert "retrieval_native:prompt:clap_style_sim" in primary
     assert re.search(r"--n-flips 2000 ", out)
 
 
@@ -284,7 +284,7 @@ def test_sweep_overlay_plans_its_grid_with_matched_baselines(workdir):
         for ln in out.splitlines()
         if "--model-key audioldm " in ln and f"--condition retrieval_random@{point} " in ln
     )
-    target = f"results/runs/audioldm/retrieval_mlp@{point}/seed{seed}/items.jsonl"
+    target = f"results/runs/audioldm/retrieval_native@{point}/seed{seed}/items.jsonl"
     assert f"--match-angles {target}" in control
     for rule, shard in (("generate_shard", ", shard=0"), ("evaluate", "")):
         block = re.search(

@@ -209,7 +209,7 @@ def test_aa_null_is_zero_and_every_condition_of_a_model_shares_one_style_target(
         carried = [
             r["carries_target"]
             for r in _per_item(
-                results / "runs" / model / "retrieval_mlp" / f"seed{cfg['seeds'][0]}"
+                results / "runs" / model / "retrieval_native" / f"seed{cfg['seeds'][0]}"
             )
         ]
         assert carried and set(carried) == {"1"}, (model, carried)
@@ -359,7 +359,7 @@ def test_editing_a_parent_init_or_a_template_reruns_exactly_the_steps_using_it(d
 def test_killed_generate_job_leaves_nothing_that_looks_done_and_only_it_reruns(demo):
     """A generate job SIGKILLed mid-run (with Snakemake itself) during a run that needs it."""
     cfg = _config(demo)
-    model, cond, seed = "audioldm2", "retrieval_mlp", cfg["seeds"][0]
+    model, cond, seed = "audioldm2", "retrieval_native", cfg["seeds"][0]
     results = demo / cfg["paths"]["results"]
     run = results / "runs" / model / cond / f"seed{seed}"
     log = demo / cfg["paths"]["logs"] / "generate" / model / cond / f"seed{seed}.log"
@@ -433,7 +433,7 @@ def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
     seed = cfg["seeds"][0]
     targets = [
         str((runs / cond / f"seed{seed}" / "run_config.json").relative_to(demo))
-        for cond in ("prompt", "retrieval_mlp")
+        for cond in ("prompt", "retrieval_native")
     ]
     try:
         index.write_bytes(original[: len(original) // 3])
@@ -455,9 +455,14 @@ def test_corrupt_input_stops_only_the_jobs_that_need_it(demo):
         os.utime(index, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert proc.returncode != 0
     assert (runs / "prompt" / f"seed{seed}" / "run_config.json").is_file()
-    assert not (runs / "retrieval_mlp" / f"seed{seed}" / "run_config.json").exists()
+    assert not (runs / "retrieval_native" / f"seed{seed}" / "run_config.json").exists()
     log = (
-        demo / cfg["paths"]["logs"] / "generate" / "audioldm2" / "retrieval_mlp" / f"seed{seed}.log"
+        demo
+        / cfg["paths"]["logs"]
+        / "generate"
+        / "audioldm2"
+        / "retrieval_native"
+        / f"seed{seed}.log"
     )
     assert "bank.index" in log.read_text()
     # input restored: rerun the failed target, then the rest (its evaluation, the comparison)

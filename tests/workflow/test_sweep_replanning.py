@@ -19,7 +19,11 @@ import yaml
 from .helpers import copy_workflow, job, planned_jobs, run_points, snakemake
 
 DEMO = "config/demo.yaml"
-SWEEP = {"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"alpha": [0.01, 0.1]}}
+SWEEP = {
+    "models": ["audioldm"],
+    "conditions": ["retrieval_native"],
+    "product": {"alpha": [0.01, 0.1]},
+}
 # two lrs, neither the demo's configured 1e-2: two adapter variants beside the configured one
 ADAPTER_SWEEP = {
     "models": ["audioldm"],
@@ -34,14 +38,14 @@ def _trimmed(cfg: dict) -> dict:
     external-adapter one (its train_adapter jobs)."""
     cfg = copy.deepcopy(cfg)
     cfg["models"] = {k: cfg["models"][k] for k in ("audioldm", "audioldm2")}
-    kept = ("prompt", "retrieval_mlp", "retrieval_external")
+    kept = ("prompt", "retrieval_native", "retrieval_external")
     cfg["conditions"] = {k: cfg["conditions"][k] for k in kept}
     cfg["evaluation"]["primary_hypotheses"] = [
         h
         for h in cfg["evaluation"]["primary_hypotheses"]
-        if h["condition"] == "retrieval_mlp" and h["baseline"] in kept
+        if h["condition"] == "retrieval_native" and h["baseline"] in kept
     ]
-    cfg["listening_test"].update(enabled=False, conditions=["prompt", "retrieval_mlp"])
+    cfg["listening_test"].update(enabled=False, conditions=["prompt", "retrieval_native"])
     cfg["sweeps"] = {"alpha": copy.deepcopy(SWEEP), "adapter": copy.deepcopy(ADAPTER_SWEEP)}
     return cfg
 
@@ -111,7 +115,7 @@ def _point_jobs(model: str, condition: str, seeds) -> set:
 def test_adding_one_value_plans_exactly_its_point_and_compare(done):
     jobs, _ = _plan(done, lambda c: c["sweeps"]["alpha"]["product"]["alpha"].append(0.2))
     seeds = done[1]["seeds"]
-    assert jobs == _point_jobs("audioldm", "retrieval_mlp@alpha=0.2", seeds) | {
+    assert jobs == _point_jobs("audioldm", "retrieval_native@alpha=0.2", seeds) | {
         job("compare"),
         job("all"),
     }
@@ -119,12 +123,12 @@ def test_adding_one_value_plans_exactly_its_point_and_compare(done):
 
 def test_removing_one_value_plans_only_compare_which_forgets_its_stale_folder(done):
     workdir, cfg = done
-    stale = workdir / cfg["paths"]["results"] / "runs/audioldm/retrieval_mlp@alpha=0.1"
+    stale = workdir / cfg["paths"]["results"] / "runs/audioldm/retrieval_native@alpha=0.1"
     assert stale.is_dir()  # the removed point's folder stays on disk
     jobs, out = _plan(done, lambda c: c["sweeps"]["alpha"]["product"]["alpha"].remove(0.1))
     assert jobs == {job("compare"), job("all")}
     command = next(line for line in out.splitlines() if "compare.py" in line)
-    assert "retrieval_mlp@alpha=0.01/seed" in command
+    assert "retrieval_native@alpha=0.01/seed" in command
     assert "alpha=0.1" not in command  # the comparison's points come from the config
 
 
@@ -141,7 +145,7 @@ def test_a_guidance_sweep_plans_canonical_points_and_matched_baselines(done):
     def edit(c):
         c["sweeps"]["guided"] = {
             "models": ["audioldm"],
-            "conditions": ["retrieval_mlp"],
+            "conditions": ["retrieval_native"],
             "zip": {"guidance": ["2.50", 4], "alpha": [0.01, "5e-2"]},
         }
 
@@ -151,8 +155,8 @@ def test_a_guidance_sweep_plans_canonical_points_and_matched_baselines(done):
         dict(w)["condition"] for r, w in jobs if r == "generate" and dict(w)["model"] == "audioldm"
     }
     assert planned == {
-        "retrieval_mlp@guidance=2.5,alpha=0.01",
-        "retrieval_mlp@guidance=4,alpha=0.05",
+        "retrieval_native@guidance=2.5,alpha=0.01",
+        "retrieval_native@guidance=4,alpha=0.05",
         "prompt@guidance=2.5",  # the matched baselines: prompt at the same guidance
         "prompt@guidance=4",
     }
@@ -224,8 +228,8 @@ def test_a_prompt_subset_reaches_only_the_sweep_points_and_their_baselines(done)
     # every sweep point becomes a subset run, with the subset baseline (prompt@prompts=2);
     # the configured runs (and the adapters) are not replanned
     assert generated == {
-        "retrieval_mlp@alpha=0.01,prompts=2",
-        "retrieval_mlp@alpha=0.1,prompts=2",
+        "retrieval_native@alpha=0.01,prompts=2",
+        "retrieval_native@alpha=0.1,prompts=2",
         "retrieval_external@adapter_lr=0.001,prompts=2",
         "retrieval_external@adapter_lr=0.003,prompts=2",
         "prompt@prompts=2",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rcmg.evaluation import agreement
 
 
-def _row(metric, diff, p=0.01, family="primary", condition="retrieval_mlp"):
+def _row(metric, diff, p=0.01, family="primary", condition="retrieval_native"):
     return {
         "model": "m",
         "condition": condition,
@@ -30,14 +30,14 @@ def test_supported_only_when_significant_and_both_families_agree_in_direction():
         _row("clap_text_sim", -0.01),
     ]
     out = {(r["condition"], r["metric"]): r for r in agreement.attach(rows)}
-    assert out["retrieval_mlp", "clap_style_sim"]["verdict"].startswith("supported")
-    assert out["retrieval_mlp", "clap_style_sim"]["independent_mean_diff"] == 0.5
+    assert out["retrieval_native", "clap_style_sim"]["verdict"].startswith("supported")
+    assert out["retrieval_native", "clap_style_sim"]["independent_mean_diff"] == 0.5
     assert out["c2", "clap_style_sim"]["verdict"].startswith("not supported")
     assert out["c3", "clap_style_sim"]["verdict"] == "not significant"
     assert out["c4", "clap_style_sim"]["verdict"].startswith("no independent view")
-    assert out["retrieval_mlp", "clap_text_sim"]["verdict"] == ""
-    assert out["retrieval_mlp", "ast_style_sim"]["embedding_family"].startswith("AST")
-    assert out["retrieval_mlp", "clap_style_sim"]["embedding_family"].startswith("CLAP")
+    assert out["retrieval_native", "clap_text_sim"]["verdict"] == ""
+    assert out["retrieval_native", "ast_style_sim"]["embedding_family"].startswith("AST")
+    assert out["retrieval_native", "clap_style_sim"]["embedding_family"].startswith("CLAP")
 
 
 def test_a_zero_independent_difference_does_not_agree():

@@ -184,7 +184,7 @@ def test_the_hypothesis_form_is_backward_compatible_and_round_trips():
     assert plain.test == "two-sided" and plain.models == () and plain.margin is None
     models = Hypothesis.parse("retrieval:prompt:clap_style_sim:A,B")
     assert models.models == ("A", "B") and models.test == "two-sided"
-    ni = Hypothesis.parse("retrieval_mlp:prompt:clap_text_sim:ni=0.02")
+    ni = Hypothesis.parse("retrieval_native:prompt:clap_text_sim:ni=0.02")
     assert ni.test == "noninferiority" and ni.margin == 0.02 and ni.models == ()
     both = Hypothesis.parse("r:p:clap_text_sim:A:ni=0.05")
     assert both.models == ("A",) and both.margin == 0.05

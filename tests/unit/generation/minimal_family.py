@@ -58,7 +58,7 @@ class ToySynth:
 
 class MinimalFamily(ModelFamily):
     name = "minimal"
-    style_adapters = ("none", "mlp")
+    style_adapters = ("none", "native")
     adapter_target_space = "toy_embedding"
     angle_sites = {"toy_embedding": "cond"}
 

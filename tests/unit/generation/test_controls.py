@@ -48,7 +48,7 @@ KEY = {"audioldm1": "cond", "audioldm2": "clap"}
 
 @pytest.mark.parametrize(("kind", "pipeline", "extra"), [
     ("audioldm", "audioldm1", {"blend": "orth", "alpha": 0.3}),
-    ("audioldm2", "audioldm2", {"adapter": "mlp", "blend": "orth", "alpha": 0.2}),
+    ("audioldm2", "audioldm2", {"adapter": "native", "blend": "orth", "alpha": 0.2}),
 ])  # fmt: skip
 def test_controls_turn_by_the_angle_of_the_run_they_control(
     tiny_model, inputs, kind, pipeline, extra
@@ -114,4 +114,4 @@ def test_style_only_conditions_on_the_style_alone(tiny_model, inputs):
     from rcmg.generation.conditioning import OptionError
 
     with pytest.raises(OptionError, match="not a baseline of the audioldm2 family"):
-        _run(tiny_model, "audioldm2", "audioldm2", inputs, "so2", "style_only", adapter="mlp")
+        _run(tiny_model, "audioldm2", "audioldm2", inputs, "so2", "style_only", adapter="native")

@@ -311,7 +311,7 @@ def test_bf16_on_cpu_generates_finite_audio_close_to_fp32(
 ):
     run = _retrieval(
         tiny_model, "audioldm2", "audioldm2", work / "a2_bf16", prompts_file, bank,
-        adapter="mlp", alpha=0.0, dtype="bf16",
+        adapter="native", alpha=0.0, dtype="bf16",
     )  # fmt: skip
     params = json.loads((run / "run_config.json").read_text())["params"]
     assert params["dtype"] == "bf16" and params["dtype_requested"] == "bf16"
@@ -328,7 +328,7 @@ def test_aldm2_mlp_alpha0_equals_prompt_and_alpha_changes_audio(
 ):
     prompt_audio = _assert_alpha0_is_the_prompt_run(
         aldm2_prompt_run, tiny_model, "audioldm2", "audioldm2", work / "a2_mlp0", prompts_file,
-        bank, adapter="mlp",
+        bank, adapter="native",
     )  # fmt: skip
     styled = _retrieval(
         tiny_model,
@@ -337,7 +337,7 @@ def test_aldm2_mlp_alpha0_equals_prompt_and_alpha_changes_audio(
         work / "a2_mlp5",
         prompts_file,
         bank,
-        adapter="mlp",
+        adapter="native",
         alpha=0.5,
         blend="slerp",
     )
@@ -389,7 +389,7 @@ def test_aldm2_conditioning_alpha0_matches_encode_prompt(tiny_model):
             )
         for adapter in (None, build_adapter(512, hidden, 16, seed=0).eval()):
             opts = ConditionOptions(
-                "retrieval", "audioldm2", alpha=0.0, adapter="external" if adapter else "mlp"
+                "retrieval", "audioldm2", alpha=0.0, adapter="external" if adapter else "native"
             )
             kw = aldm2_condition_kwargs(pipe, [prompt], ["hiss"], "cpu", True, style, opts, adapter)
             assert torch.equal(
@@ -507,7 +507,7 @@ def test_module_hook_timer_counts_outermost_calls_only():
     [
         ({"alpha": 1.5}, "alpha"),
         ({"blend": "cubic"}, "blend mode"),
-        ({"adapter": "none"}, "adapter mlp or --adapter external"),
+        ({"adapter": "none"}, "adapter native or --adapter external"),
         ({"adapter": "external"}, "--adapter-checkpoint"),
     ],
 )
@@ -515,7 +515,7 @@ def test_bad_options_fail_before_generation(tiny_model, prompts_file, bank, work
     out = work / "bad" / "run"
     cfg = _config(
         tiny_model("audioldm2"), "audioldm2", "retrieval", out, prompts_file,
-        clap_model=str(tiny_model("clap")), **{"adapter": "mlp", **extra}, **bank,
+        clap_model=str(tiny_model("clap")), **{"adapter": "native", **extra}, **bank,
     )  # fmt: skip
     with pytest.raises(OptionError, match=message):
         run_generation(cfg)
@@ -580,13 +580,13 @@ def test_style_targets_are_the_models_own_retrieval_whatever_the_condition_carri
     assert all(t["status"] == "ok" and len(t["target"]) == 3 for t in targets.values())
     run = _retrieval(
         tiny_model, "audioldm2", "audioldm2", work / "a2_target", prompts_file, bank,
-        adapter="mlp", alpha=0.3,
+        adapter="native", alpha=0.3,
     )  # fmt: skip
     control = run_generation(
         _config(
             tiny_model("audioldm2"), "audioldm2", "retrieval_random", work / "a2_target_rand",
             prompts_file, clap_model=str(tiny_model("clap")), style_topk=3, style_temp=0.1,
-            adapter="mlp", alpha=0.3, **bank,
+            adapter="native", alpha=0.3, **bank,
         )
     )  # fmt: skip
     wanted = [targets[i]["target"] for i in range(len(PROMPTS))]

@@ -148,6 +148,26 @@ def test_config_takes_the_family_as_one_entry():
     )
 
 
+def test_adapter_mlp_is_the_native_path_on_the_cli_and_a_named_error_in_config():
+    """The original scripts' ``--adapter mlp`` maps to ``native`` (no MLP is trained on that
+    path); a config still writing ``adapter: mlp`` is told the new spelling."""
+    import yaml
+    from rcmg.generation.conditioning import ADAPTERS, canonical_adapter
+    from rcmg.generation.config_checks import problems
+
+    assert canonical_adapter("mlp") == "native" and "mlp" not in ADAPTERS
+    assert [canonical_adapter(a) for a in ADAPTERS] == list(ADAPTERS)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert "retrieval_native" in config["conditions"]
+    assert config["conditions"]["retrieval_native"]["adapter"] == "native"
+    config["conditions"]["retrieval_native"]["adapter"] = "mlp"
+    found = [p for p in problems(config, REPO) if p.startswith("conditions.retrieval_native:")]
+    assert found == [
+        "conditions.retrieval_native: 'adapter: mlp' is now 'adapter: native' (the model's own "
+        "conditioning path; no MLP is trained on it); write 'adapter: native'"
+    ]
+
+
 def test_style_only_runs_only_on_families_with_that_baseline():
     """family_problems: style_only on a family without the baseline is named with the models
     that have it; a model whose family does not resolve is reported once, not twice."""

@@ -96,13 +96,13 @@ def test_original_script_table_matches_the_readme():
 def test_identity_flags_resolve_and_contradictions_fail():
     got = resolve_run_identity(
         model_id="cvssp/audioldm2-music", model_key=None, family=None, condition=None,
-        condition_type=None, adapter="mlp", original_script="scripts/aldm2_retrieval_infer.py",
+        condition_type=None, adapter="native", original_script="scripts/aldm2_retrieval_infer.py",
     )  # fmt: skip
     assert got == {
         "model_key": "audioldm2-music",
         "family": "audioldm2",
         "condition_type": "retrieval",
-        "condition": "retrieval_mlp",
+        "condition": "retrieval_native",
     }
     from rcmg.workflow.cli import InputError
 
@@ -114,7 +114,8 @@ def test_identity_flags_resolve_and_contradictions_fail():
 
 
 def test_aldm2_retrieval_original_line_equals_new_spelling(tiny_model, assets, tmp_path):
-    """README 6A with --adapter mlp and a bare .npy bank (exact search built on the fly)."""
+    """README 6A with --adapter mlp (the original name of the native path) and a bare .npy bank
+    (exact search built on the fly): the same run as --adapter native."""
     model = tiny_model("audioldm2")
     original = [
         "--original-script", "aldm2_retrieval_infer",
@@ -126,9 +127,9 @@ def test_aldm2_retrieval_original_line_equals_new_spelling(tiny_model, assets, t
     ]  # fmt: skip
     new = [
         "--model-key", "audioldm2", "--model-id", str(model), "--pipeline", "audioldm2",
-        "--condition", "retrieval_mlp", "--condition-type", "retrieval",
+        "--condition", "retrieval_native", "--condition-type", "retrieval",
         "--prompts", str(assets["prompts"]), "--bank", str(assets["bare"]),
-        "--clap-model", str(assets["clap"]), "--adapter", "mlp", "--blend", "orth",
+        "--clap-model", str(assets["clap"]), "--adapter", "native", "--blend", "orth",
         "--alpha", "0.3", *SIZE, "--guidance", "3.2", "--batch", "2", "--dtype", "fp16",
         "--scheduler", "ddim", "--seed", "42", "--out-dir", str(tmp_path / "new"),
     ]  # fmt: skip
@@ -138,7 +139,7 @@ def test_aldm2_retrieval_original_line_equals_new_spelling(tiny_model, assets, t
     _same_run(tmp_path / "orig", tmp_path / "new")
     run_config = json.loads((tmp_path / "orig" / "run_config.json").read_text())
     assert run_config["condition_params"]["index"].startswith("exact")
-    assert run_config["condition"] == "retrieval_mlp" and run_config["model"] == "audioldm2"
+    assert run_config["condition"] == "retrieval_native" and run_config["model"] == "audioldm2"
     rows = read_jsonl(tmp_path / "orig" / "items.jsonl")
     assert all(r["status"] == "ok" and len(r["retrieved"]) == 4 for r in rows)
     assert rows[0]["retrieved"][0]["segment_id"].startswith("row")

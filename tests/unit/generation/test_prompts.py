@@ -96,9 +96,12 @@ def test_augment_dedupes_caps_and_respects_fit():
         ({"cond_mix_beta": 2.0}, "--cond-mix-beta"),
         ({"style_temp": 0.0}, "--style-temp"),
         ({"adapter": "external"}, "--adapter-checkpoint"),
-        ({"family": "audioldm2", "adapter": "none"}, "needs --adapter mlp or --adapter external"),
         (
-            {"family": "audioldm2", "adapter": "mlp", "cond_mix": "residual"},
+            {"family": "audioldm2", "adapter": "none"},
+            "needs --adapter native or --adapter external",
+        ),
+        (
+            {"family": "audioldm2", "adapter": "native", "cond_mix": "residual"},
             "does not apply to audioldm2",
         ),
     ],
@@ -111,5 +114,5 @@ def test_invalid_options_are_rejected(changes, message):
 
 def test_valid_options_pass():
     validate_options(ConditionOptions("prompt", "audioldm2", blend="anything-ignored"))
-    validate_options(ConditionOptions("retrieval", "audioldm2", adapter="mlp", alpha=0.0))
+    validate_options(ConditionOptions("retrieval", "audioldm2", adapter="native", alpha=0.0))
     validate_options(ConditionOptions("retrieval", "audioldm1", cond_mix="residual", alpha=1.0))

@@ -163,7 +163,7 @@ def test_aldm1_strength_deg_hits_the_target(tiny_model, inputs):
     )
 
 
-@pytest.mark.parametrize("adapter", ["mlp", "external"])
+@pytest.mark.parametrize("adapter", ["native", "external"])
 def test_aldm2_angles_per_token_group_and_strength(tiny_model, inputs, adapter):
     extra = {}
     if adapter == "external":
@@ -183,7 +183,7 @@ def test_aldm2_angles_per_token_group_and_strength(tiny_model, inputs, adapter):
     for row in read_jsonl(fixed / "items.jsonl"):
         info, angles = row["conditioning"], row["conditioning"]["angles_deg"]
         assert angles["t5"] == 0.0 and angles["lm_tokens_max"] >= angles["lm_tokens_mean"] > 0
-        if adapter == "mlp":
+        if adapter == "native":
             assert info["site"] == "clap_token"
             want = float(analytic_angle_deg("orth", 0.2, info["prompt_style_cos"]))
             assert angles["clap"] == pytest.approx(want, abs=1e-3)
@@ -194,6 +194,6 @@ def test_aldm2_angles_per_token_group_and_strength(tiny_model, inputs, adapter):
         tiny_model, "audioldm2", "audioldm2", inputs, f"a2_{adapter}_deg", adapter=adapter,
         strength_deg=target, **extra,
     )  # fmt: skip
-    key = "clap" if adapter == "mlp" else "lm_tokens_mean"
+    key = "clap" if adapter == "native" else "lm_tokens_mean"
     for row in read_jsonl(run / "items.jsonl"):
         assert abs(row["conditioning"]["angles_deg"][key] - target) < 0.01

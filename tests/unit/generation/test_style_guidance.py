@@ -158,7 +158,7 @@ def _aldm2_kwargs(pipe):
     style = torch.nn.functional.normalize(
         torch.randn(2, 512, generator=torch.Generator().manual_seed(1)), dim=-1
     )
-    opts = ConditionOptions("retrieval", "audioldm2", blend="slerp", alpha=0.5, adapter="mlp")
+    opts = ConditionOptions("retrieval", "audioldm2", blend="slerp", alpha=0.5, adapter="native")
     styled = aldm2_condition_kwargs(pipe, prompts, negatives, "cpu", True, style, opts)
     return own, styled
 
@@ -211,7 +211,7 @@ def test_generate_job_runs_aldm2_style_guidance_and_records_its_cost(tiny_model,
             family="audioldm2",
             condition="retrieval_guided",
             condition_type="retrieval",
-            adapter="mlp",
+            adapter="native",
             prompts=str(tmp_path / "p.txt"),
             seed=0,
             steps=STEPS,

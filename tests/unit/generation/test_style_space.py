@@ -52,7 +52,7 @@ def _cfg(space, tiny_model, kind, name, **extra) -> GenerateConfig:
         model_key=kind, model_id=str(tiny_model(kind)),
         family="audioldm1" if kind == "audioldm" else "audioldm2", condition=name,
         condition_type="retrieval", prompts=space["prompts"], out_dir=str(space["root"] / name),
-        seed=0, steps=1, guidance=2.0, seconds=0.25, batch=2, adapter="mlp", alpha=0.2,
+        seed=0, steps=1, guidance=2.0, seconds=0.25, batch=2, adapter="native", alpha=0.2,
         style_topk=3, style_temp=0.1, clap_model=str(tiny_model("audioldm2")),
         clap_subfolder="text_encoder", style_space="audioldm2.text_encoder",
         space_records=[space["record"]], **space["files"],
@@ -95,7 +95,7 @@ def test_a_model_whose_clap_is_not_the_spaces_is_refused_in_one_line(space, tiny
     music = str(tiny_model("audioldm2-music"))
     code = script.main([
         "--model-key", "audioldm2-music", "--model-id", music, "--pipeline", "audioldm2",
-        "--condition", "retrieval_mlp", "--condition-type", "retrieval", "--adapter", "mlp",
+        "--condition", "retrieval_native", "--condition-type", "retrieval", "--adapter", "native",
         "--prompts", space["prompts"], "--out-dir", str(space["root"] / "refused"),
         "--clap-model", str(tiny_model("audioldm2")), "--clap-subfolder", "text_encoder",
         "--style-space", "audioldm2.text_encoder", "--space-record", space["record"],

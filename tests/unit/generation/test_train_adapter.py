@@ -381,7 +381,7 @@ def test_evaluation_prompts_are_never_training_texts(trained, tiny_model):
 
 def test_adapter_lowers_heldout_denoising_loss_below_both_baselines(trained):
     """On held-out (eval-split, other-uploader) items, paired fixed draws: adapter < labels
-    text conditioning and < the untrained path (identity / mlp). The shuffled arm (the
+    text conditioning and < the untrained path (identity / native). The shuffled arm (the
     adapter on another uploader's held-out item) is measured and its verdict recorded; on
     random-weight models its direction is not asserted."""
     for pipeline, out_dir in trained.items():

@@ -9,7 +9,13 @@ import yaml
 from rcmg.bank.blend import BLEND_MODES
 from rcmg.bank.retrieval import INDEX_KINDS
 from rcmg.data import segmenting, sources
-from rcmg.generation.conditioning import ADAPTERS, COND_MIXES, CONDITION_TYPES, STYLE_TYPES
+from rcmg.generation.conditioning import (
+    ADAPTER_ALIASES,
+    ADAPTERS,
+    COND_MIXES,
+    CONDITION_TYPES,
+    STYLE_TYPES,
+)
 from rcmg.models.device import DTYPES
 from rcmg.models.pipelines import SCHEDULERS
 from rcmg.standins import demo_corpus, real_arch, tiny_models
@@ -41,7 +47,10 @@ def _enum(*path: str) -> list[str]:
             CONDITION_TYPES,
         ),
         (("properties", "conditions", "additionalProperties", "properties", "blend"), BLEND_MODES),
-        (("properties", "conditions", "additionalProperties", "properties", "adapter"), ADAPTERS),
+        (  # an alias (the original scripts' mlp) is known: config_checks names its new spelling
+            ("properties", "conditions", "additionalProperties", "properties", "adapter"),
+            (*ADAPTERS, *ADAPTER_ALIASES),
+        ),
         (("$defs", "retrieval", "properties", "blend"), BLEND_MODES),
         (("$defs", "retrieval", "properties", "cond_mix"), COND_MIXES),
         (("$defs", "sampling", "properties", "dtype"), DTYPES),

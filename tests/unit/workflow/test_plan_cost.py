@@ -20,7 +20,7 @@ def _config() -> dict:
     cfg["models"]["audioldm"]["sampling"].update(steps=10, num_waveforms_per_prompt=2)
     cfg["conditions"] = {
         "prompt": {"type": "prompt"},
-        "guided": {"type": "retrieval", "adapter": "mlp", "style_guidance": 1.0},
+        "guided": {"type": "retrieval", "adapter": "native", "style_guidance": 1.0},
     }
     cfg["seeds"] = [0, 1]
     cfg["cost"] = {

@@ -49,11 +49,11 @@ def test_a_value_has_one_spelling_however_written(knob, spellings, canonical):
 def test_equal_spellings_name_one_run_directory():
     names = {
         sweeps.plan(
-            _config(a={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": p})
+            _config(a={"models": ["audioldm"], "conditions": ["retrieval_native"], "product": p})
         )[-1].condition
         for p in ({"alpha": [0.1]}, {"alpha": ["1e-1"]}, {"alpha": [0.10]})
     }
-    assert names == {"retrieval_mlp@alpha=0.1"}
+    assert names == {"retrieval_native@alpha=0.1"}
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_equal_spellings_name_one_run_directory():
     ],
 )
 def test_bad_values_are_refused_naming_the_key(knob, value, message):
-    cfg = _config(s1={"conditions": ["retrieval_mlp"], "product": {knob: [value]}})
+    cfg = _config(s1={"conditions": ["retrieval_native"], "product": {knob: [value]}})
     msgs = problems(cfg, REPO)
     assert len(msgs) == 1 and msgs[0].startswith(f"sweeps.s1.product.{knob}") and message in msgs[0]
 
@@ -94,16 +94,16 @@ def test_product_is_every_combination_and_zip_pairs_the_ith_values():
     ("sweep", "message"),
     [
         (
-            {"conditions": ["retrieval_mlp"], "zip": {"alpha": [0.1, 0.2], "guidance": [3]}},
+            {"conditions": ["retrieval_native"], "zip": {"alpha": [0.1, 0.2], "guidance": [3]}},
             "sweeps.s.zip: zipped lists must have one length",
         ),
         (
-            {"conditions": ["retrieval_mlp"], "product": {"alpha": [0.1, "1e-1"]}},
+            {"conditions": ["retrieval_native"], "product": {"alpha": [0.1, "1e-1"]}},
             "sweeps.s.product.alpha: 0.1 given more than once",
         ),
         ({"conditions": ["nope"], "product": {"alpha": [0.1]}}, "sweeps.s.conditions: 'nope'"),
         (
-            {"models": ["nope"], "conditions": ["retrieval_mlp"], "product": {"alpha": [0.1]}},
+            {"models": ["nope"], "conditions": ["retrieval_native"], "product": {"alpha": [0.1]}},
             "sweeps.s.models: 'nope'",
         ),
         (
@@ -111,15 +111,19 @@ def test_product_is_every_combination_and_zip_pairs_the_ith_values():
             "sweeps.s: alpha applies to style conditions",
         ),
         (
-            {"conditions": ["retrieval_mlp"], "product": {"cond_mix_beta": [0.1]}},
+            {"conditions": ["retrieval_native"], "product": {"cond_mix_beta": [0.1]}},
             "cond_mix_beta does not apply to audioldm2",
         ),
         (
-            {"conditions": ["retrieval_mlp"], "product": {"alpha": [0.1]}, "zip": {"alpha": [0.2]}},
+            {
+                "conditions": ["retrieval_native"],
+                "product": {"alpha": [0.1]},
+                "zip": {"alpha": [0.2]},
+            },
             "exactly one of 'product'",
         ),
         (
-            {"conditions": ["retrieval_mlp"], "product": {"blend": ["orth"]}},
+            {"conditions": ["retrieval_native"], "product": {"blend": ["orth"]}},
             "sweeps.s.product.blend: not a sweepable knob",
         ),
     ],
@@ -149,7 +153,7 @@ def test_matched_baseline_is_swept_at_the_same_baseline_knob_values():
     cfg = _config(
         ag={
             "models": ["audioldm"],
-            "conditions": ["retrieval_mlp"],
+            "conditions": ["retrieval_native"],
             "product": {"alpha": [0.02, 0.05], "guidance": [2.6, 3.2]},
         }
     )
@@ -157,7 +161,7 @@ def test_matched_baseline_is_swept_at_the_same_baseline_knob_values():
     g0 = sweeps.canonical_value("guidance", BASE["models"]["audioldm"]["sampling"]["guidance"])
     a0 = sweeps.canonical_value("alpha", BASE["models"]["audioldm"]["retrieval"]["alpha"])
     assert g0 not in ("2.6", "3.2") and a0 not in ("0.02", "0.05")
-    point = pts[("audioldm", "retrieval_mlp@guidance=2.6,alpha=0.02")]
+    point = pts[("audioldm", "retrieval_native@guidance=2.6,alpha=0.02")]
     assert point.baseline == "prompt@guidance=2.6"
     assert point.sweeps == (("ag", (("guidance", "2.6"), ("alpha", "0.02"))),)
     baselines = [p for p in pts.values() if "baseline" in p.roles]
@@ -168,7 +172,7 @@ def test_matched_baseline_is_swept_at_the_same_baseline_knob_values():
         _config(
             a={
                 "models": ["audioldm"],
-                "conditions": ["retrieval_mlp"],
+                "conditions": ["retrieval_native"],
                 "product": {"alpha": [0.02]},
             }
         )
@@ -180,46 +184,50 @@ def test_matched_baseline_is_swept_at_the_same_baseline_knob_values():
 def test_a_point_equal_to_the_configured_run_is_that_run():
     a0 = BASE["models"]["audioldm"]["retrieval"]["alpha"]
     cfg = _config(
-        a={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"alpha": [a0, 0.5]}}
+        a={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_native"],
+            "product": {"alpha": [a0, 0.5]},
+        }
     )
     pts = sweeps.plan(cfg)
     configured = sweeps.plan(_config())
     assert len(pts) == len(configured) + 1
-    same = next(p for p in pts if p.model == "audioldm" and p.condition == "retrieval_mlp")
+    same = next(p for p in pts if p.model == "audioldm" and p.condition == "retrieval_native")
     assert "configured" in same.roles and "sweep" in same.roles
     assert same.sweeps == (("a", (("alpha", sweeps.canonical_value("alpha", a0)),)),)
     words = sweeps.sweep_words(pts)
     assert [sweeps.parse_sweep_word(w)["condition"] for w in words] == [
-        "retrieval_mlp",
-        "retrieval_mlp@alpha=0.5",
+        "retrieval_native",
+        "retrieval_native@alpha=0.5",
     ]
     assert sweeps.parse_sweep_word(words[1]) == {
         "sweep": "a",
         "model": "audioldm",
-        "condition": "retrieval_mlp@alpha=0.5",
+        "condition": "retrieval_native@alpha=0.5",
         "baseline": "prompt",
         "settings": {"alpha": "0.5"},
     }
 
 
 def test_effective_settings_replace_the_configured_values():
-    eff = sweeps.effective(BASE, "audioldm", "retrieval_mlp@guidance=2.6,alpha=0.05,steps=50")
+    eff = sweeps.effective(BASE, "audioldm", "retrieval_native@guidance=2.6,alpha=0.05,steps=50")
     assert eff["sampling"]["guidance"] == 2.6 and eff["sampling"]["steps"] == 50
     assert eff["condition"]["alpha"] == 0.05
     assert eff["retrieval"] == BASE["models"]["audioldm"]["retrieval"]
     assert (
-        sweeps.effective(BASE, "audioldm", "retrieval_mlp")["sampling"]
+        sweeps.effective(BASE, "audioldm", "retrieval_native")["sampling"]
         == BASE["models"]["audioldm"]["sampling"]
     )
 
 
 def test_names_round_trip_and_list_knobs_in_one_order():
     name = sweeps.point_name(
-        "retrieval_mlp", {"style_temp": "0.1", "guidance": "3", "alpha": "0.05"}
+        "retrieval_native", {"style_temp": "0.1", "guidance": "3", "alpha": "0.05"}
     )
-    assert name == "retrieval_mlp@guidance=3,alpha=0.05,style_temp=0.1"
+    assert name == "retrieval_native@guidance=3,alpha=0.05,style_temp=0.1"
     assert sweeps.parse_point(name) == (
-        "retrieval_mlp",
+        "retrieval_native",
         {"guidance": "3", "alpha": "0.05", "style_temp": "0.1"},
     )
     assert sweeps.parse_point("prompt") == ("prompt", {})
@@ -261,7 +269,7 @@ def test_adapter_knobs_name_the_run_and_the_adapter_folder_canonically():
     ]
     assert [sweeps.adapter_variant(n) for n in names] == ["@lr=0.001,hidden=256", "@hidden=256"]
     assert sweeps.adapter_variant("retrieval_external") == ""
-    assert sweeps.adapter_variant("retrieval_mlp@alpha=0.1") == ""  # not an adapter knob
+    assert sweeps.adapter_variant("retrieval_native@alpha=0.1") == ""  # not an adapter knob
     # an adapter sweep does not change the baseline: no adapter knob is a baseline knob
     assert {p.baseline for p in swept} == {"prompt"}
     trained = sweeps.adapter_training(BASE, "@lr=0.001,hidden=256")
@@ -276,7 +284,7 @@ def test_adapter_knobs_name_the_run_and_the_adapter_folder_canonically():
 @pytest.mark.parametrize(
     ("condition", "knob", "message"),
     [
-        ("retrieval_mlp", "adapter_lr", "applies to 'adapter: external' style conditions"),
+        ("retrieval_native", "adapter_lr", "applies to 'adapter: external' style conditions"),
         ("prompt", "adapter_hidden", "applies to 'adapter: external' style conditions"),
         ("prompt_aug", "adapter_epochs", "applies to 'adapter: external' style conditions"),
     ],
@@ -310,10 +318,14 @@ def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines()
     cfg = _config(
         ag={
             "models": ["audioldm"],
-            "conditions": ["retrieval_mlp"],
+            "conditions": ["retrieval_native"],
             "product": {"alpha": [BASE["models"]["audioldm"]["retrieval"]["alpha"], 0.5]},
         },
-        g={"models": ["audioldm"], "conditions": ["retrieval_mlp"], "product": {"guidance": [2.6]}},
+        g={
+            "models": ["audioldm"],
+            "conditions": ["retrieval_native"],
+            "product": {"guidance": [2.6]},
+        },
         prompts=8,
         prompts_seed=3,
     )
@@ -326,9 +338,9 @@ def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines()
     # the configured alpha is a subset run too (every point of the curve on the same items)
     assert by_role == {
         "sweep": [
-            "retrieval_mlp@alpha=0.5,prompts=8",
-            "retrieval_mlp@guidance=2.6,prompts=8",
-            "retrieval_mlp@prompts=8",
+            "retrieval_native@alpha=0.5,prompts=8",
+            "retrieval_native@guidance=2.6,prompts=8",
+            "retrieval_native@prompts=8",
         ],
         "baseline": ["prompt@guidance=2.6,prompts=8", "prompt@prompts=8"],
     }
@@ -350,7 +362,7 @@ def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines()
     assert {tuple(w["settings"]) for w in words} == {("alpha",), ("guidance",)}
     assert (
         sweeps.matched_baseline(
-            "retrieval_mlp@alpha=0.5,prompts=8", "prompt", [p.condition for p in pts]
+            "retrieval_native@alpha=0.5,prompts=8", "prompt", [p.condition for p in pts]
         )
         == "prompt@prompts=8"
     )
@@ -358,6 +370,6 @@ def test_a_prompt_subset_reaches_only_sweep_points_and_their_matched_baselines()
 
 @pytest.mark.parametrize("n", [0, 2.5, "all", True])
 def test_a_bad_prompt_subset_is_refused_naming_the_key(n):
-    cfg = _config(s={"conditions": ["retrieval_mlp"], "product": {"alpha": [0.5]}}, prompts=n)
+    cfg = _config(s={"conditions": ["retrieval_native"], "product": {"alpha": [0.5]}}, prompts=n)
     msgs = problems(cfg, REPO)
     assert len(msgs) == 1 and msgs[0].startswith("sweeps.prompts:"), msgs

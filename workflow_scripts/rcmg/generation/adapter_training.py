@@ -27,7 +27,7 @@ Baselines (same items, same timesteps and noise: paired)
 * ``labels_text``: the model's own text path on the item's label text
   (``caption_from_tags``).
 * ``untrained``: the path generation takes without a trained adapter, given the audio
-  embedding alone (the family's ``mlp`` / direct blend of ``x``).
+  embedding alone (the family's ``native`` path / direct blend of ``x``).
 * ``shuffled``: the trained adapter given ANOTHER held-out item's style vector (its
   ``x`` only; everything else the family places is the item's own), the partner from a
   seeded derangement of the held-out items that never pairs two items of one uploader

@@ -23,7 +23,18 @@ from rcmg.workflow.cli import InputError
 
 CONDITION_TYPES = kinds.CONDITION_TYPES
 STYLE_TYPES = kinds.STYLE_TYPES
-ADAPTERS = ("none", "mlp", "external")
+ADAPTERS = ("none", "native", "external")
+# The original scripts' names for the same paths: ``--adapter mlp`` was the model's own
+# conditioning path (each family module says what that is); no MLP is trained on that
+# path, so it is called ``native`` here.
+ADAPTER_ALIASES = {"mlp": "native"}
+
+
+def canonical_adapter(name: str) -> str:
+    """``mlp`` (the original scripts' flag) -> ``native``; every other name unchanged."""
+    return ADAPTER_ALIASES.get(str(name), str(name))
+
+
 COND_MIXES = ("none", "residual")
 
 
@@ -115,10 +126,10 @@ def style_only_options(opts: ConditionOptions) -> ConditionOptions:
 
 def effective_adapter(opts: ConditionOptions) -> str:
     """A family whose style adapters include ``none`` has no conditioning path beyond the
-    blend itself: ``mlp`` there means the direct blend (``none``)."""
+    blend itself: ``native`` there means the direct blend (``none``)."""
     from rcmg.generation.families import get_family
 
-    if opts.adapter == "mlp" and "none" in get_family(opts.family).style_adapters:
+    if opts.adapter == "native" and "none" in get_family(opts.family).style_adapters:
         return "none"
     return opts.adapter
 

@@ -109,7 +109,7 @@ def model_key_from_id(model_id: str) -> str:
 
 
 def default_condition(condition_type: str, adapter: str) -> str:
-    """The config's condition names: prompt, prompt_aug, retrieval_mlp, retrieval_external."""
+    """The config's condition names: prompt, prompt_aug, retrieval_native, retrieval_external."""
     if condition_type == "retrieval" and adapter not in ("none", ""):
         return f"retrieval_{adapter}"
     return condition_type

@@ -38,12 +38,12 @@ TARGET_CONDITION = "style_target"
 def target_config(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` as the model's own retrieval (no controls, no trained adapter, no alignment
     gate: the target is what retrieval returns, whether or not a style may be blended in
-    this space). Planning does not depend on the adapter; ``mlp`` is every family's own path."""
+    this space). Planning does not depend on the adapter; ``native`` is every family's own path."""
     return replace(
         cfg,
         condition=TARGET_CONDITION,
         condition_type="retrieval",
-        adapter="mlp",
+        adapter="native",
         adapter_checkpoint=None,
         alignment=None,
         min_alignment_cosine=None,

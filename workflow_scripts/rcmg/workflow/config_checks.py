@@ -71,7 +71,12 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     for name, cond in conditions.items():
         if cond["type"] in blended and "adapter" not in cond:
             out.append(
-                f"conditions.{name}: a {cond['type']} condition needs 'adapter: mlp' or 'adapter: external'"
+                f"conditions.{name}: a {cond['type']} condition needs 'adapter: native' or 'adapter: external'"
+            )
+        if cond.get("adapter") == "mlp":
+            out.append(
+                f"conditions.{name}: 'adapter: mlp' is now 'adapter: native' (the model's own "
+                "conditioning path; no MLP is trained on it); write 'adapter: native'"
             )
         if cond["type"] not in (*blended, "style_only") and "adapter" in cond:
             out.append(f"conditions.{name}: 'adapter' only applies to retrieval types")

@@ -5,7 +5,7 @@ batch, ``generate.first_batch``). Nothing happens unless the environment names t
 ``RCMG_PAUSE_AT``, a JSON object::
 
     {"point": "generate.first_batch",  # the point
-     "job": "runs/audioldm2/retrieval_mlp/",  # a substring of the job's key (its output path)
+     "job": "runs/audioldm2/retrieval_native/",  # a substring of the job's key (its output path)
      "marker": "/tmp/paused.json",  # written (atomically) when the job pauses there
      "skip": 0,  # let this many matching jobs pass first (counted in marker.hitN files)
      "seconds": 600}  # then go on (a test that forgot to kill never hangs CI)

@@ -4,11 +4,11 @@ Standard library only: rules/common.smk imports this while Snakemake parses, so 
 planning of a large grid stays fast.
 
 A *run point* is one run directory ``runs/{model}/{condition}/seed{seed}``. The
-configured conditions are run points as they are (``retrieval_mlp``); a sweep adds
+configured conditions are run points as they are (``retrieval_native``); a sweep adds
 points whose condition part names the base condition and the swept values,
 canonically::
 
-    retrieval_mlp@alpha=0.05,guidance=2.6
+    retrieval_native@alpha=0.05,guidance=2.6
 
 Knobs come in the order of :data:`KNOBS`, values are formatted one way however they
 were written (``0.1``, ``0.10`` and ``1e-1`` are ``0.1``; ``3`` and ``3.0`` are ``3``),
@@ -20,10 +20,10 @@ Config syntax (config/README.md, ``sweeps``)::
     sweeps:
       alpha_x_guidance:              # a name (labels the curves)
         models: [audioldm]           # optional: default every model the conditions run on
-        conditions: [retrieval_mlp]
+        conditions: [retrieval_native]
         product: {alpha: [0.02, 0.05], guidance: [2.6, 3.2]}   # every combination (4)
       beta_with_alpha:
-        conditions: [retrieval_mlp]
+        conditions: [retrieval_native]
         zip: {alpha: [0.02, 0.04], cond_mix_beta: [0.1, 0.2]}  # i-th values together (2)
 
 A swept knob the baseline condition also has (:data:`BASELINE_KNOBS`: guidance, steps,

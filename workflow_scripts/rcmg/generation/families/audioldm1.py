@@ -12,7 +12,7 @@ the alignment check measures; candidates are ranked by the bank CLAP.
   for both branches; only the conditional branch is blended with the style (and
   optionally residual-mixed, ``cond_mix: residual``), passed as ``prompt_embeds`` /
   ``negative_prompt_embeds``. ``adapter: external`` maps the style 512 -> 512 first;
-  ``adapter: mlp`` is the direct CLAP blend (no other conditioning path exists).
+  ``adapter: native`` is the direct CLAP blend (no other conditioning path exists).
 * ``style_only``: the conditional embedding is the style direction alone.
 * style guidance: ``class_labels`` stacked over the negative, prompt and style slots.
 * style adapter: ``class_labels = unit(adapter(x))``, trained by the UNet's denoising
@@ -157,7 +157,7 @@ class AudioLDM1(LatentDiffusionFamily):
     checks_alignment = True
     style_only_baseline = True
     residual_mix = True
-    style_adapters = ("none", "mlp", "external")
+    style_adapters = ("none", "native", "external")
     adapter_target_space = "clap_class_embedding"
     ranked_by = "the bank CLAP (--clap-model; AudioLDM1 has no audio tower)"
     angle_sites = {"clap_class_embedding": "cond"}

@@ -11,7 +11,7 @@ gives the second cross-attention's states.
   ``AudioLDM2Pipeline.encode_prompt`` encodes a single prompt (an item's conditioning
   never depends on its batch: upstream pads T5 to the batch's longest prompt, which
   shifts the GPT-2 positions), passed as embeddings; T5 states zero-padded (mask 0).
-* ``retrieval`` ``adapter: mlp``: the style blended into the CLAP text token, then the
+* ``retrieval`` ``adapter: native``: the style blended into the CLAP text token, then the
   pipeline's own projection + GPT-2 generation; ``adapter: external``: a trained
   512 -> H adapter maps the style into the language-model space, blended into every
   generated token. The T5 branch and the negative branch are never touched.
@@ -223,7 +223,7 @@ def encode_one(
                 reached,
                 similarity,
                 angles,
-                adapter="external" if adapter is not None else "mlp",
+                adapter="external" if adapter is not None else "native",
             )
         )
     out = {
@@ -285,7 +285,7 @@ def condition_kwargs(
 
     Each prompt is encoded on its own (:func:`encode_one`); T5 states are then
     zero-padded with mask 0 for batching. With ``styles`` [B, 512]: ``adapter`` None is
-    the ``mlp`` path, a loaded 512 -> H adapter the ``external`` path. ``infos`` (a
+    the ``native`` path, a loaded 512 -> H adapter the ``external`` path. ``infos`` (a
     list), when given, receives one record per item.
     """
     import torch
@@ -414,7 +414,7 @@ class AudioLDM2(LatentDiffusionFamily):
     checks_alignment = False
     style_only_baseline = False
     residual_mix = False
-    style_adapters = ("mlp", "external")
+    style_adapters = ("native", "external")
     unsupported_knobs = ("cond_mix_beta", "style_guidance")
     adapter_target_space = "language_model_tokens"
     ranked_by = "the model's own CLAP (AudioLDM2Pipeline.text_encoder, HTSAT-base), not the evaluation judge"
@@ -482,9 +482,9 @@ class AudioLDM2(LatentDiffusionFamily):
                 b = branches(pipe, [caption], pipe.device)  # one text: no batch padding
                 tokens = generate_lm(pipe, b).float()
                 style = blend_tensor(b.clap, row.reshape(1, 1, -1).to(b.clap.dtype), 1.0, "lerp")
-                mlp = generate_lm(pipe, Branches(style, b.clap_mask, b.t5, b.t5_mask))
+                native = generate_lm(pipe, Branches(style, b.clap_mask, b.t5, b.t5_mask))
                 labels.append(tokens)
-                untrained.append(mlp.float())
+                untrained.append(native.float())
                 t5.append(b.t5)
                 masks.append(b.t5_mask)
                 norms.append(tokens.norm(dim=-1))

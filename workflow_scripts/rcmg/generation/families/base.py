@@ -116,7 +116,7 @@ class ModelFamily:
     checks_alignment: ClassVar[bool] = False
     style_only_baseline: ClassVar[bool] = False
     residual_mix: ClassVar[bool] = False
-    style_adapters: ClassVar[tuple[str, ...]] = ("none", "mlp", "external")
+    style_adapters: ClassVar[tuple[str, ...]] = ("none", "native", "external")
     unsupported_knobs: ClassVar[tuple[str, ...]] = ()
     adapter_target_space: ClassVar[str] = ""
     ranked_by: ClassVar[str] = "the bank CLAP (--clap-model)"
