@@ -117,6 +117,8 @@ if plan_cost.announces(workflow.is_main_process, sys.argv):
     _PROMPT_COUNT = count_prompts(config, PROMPTS)
     print(
         plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
+        plan_cost.power_table(config, PLAN, _PROMPT_COUNT.n),
+        sep="\n",
         file=sys.stderr,
     )
 

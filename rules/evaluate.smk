@@ -204,6 +204,7 @@ rule compare:
         seed=config["evaluation"]["seed"],
         min_n=config["evaluation"]["min_n"],
         primary=primary_hypotheses(),
+        power=power_args(),
         fad_blocks=config["evaluation"]["fad_blocks"],
         fad_inf_min_n=config["evaluation"]["fad_inf_min_n"],
         fad_inf_steps=config["evaluation"]["fad_inf_steps"],
@@ -217,7 +218,7 @@ rule compare:
         "--baseline-condition {params.baseline} --bench-root {params.bench_root} "
         "--n-boot {params.n_boot} --n-flips {params.n_flips} --seed {params.seed} "
         "--reference-stats {input.reference} "
-        "--min-n {params.min_n} --primary {params.primary} "
+        "--min-n {params.min_n} --primary {params.primary} {params.power} "
         "--fad-blocks {params.fad_blocks} --fad-inf-min-n {params.fad_inf_min_n} "
         "--fad-inf-steps {params.fad_inf_steps} --fad-inf-repeats {params.fad_inf_repeats} "
         "--coverage {input.coverage} {params.listening} --sweep-points {params.sweep_points} "

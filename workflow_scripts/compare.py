@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="declared primary hypotheses (Holm-adjusted as one family); a last field "
         "ni=MARGIN makes one a non-inferiority test (H1: mean difference > -MARGIN)",
     )
+    parser.add_argument(
+        "--power-target",
+        type=float,
+        default=cli.default(CompareOptions, "power_target"),
+        help="power each primary's minimum detectable effect is stated at (power.csv)",
+    )
+    parser.add_argument(
+        "--power-effects",
+        nargs="*",
+        default=list(cli.default(CompareOptions, "power_effects")),
+        metavar="METRIC=EFFECT",
+        help="effect sizes whose prompts needed power.csv states (evaluation.power)",
+    )
     for name, text in (
         ("min_n", "clips per model x condition below which tables warn"),
         ("fad_blocks", "jackknife blocks per side for the FAD and FAD-inf intervals"),

@@ -115,6 +115,14 @@ def primary_hypotheses():
     return " ".join(words)
 
 
+def power_args():
+    """evaluation.power as compare flags: the power of power.csv's MDE and the effect
+    sizes whose prompts needed it states (defaults: plan_cost.power_settings)."""
+    settings = plan_cost.power_settings(config)
+    effects = " ".join(f"{m}={v}" for m, v in settings["effect_sizes"].items())
+    return f"--power-target {settings['target_power']} --power-effects {effects}"
+
+
 COMPARE = {"index": f"{R}/report/index.html", "summary": f"{R}/report/summary.csv"}
 
 

@@ -2,7 +2,8 @@
 
 :func:`compare_runs` (table mode: all runs of the workflow) and
 :func:`compare_side_by_side` (any two run folders, item by item) write
-OUT/index.html, OUT/summary.csv, OUT/paired.csv and OUT/plots/. The CLI is
+OUT/index.html, OUT/summary.csv, OUT/paired.csv and OUT/plots/; table mode also
+OUT/power.csv (each primary's minimum detectable effect, :mod:`rcmg.evaluation.power`). The CLI is
 workflow_scripts/compare.py.
 """
 
@@ -22,6 +23,7 @@ from rcmg.evaluation import (
     hypotheses,
     overview,
     plots,
+    power,
     report,
     set_metrics,
     stats,
@@ -61,6 +63,9 @@ class CompareOptions:
     selection: sweep_curves.Selection = sweep_curves.Selection()  # the `best` table's choice
     # adapter_config.json of every trained style adapter (train_adapter): held-out table
     adapters: tuple[Path, ...] = ()
+    # power.csv (evaluation.power): the power the MDE is stated at, METRIC=EFFECT words
+    power_target: float = 0.8
+    power_effects: tuple[str, ...] = ()
 
     def set_metric_options(self) -> SetMetricOptions:
         return SetMetricOptions(
@@ -587,6 +592,57 @@ def paired_csv(rows: list[dict]) -> str:
     )
 
 
+def power_rows(paired: list[dict], records: list[dict], options: CompareOptions) -> list[dict]:
+    """power.csv: per primary row, the MDE at its prompts and the prompts its configured
+    effect needs (:mod:`rcmg.evaluation.power`), from the SD of this comparison's own
+    per-prompt differences; runs that are pipeline checks make that SD a stand-in."""
+    effects = power.parse_effects(options.power_effects)
+    checks = {(r["model"], r["condition"]) for r in records if r["is_pipeline_check"]}
+    out = []
+    for row in paired:
+        if row["family"] != "primary":
+            continue
+        model, condition, baseline = row["model"], row["condition"], row["baseline"]
+        stand_in = bool({(model, condition), (model, baseline)} & checks)
+        source = (
+            f"this comparison: {row['n']} per-prompt mean differences "
+            f"({row['n_pairs']} clip pairs, seeds {row['seeds']})"
+        )
+        if stand_in:
+            source += "; pipeline-check runs: a stand-in variance, not a real one"
+        out.append(
+            power.power_row(
+                condition=condition,
+                baseline=baseline,
+                model=model,
+                metric=row["metric"],
+                test=row["test"],
+                margin=row["margin"] if row["test"] == hypotheses.NONINFERIORITY else None,
+                n=int(row["n"]),
+                sd=to_float(row.get("sd")),
+                m=int(row.get("holm_m") or 1),
+                alpha=hypotheses.ALPHA,
+                target=options.power_target,
+                effect=effects.get(row["metric"]),
+                n_flips=options.n_flips,
+                variance_source=source,
+                is_pipeline_check=stand_in,
+            )
+        )
+    return out
+
+
+def power_csv(rows: list[dict]) -> str:
+    """power.csv: :data:`rcmg.evaluation.power.FIELDS`; an infinite MDE or N needed (the
+    test cannot reach the level) is written inf, not left empty."""
+
+    def cell(value):
+        return str(value) if isinstance(value, float) and math.isinf(value) else value
+
+    infinite = ("mde", "n_needed")
+    return rows_to_csv([{**r, **{k: cell(r.get(k)) for k in infinite}} for r in rows], power.FIELDS)
+
+
 def rows_to_csv(rows: list[dict], fields: list[str]) -> str:
     """A comparison table as CSV (missing and non-finite values empty)."""
     return tables.csv_text(rows, fields)
@@ -687,6 +743,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     write_text(out_dir / "summary.csv", summary_csv(aggregates + records, names, listening))
     write_text(out_dir / "paired.csv", paired_csv(paired))
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
+    powers = power_rows(paired, records, options)
+    write_text(out_dir / "power.csv", power_csv(powers))
     if adapters:
         write_text(
             out_dir / "adapter_heldout.csv",
@@ -716,6 +774,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "exploratory": [r for r in paired if r["family"] != "primary"],
             "missing_primaries": hypotheses.missing_primaries(paired, declared, models),
             "declared": declared,
+            "power": powers,
+            "power_target": options.power_target,
             "set_diffs": set_diffs,
             "judges": judge_rows(runs),
             "reference": reference,

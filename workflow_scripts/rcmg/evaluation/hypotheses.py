@@ -142,8 +142,9 @@ def mean_test(
 ) -> dict:
     """Sign-flip test of the mean of ``means`` (one value per prompt) and its interval.
 
-    Returns {mean_diff, ci_low, ci_high (two-sided 1 - alpha, the test inverted; +-inf
-    when unbounded), test, margin, ni_lower (one-sided 1 - alpha lower bound, NI only),
+    Returns {mean_diff, sd (of the prompt means, n - 1 denominator: the power
+    calculation's input, rcmg.evaluation.power), ci_low, ci_high (two-sided 1 - alpha,
+    the test inverted; +-inf when unbounded), test, margin, ni_lower (one-sided 1 - alpha lower bound, NI only),
     p_value, p_reason, min_p, p_method}.
     """
     means = np.asarray(means, dtype=np.float64).reshape(-1)
@@ -151,6 +152,7 @@ def mean_test(
     kind = TWO_SIDED if margin is None else NONINFERIORITY
     out = {
         "mean_diff": float(means.mean()) if means.size else math.nan,
+        "sd": float(means.std(ddof=1)) if means.size >= 2 else math.nan,
         "ci_low": math.nan,
         "ci_high": math.nan,
         "test": kind,

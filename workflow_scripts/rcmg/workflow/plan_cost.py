@@ -11,12 +11,23 @@ The prompt count is given: that of the set the generate jobs read
 (:func:`rcmg.generation.prompt_count.prompt_count`). Only planning invocations print the
 table (:func:`announces`): not ``--lint`` or the other commands that parse the Snakefile
 without planning.
+
+:func:`power_table` follows it: each planned primary hypothesis's minimum detectable
+effect at the planned prompts and the prompts its configured effect needs
+(config ``evaluation.power``, :mod:`rcmg.evaluation.power`), from the SD of the per-prompt
+differences in a finished run's ``power.csv`` (``evaluation.power.variance_from``; default
+this experiment's own last comparison), or a line saying none is available yet and which
+file it would read.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
+from rcmg.evaluation import power as power_maths  # standard library only
 from rcmg.workflow.sweeps import RunPoint, effective
 
 STYLE_GUIDANCE_FACTOR = 1.5  # UNet passes per step: 3 with style guidance vs 2 (CFG)
@@ -107,4 +118,139 @@ def table(
     lines.append(f"  {'total':<9} {'':>6}      {'':>8}       {_cell(total, 10, '.1f')} h")
     if source:
         lines.append(f"  prompts: {source}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- power of the primaries
+POWER_DEFAULTS = {"target_power": 0.8, "effect_sizes": {}, "variance_from": None}
+
+
+def power_settings(config: dict) -> dict:
+    """``evaluation.power`` with its defaults; ``variance_from`` None becomes this
+    experiment's own comparison, ``<paths.results>/report/power.csv``."""
+    given = (config.get("evaluation") or {}).get("power") or {}
+    settings = {**POWER_DEFAULTS, **given}
+    settings["effect_sizes"] = dict(settings.get("effect_sizes") or {})
+    if not settings["variance_from"]:
+        settings["variance_from"] = f"{config['paths']['results']}/report/power.csv"
+    return settings
+
+
+def planned_primaries(config: dict, points: list[RunPoint]) -> list[dict]:
+    """The (hypothesis, model) rows compare will test: models named by the hypothesis (or
+    every model) that run both its condition and its baseline. Their count is the Holm
+    family size m."""
+    planned = {(p.model, p.condition) for p in points}
+    evaluation = config["evaluation"]
+    rows = []
+    for h in evaluation.get("primary_hypotheses") or []:
+        noninferior = h.get("test", power_maths.TWO_SIDED) == power_maths.NONINFERIORITY
+        margin = h.get("margin", evaluation.get("noninferiority_margin")) if noninferior else None
+        for model in h.get("models") or list(config["models"]):
+            if {(model, h["condition"]), (model, h["baseline"])} <= planned:
+                rows.append(
+                    {
+                        "model": model,
+                        "condition": h["condition"],
+                        "baseline": h["baseline"],
+                        "metric": h["metric"],
+                        "test": power_maths.NONINFERIORITY
+                        if noninferior
+                        else power_maths.TWO_SIDED,
+                        "margin": margin,
+                    }
+                )
+    return rows
+
+
+def read_power_csv(path: Path) -> dict[tuple, dict]:
+    """A finished comparison's power.csv by (contrast, model, metric)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {(r["contrast"], r["model"], r["metric"]): r for r in csv.DictReader(fh)}
+
+
+def _float(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def power_estimates(config: dict, points: list[RunPoint], n_prompts: int | None) -> dict:
+    """{source, found, rows}: per planned primary, :func:`rcmg.evaluation.power.power_row`
+    at ``n_prompts`` with the SD the source file has for it (None when it has none)."""
+    settings = power_settings(config)
+    source = Path(settings["variance_from"])
+    primaries = planned_primaries(config, points)
+    found = source.is_file()
+    table = read_power_csv(source) if found else {}
+    rows = []
+    for p in primaries:
+        key = (power_maths.contrast(p["condition"], p["baseline"]), p["model"], p["metric"])
+        prior = table.get(key)
+        sd = _float(prior["sd_of_prompt_differences"]) if prior else math.nan
+        estimate = None
+        if prior and n_prompts and math.isfinite(sd):
+            stand_in = str(prior.get("is_pipeline_check", "")).lower() in ("true", "1")
+            estimate = power_maths.power_row(
+                **p,
+                n=n_prompts,
+                sd=sd,
+                m=len(primaries),
+                alpha=power_maths.ALPHA,
+                target=float(settings["target_power"]),
+                effect=settings["effect_sizes"].get(p["metric"]),
+                n_flips=int(config["evaluation"].get("n_flips", 10000)),
+                variance_source=f"{source}: N={prior['n_prompts']} prompts",
+                is_pipeline_check=stand_in,
+            )
+        rows.append({**p, "estimate": estimate})
+    return {"source": str(source), "found": found, "rows": rows, "m": len(primaries)}
+
+
+def _num(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "?"
+    return "inf" if math.isinf(value) else f"{value:.3g}"
+
+
+def power_table(config: dict, points: list[RunPoint], n_prompts: int | None) -> str:
+    """The power lines the dry run prints below the cost table."""
+    settings = power_settings(config)
+    result = power_estimates(config, points, n_prompts)
+    m, source = result["m"], result["source"]
+    head = (
+        f"power of the {m} planned primaries (evaluation.power): MDE at "
+        f"{'?' if n_prompts is None else n_prompts} prompts, power {settings['target_power']}, "
+        f"alpha {power_maths.ALPHA} / m = {power_maths.ALPHA / max(1, m):.3g} (Holm's first "
+        "step), sign-flip test (noncentral t)"
+    )
+    if not m:
+        return head + "\n  no primary hypothesis is planned"
+    if not result["found"]:
+        return (
+            head + f"\n  no finished run's variance available yet: would read {source} "
+            "(power.csv of a finished comparison; evaluation.power.variance_from)"
+        )
+    lines = [head + f"; SD of the per-prompt differences from {source}"]
+    for row in result["rows"]:
+        label = (
+            f"  {row['model']}: {power_maths.contrast(row['condition'], row['baseline'])} "
+            f"{row['metric']} ({row['test']}"
+            + (f", margin {row['margin']:g}" if row["margin"] is not None else "")
+            + ")"
+        )
+        e = row["estimate"]
+        if e is None:
+            why = "unknown prompt count" if not n_prompts else f"no SD for this row in {source}"
+            lines.append(f"{label}: {why}")
+            continue
+        text = f"{label}: sd {_num(e['sd_of_prompt_differences'])}, MDE {_num(e['mde'])}"
+        if math.isfinite(e["effect_size_target"]):
+            text += f"; N for {e['effect_size_target']:g}: {_num(e['n_needed'])}"
+        if e["is_pipeline_check"]:
+            text += " (stand-in: pipeline-check runs)"
+        if e["note"]:
+            text += f" [{e['note']}]"
+        lines.append(text)
     return "\n".join(lines)
