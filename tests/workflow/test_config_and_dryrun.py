@@ -69,6 +69,46 @@ def test_real_config_plans_full_matrix_without_data(workdir):
     assert "demo_model" not in counts and "demo_dataset" not in counts
 
 
+def test_dry_run_states_each_primarys_mde_from_the_pilots_power_csv(workdir):
+    """evaluation.power.variance_from (the real config: the pilot's power.csv): the planner
+    prints each planned primary's MDE at the real config's 1000 prompts; the compare rule
+    gets the power settings as flags."""
+    from rcmg.evaluation import comparison, power
+
+    row = power.power_row(
+        condition="retrieval_native",
+        baseline="prompt",
+        model="audioldm2",
+        metric="clap_style_sim",
+        test="two-sided",
+        margin=None,
+        n=100,
+        sd=0.03,
+        m=36,
+        alpha=0.05,
+        target=0.8,
+        effect=0.01,
+        n_flips=10000,
+        variance_source="pilot",
+    )
+    source = workdir / "results/pilot/report/power.csv"
+    source.parent.mkdir(parents=True)
+    source.write_text(comparison.power_csv([row]))
+    out = snakemake(workdir, "-n", "-p").stdout
+    mde = power.mde(0.03, 1000, 0.05 / 36, 0.8, "two-sided", None, 10000)
+    assert "power of the 36 planned primaries (evaluation.power): MDE at 1000 prompts" in out
+    assert "SD of the per-prompt differences from results/pilot/report/power.csv" in out
+    line = next(
+        ln for ln in out.splitlines() if ln.startswith("  audioldm2: retrieval_native vs prompt")
+    )
+    assert f"clap_style_sim (two-sided): sd 0.03, MDE {mde:.3g}; N for 0.01: " in line
+    assert (
+        "audioldm: retrieval_native vs prompt clap_text_sim (noninferiority, margin 0.02): " in out
+    )
+    compare = next(ln for ln in out.splitlines() if "compare.py" in ln)
+    assert "--power-target 0.8 --power-effects clap_style_sim=0.01 clap_text_sim=0.0 " in compare
+
+
 # rules that run with another rule's resources table
 RESOURCES_OF = {
     "generate_shard": "generate",
@@ -326,6 +366,11 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
         if ln and not ln.startswith("#")
     ]
     assert len(prompts) == 100
+    # power: no pilot comparison yet; the file the planner would read
+    assert "power of the 36 planned primaries (evaluation.power): MDE at 100 prompts" in out
+    assert (
+        "no finished run's variance available yet: would read results/pilot/report/power.csv" in out
+    )
 
 
 def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rcmg.evaluation import comparison, hypotheses
+from rcmg.evaluation import comparison, hypotheses, power
 
 from tests.unit import fake_runs
 
@@ -249,6 +250,68 @@ def test_primary_tests_are_holm_adjusted_and_the_rest_exploratory(evaluated):
     assert "p (mean, sign-flip)" in table and "Wilcoxon p (secondary" in table
     # declared for model B, which has no retrieval run: listed as not testable
     assert "B: retrieval vs prompt on clap_style_sim" in html
+
+
+def test_power_csv_states_no_power_at_four_prompts(evaluated):
+    """4 prompts: no sign-flip p reaches 0.05 / 3 (two-sided 2/16, one-sided 1/16)."""
+    rows = read_csv(evaluated["out"] / "power.csv")
+    assert list(rows[0]) == power.FIELDS
+    assert sorted(r["metric"] for r in rows) == ["clap_text_sim", "peak_dbfs", "rms_dbfs"]
+    for row in rows:
+        assert row["n_prompts"] == "4" and row["mde"] == "inf" and row["holm_m"] == "3"
+        assert float(row["alpha_used"]) == pytest.approx(0.05 / 3)
+        assert float(row["alpha_attainable"]) == 0.0 and "no power" in row["note"]
+        assert row["is_pipeline_check"] == "True" and "stand-in" in row["variance_source"]
+
+
+def test_power_csv_gives_the_mde_of_each_primary_from_its_prompt_differences(tmp_path):
+    """The compare step as the rule runs it (compare.py, --power-target/--power-effects):
+    with 20 prompts every primary gets a finite MDE and N needed, from the SD of its own
+    per-prompt mean differences."""
+    prompts = tuple(f"prompt number {i}" for i in range(20))
+    ref = fake_runs.write_fake_reference(tmp_path / "ref.npz")
+    runs = {}
+    for condition, kind in (("prompt", "sine"), ("retrieval", "noise")):
+        runs[condition] = fake_runs.write_fake_run(
+            tmp_path / "results" / "runs",
+            model="A",
+            condition=condition,
+            kind=kind,
+            prompts=prompts,
+            seconds=0.25,
+        )
+        fake_runs.evaluate_with_fake_embedder(runs[condition], ref, n_boot=10)
+    out = tmp_path / "results" / "report"
+    run_compare(
+        *("--runs", *runs.values(), "--out-dir", out, "--n-boot", "20", "--n-flips", "2000"),
+        *("--reference-stats", ref, "--min-n", "6", "--fad-inf-min-n", "2"),
+        *("--primary", "retrieval:prompt:rms_dbfs", "retrieval:prompt:clap_text_sim:ni=0.02"),
+        *("--power-target", "0.9", "--power-effects", "rms_dbfs=0.5", "clap_text_sim=0"),
+    )
+    rows = {r["metric"]: r for r in read_csv(out / "power.csv")}
+    assert set(rows) == {"rms_dbfs", "clap_text_sim"}
+    base, other = per_item(runs["prompt"]), per_item(runs["retrieval"])
+    for metric, row in rows.items():
+        diffs = [float(other[i][metric]) - float(base[i][metric]) for i in range(20)]
+        sd = float(np.std(diffs, ddof=1))
+        test = "noninferiority" if metric == "clap_text_sim" else "two-sided"
+        margin = 0.02 if test == "noninferiority" else None
+        assert row["contrast"] == "retrieval vs prompt" and row["model"] == "A"
+        assert row["test"] == test and row["n_prompts"] == "20"
+        assert float(row["sd_of_prompt_differences"]) == pytest.approx(sd, rel=1e-9)
+        assert float(row["alpha_used"]) == pytest.approx(0.025) and float(row["power"]) == 0.9
+        values = {k: float(row[k]) for k in ("mde", "n_needed", "power_at_target")}
+        assert all(math.isfinite(v) for v in values.values()), row
+        expected = power.mde(sd, 20, 0.025, 0.9, test, margin, 2000)
+        assert values["mde"] == pytest.approx(expected, rel=1e-6)
+        effect = float(row["effect_size_target"])
+        need = int(values["n_needed"])
+        assert power.power(effect, sd, need, 0.025, test, margin, 2000) >= 0.9
+        assert power.power(effect, sd, need - 1, 0.025, test, margin, 2000) < 0.9 or need <= 16
+        assert row["is_pipeline_check"] == "True" and row["note"] == ""
+    html = (out / "index.html").read_text()
+    table = html.split('<table id="power">')[1].split("</table>")[0]
+    assert "retrieval vs prompt" in table and "stand-in" in table and 'id="power-note"' in html
 
 
 def test_set_metric_differences_and_min_n_warnings_in_every_table(evaluated):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,77 @@ def test_benchmark_settings_are_the_importers_selection_with_its_defaults():
         "max_count": 9,
         "seed": 4,
     }
+
+
+# ---------------------------------------------------------------- power of the primaries
+
+
+def _power_csv(path: Path, rows: list[dict]) -> Path:
+    """A finished comparison's power.csv, written by the compare step's own writer."""
+    from rcmg.evaluation import comparison, power
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = [
+        power.power_row(
+            **r, m=2, alpha=0.05, target=0.8, effect=None, n_flips=2000, variance_source="x"
+        )
+        for r in rows
+    ]
+    path.write_text(comparison.power_csv(full), encoding="utf-8")
+    return path
+
+
+def test_planner_states_each_primarys_mde_from_a_finished_runs_power_csv(tmp_path):
+    """The real config's planned primaries (m = Holm family), the SD a pilot's power.csv
+    has for a row, the MDE at the planned prompts; rows it lacks say so."""
+    from rcmg.evaluation import power
+
+    cfg = copy.deepcopy(BASE)
+    points = sweeps.plan(cfg)
+    primaries = plan_cost.planned_primaries(cfg, points)
+    m = len(primaries)
+    assert m == 36  # 12 declared x 3 models, every condition planned on all of them
+    ni = next(p for p in primaries if p["test"] == "noninferiority")
+    assert ni["margin"] == 0.02 and ni["metric"] == "clap_text_sim"
+    # before the pilot has run: none available, and the file it would read
+    cfg["evaluation"]["power"]["variance_from"] = str(tmp_path / "pilot" / "power.csv")
+    text = plan_cost.power_table(cfg, points, 1000)
+    assert f"power of the {m} planned primaries" in text
+    assert f"no finished run's variance available yet: would read {tmp_path}" in text
+    row = dict(
+        condition="retrieval_native",
+        baseline="prompt",
+        model="audioldm",
+        metric="clap_style_sim",
+        test="two-sided",
+        margin=None,
+        n=100,
+        sd=0.04,
+    )
+    _power_csv(tmp_path / "pilot" / "power.csv", [row])
+    text = plan_cost.power_table(cfg, points, 1000)
+    mde = power.mde(0.04, 1000, 0.05 / m, 0.8, "two-sided", None, 10000)
+    need = power.n_needed(0.01, 0.04, 0.05 / m, 0.8, "two-sided", None, 10000)
+    line = next(
+        ln
+        for ln in text.splitlines()
+        if "audioldm: retrieval_native vs prompt" in ln and "clap_style_sim" in ln
+    )
+    assert f"sd 0.04, MDE {mde:.3g}; N for 0.01: {need:.3g}" in line
+    assert "stand-in" not in line and math.isfinite(mde)
+    assert "audioldm2: retrieval_native vs prompt clap_style_sim (two-sided): no SD" in text
+    # the demo: its own stand-in comparison, 5 prompts cannot reach the level
+    demo = copy.deepcopy(cfg)
+    demo["evaluation"]["power"]["variance_from"] = None
+    demo["paths"]["results"] = str(tmp_path / "demo")
+    _power_csv(
+        tmp_path / "demo" / "report" / "power.csv", [{**row, "n": 5, "is_pipeline_check": True}]
+    )
+    rows = {
+        (r["model"], r["condition"], r["baseline"], r["metric"]): r
+        for r in plan_cost.power_estimates(demo, points, 5)["rows"]
+    }
+    estimate = rows[("audioldm", "retrieval_native", "prompt", "clap_style_sim")]["estimate"]
+    assert estimate["mde"] == math.inf and "no power" in estimate["note"]
+    text = plan_cost.power_table(demo, points, 5)
+    assert "MDE inf" in text and "(stand-in: pipeline-check runs)" in text
