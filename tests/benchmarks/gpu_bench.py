@@ -11,14 +11,14 @@ Builds the published-architecture random-weight models (AudioLDM-S, AudioLDM2, C
 ``rcmg.standins.real_arch``) directly on the device, then measures, in this order, one
 JSON file per group under ``--out`` (rewritten atomically after every row):
 
-    env.json          the machine, versions, what this run imported (written first and last)
-    peak.json         the chip's bf16 matmul rate (a large bf16 matmul loop)
-    build.json        model builds on the device
+    env.json          the machine, versions, the wheel install, the model builds on the
+                      device, what this run imported (first and last rows)
+    flops.json        the chip's bf16 matmul rate (a large bf16 matmul loop, measured first),
+                      UNet FLOPs per step (torch.utils.flop_counter) per model and batch, and
+                      the achieved fraction of that rate for every denoiser row
     denoiser.json     UNet s/step and s per 10-s clip, batch 1/8/32: fp16 and bf16 with SDPA,
                       fp16 with classic attention; DDIM and DPM-Solver++ timed for a few steps
                       and extrapolated to 200 / 25; one full DDIM-200 run checks that
-    flops.json        UNet FLOPs per step (torch.utils.flop_counter) and the achieved
-                      fraction of peak.json's rate for every denoiser row
     correctness.json  fp16 / bf16 audio finite; the same seed twice gives the same audio;
                       retrieval at alpha 0 equals prompt-only bit for bit (the generate job)
     generate.json     the project's generate CLI (generate.main, in-process) on AudioLDM2
@@ -53,9 +53,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 LOG = logging.getLogger("gpu_bench")
 
-GROUPS = (
-    "env", "peak", "build", "denoiser", "flops", "correctness", "generate", "clap", "compile",
-)  # fmt: skip
+# one JSON file each: 7 files, so a log beside them stays within the 8 files the device
+# tool brings back from $OUT
+GROUPS = ("env", "flops", "denoiser", "correctness", "generate", "clap", "compile")
 # What the GPU machine gets from the carried wheels (tests/benchmarks/.wheels, made by
 # gpu_wheels.sh): the distributions pinned in requirements.txt that this benchmark imports
 # (measured: env.json's ``imported``), at their pinned versions ...
@@ -94,9 +94,11 @@ CARRIED_UNPINNED = (
 # wheels (about 16 + 35 MB) would not fit the 64 MiB that travels beside faiss (19 MB).
 FROM_DEVICE = ("torch", "numpy", "scipy")
 CARRIED_LIST = "carried.txt"  # in the wheel folder: the name==version lines to install
+INSTALL_RECORD = "gpu_bench_install.json"  # in --site: what the install step did (env.json)
 GENERATION_KINDS = ("audioldm2", "audioldm")  # AudioLDM2 first: the project's main model
 PROMPT = "a calm piano melody with soft strings"
-VARIANTS = (("fp16", "sdpa"), ("bf16", "sdpa"), ("fp16", "classic"))
+# fp16 first (both attention kernels on one load; the full DDIM-200 check on it), then bf16
+VARIANTS = (("fp16", "sdpa"), ("fp16", "classic"), ("bf16", "sdpa"))
 SCHEDULER_TARGETS = {"ddim": 200, "dpmpp": 25}
 
 
@@ -323,7 +325,7 @@ class Plan:
         self.batches = [int(b) for b in (args.batches or ("1,2" if smoke else "1,8,32")).split(",")]
         self.steps = args.steps or (1 if smoke else 5)
         self.clip_seconds = args.clip_seconds or (1.0 if smoke else 10.0)
-        self.peak_n, self.peak_iters = (256, 3) if smoke else (8192, 50)
+        self.peak_n, self.peak_iters = (256, 3) if smoke else (8192, 100)
         self.generate_prompts = args.generate_prompts or (2 if smoke else 8)
         self.generate_steps = 2 if smoke else None  # None: config/config.yaml's steps
         self.generate_seconds = 1.0 if smoke else None
@@ -368,7 +370,7 @@ def build_models(plan: Plan, models_dir: Path, groups: Groups) -> dict[str, Path
         seconds = time.perf_counter() - start
         size = sum(p.stat().st_size for p in paths[kind].rglob("*") if p.is_file())
         groups.add(
-            "build", kind, "fp32", None, seconds=seconds, built_on=built_on,
+            "env", f"build:{kind}", "fp32", None, seconds=seconds, built_on=built_on,
             folder_bytes=size, tiny=plan.smoke, note=note,
         )  # fmt: skip
         free_memory(plan.device)
@@ -396,7 +398,7 @@ def measure_peak(plan: Plan, groups: Groups) -> float:
     seconds = time.perf_counter() - start
     rate = 2.0 * n**3 * iters / seconds
     groups.add(
-        "peak", "bf16_matmul", "bf16", None, n=n, iters=iters, seconds=seconds,
+        "flops", "peak:bf16_matmul", "bf16", None, n=n, iters=iters, seconds=seconds,
         tflops_per_s=rate / 1e12,
     )  # fmt: skip
     del a, b
@@ -480,18 +482,20 @@ def capture_unet_inputs(pipe):
     return seen, handle
 
 
-def count_unet_flops(pipe, inputs: dict) -> int:
+def count_unet_flops(pipe, inputs: dict, device: str) -> int:
     """FLOPs of one UNet forward (both guidance branches) on the captured inputs.
 
-    Counted with the classic attention processor: its attention is plain matmuls, which
-    FlopCounterMode counts on every device (CPU's fused SDPA kernel has no formula).
+    On CUDA with the pipeline's own SDPA attention (FlopCounterMode has formulas for the
+    flash / memory-efficient / cuDNN kernels); on the CPU with the classic processor, whose
+    attention is plain matmuls (the CPU's fused SDPA kernel has no formula).
     """
     import torch
     from diffusers.models.attention_processor import AttnProcessor
     from torch.utils.flop_counter import FlopCounterMode
 
     processors = pipe.unet.attn_processors
-    pipe.unet.set_attn_processor(AttnProcessor())
+    if not device.startswith("cuda"):
+        pipe.unet.set_attn_processor(AttnProcessor())
     try:
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             pipe.unet(*inputs["args"], **inputs["kwargs"])
@@ -500,86 +504,129 @@ def count_unet_flops(pipe, inputs: dict) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_denoiser(plan: Plan, paths: dict, groups: Groups, budget: Budget, peak: float) -> dict:
-    """Every (model, variant, batch, scheduler); FLOPs per batch; one full DDIM-200."""
+def set_attention(pipe, attention: str) -> None:
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    pipe.unet.set_attn_processor(AttnProcessor() if attention == "classic" else AttnProcessor2_0())
+
+
+def record_flops(plan: Plan, pipe, kind: str, dtype: str, batch: int, seen: dict, groups, flops):
+    """Count the UNet FLOPs of (kind, batch) once; an OOM here costs only the count."""
+    if (kind, batch) in flops:
+        return
+    shape = list(seen["args"][0].shape) if seen.get("args") else None
+    try:
+        flops[kind, batch] = count_unet_flops(pipe, seen, plan.device)
+    except oom_types() as exc:
+        flops[kind, batch] = None
+        groups.skip("flops", kind, dtype, batch, f"out of memory counting: {exc}".splitlines()[0])
+        free_memory(plan.device)
+        return
+    groups.add(
+        "flops", kind, dtype, batch, flops_per_step=flops[kind, batch],
+        unet_batch=shape[0] if shape else None, latent_shape=shape,
+        attention="sdpa" if plan.device.startswith("cuda") else "classic (matmuls)",
+        note="one UNet forward = one denoising step (both guidance branches)",
+    )  # fmt: skip
+
+
+def measure_batch(plan, pipe, timer, kind, variant, requested, attention, batch, load_s, groups, flops, peak):  # fmt: skip
+    """Warm-up call (new shapes), FLOP count, then a few steps per scheduler; the rows."""
     from bench_models import set_scheduler
-    from diffusers.models.attention_processor import AttnProcessor
 
-    flops: dict[tuple[str, int], int] = {}
-    reference: dict[str, dict] = {}
+    dtype, why = plan.dtype(requested)
+    set_scheduler(pipe, "ddim")
+    seen, handle = capture_unet_inputs(pipe)
+    try:
+        warm_s, _ = pipeline_call(pipe, kind, timer, plan, batch, 1)
+    finally:
+        handle.remove()
+    record_flops(plan, pipe, kind, dtype, batch, seen, groups, flops)
+    del seen
+    rows = {}
+    for scheduler in SCHEDULER_TARGETS:
+        set_scheduler(pipe, scheduler)
+        total, audio = pipeline_call(pipe, kind, timer, plan, batch, plan.steps)
+        fields = step_fields(total, timer, plan.steps, batch, scheduler)
+        count = flops.get((kind, batch))
+        rate = count / fields["s_per_step"] if count and fields["s_per_step"] else None
+        rows[scheduler] = groups.add(
+            "denoiser", variant, dtype, batch, model=kind, dtype_requested=requested,
+            dtype_note=why, attention=attention, load_s=load_s, warmup_s=warm_s,
+            clip_seconds=plan.clip_seconds, audio_finite=finite(audio), flops_per_step=count,
+            achieved_tflops_per_s=rate / 1e12 if rate else None,
+            fraction_of_bf16_peak=rate / peak if rate and peak else None, **fields,
+        )  # fmt: skip
+    return rows
+
+
+def bench_denoiser(plan: Plan, paths: dict, groups: Groups, budget: Budget, peak: float) -> None:
+    """Every (model, variant, batch, scheduler); FLOPs per batch; one full DDIM-200."""
+    flops: dict[tuple[str, int], int | None] = {}
     for kind in GENERATION_KINDS:
-        loaded = {}  # dtype -> (pipe, timer, load_s)
-        for requested, attention in VARIANTS:
-            dtype, why = plan.dtype(requested)
-            variant = f"{requested}-{attention}"
-            if budget.exhausted():
-                groups.skip("denoiser", variant, dtype, None, "time budget spent", model=kind)
-                continue
-            try:
-                if dtype not in loaded:
-                    for other in list(loaded):  # one pipeline on the device at a time
-                        del loaded[other]
-                    free_memory(plan.device)
-                    loaded[dtype] = load_variant(kind, paths[kind], plan, dtype, "sdpa")
-                pipe, timer, load_s = loaded[dtype]
-                if attention == "classic":
-                    pipe.unet.set_attn_processor(AttnProcessor())
-                else:
-                    from diffusers.models.attention_processor import AttnProcessor2_0
-
-                    pipe.unet.set_attn_processor(AttnProcessor2_0())
-            except oom_types() as exc:
-                groups.skip("denoiser", variant, dtype, None, f"out of memory loading: {exc}".splitlines()[0], model=kind)  # fmt: skip
-                loaded.clear()
-                free_memory(plan.device)
-                continue
-            for batch in plan.batches:
-                if budget.exhausted():
-                    groups.skip("denoiser", variant, dtype, batch, "time budget spent", model=kind)
-                    continue
-                try:
-                    set_scheduler(pipe, "ddim")
-                    seen, handle = capture_unet_inputs(pipe)
-                    warm_s, audio = pipeline_call(pipe, kind, timer, plan, batch, 1)
-                    handle.remove()
-                    if (kind, batch) not in flops:
-                        flops[kind, batch] = count_unet_flops(pipe, seen)
-                        groups.add(
-                            "flops", kind, dtype, batch, flops_per_step=flops[kind, batch],
-                            unet_batch=int(seen["args"][0].shape[0]) if seen["args"] else None,
-                            latent_shape=list(seen["args"][0].shape) if seen["args"] else None,
-                            note="one UNet forward = one denoising step (both guidance branches); "
-                            "counted with matmul attention",
-                        )  # fmt: skip
-                    del seen
-                    for scheduler in SCHEDULER_TARGETS:
-                        set_scheduler(pipe, scheduler)
-                        total, audio = pipeline_call(pipe, kind, timer, plan, batch, plan.steps)
-                        fields = step_fields(total, timer, plan.steps, batch, scheduler)
-                        rate = (
-                            flops[kind, batch] / fields["s_per_step"]
-                            if fields["s_per_step"]
-                            else 0.0
-                        )
-                        row = groups.add(
-                            "denoiser", variant, dtype, batch, model=kind, dtype_requested=requested,
-                            dtype_note=why, attention=attention, load_s=load_s, warmup_s=warm_s,
-                            clip_seconds=plan.clip_seconds, audio_finite=finite(audio),
-                            flops_per_step=flops[kind, batch], achieved_tflops_per_s=rate / 1e12,
-                            fraction_of_bf16_peak=rate / peak if peak else None, **fields,
-                        )  # fmt: skip
-                        if batch == plan.batches[0] and (requested, attention) == ("fp16", "sdpa"):
-                            reference.setdefault(kind, {})[scheduler] = row
-                except oom_types() as exc:
-                    groups.skip("denoiser", variant, dtype, batch, f"out of memory: {exc}".splitlines()[0], model=kind)  # fmt: skip
-                    free_memory(plan.device)
-                    break
-        if kind == GENERATION_KINDS[0] and not budget.exhausted():
-            full_ddim_check(plan, kind, loaded, reference.get(kind, {}), groups)
-        loaded.clear()
+        full_check = kind == GENERATION_KINDS[0]
+        bench_denoiser_model(plan, kind, paths[kind], groups, budget, peak, flops, full_check)
         free_memory(plan.device)
     add_flops_summary(groups, peak)
-    return reference
+
+
+def bench_denoiser_model(plan, kind, path, groups, budget, peak, flops, full_check) -> None:
+    """One model: one pipeline per dtype on the device at a time (fp16 serves both attention
+    kernels, then the full DDIM-200 check, then bf16). An out-of-memory ends that variant's
+    larger batches, as a row."""
+    loaded = {}  # dtype -> (pipe, timer, load_s)
+    reference = {}  # the fp16-sdpa rows at the first batch, by scheduler
+    pending_check = full_check
+
+    def check_once():
+        nonlocal pending_check
+        if not pending_check:
+            return
+        pending_check = False
+        if budget.exhausted():
+            dtype = plan.dtype("fp16")[0]
+            groups.skip("denoiser", "fp16-sdpa-ddim200-full", dtype, plan.batches[0], "time budget spent", model=kind)  # fmt: skip
+        else:
+            full_ddim_check(plan, kind, loaded, reference, groups)
+
+    for requested, attention in VARIANTS:
+        dtype, _ = plan.dtype(requested)
+        variant = f"{requested}-{attention}"
+        if budget.exhausted():
+            groups.skip("denoiser", variant, dtype, None, "time budget spent", model=kind)
+            continue
+        try:
+            if dtype not in loaded:
+                if loaded:
+                    check_once()  # on the fp16 pipeline, before it is unloaded
+                loaded.clear()
+                free_memory(plan.device)
+                loaded[dtype] = load_variant(kind, path, plan, dtype, "sdpa")
+            pipe, timer, load_s = loaded[dtype]
+            set_attention(pipe, attention)
+        except oom_types() as exc:
+            groups.skip("denoiser", variant, dtype, None, f"out of memory loading: {exc}".splitlines()[0], model=kind)  # fmt: skip
+            loaded.clear()
+            free_memory(plan.device)
+            continue
+        for batch in plan.batches:
+            if budget.exhausted():
+                groups.skip("denoiser", variant, dtype, batch, "time budget spent", model=kind)
+                continue
+            try:
+                rows = measure_batch(
+                    plan, pipe, timer, kind, variant, requested, attention, batch, load_s,
+                    groups, flops, peak,
+                )  # fmt: skip
+            except oom_types() as exc:
+                groups.skip("denoiser", variant, dtype, batch, f"out of memory: {exc}".splitlines()[0], model=kind)  # fmt: skip
+                free_memory(plan.device)
+                break
+            if batch == plan.batches[0] and variant == "fp16-sdpa":
+                reference.update(rows)
+        del pipe, timer
+    check_once()
+    loaded.clear()
 
 
 def full_ddim_check(plan: Plan, kind: str, loaded: dict, reference: dict, groups: Groups) -> None:
@@ -587,15 +634,14 @@ def full_ddim_check(plan: Plan, kind: str, loaded: dict, reference: dict, groups
 
     The CPU smoke runs the same check with ``plan.full_steps`` (4) steps."""
     from bench_models import set_scheduler
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     dtype, _ = plan.dtype("fp16")
     batch = plan.batches[0]
     if dtype not in loaded or "ddim" not in reference:
         groups.skip("denoiser", "fp16-sdpa-ddim200-full", dtype, batch, "no fp16 DDIM row to check", model=kind)  # fmt: skip
         return
-    pipe, timer, load_s = loaded[dtype]
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe, timer, _ = loaded[dtype]
+    set_attention(pipe, "sdpa")
     set_scheduler(pipe, "ddim")
     steps = plan.full_steps
     total, audio = pipeline_call(pipe, kind, timer, plan, batch, steps)
@@ -819,12 +865,27 @@ def bench_clap(plan: Plan, paths: dict, work: Path, groups: Groups, budget: Budg
 # ------------------------------------------------------------------------- compile
 
 
-def bench_compile(plan: Plan, paths: dict, groups: Groups, budget: Budget, reference: dict) -> None:
-    """fp16 + torch.compile(UNet) last: the first call per batch (compile) timed apart."""
+def eager_row(groups: Groups, kind: str, batch: int) -> dict | None:
+    """The uncompiled fp16-sdpa DDIM row of (kind, batch), to compare a compiled one with."""
+    for row in groups.rows.get("denoiser", []):
+        if (row.get("model"), row["variant"], row["batch"], row.get("scheduler")) == (
+            kind, "fp16-sdpa", batch, "ddim",
+        ) and "skipped" not in row and row.get("extrapolated"):  # fmt: skip
+            return row
+    return None
+
+
+def bench_compile(plan: Plan, paths: dict, groups: Groups, budget: Budget) -> None:
+    """fp16 + torch.compile(UNet) last: the first call per shape (compile) timed apart.
+
+    Batch by batch over both models (batch 1 of each first): a compile takes a minute or
+    more on the GPU, and the time budget stops new ones. ``dynamic=False``: one graph
+    per batch size, as a fixed-batch job would run it."""
     import torch
     from bench_models import set_scheduler
 
     dtype, why = plan.dtype("fp16")
+    variant = "fp16-sdpa-compile"
     note = why
     if plan.compile_backend != "inductor":
         note = (note + "; " if note else "") + (
@@ -834,16 +895,19 @@ def bench_compile(plan: Plan, paths: dict, groups: Groups, budget: Budget, refer
     for kind in GENERATION_KINDS:
         if kind not in plan.compile_kinds:
             reason = "cpu-smoke: torch.compile runs on the tiny audioldm only (time); the GPU run compiles both"
-            groups.skip("compile", "fp16-sdpa-compile", dtype, None, reason, model=kind)
-            continue
-        pipe = None
-        for batch in plan.compile_batches:
+            groups.skip("compile", variant, dtype, None, reason, model=kind)
+    pipes, failed = {}, set()
+    for batch in plan.compile_batches:
+        for kind in plan.compile_kinds:
+            if kind in failed:
+                continue
             if budget.exhausted():
-                groups.skip("compile", "fp16-sdpa-compile", dtype, batch, "time budget spent", model=kind)  # fmt: skip
+                groups.skip("compile", variant, dtype, batch, "time budget spent", model=kind)
                 continue
             try:
-                if pipe is None:
-                    pipe, timer, load_s = load_variant(kind, paths[kind], plan, dtype, "sdpa", compiled=True)  # fmt: skip
+                if kind not in pipes:
+                    pipes[kind] = load_variant(kind, paths[kind], plan, dtype, "sdpa", compiled=True)  # fmt: skip
+                pipe, timer, load_s = pipes[kind]
                 set_scheduler(pipe, "ddim")
                 first_s, _ = pipeline_call(pipe, kind, timer, plan, batch, 1)
                 first_unet = timer.seconds.get("denoise", 0.0)
@@ -851,25 +915,29 @@ def bench_compile(plan: Plan, paths: dict, groups: Groups, budget: Budget, refer
                 again_unet = timer.seconds.get("denoise", 0.0)
                 total, audio = pipeline_call(pipe, kind, timer, plan, batch, plan.steps)
             except oom_types() as exc:
-                groups.skip("compile", "fp16-sdpa-compile", dtype, batch, f"out of memory: {exc}".splitlines()[0], model=kind)  # fmt: skip
-                break
+                groups.skip("compile", variant, dtype, batch, f"out of memory: {exc}".splitlines()[0], model=kind)  # fmt: skip
+                failed.add(kind)
+                free_memory(plan.device)
+                continue
             except Exception as exc:  # a compiler failure is a result here, not a crash
-                groups.skip("compile", "fp16-sdpa-compile", dtype, batch, f"torch.compile failed: {type(exc).__name__}: {exc}".splitlines()[0][:500], model=kind)  # fmt: skip
-                break
+                message = f"torch.compile failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                groups.skip("compile", variant, dtype, batch, message[:500], model=kind)
+                failed.add(kind)
+                continue
             fields = step_fields(total, timer, plan.steps, batch, "ddim")
-            eager = reference.get(kind, {}).get("ddim")
-            eager_step = eager["s_per_step"] if eager and batch == eager["batch"] else None
+            eager = eager_row(groups, kind, batch)
+            eager_step = eager["s_per_step"] if eager else None
             groups.add(
-                "compile", "fp16-sdpa-compile", dtype, batch, model=kind,
-                backend=plan.compile_backend, dynamic=False, load_s=load_s, first_call_s=first_s,
+                "compile", variant, dtype, batch, model=kind, backend=plan.compile_backend,
+                dynamic=False, load_s=load_s, first_call_s=first_s,
                 compile_s=max(first_unet - again_unet, 0.0), audio_finite=finite(audio),
                 eager_s_per_step=eager_step,
                 speedup_vs_eager=eager_step / fields["s_per_step"] if eager_step and fields["s_per_step"] else None,
                 clip_seconds=plan.clip_seconds, note=note, **fields,
             )  # fmt: skip
-        del pipe
-        torch._dynamo.reset()
-        free_memory(plan.device)
+    pipes.clear()
+    torch._dynamo.reset()
+    free_memory(plan.device)
 
 
 # ---------------------------------------------------------------------------- main
@@ -883,7 +951,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: every branch, < 1 min")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cuda | cpu (--cpu-smoke: cpu)")
     p.add_argument("--work-dir", type=Path, default=None, help="models and runs (default: a temp dir)")  # fmt: skip
-    p.add_argument("--time-budget", type=float, default=None, help="seconds; 0 = none (GPU default 270)")  # fmt: skip
+    p.add_argument("--time-budget", type=float, default=None, help="seconds; 0 = none (GPU default 240)")  # fmt: skip
     p.add_argument("--batches", default=None, help="denoiser batches (default 1,8,32)")
     p.add_argument("--steps", type=int, default=None, help="measured steps per call (default 5)")
     p.add_argument("--clip-seconds", type=float, default=None, help="default 10")
@@ -913,7 +981,9 @@ def main(argv=None) -> int:
     if args.install_wheels is not None:
         record = install_wheels(args.install_wheels, args.site)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "install.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (args.site / INSTALL_RECORD).write_text(
+            json.dumps(record, indent=2) + "\n", encoding="utf-8"
+        )
         print(f"[install] {json.dumps(record)}", flush=True)
         return 0
     for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
@@ -929,7 +999,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
     if not args.cpu_smoke and not device.startswith("cuda"):
         raise SystemExit("no CUDA device: run on the GPU machine, or pass --cpu-smoke")
-    budget_s = args.time_budget if args.time_budget is not None else (0 if args.cpu_smoke else 270)
+    budget_s = args.time_budget if args.time_budget is not None else (0 if args.cpu_smoke else 240)
     budget = Budget(budget_s)
     plan = Plan(args, device)
     env = environment(device)
@@ -940,7 +1010,7 @@ def main(argv=None) -> int:
         else:
             work = args.work_dir
         env_fields = {"budget_s": budget_s, "argv": sys.argv[1:] if argv is None else list(argv)}
-        install = out / "install.json"
+        install = args.site / INSTALL_RECORD
         if install.is_file():
             env_fields["install"] = json.loads(install.read_text(encoding="utf-8"))
         groups.add(
@@ -950,11 +1020,11 @@ def main(argv=None) -> int:
         )  # fmt: skip
         peak = measure_peak(plan, groups)
         paths = build_models(plan, work / "models", groups)
-        reference = bench_denoiser(plan, paths, groups, budget, peak)
+        bench_denoiser(plan, paths, groups, budget, peak)
         bench_correctness(plan, paths, work, groups, budget)
         bench_generate(plan, paths, work, groups, budget)
         bench_clap(plan, paths, work, groups, budget)
-        bench_compile(plan, paths, groups, budget, reference)
+        bench_compile(plan, paths, groups, budget)
         groups.add(
             "env", "end", None, None, elapsed_s=budget.elapsed(),
             imported=imported_distributions(),

@@ -16,4 +16,4 @@ export TOKENIZERS_PARALLELISM=false TRANSFORMERS_NO_TORCHVISION=1 PYTHONUNBUFFER
 export PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PYTHON" "$HERE/gpu_bench.py" --install-wheels "$WHEELS" --site "$SITE" "$@"
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" "$HERE/gpu_bench.py" "$@"
+exec "$PYTHON" "$HERE/gpu_bench.py" --site "$SITE" "$@"
