@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -76,8 +77,9 @@ CARRIED = (
 )
 # ... and the unpinned ones they need that the GPU image lacks or may hold too old for them
 # (huggingface_hub 2 imports httpx2, which needs truststore and recent anyio, idna, h11 and
-# typing_extensions; soundfile needs cffi, whose cdef parser is pycparser), at this venv's
-# versions. Checked against the image's package list (device KINDS.md, 2026-11-17).
+# typing_extensions; transformers checks regex >= 2025.10.22 at import; soundfile needs cffi,
+# whose cdef parser is pycparser), at this venv's versions. Checked against the image's
+# package list (device KINDS.md, 2026-11-17).
 CARRIED_UNPINNED = (
     "httpx2",
     "httpcore2",
@@ -86,6 +88,7 @@ CARRIED_UNPINNED = (
     "idna",
     "h11",
     "typing_extensions",
+    "regex",
     "cffi",
     "pycparser",
 )
@@ -565,7 +568,14 @@ def bench_denoiser(plan: Plan, paths: dict, groups: Groups, budget: Budget, peak
     flops: dict[tuple[str, int], int | None] = {}
     for kind in GENERATION_KINDS:
         full_check = kind == GENERATION_KINDS[0]
-        bench_denoiser_model(plan, kind, paths[kind], groups, budget, peak, flops, full_check)
+        try:
+            bench_denoiser_model(plan, kind, paths[kind], groups, budget, peak, flops, full_check)
+        except oom_types():
+            raise  # caught per variant inside; one escaping here is a bug to see
+        except Exception as exc:  # one model's failure leaves the other model measured
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            LOG.exception("denoiser %s failed", kind)
+            groups.skip("denoiser", "failed", None, None, f"{kind}: {message}", model=kind)
         free_memory(plan.device)
     add_flops_summary(groups, peak)
 
@@ -1018,20 +1028,37 @@ def main(argv=None) -> int:
             torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
             load_avg_1m=round(os.getloadavg()[0], 2),
         )  # fmt: skip
-        peak = measure_peak(plan, groups)
-        paths = build_models(plan, work / "models", groups)
-        bench_denoiser(plan, paths, groups, budget, peak)
-        bench_correctness(plan, paths, work, groups, budget)
-        bench_generate(plan, paths, work, groups, budget)
-        bench_clap(plan, paths, work, groups, budget)
-        bench_compile(plan, paths, groups, budget)
+        failures = []
+
+        def isolated(group: str, fn, *fn_args):
+            """One group's crash is a row in its file (traceback on stderr); the rest run."""
+            try:
+                return fn(*fn_args)
+            except Exception as exc:  # the one-shot GPU run goes on
+                traceback.print_exc()
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                failures.append(f"{group}: {message}")
+                groups.skip(group, "failed", None, None, f"{fn.__name__} raised {message}")
+                free_memory(device)
+                return None
+
+        peak = isolated("flops", measure_peak, plan, groups) or 0.0
+        paths = isolated("env", build_models, plan, work / "models", groups)
+        if paths is not None:
+            isolated("denoiser", bench_denoiser, plan, paths, groups, budget, peak)
+            isolated("correctness", bench_correctness, plan, paths, work, groups, budget)
+            isolated("generate", bench_generate, plan, paths, work, groups, budget)
+            isolated("clap", bench_clap, plan, paths, work, groups, budget)
+            isolated("compile", bench_compile, plan, paths, groups, budget)
         groups.add(
-            "env", "end", None, None, elapsed_s=budget.elapsed(),
+            "env", "end", None, None, elapsed_s=budget.elapsed(), failures=failures,
             imported=imported_distributions(),
             max_memory_allocated=torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
         )  # fmt: skip
     print(f"total {budget.elapsed():.1f}s; JSON in {out}", flush=True)
-    return 0
+    if failures:
+        print("FAILED groups: " + "; ".join(failures), file=sys.stderr, flush=True)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
