@@ -9,22 +9,24 @@ is reachable there) and then runs this script::
 
 Builds the published-architecture random-weight models (AudioLDM-S, AudioLDM2, CLAP;
 ``rcmg.standins.real_arch``) directly on the device, then measures, in this order, one
-JSON file per group under ``--out`` (rewritten atomically after every row):
+JSON file per group under ``--out`` (rewritten atomically after every row); the bounded
+groups first, then the elastic denoiser matrix, torch.compile last:
 
     env.json          the machine, versions, the wheel install, the model builds on the
                       device, what this run imported (first and last rows)
     flops.json        the chip's bf16 matmul rate (a large bf16 matmul loop, measured first),
                       UNet FLOPs per step (torch.utils.flop_counter) per model and batch, and
                       the achieved fraction of that rate for every denoiser row
-    denoiser.json     UNet s/step and s per 10-s clip, batch 1/8/32: fp16 and bf16 with SDPA,
-                      fp16 with classic attention; DDIM and DPM-Solver++ timed for a few steps
-                      and extrapolated to 200 / 25; one full DDIM-200 run checks that
     correctness.json  fp16 / bf16 audio finite; the same seed twice gives the same audio;
                       retrieval at alpha 0 equals prompt-only bit for bit (the generate job)
     generate.json     the project's generate CLI (generate.main, in-process) on AudioLDM2
                       over the real prompt file: wall, phases, denoiser share
     clap.json         CLAP audio embeddings/s at batch 64 and the forward share (rcmg's path)
-    compile.json      fp16 + torch.compile of the UNet (last), compile time apart
+    denoiser.json     UNet s/step and s per 10-s clip, batch 1/8/32: fp16 and bf16 with SDPA,
+                      fp16 with classic attention; DDIM and DPM-Solver++ timed for a few steps
+                      and extrapolated to 200 / 25; one full DDIM-200 run checks that
+    compile.json      fp16 + torch.compile of the UNet, compile time apart; it keeps the
+                      last ``--compile-reserve`` (60) s of the budget
 
 Every row holds the device name, torch / CUDA / driver versions, dtype, batch and variant.
 An out-of-memory in one variant is a row, not the end of the run; once ``--time-budget``
@@ -213,6 +215,12 @@ class Budget:
     def exhausted(self) -> bool:
         return self.seconds > 0 and self.elapsed() >= self.seconds
 
+    def minus(self, reserve: float) -> Budget:
+        """The same clock, ending ``reserve`` seconds earlier (what the last group keeps)."""
+        early = Budget(max(self.seconds - reserve, 1e-9) if self.seconds > 0 else 0)
+        early.start = self.start
+        return early
+
 
 class Groups:
     """One JSON file per measurement group; each row printed and the file rewritten."""
@@ -336,6 +344,8 @@ class Plan:
         self.full_steps = 4 if smoke else 200  # the extrapolation check: a full DDIM-200 call
         self.clap_batch = args.clap_batch or (4 if smoke else 64)
         self.clap_batches = 2 if smoke else 3
+        oom = (args.simulate_oom or "").split(":")
+        self.simulate_oom = (oom[0], oom[1], int(oom[2])) if len(oom) == 3 else None
         self.compile_backend = args.compile_backend or ("eager" if smoke else "inductor")
         self.compile_batches = self.batches[:1] if smoke else self.batches
         # dynamo's graph capture of the tiny AudioLDM2 UNet alone costs ~16 s of CPU: the
@@ -536,6 +546,11 @@ def record_flops(plan: Plan, pipe, kind: str, dtype: str, batch: int, seen: dict
 def measure_batch(plan, pipe, timer, kind, variant, requested, attention, batch, load_s, groups, flops, peak):  # fmt: skip
     """Warm-up call (new shapes), FLOP count, then a few steps per scheduler; the rows."""
     from bench_models import set_scheduler
+
+    if plan.simulate_oom == (kind, variant, batch):  # the smoke test's out-of-memory branch
+        import torch
+
+        raise torch.OutOfMemoryError(f"simulated (--simulate-oom {kind}:{variant}:{batch})")
 
     dtype, why = plan.dtype(requested)
     set_scheduler(pipe, "ddim")
@@ -961,12 +976,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU: every branch, < 1 min")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cuda | cpu (--cpu-smoke: cpu)")
     p.add_argument("--work-dir", type=Path, default=None, help="models and runs (default: a temp dir)")  # fmt: skip
-    p.add_argument("--time-budget", type=float, default=None, help="seconds; 0 = none (GPU default 240)")  # fmt: skip
+    p.add_argument("--time-budget", type=float, default=None, help="seconds; 0 = none (GPU default 270)")  # fmt: skip
+    p.add_argument("--compile-reserve", type=float, default=60.0, help="seconds of the budget kept for torch.compile (GPU)")  # fmt: skip
     p.add_argument("--batches", default=None, help="denoiser batches (default 1,8,32)")
     p.add_argument("--steps", type=int, default=None, help="measured steps per call (default 5)")
     p.add_argument("--clip-seconds", type=float, default=None, help="default 10")
     p.add_argument("--generate-prompts", type=int, default=None, help="prompt subset of the generate run (default 8)")  # fmt: skip
     p.add_argument("--clap-batch", type=int, default=None, help="default 64")
+    p.add_argument("--simulate-oom", default=None, help="MODEL:VARIANT:BATCH raises an out-of-memory there (tests the OOM rows)")  # fmt: skip
     p.add_argument("--compile-backend", default=None, help="default inductor (CPU smoke: eager)")
     p.add_argument("--install-wheels", type=Path, default=None, help="only install these carried wheels into --site, then exit")  # fmt: skip
     p.add_argument("--print-carried", action="store_true", help="print the carried name==version lines (gpu_wheels.sh)")  # fmt: skip
@@ -1009,7 +1026,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
     if not args.cpu_smoke and not device.startswith("cuda"):
         raise SystemExit("no CUDA device: run on the GPU machine, or pass --cpu-smoke")
-    budget_s = args.time_budget if args.time_budget is not None else (0 if args.cpu_smoke else 240)
+    budget_s = args.time_budget if args.time_budget is not None else (0 if args.cpu_smoke else 270)
     budget = Budget(budget_s)
     plan = Plan(args, device)
     env = environment(device)
@@ -1042,13 +1059,16 @@ def main(argv=None) -> int:
                 free_memory(device)
                 return None
 
+        # bounded groups first, the elastic denoiser matrix next (it stops where the budget
+        # minus the compile reserve ends), torch.compile last with what is left
+        early = budget.minus(args.compile_reserve if not plan.smoke else 0.0)
         peak = isolated("flops", measure_peak, plan, groups) or 0.0
         paths = isolated("env", build_models, plan, work / "models", groups)
         if paths is not None:
-            isolated("denoiser", bench_denoiser, plan, paths, groups, budget, peak)
-            isolated("correctness", bench_correctness, plan, paths, work, groups, budget)
-            isolated("generate", bench_generate, plan, paths, work, groups, budget)
-            isolated("clap", bench_clap, plan, paths, work, groups, budget)
+            isolated("correctness", bench_correctness, plan, paths, work, groups, early)
+            isolated("generate", bench_generate, plan, paths, work, groups, early)
+            isolated("clap", bench_clap, plan, paths, work, groups, early)
+            isolated("denoiser", bench_denoiser, plan, paths, groups, early, peak)
             isolated("compile", bench_compile, plan, paths, groups, budget)
         groups.add(
             "env", "end", None, None, elapsed_s=budget.elapsed(), failures=failures,

@@ -217,24 +217,31 @@ def _numbers(value):
             yield from _numbers(item)
 
 
-def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_path, repo_root):
-    """The command the GPU machine runs (gpu_bench.sh), in --cpu-smoke mode: tiny models,
-    every branch, one JSON file per group with finite numbers and the fields every row needs."""
-    import math
+def _gpu_bench(tmp_path: Path, repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``bash gpu_bench.sh --cpu-smoke`` (the GPU run's entry point) into tmp_path/out."""
     import os
 
-    out = tmp_path / "out"
     env = {
         **os.environ,
         "PYTHON": sys.executable,
         "GPU_BENCH_SITE": str(tmp_path / "site"),
         "GPU_BENCH_WHEELS": str(tmp_path / "no_wheels"),  # nothing to install here
     }
-    proc = subprocess.run(
-        ["bash", str(HERE / "gpu_bench.sh"), "--cpu-smoke", "--out", str(out),
-         "--work-dir", str(tmp_path / "work")],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    command = ["bash", str(HERE / "gpu_bench.sh"), "--cpu-smoke", "--out", str(tmp_path / "out"),
+               "--work-dir", str(tmp_path / "work"), *args]  # fmt: skip
+    return subprocess.run(
+        command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_path, repo_root):
+    """The command the GPU machine runs (gpu_bench.sh), in --cpu-smoke mode: tiny models,
+    every branch, one JSON file per group with finite numbers and the fields every row needs
+    (one out-of-memory simulated: a row, and the variant's larger batches are not run)."""
+    import math
+
+    out = tmp_path / "out"
+    proc = _gpu_bench(tmp_path, repo_root, "--simulate-oom", "audioldm:bf16-sdpa:2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     install = json.loads((tmp_path / "site" / "gpu_bench_install.json").read_text())
     assert install["installed"] == {} and "diffusers" in install["present"]
@@ -247,8 +254,13 @@ def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_
             assert row["group"] == group and row["device"] == "cpu" and row["device_name"]
             assert all(math.isfinite(x) for x in _numbers(row)), (group, row)
         rows[group] = data["rows"]
-    skipped = [(g, r["variant"], r.get("model")) for g in rows for r in rows[g] if "skipped" in r]
-    assert skipped == [("compile", "fp16-sdpa-compile", "audioldm2")]  # the smoke's one skip
+    skipped = [(g, r["variant"], r.get("model"), r["batch"]) for g in rows for r in rows[g] if "skipped" in r]  # fmt: skip
+    assert skipped == [
+        ("denoiser", "bf16-sdpa", "audioldm", 2),  # the simulated out-of-memory
+        ("compile", "fp16-sdpa-compile", "audioldm2", None),  # the smoke compiles one model
+    ]
+    (oom,) = [r for r in rows["denoiser"] if "skipped" in r]
+    assert oom["skipped"].startswith("out of memory: simulated") and oom["dtype"] == "bf16"
 
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.json" for g in GPU_BENCH_GROUPS)
     (peak,) = [r for r in rows["flops"] if r["variant"] == "peak:bf16_matmul"]
@@ -258,7 +270,7 @@ def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_
     assert all(r["built_on"] == "cpu" and r["folder_bytes"] > 0 for r in builds)
     assert rows["env"][0]["install"]["installed"] == {}
 
-    timed = [r for r in rows["denoiser"] if r["extrapolated"]]
+    timed = [r for r in rows["denoiser"] if r.get("extrapolated")]
     got = {(r["model"], r["variant"], r["batch"], r["scheduler"]) for r in timed}
     assert got == {
         (m, v, b, s)
@@ -266,6 +278,7 @@ def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_
         for v in ("fp16-sdpa", "bf16-sdpa", "fp16-classic")
         for b in (1, 2)
         for s in ("ddim", "dpmpp")
+        if (m, v, b) != ("audioldm", "bf16-sdpa", 2)
     }
     for r in timed:
         assert r["s_per_step"] > 0 and r["s_per_clip_extrapolated"] > 0 and r["audio_finite"]
@@ -274,7 +287,7 @@ def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_
         assert r["fraction_of_bf16_peak"] > 0 and r["phases_s"]["denoise"] > 0
     fp16 = {r["dtype"] for r in timed if r["variant"].startswith("fp16")}
     assert fp16 == {"fp32"} and {r["dtype"] for r in timed if r["variant"] == "bf16-sdpa"} == {"bf16"}  # fmt: skip
-    (full,) = [r for r in rows["denoiser"] if not r["extrapolated"]]
+    (full,) = [r for r in rows["denoiser"] if r.get("extrapolated") is False]
     assert full["model"] == "audioldm2" and full["measured_over_extrapolated"] > 0
 
     counted = {(r["variant"], r["batch"]): r["flops_per_step"] for r in rows["flops"] if r["variant"] in ("audioldm", "audioldm2")}  # fmt: skip
@@ -341,3 +354,23 @@ def test_gpu_bench_installs_only_the_carried_wheels_whose_version_differs(tmp_pa
     assert record["kept_device_version"] == {"rcmg-absent==2.0": None}  # no wheel carried
     assert (site / "rcmg_fake-1.0.dist-info" / "METADATA").is_file()
     assert record["from_device"]["torch"]
+
+
+def test_gpu_bench_spent_budget_leaves_a_row_per_measurement_not_taken(tmp_path, repo_root):
+    proc = _gpu_bench(tmp_path, repo_root, "--time-budget", "0.001", "--batches", "1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = tmp_path / "out"
+    for group in ("correctness", "generate", "clap", "denoiser", "compile"):
+        rows = json.loads((out / f"{group}.json").read_text())["rows"]
+        assert rows and all("skipped" in r for r in rows), group
+        reasons = {r["skipped"] for r in rows if not r["skipped"].startswith("runs missing")}
+        assert reasons <= {
+            "time budget spent",
+            "cpu-smoke: torch.compile runs on the tiny audioldm only (time); the GPU run compiles both",
+        }, group
+    denoiser = json.loads((out / "denoiser.json").read_text())["rows"]
+    assert {(r["model"], r["variant"]) for r in denoiser} >= {
+        ("audioldm2", "fp16-sdpa-ddim200-full")
+    }
+    env_rows = json.loads((out / "env.json").read_text())["rows"]
+    assert env_rows[-1]["variant"] == "end" and env_rows[-1]["failures"] == []
