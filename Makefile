@@ -14,7 +14,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_NO_TORCHVISION := 1
 
-.PHONY: setup demo test test-fast lint format bench dryrun report clean-demo
+.PHONY: setup demo test test-fast lint format bench dryrun report clean-demo gpu-wheels gpu-bench-smoke
 
 setup: $(STAMP)
 
@@ -66,6 +66,14 @@ dryrun: $(STAMP)
 BENCH_ARGS ?= $(if $(shell command -v nvidia-smi),,--quick)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run_all.py $(BENCH_ARGS)
+
+# The prepared GPU benchmark (tests/benchmarks/README.md, "gpu_bench.sh"): the wheels it
+# carries to the GPU machine (downloaded here), and its CPU smoke on the tiny models.
+gpu-wheels: $(STAMP)
+	bash tests/benchmarks/gpu_wheels.sh
+
+gpu-bench-smoke: $(STAMP)
+	PYTHON=$(BIN)/python bash tests/benchmarks/gpu_bench.sh --cpu-smoke --out results/bench/gpu_smoke
 
 clean-demo:
 	rm -rf resources/demo results/demo logs/demo benchmarks/demo

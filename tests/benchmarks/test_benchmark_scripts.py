@@ -195,3 +195,182 @@ def test_run_all_runs_a_benchmark_subprocess_and_prints_the_combined_table(
     assert "config.yaml x2" in printed and "s per 1000 jobs" in printed
     combined = json.loads((tmp_path / "all.json").read_text())
     assert combined["steps"]["dryrun"]["status"] == "ok"
+
+
+# ---------------------------------------------------------------- gpu_bench (issue 28)
+
+GPU_BENCH_GROUPS = ("env", "flops", "denoiser", "correctness", "generate", "clap", "compile")
+ROW_FIELDS = {"device", "device_name", "torch", "cuda", "driver", "group", "variant", "dtype", "batch"}  # fmt: skip
+
+
+def _numbers(value):
+    """Every int / float inside a row (nested dicts and lists too)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
+
+
+def _gpu_bench(tmp_path: Path, repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``bash gpu_bench.sh --cpu-smoke`` (the GPU run's entry point) into tmp_path/out."""
+    import os
+
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "GPU_BENCH_SITE": str(tmp_path / "site"),
+        "GPU_BENCH_WHEELS": str(tmp_path / "no_wheels"),  # nothing to install here
+    }
+    command = ["bash", str(HERE / "gpu_bench.sh"), "--cpu-smoke", "--out", str(tmp_path / "out"),
+               "--work-dir", str(tmp_path / "work"), *args]  # fmt: skip
+    return subprocess.run(
+        command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_gpu_bench_cpu_smoke_writes_every_group_through_the_gpu_entry_point(tmp_path, repo_root):
+    """The command the GPU machine runs (gpu_bench.sh), in --cpu-smoke mode: tiny models,
+    every branch, one JSON file per group with finite numbers and the fields every row needs
+    (one out-of-memory simulated: a row, and the variant's larger batches are not run)."""
+    import math
+
+    out = tmp_path / "out"
+    proc = _gpu_bench(tmp_path, repo_root, "--simulate-oom", "audioldm:bf16-sdpa:2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    install = json.loads((tmp_path / "site" / "gpu_bench_install.json").read_text())
+    assert install["installed"] == {} and "diffusers" in install["present"]
+    rows = {}
+    for group in GPU_BENCH_GROUPS:
+        data = json.loads((out / f"{group}.json").read_text())
+        assert data["group"] == group and data["mode"] == "cpu-smoke" and data["rows"], group
+        for row in data["rows"]:
+            assert ROW_FIELDS <= set(row), (group, sorted(ROW_FIELDS - set(row)))
+            assert row["group"] == group and row["device"] == "cpu" and row["device_name"]
+            assert all(math.isfinite(x) for x in _numbers(row)), (group, row)
+        rows[group] = data["rows"]
+    skipped = [(g, r["variant"], r.get("model"), r["batch"]) for g in rows for r in rows[g] if "skipped" in r]  # fmt: skip
+    assert skipped == [
+        ("denoiser", "bf16-sdpa", "audioldm", 2),  # the simulated out-of-memory
+        ("compile", "fp16-sdpa-compile", "audioldm2", None),  # the smoke compiles one model
+    ]
+    (oom,) = [r for r in rows["denoiser"] if "skipped" in r]
+    assert oom["skipped"].startswith("out of memory: simulated") and oom["dtype"] == "bf16"
+
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.json" for g in GPU_BENCH_GROUPS)
+    (peak,) = [r for r in rows["flops"] if r["variant"] == "peak:bf16_matmul"]
+    assert peak["tflops_per_s"] > 0 and peak["dtype"] == "bf16"
+    builds = [r for r in rows["env"] if r["variant"].startswith("build:")]
+    assert {r["variant"] for r in builds} == {"build:audioldm", "build:audioldm2", "build:clap"}
+    assert all(r["built_on"] == "cpu" and r["folder_bytes"] > 0 for r in builds)
+    assert rows["env"][0]["install"]["installed"] == {}
+
+    timed = [r for r in rows["denoiser"] if r.get("extrapolated")]
+    got = {(r["model"], r["variant"], r["batch"], r["scheduler"]) for r in timed}
+    assert got == {
+        (m, v, b, s)
+        for m in ("audioldm", "audioldm2")
+        for v in ("fp16-sdpa", "bf16-sdpa", "fp16-classic")
+        for b in (1, 2)
+        for s in ("ddim", "dpmpp")
+        if (m, v, b) != ("audioldm", "bf16-sdpa", 2)
+    }
+    for r in timed:
+        assert r["s_per_step"] > 0 and r["s_per_clip_extrapolated"] > 0 and r["audio_finite"]
+        assert r["target_steps"] == {"ddim": 200, "dpmpp": 25}[r["scheduler"]]
+        assert 0 < r["denoiser_share_extrapolated"] < 1 and r["flops_per_step"] > 0
+        assert r["fraction_of_bf16_peak"] > 0 and r["phases_s"]["denoise"] > 0
+    fp16 = {r["dtype"] for r in timed if r["variant"].startswith("fp16")}
+    assert fp16 == {"fp32"} and {r["dtype"] for r in timed if r["variant"] == "bf16-sdpa"} == {"bf16"}  # fmt: skip
+    (full,) = [r for r in rows["denoiser"] if r.get("extrapolated") is False]
+    assert full["model"] == "audioldm2" and full["measured_over_extrapolated"] > 0
+
+    counted = {(r["variant"], r["batch"]): r["flops_per_step"] for r in rows["flops"] if r["variant"] in ("audioldm", "audioldm2")}  # fmt: skip
+    assert counted[("audioldm2", 2)] == pytest.approx(2 * counted[("audioldm2", 1)], rel=0.05)
+    assert len([r for r in rows["flops"] if "scheduler" in r]) == len(timed)
+
+    checks = {r["variant"]: r for r in rows["correctness"]}
+    assert set(checks) == {"finite_fp16", "finite_bf16", "same_seed_twice", "alpha0_equals_prompt"}
+    assert all(r["passed"] for r in checks.values())
+    assert checks["alpha0_equals_prompt"]["bit_equal"] and checks["finite_bf16"]["dtype"] == "bf16"
+
+    (gen,) = rows["generate"]
+    assert gen["prompts_file"] == "config/prompts/reference_prompts.txt" and gen["n_prompts_file"] == 1000  # fmt: skip
+    assert gen["clips"] == gen["prompt_subset"] == 2 and gen["model_loads"] == 1
+    assert 0 < gen["denoiser_share_of_job"] < 1 and gen["timings_s"]["load"] > 0
+    assert gen["is_pipeline_check"] is True
+
+    (clap,) = rows["clap"]
+    assert clap["clips_per_s"] > 0 and 0 < clap["forward_share"] < 1 and clap["rows_finite"]
+    (compiled,) = [r for r in rows["compile"] if "skipped" not in r]
+    assert compiled["backend"] == "eager" and compiled["compile_s"] >= 0 and compiled["s_per_step"] > 0  # fmt: skip
+    assert "inductor" in compiled["note"]
+    end = rows["env"][-1]
+    assert end["variant"] == "end" and {"diffusers", "faiss-cpu", "soundfile"} <= set(end["imported"])  # fmt: skip
+
+
+def _fake_wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal valid pure-Python wheel (dist-info only) that pip installs offline."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def test_gpu_bench_installs_only_the_carried_wheels_whose_version_differs(tmp_path, monkeypatch):
+    import gpu_bench
+
+    specs = gpu_bench.carried_specs()
+    assert "diffusers==0.42.1" in specs and not any(s.startswith(("torch==", "numpy==")) for s in specs)  # fmt: skip
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "carried.txt").write_text("tqdm==4.70.1\nrcmg-fake==1.0\nrcmg-absent==2.0\n")
+    _fake_wheel(wheels, "rcmg_fake", "1.0")
+    site = tmp_path / "site"
+    record = gpu_bench.install_wheels(wheels, site)
+    assert record["present"] == {"tqdm": "4.70.1"}  # the pinned version is already here
+    assert set(record["installed"]) == {"rcmg-fake==1.0"}
+    assert record["kept_device_version"] == {"rcmg-absent==2.0": None}  # no wheel carried
+    assert (site / "rcmg_fake-1.0.dist-info" / "METADATA").is_file()
+    assert record["from_device"]["torch"]
+
+
+def test_gpu_bench_spent_budget_leaves_a_row_per_measurement_not_taken(tmp_path, repo_root):
+    proc = _gpu_bench(tmp_path, repo_root, "--time-budget", "0.001", "--batches", "1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = tmp_path / "out"
+    for group in ("correctness", "generate", "clap", "denoiser", "compile"):
+        rows = json.loads((out / f"{group}.json").read_text())["rows"]
+        assert rows and all("skipped" in r for r in rows), group
+        reasons = {r["skipped"] for r in rows if not r["skipped"].startswith("runs missing")}
+        assert reasons <= {
+            "time budget spent",
+            "cpu-smoke: torch.compile runs on the tiny audioldm only (time); the GPU run compiles both",
+        }, group
+    denoiser = json.loads((out / "denoiser.json").read_text())["rows"]
+    assert {(r["model"], r["variant"]) for r in denoiser} >= {
+        ("audioldm2", "fp16-sdpa-ddim200-full")
+    }
+    env_rows = json.loads((out / "env.json").read_text())["rows"]
+    assert env_rows[-1]["variant"] == "end" and env_rows[-1]["failures"] == []
