@@ -5,9 +5,8 @@ Each of --n-windows bank windows (seeded draw) is planted as a copy (pitch-shift
 semitones and shifted 1.5 s; cropped 2 s) and scored against itself (the positives); the
 negatives are neighbouring drawn windows (bank-internal) and every ok clip of the
 --generated run folders (the model's prompt-only runs, which never saw the bank) scored
-against every drawn window. Writes --out (JSON): the threshold (halfway between the lowest
-planted and the highest negative score, at the highest negative where they overlap, never
-below --min-threshold),
+against every drawn window. Writes --out (JSON): the threshold (halfway between the highest
+negative and the lowest planted score above it, never below --min-threshold),
 whether they separate, N, TPR and FPR at the threshold, and every score.
 
     python workflow_scripts/copy_calibrate.py --bank-mapping style_bank.jsonl \

@@ -315,19 +315,23 @@ def test_choose_threshold_known_answers():
     assert separated["tpr"] == pytest.approx(2 / 3) and separated["fpr"] == 0.0
     assert separated["n_positives"] == 3 and separated["n_negatives"] == 3
     assert separated["fpr_next_bound"] == pytest.approx(1 / 3)  # 2 finite negatives
+    # overlap: halfway between the highest negative and the lowest positive above it
     overlap = copy_audit.choose_threshold([0.9, 0.7, 0.95], [0.2, 0.79])
-    assert not overlap["separated"] and overlap["threshold"] == 0.79
+    assert not overlap["separated"] and overlap["threshold"] == pytest.approx(0.845)
     assert overlap["tpr"] == pytest.approx(2 / 3) and overlap["fpr"] == 0.0
+    none_above = copy_audit.choose_threshold([0.5, 0.6], [0.2, 0.79])
+    assert none_above["threshold"] == 0.79 and none_above["tpr"] == 0.0
     lo, hi = overlap["tpr_ci"]
     assert lo < 2 / 3 < hi
-    # out of sample (the demo's audioldm2 numbers): planted copies overlap the generated
-    # negatives, so the threshold sits at the highest negative; the highest of 4 lies
-    # above the threshold chosen without it (the next highest), the others do not
+    # out of sample (the demo's audioldm2 scores): each generated negative against the
+    # threshold chosen without it; the highest of 4 (0.808) lies above the next (0.797)
+    # but below the margin to the planted copy above it (0.797 halfway to 0.866)
     generated = [0.794, 0.794, 0.797, 0.808]
-    loo = copy_audit.leave_one_out_fpr([0.741, 1.0], [0.1], generated)
+    loo = copy_audit.leave_one_out_fpr([0.741, 0.866], [0.1], generated)
+    assert loo["generated_loo_flagged"] == 0 and loo["generated_loo_fpr"] == 0.0
+    # ... and above it when the nearest planted copy is close (0.797 halfway to 0.81)
+    loo = copy_audit.leave_one_out_fpr([0.741, 0.81], [0.1], generated)
     assert loo["generated_loo_flagged"] == 1 and loo["generated_loo_fpr"] == 0.25
-    # separated: the midpoint leaves a margin above every left-out negative
-    assert copy_audit.leave_one_out_fpr([0.9, 0.95], [0.1], generated)["generated_loo_flagged"] == 0
     floored = copy_audit.choose_threshold([0.9, 0.8], [0.1, 0.5], floor=0.69)
     assert floored["threshold"] == 0.69 and floored["floor_applied"] and floored["tpr"] == 1.0
 

@@ -22,10 +22,10 @@ retrieved items) but the flag comes from a content-level score:
   shifted) are the positives; the negatives are unrelated bank pairs (different bank
   windows) and, where given, generated clips that never saw the bank (the matched
   prompt-only runs), each scored against every drawn bank window;
-  :func:`choose_threshold` puts the threshold halfway between the lowest planted score
-  and the highest negative one, and at the highest negative where they overlap (no
-  negative is flagged; the planted copies it misses lower the true-positive rate, which
-  is recorded with its N).
+  :func:`choose_threshold` puts the threshold halfway between the highest negative score
+  and the lowest planted score above it (no negative is flagged; where the populations
+  overlap, the planted copies at or below the highest negative are missed and lower the
+  true-positive rate, which is recorded with its N).
 """
 
 from __future__ import annotations
@@ -281,9 +281,12 @@ def choose_threshold(positives, negatives, floor: float = -1.0) -> dict:
     """The threshold between planted-copy ``positives`` and ``negatives`` (bank-internal and
     generated scores together); NaN scores (no patch voted) are never flagged.
 
-    Halfway between the lowest finite positive and the highest finite negative when the
-    two separate; at the highest negative when they overlap (flag = score > threshold, so
-    no negative is flagged and the positives at or below it are missed); never below
+    Halfway between the highest finite negative and the lowest finite positive above it
+    (flag = score > threshold: no negative is flagged). When the two populations separate
+    that is the lowest positive overall; when they overlap, the positives at or below the
+    highest negative are missed (TPR < 1) and the margin above it is kept, so an output a
+    hair above the highest negative is not flagged on rounding; with no positive above it
+    the threshold is the highest negative itself (TPR 0); never below
     ``floor`` (the configured threshold: a few calibration windows only ever make the
     audit stricter than the synthetic-melody calibration behind it). TPR and FPR at
     the threshold count every score (NaN as not flagged), with Wilson 95% intervals; the
@@ -297,7 +300,8 @@ def choose_threshold(positives, negatives, floor: float = -1.0) -> dict:
         return {"separated": False, "reason": "no planted copy has a score (all gated/silent)"}
     lo = float(fin_pos.min())
     hi = float(fin_neg.max()) if fin_neg.size else -1.0
-    rule = (lo + hi) / 2 if lo > hi else hi
+    above = fin_pos[fin_pos > hi]
+    rule = (float(above.min()) + hi) / 2 if above.size else hi
     threshold = max(rule, floor)
     tp = int(np.sum(np.isfinite(pos) & (pos > threshold)))
     fp = int(np.sum(np.isfinite(neg) & (neg > threshold)))

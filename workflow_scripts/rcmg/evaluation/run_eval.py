@@ -797,7 +797,7 @@ def calibration_text(path, cal: dict) -> str:
         + (
             "separated"
             if cal.get("separated")
-            else "not separated: threshold at the highest negative"
+            else "not separated: the planted copies at or below the highest negative are missed"
         )
         + (f", raised to the configured floor {num('floor')}" if cal.get("floor_applied") else "")
         + f"; TPR {num('tpr')}, FPR {num('fpr')} (next negative above: <= {num('fpr_next_bound')}; "
