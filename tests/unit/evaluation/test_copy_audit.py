@@ -195,6 +195,7 @@ def test_evaluate_fills_the_copy_columns_for_every_clip_and_flags_a_planted_copy
     assert float(cond["difference"]) == pytest.approx(d) == 0.25
     assert float(cond["difference_low"]) == pytest.approx(d_lo) and d_lo < 0 < d_hi
     assert "Wilson" in cond["interval"] and cond["thresholds"] == f"{cal['threshold']:.4f}"
+    assert cond["null_loo_fpr"] == "0.000" == base["null_loo_fpr"]  # gated noise: never above
     page = (out / "index.html").read_text()
     assert 'id="copy-rates"' in page and "1 / 4" in page and "0 / 4" in page
 

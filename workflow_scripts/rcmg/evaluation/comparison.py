@@ -674,6 +674,7 @@ COPY_RATE_FIELDS = [
     "difference_low",
     "difference_high",
     "thresholds",
+    "null_loo_fpr",
     "interval",
 ]
 COPY_RATE_INTERVAL = (
@@ -706,7 +707,8 @@ def copy_counts(rows: list[dict]) -> dict:
 
 def _pooled_copy_counts(runs, index, model, condition, seeds) -> tuple[dict, set]:
     """:func:`copy_counts` summed over ``seeds`` of one model x condition, and the
-    thresholds those runs used."""
+    thresholds those runs used (with their calibration's leave-one-out FPR on the
+    prompt-only clips)."""
     totals = {"n": 0, "flagged": 0, "n_unscored": 0, "gated_patches": 0}
     thresholds = set()
     for seed in seeds:
@@ -715,9 +717,10 @@ def _pooled_copy_counts(runs, index, model, condition, seeds) -> tuple[dict, set
             continue
         for key, value in copy_counts(runs[i]["rows"]).items():
             totals[key] += value
-        threshold = (runs[i]["summary"].get("copy_audit") or {}).get("threshold")
-        if threshold is not None:
-            thresholds.add(round(float(threshold), 4))
+        audit = runs[i]["summary"].get("copy_audit") or {}
+        if audit.get("threshold") is not None:
+            loo = (audit.get("calibration_numbers") or {}).get("generated_loo_fpr")
+            thresholds.add((round(float(audit["threshold"]), 4), loo))
     return totals, thresholds
 
 
@@ -773,7 +776,9 @@ def copy_rate_rows(runs: list[dict], records: list[dict], baseline: str) -> list
                         "difference_high": d_high,
                     }
                 )
-        row["thresholds"] = " ".join(f"{t:.4f}" for t in sorted(thresholds))
+        row["thresholds"] = " ".join(f"{t:.4f}" for t in sorted({t for t, _ in thresholds}))
+        loo = sorted({v for _, v in thresholds if v is not None})
+        row["null_loo_fpr"] = " ".join(f"{v:.3f}" for v in loo)
         out.append(row)
     return out
 
