@@ -149,6 +149,7 @@ rule evaluate:
         copy_threshold=config["evaluation"]["copy_audit"]["threshold"],
         copy_nearest=config["evaluation"]["copy_audit"]["nearest"],
         copy_semitones=config["evaluation"]["copy_audit"]["max_semitones"],
+        copy_flatness=config["evaluation"]["copy_audit"]["max_flatness"],
         classifier=classifier_flag(),
         classifier_bank=classifier_bank_flag,
         code=code("evaluate"),
@@ -164,6 +165,7 @@ rule evaluate:
         "--style-clap-model {params.style_model:q} --coverage {input.coverage} "
         "--segments-root {params.segments_root} --copy-threshold {params.copy_threshold} "
         "--copy-nearest {params.copy_nearest} --copy-max-semitones {params.copy_semitones} "
+        "--copy-max-flatness {params.copy_flatness} "
         "--copy-calibration {input.copy_calibration} --judge-bank {input.judge_bank} "
         "--style-targets {input.style_targets} "
         "{params.classifier} {params.classifier_bank} "

@@ -101,11 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--copy-calibration",
         type=Path,
         default=None,
-        help="copy_calibrate.py JSON: its threshold when planted and unrelated separate",
+        help="copy_calibrate.py JSON: its threshold (planted copies vs bank and generated negatives)",
     )
     audit.add_argument("--copy-nearest", type=int, default=cli.default(EvalOptions, "copy_nearest"))
     audit.add_argument(
         "--copy-max-semitones", type=int, default=cli.default(EvalOptions, "copy_max_semitones")
+    )
+    audit.add_argument(
+        "--copy-max-flatness",
+        type=float,
+        default=cli.default(EvalOptions, "copy_max_flatness"),
+        help="noise gate: 2-s patches whose octave-band flatness is above it do not vote",
     )
     parser.add_argument(
         "--coverage",

@@ -110,7 +110,8 @@ JUDGE_BANK = f"{P}/bank/judge_bank.npz"
 CLASSIFIER_BANK = (
     f"{P}/bank/classifier_bank.npz"  # evaluation.classifier's bank embeddings
 )
-COPY_CALIBRATION = f"{P}/bank/copy_calibration.json"
+# per model: planted copies of bank windows against bank-internal and generated negatives
+COPY_CALIBRATION = f"{R}/copy_audit/{{model}}/copy_calibration.json"
 
 
 def reference_shard_args():

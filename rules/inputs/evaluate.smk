@@ -47,6 +47,23 @@ def all_runs():
     return [run_dir(p.model, p.condition, s) for p in PLAN for s in SEEDS]
 
 
+def copy_negative_runs(model):
+    """The copy audit's generated negatives: the model's runs of prompt-type conditions
+    (every seed, every sweep point), which never saw the bank."""
+    return [
+        run_dir(p.model, p.condition, s)
+        for p in PLAN
+        if p.model == model
+        and CONDITIONS[base_condition(p.condition)]["type"] == "prompt"
+        for s in SEEDS
+    ]
+
+
+def copy_negative_items(wildcards):
+    """items.jsonl of :func:`copy_negative_runs` (generate writes it with the wavs)."""
+    return [f"{run}/items.jsonl" for run in copy_negative_runs(wildcards.model)]
+
+
 def coverage_files():
     """coverage.json of every dataset: reports that use the bank or the reference state them."""
     return [f"{P}/{name}/coverage.json" for name in DATASETS]

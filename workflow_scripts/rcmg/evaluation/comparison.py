@@ -35,7 +35,7 @@ from rcmg.evaluation.set_metrics import SetMetricOptions
 from rcmg.workflow import tables
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
-from rcmg.workflow.sweeps import SEP, matched_baseline
+from rcmg.workflow.sweeps import SEP, matched_baseline, parse_point
 
 LOG = logging.getLogger("compare")
 
@@ -709,6 +709,136 @@ def judge_rows(runs: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
+COPY_RATE_FIELDS = [
+    "model",
+    "condition",
+    "baseline",
+    "seeds",
+    "n",
+    "flagged",
+    "rate",
+    "rate_low",
+    "rate_high",
+    "n_unscored",
+    "gated_patches",
+    "baseline_n",
+    "baseline_flagged",
+    "baseline_rate",
+    "baseline_low",
+    "baseline_high",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "thresholds",
+    "null_loo_fpr",
+    "interval",
+]
+COPY_RATE_INTERVAL = (
+    "Wilson 95% per rate; difference: Newcombe hybrid score 95% (samples treated as "
+    "independent; N = audited clips, seeds pooled)"
+)
+
+
+def _flag(value) -> bool | None:
+    """A per-item copy_flag cell (parsed: 1.0/0.0, or True/False text); None: not audited."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return None if text == "" else text in ("1", "true", "yes")
+    number = to_float(value)
+    return None if not math.isfinite(number) else number != 0
+
+
+def copy_counts(rows: list[dict]) -> dict:
+    """Copy-audit counts of one run's per-item rows: audited clips (ok, copy_flag filled),
+    flagged, unscored (no patch voted: silent or noise-gated), gated patches."""
+    audited = [r for r in rows if r.get("status") == "ok" and _flag(r.get("copy_flag")) is not None]
+    gated = [to_float(r.get("copy_gated_patches")) for r in audited]
+    return {
+        "n": len(audited),
+        "flagged": sum(bool(_flag(r["copy_flag"])) for r in audited),
+        "n_unscored": sum(not math.isfinite(to_float(r.get("copy_score"))) for r in audited),
+        "gated_patches": int(sum(g for g in gated if math.isfinite(g))),
+    }
+
+
+def _pooled_copy_counts(runs, index, model, condition, seeds) -> tuple[dict, set]:
+    """:func:`copy_counts` summed over ``seeds`` of one model x condition, and the
+    thresholds those runs used (with their calibration's leave-one-out FPR on the
+    prompt-only clips)."""
+    totals = {"n": 0, "flagged": 0, "n_unscored": 0, "gated_patches": 0}
+    thresholds = set()
+    for seed in seeds:
+        i = index.get((model, condition, seed))
+        if i is None:
+            continue
+        for key, value in copy_counts(runs[i]["rows"]).items():
+            totals[key] += value
+        audit = runs[i]["summary"].get("copy_audit") or {}
+        if audit.get("threshold") is not None:
+            loo = (audit.get("calibration_numbers") or {}).get("generated_loo_fpr")
+            thresholds.add((round(float(audit["threshold"]), 4), loo))
+    return totals, thresholds
+
+
+def copy_rate_rows(runs: list[dict], records: list[dict], baseline: str) -> list[dict]:
+    """Per model x condition (seeds pooled): the copy rate with its Wilson interval beside
+    the matched baseline's (the baseline at the point's matched knobs, same model, the
+    seeds both have) and their difference (Newcombe). Runs without the audit are left out.
+    """
+    from rcmg.evaluation.copy_audit import newcombe_difference, wilson_interval
+
+    index = {(r["model"], r["condition"], r["seed"]): i for i, r in enumerate(records)}
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
+    out = []
+    for (model, condition), idx in group_runs(runs, records).items():
+        is_baseline = parse_point(condition)[0] == baseline
+        base = condition if is_baseline else matched_baseline(condition, baseline, conditions)
+        seeds = [records[i]["seed"] for i in idx]
+        if condition != base:
+            seeds = [s for s in seeds if (model, base, s) in index]
+
+        own, thresholds = _pooled_copy_counts(runs, index, model, condition, seeds)
+        if own["n"] == 0:
+            continue
+        low, high = wilson_interval(own["flagged"], own["n"])
+        row = {
+            "model": model,
+            "condition": condition,
+            "baseline": "" if condition == base else base,
+            "seeds": " ".join(map(str, seeds)),
+            **own,
+            "rate": own["flagged"] / own["n"],
+            "rate_low": low,
+            "rate_high": high,
+            "interval": COPY_RATE_INTERVAL,
+        }
+        if condition != base:
+            other, base_thresholds = _pooled_copy_counts(runs, index, model, base, seeds)
+            thresholds |= base_thresholds
+            if other["n"]:
+                b_low, b_high = wilson_interval(other["flagged"], other["n"])
+                d, d_low, d_high = newcombe_difference(
+                    own["flagged"], own["n"], other["flagged"], other["n"]
+                )
+                row.update(
+                    {
+                        "baseline_n": other["n"],
+                        "baseline_flagged": other["flagged"],
+                        "baseline_rate": other["flagged"] / other["n"],
+                        "baseline_low": b_low,
+                        "baseline_high": b_high,
+                        "difference": d,
+                        "difference_low": d_low,
+                        "difference_high": d_high,
+                    }
+                )
+        row["thresholds"] = " ".join(f"{t:.4f}" for t in sorted({t for t, _ in thresholds}))
+        loo = sorted({v for _, v in thresholds if v is not None})
+        row["null_loo_fpr"] = " ".join(f"{v:.3f}" for v in loo)
+        out.append(row)
+    return out
+
+
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
@@ -745,6 +875,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
     write_text(out_dir / "paired_set_metrics.csv", rows_to_csv(set_diffs, SET_DIFF_FIELDS))
     powers = power_rows(paired, records, options)
     write_text(out_dir / "power.csv", power_csv(powers))
+    copy_rates = copy_rate_rows(runs, records, options.baseline_condition)
+    write_text(out_dir / "copy_rates.csv", rows_to_csv(copy_rates, COPY_RATE_FIELDS))
     if adapters:
         write_text(
             out_dir / "adapter_heldout.csv",
@@ -805,6 +937,8 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "strength": run_tables.strength_section(runs),
             "paired_refs": run_tables.paired_reference_section(runs),
             "paired_metric_names": list(run_tables.PAIRED_METRICS),
+            "copy_rates": copy_rates,
+            "copy_rate_interval": COPY_RATE_INTERVAL,
         }
     )
     write_text(out_dir / "index.html", html)

@@ -12,9 +12,20 @@ retrieved items) but the flag comes from a content-level score:
   ``max_semitones``; the score is the median over patches (a copy has every patch
   somewhere in the source, also after a crop, a time shift or a resampling pitch shift
   that changes the tempo; a clip that shares only timbre or one note does not);
+* noise gate (:func:`output_patches`): a patch whose octave-band spectral flatness
+  (:func:`octave_flatness`) is above ``max_flatness`` is noise-like: its spectrogram has
+  no structure to copy, only a spectral envelope that correlates with any other
+  stationary sound, so it does not vote (like a silent patch); the number of gated
+  patches is recorded per item, and a clip whose every patch is gated has no score
+  (never flagged);
 * :func:`calibrate_threshold`: planted copies (bank windows, unchanged and pitch/time
-  shifted) vs unrelated pairs (different bank windows): the threshold sits halfway
-  between the lowest planted score and the highest unrelated one.
+  shifted) are the positives; the negatives are unrelated bank pairs (different bank
+  windows) and, where given, generated clips that never saw the bank (the matched
+  prompt-only runs), each scored against every drawn bank window;
+  :func:`choose_threshold` puts the threshold halfway between the highest negative score
+  and the lowest planted score above it (no negative is flagged; where the populations
+  overlap, the planted copies at or below the highest negative are missed and lower the
+  true-positive rate, which is recorded with its N).
 """
 
 from __future__ import annotations
@@ -37,14 +48,52 @@ class CopyOptions:
     max_semitones: int = 3  # bin shifts tried (pitch-shifted copies)
     patch_s: float = PATCH_S
     min_patch_rms_db: float = -50.0  # silent patches do not vote
+    # noise-like patches do not vote (octave_flatness above this): Gaussian noise, white
+    # or pink, measures 0.52-0.68 per 2-s patch, the demo corpus's piano and ensemble
+    # windows and synthetic melodies <= 0.15 (with noise at 10 dB SNR 0.14): the gate
+    # sits between (config/README.md#copy-audit-evaluationcopy_audit)
+    max_flatness: float = 0.35
     # default until calibrated on the bank (calibrate_threshold); on synthetic melodies
     # (tests/unit/evaluation/test_copy_audit.py) planted copies score >= 0.80, unrelated
     # melodies of the same scale and timbre <= 0.56
     threshold: float = 0.69
 
 
-def log_freq_spectrogram(x: np.ndarray, sr: int) -> np.ndarray:
-    """(N_BINS, frames) dB, semitone bands (triangular in log frequency), frame mean removed."""
+def log_freq_spectrogram(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N_BINS, frames) dB, semitone bands (triangular in log frequency), frame mean removed;
+    and each frame's level (dB of the mean square)."""
+    feat, level, _ = log_freq_features(x, sr)
+    return feat, level
+
+
+def octave_flatness(power: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Per frame: spectral flatness (geometric / arithmetic mean of the power) inside each
+    octave band from FMIN_HZ up to 7 octaves, averaged over the bands weighted by their
+    energy. Gaussian noise, white or pink, is ~0.56 (e^-Euler: a chi-square with 2
+    degrees of freedom per bin; a pink tilt inside one octave lowers it by ~2%); a
+    harmonic note is far lower (its energy sits in a few bins of each band it reaches).
+    Bands, not the whole spectrum, so that the spectral tilt of coloured noise does not
+    read as structure."""
+    power = np.asarray(power, dtype=np.float64)
+    floor = 1e-12 * max(float(power.max(initial=0.0)), 1e-30)
+    num = np.zeros(power.shape[0])
+    den = np.zeros(power.shape[0])
+    for octave in range(N_BINS // 12):
+        band = (freqs >= FMIN_HZ * 2**octave) & (freqs < FMIN_HZ * 2 ** (octave + 1))
+        if band.sum() < 2:  # one FFT bin has no flatness
+            continue
+        p = power[:, band] + floor
+        am = p.mean(axis=1)
+        gm = np.exp(np.log(p).mean(axis=1))
+        energy = p.sum(axis=1)
+        num += energy * gm / am
+        den += energy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+
+
+def log_freq_features(x: np.ndarray, sr: int):
+    """(log-frequency spectrogram, frame level dB, frame flatness (:func:`octave_flatness`))."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     n_fft = int(2 ** math.ceil(math.log2(N_FFT_S * sr)))
     hop = max(1, round(HOP_S * sr))
@@ -65,7 +114,7 @@ def log_freq_spectrogram(x: np.ndarray, sr: int) -> np.ndarray:
     db = np.maximum(db, db.max() - DYNAMIC_RANGE_DB)  # below it: noise floor, not content
     level = 10 * np.log10(np.maximum(np.mean(frames**2, axis=1), 1e-12))
     feat = db - db.mean(axis=0, keepdims=True)
-    return feat, level
+    return feat, level, octave_flatness(power, freqs)
 
 
 def _patch_best(patch: np.ndarray, ref: np.ndarray, max_shift: int) -> float:
@@ -131,28 +180,67 @@ class _RefSpectrum:
         return best
 
 
-def copy_score(x: np.ndarray, ref: np.ndarray, sr: int, options: CopyOptions = CopyOptions()):
-    """Median over the output's non-silent 1-s patches of their best match in ``ref``."""
-    fx, level = log_freq_spectrogram(x, sr)
-    fr, _ = log_freq_spectrogram(ref, sr)
+@dataclass(frozen=True)
+class Patches:
+    """An output's patches that vote, and why the others do not."""
+
+    patches: list  # (N_BINS, P) feature patches that vote
+    n_patches: int  # every patch of the clip
+    n_silent: int  # below min_patch_rms_db
+    n_gated: int  # noise-like: flatness above max_flatness (counted among the non-silent)
+    flatness: list  # every non-silent patch's mean octave flatness
+
+
+def output_patches(x: np.ndarray, sr: int, options: CopyOptions = CopyOptions()) -> Patches:
+    """Cut ``x`` into ``patch_s`` patches; silent and noise-like ones do not vote."""
+    fx, level, flat = log_freq_features(x, sr)
     p = max(2, min(round(options.patch_s / HOP_S), fx.shape[1]))  # short clips: one patch
-    reference = _RefSpectrum(fr, p)
-    scores = []
+    kept, flatness, n, silent, gated = [], [], 0, 0, 0
     for start in range(0, max(1, fx.shape[1] - p + 1), p):
+        n += 1
         if np.mean(level[start : start + p]) < options.min_patch_rms_db:
+            silent += 1
             continue
-        scores.append(reference.best(fx[:, start : start + p], options.max_semitones))
-    return float(np.median(scores)) if scores else math.nan
+        f = float(np.mean(flat[start : start + p]))
+        flatness.append(f)
+        if f > options.max_flatness:
+            gated += 1
+            continue
+        kept.append(fx[:, start : start + p])
+    return Patches(kept, n, silent, gated, flatness)
+
+
+def patch_score(patches: Patches, ref: np.ndarray, sr: int, options: CopyOptions) -> float:
+    """Median over the voting patches of their best match in ``ref`` (NaN: none votes)."""
+    if not patches.patches:
+        return math.nan
+    fr, _ = log_freq_spectrogram(ref, sr)
+    reference = _RefSpectrum(fr, patches.patches[0].shape[1])
+    scores = [reference.best(a, options.max_semitones) for a in patches.patches]
+    return float(np.median(scores))
+
+
+def copy_score(x: np.ndarray, ref: np.ndarray, sr: int, options: CopyOptions = CopyOptions()):
+    """Median over the output's non-silent, non-noise-like 2-s patches of their best match
+    in ``ref`` (NaN when no patch votes)."""
+    return patch_score(output_patches(x, sr, options), ref, sr, options)
 
 
 def best_copy_score(x, refs: list[np.ndarray], sr: int, options: CopyOptions = CopyOptions()):
     """(max score over ``refs``, index of that reference)."""
-    scores = [copy_score(x, r, sr, options) for r in refs]
+    score, index, _ = best_copy_detail(x, refs, sr, options)
+    return score, index
+
+
+def best_copy_detail(x, refs: list[np.ndarray], sr: int, options: CopyOptions = CopyOptions()):
+    """(max score over ``refs``, index of that reference, the output's :class:`Patches`)."""
+    patches = output_patches(x, sr, options)
+    scores = [patch_score(patches, r, sr, options) for r in refs]
     finite = [(s, i) for i, s in enumerate(scores) if math.isfinite(s)]
     if not finite:
-        return math.nan, -1
+        return math.nan, -1, patches
     s, i = max(finite)
-    return s, i
+    return s, i, patches
 
 
 def pitch_time_shift(x: np.ndarray, semitones: float, shift_s: float, sr: int) -> np.ndarray:
@@ -165,30 +253,153 @@ def pitch_time_shift(x: np.ndarray, semitones: float, shift_s: float, sr: int) -
     return np.roll(y, round(shift_s * sr))
 
 
-def calibrate_threshold(windows: list[np.ndarray], sr: int, options: CopyOptions, seed: int = 0):
-    """Planted vs unrelated scores over ``windows`` (bank audio) and the threshold between.
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial rate k/n (95% by default); (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_difference(k1: int, n1: int, k0: int, n0: int) -> tuple[float, float, float]:
+    """(k1/n1 - k0/n0, 95% low, high): Newcombe's hybrid score interval (his method 10),
+    built from the two Wilson intervals; it treats the samples as independent."""
+    if n1 <= 0 or n0 <= 0:
+        return math.nan, math.nan, math.nan
+    p1, p0 = k1 / n1, k0 / n0
+    l1, u1 = wilson_interval(k1, n1)
+    l0, u0 = wilson_interval(k0, n0)
+    d = p1 - p0
+    low = d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+    return d, low, high
+
+
+def choose_threshold(positives, negatives, floor: float = -1.0) -> dict:
+    """The threshold between planted-copy ``positives`` and ``negatives`` (bank-internal and
+    generated scores together); NaN scores (no patch voted) are never flagged.
+
+    Halfway between the highest finite negative and the lowest finite positive above it
+    (flag = score > threshold: no negative is flagged). When the two populations separate
+    that is the lowest positive overall; when they overlap, the positives at or below the
+    highest negative are missed (TPR < 1) and the margin above it is kept, so an output a
+    hair above the highest negative is not flagged on rounding; with no positive above it
+    the threshold is the highest negative itself (TPR 0); never below
+    ``floor`` (the configured threshold: a few calibration windows only ever make the
+    audit stricter than the synthetic-melody calibration behind it). TPR and FPR at
+    the threshold count every score (NaN as not flagged), with Wilson 95% intervals; the
+    in-sample FPR is 0 by construction, so ``fpr_next_bound`` states the chance that one
+    more exchangeable negative exceeds the highest of n: 1/(n+1).
+    """
+    pos = np.asarray(list(positives), dtype=np.float64)
+    neg = np.asarray(list(negatives), dtype=np.float64)
+    fin_pos, fin_neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if fin_pos.size == 0:
+        return {"separated": False, "reason": "no planted copy has a score (all gated/silent)"}
+    lo = float(fin_pos.min())
+    hi = float(fin_neg.max()) if fin_neg.size else -1.0
+    above = fin_pos[fin_pos > hi]
+    rule = (float(above.min()) + hi) / 2 if above.size else hi
+    threshold = max(rule, floor)
+    tp = int(np.sum(np.isfinite(pos) & (pos > threshold)))
+    fp = int(np.sum(np.isfinite(neg) & (neg > threshold)))
+    return {
+        "threshold": threshold,
+        "separated": lo > hi,
+        "planted_min": lo,
+        "negative_max": hi,
+        "floor": floor,
+        "floor_applied": floor > rule,
+        "n_positives": int(pos.size),
+        "n_negatives": int(neg.size),
+        "tpr": tp / pos.size,
+        "tpr_ci": list(wilson_interval(tp, int(pos.size))),
+        "fpr": fp / neg.size if neg.size else math.nan,
+        "fpr_ci": list(wilson_interval(fp, int(neg.size))),
+        "fpr_next_bound": 1 / (fin_neg.size + 1),
+    }
+
+
+def leave_one_out_fpr(planted, unrelated, generated, floor: float = -1.0) -> dict:
+    """Out-of-sample FPR on the generated negatives: each one against the threshold chosen
+    without it (the in-sample FPR is 0 by construction). NaN scores count as not flagged;
+    Wilson 95% interval over the generated negatives."""
+    flagged = 0
+    for i, score in enumerate(generated):
+        rest = [*unrelated, *generated[:i], *generated[i + 1 :]]
+        threshold = choose_threshold(planted, rest, floor).get("threshold")
+        flagged += bool(threshold is not None and math.isfinite(score) and score > threshold)
+    n = len(generated)
+    return {
+        "generated_loo_flagged": flagged,
+        "generated_loo_fpr": flagged / n if n else math.nan,
+        "generated_loo_fpr_ci": list(wilson_interval(flagged, n)),
+    }
+
+
+def calibrate_threshold(
+    windows: list[np.ndarray],
+    sr: int,
+    options: CopyOptions,
+    seed: int = 0,
+    generated: list[np.ndarray] | None = None,
+    floor: float = -1.0,
+):
+    """Planted vs negative scores over ``windows`` (bank audio) and the threshold between
+    (:func:`choose_threshold`).
 
     Planted: each window vs itself pitch-shifted by +/-2 semitones and time-shifted by 1.5 s,
-    and vs itself cropped 2 s in. Unrelated: each window vs the next one.
+    and vs itself cropped 2 s in. Unrelated (bank-internal negatives): each window vs the
+    next one. Generated negatives: each clip of ``generated`` (outputs that never saw the
+    bank) scored against every window, the maximum kept (at least as many candidates as
+    the audit's retrieved + nearest rows when ``windows`` is the larger set).
     """
     rng = np.random.default_rng(seed)
-    planted, unrelated = [], []
+    planted, unrelated, gated = [], [], []
     for i, w in enumerate(windows):
         semis = float(rng.choice([-2, 2]))
-        planted.append(copy_score(pitch_time_shift(w, semis, 1.5, sr), w, sr, options))
-        planted.append(copy_score(np.roll(w, round(2 * sr)), w, sr, options))
+        for copy in (pitch_time_shift(w, semis, 1.5, sr), np.roll(w, round(2 * sr))):
+            patches = output_patches(copy, sr, options)
+            planted.append(patch_score(patches, w, sr, options))
+            gated.append(patches.n_gated)
         other = windows[(i + 1) % len(windows)]
         if other is not w:
             unrelated.append(copy_score(other, w, sr, options))
-    lo, hi = float(np.nanmin(planted)), float(np.nanmax(unrelated)) if unrelated else 0.0
-    return {
-        "threshold": (lo + hi) / 2,
-        "separated": lo > hi,
-        "planted_min": lo,
-        "unrelated_max": hi,
-        "planted": planted,
-        "unrelated": unrelated,
-    }
+    generated_scores, generated_gated, generated_patches = [], [], []
+    for x in generated or []:
+        score, _, patches = best_copy_detail(x, windows, sr, options)
+        generated_scores.append(score)
+        generated_gated.append(patches.n_gated)
+        generated_patches.append(patches.n_patches)
+    result = choose_threshold(planted, [*unrelated, *generated_scores], floor)
+    result.update(leave_one_out_fpr(planted, unrelated, generated_scores, floor))
+    fin_u = [s for s in unrelated if math.isfinite(s)]
+    fin_g = [s for s in generated_scores if math.isfinite(s)]
+    result.update(
+        {
+            "unrelated_max": max(fin_u) if fin_u else math.nan,
+            "generated_max": max(fin_g) if fin_g else math.nan,
+            "n_planted": len(planted),
+            "n_unrelated": len(unrelated),
+            "n_generated": len(generated_scores),
+            "planted": planted,
+            "unrelated": unrelated,
+            "generated": generated_scores,
+            "max_flatness": options.max_flatness,
+            "planted_gated_patches": gated,
+            "generated_gated_patches": generated_gated,
+            "generated_patches": generated_patches,
+            "n_generated_all_gated": int(
+                sum(
+                    g == n and n > 0
+                    for g, n in zip(generated_gated, generated_patches, strict=True)
+                )
+            ),
+        }
+    )
+    return result
 
 
 AUDIT_FIELDS = (
@@ -203,6 +414,8 @@ AUDIT_FIELDS = (
     "copy_source_row",
     "copy_threshold",
     "copy_flag",
+    "copy_patches",
+    "copy_gated_patches",
 )
 
 
@@ -230,7 +443,7 @@ def audit_outputs(outputs, cosines, retrieved, bank_audio, sr, options, n_neares
         candidates = list(dict.fromkeys([*used, *order[:n_nearest].tolist()]))
         refs = [(r, bank_audio(r)) for r in candidates]
         refs = [(r, a) for r, a in refs if a is not None]
-        score, index = best_copy_score(audio, [a for _, a in refs], sr, options)
+        score, index, patches = best_copy_detail(audio, [a for _, a in refs], sr, options)
         rows.append(
             {
                 "item": meta.get("item"),
@@ -244,14 +457,19 @@ def audit_outputs(outputs, cosines, retrieved, bank_audio, sr, options, n_neares
                 "copy_source_row": refs[index][0] if index >= 0 else "",
                 "copy_threshold": options.threshold,
                 "copy_flag": bool(math.isfinite(score) and score > options.threshold),
+                "copy_patches": patches.n_patches,
+                "copy_gated_patches": patches.n_gated,
             }
         )
     return rows
 
 
-def calibrate_on_bank(mapping_path, segments_root, n_windows: int, seed: int, options) -> dict:
+def calibrate_on_bank(
+    mapping_path, segments_root, n_windows: int, seed: int, options, generated=None, floor=-1.0
+) -> dict:
     """:func:`calibrate_threshold` on ``n_windows`` bank windows drawn at random (seeded)
-    from the bank mapping, their 16 kHz audio read from the segment shards."""
+    from the bank mapping, their 16 kHz audio read from the segment shards; ``generated``:
+    16 kHz clips that never saw the bank (generated negatives)."""
     from pathlib import Path
 
     from rcmg.evaluation.provenance import read_mapping_rows
@@ -270,6 +488,25 @@ def calibrate_on_bank(mapping_path, segments_root, n_windows: int, seed: int, op
         used.append(str(meta.get("segment_id", row)))
     if len(windows) < 2:
         return {"separated": False, "reason": f"only {len(windows)} bank window(s)"}
-    result = calibrate_threshold(windows, 16000, options, seed)
+    result = calibrate_threshold(windows, 16000, options, seed, generated=generated, floor=floor)
     result["windows"] = used
     return result
+
+
+def generated_clips(run_dirs) -> tuple[list[np.ndarray], list[str]]:
+    """The ok clips of generated runs (``items.jsonl`` rows with status ok), at 16 kHz."""
+    from pathlib import Path
+
+    from rcmg.data.audio_io import read_audio, resample
+    from rcmg.workflow.atomic import read_jsonl
+
+    clips, names = [], []
+    for run in run_dirs:
+        run = Path(run)
+        for row in read_jsonl(run / "items.jsonl"):
+            if row.get("status") != "ok" or not row.get("wav"):
+                continue
+            x, sr = read_audio(run / row["wav"])
+            clips.append(x if sr == 16000 else resample(x, sr, 16000))
+            names.append(f"{run}/{row['wav']}")
+    return clips, names

@@ -79,8 +79,10 @@ class EvalOptions:
     copy_threshold: float = 0.69  # copy_audit.CopyOptions.threshold (planted-copy calibration)
     copy_nearest: int = 3  # nearest bank rows (by CLAP cosine) scored besides the retrieved
     copy_max_semitones: int = 3
-    # copy_calibrate.py's JSON: its threshold replaces copy_threshold when the planted and
-    # unrelated scores on the bank separate (recorded either way)
+    copy_max_flatness: float = 0.35  # copy_audit.CopyOptions.max_flatness (the noise gate)
+    # copy_calibrate.py's JSON: its threshold (planted copies vs bank-internal and
+    # generated negatives) replaces copy_threshold; the config one is kept only where the
+    # calibration has none (no planted copy scored)
     copy_calibration: Path | None = None
     # the model's style_targets.jsonl (rcmg.generation.style_targets): every condition of
     # the model is scored against the same bank items per prompt, and the style the run
@@ -125,6 +127,8 @@ COPY_COLUMNS = [
     "copy_score",
     "copy_source_row",
     "copy_flag",
+    "copy_patches",
+    "copy_gated_patches",
 ]
 CSV_COLUMNS = [
     "item",
@@ -748,6 +752,61 @@ def judge_space_style(audio_emb, hits, bank_sims, judge_emb, separate: bool, opt
     return sims, record
 
 
+CALIBRATION_KEYS = (
+    "threshold",
+    "separated",
+    "planted_min",
+    "negative_max",
+    "floor",
+    "floor_applied",
+    "unrelated_max",
+    "generated_max",
+    "n_positives",
+    "n_negatives",
+    "n_planted",
+    "n_unrelated",
+    "n_generated",
+    "n_generated_all_gated",
+    "tpr",
+    "tpr_ci",
+    "fpr",
+    "fpr_ci",
+    "fpr_next_bound",
+    "generated_loo_flagged",
+    "generated_loo_fpr",
+    "generated_loo_fpr_ci",
+    "max_flatness",
+    "generated_runs",
+)
+
+
+def calibration_text(path, cal: dict) -> str:
+    """One sentence: where the threshold comes from, its N and its TPR / FPR."""
+
+    def num(key):
+        value = cal.get(key)
+        return "n/a" if value is None or not math.isfinite(float(value)) else f"{value:.3f}"
+
+    n_gen, runs = cal.get("n_generated", 0), len(cal.get("generated_runs") or [])
+    text = (
+        f"{path}: {cal.get('n_positives')} planted copies of "
+        f"{len(cal.get('windows', []))} bank windows (lowest {num('planted_min')}) vs "
+        f"{cal.get('n_negatives')} negatives: {cal.get('n_unrelated', 0)} bank-internal pairs "
+        f"(highest {num('unrelated_max')}) and {n_gen} prompt-only clips of {runs} run(s) "
+        f"(highest {num('generated_max')}); "
+        + (
+            "separated"
+            if cal.get("separated")
+            else "not separated: the planted copies at or below the highest negative are missed"
+        )
+        + (f", raised to the configured floor {num('floor')}" if cal.get("floor_applied") else "")
+        + f"; TPR {num('tpr')}, FPR {num('fpr')} (next negative above: <= {num('fpr_next_bound')}; "
+        f"prompt-only clips each left out of the calibration: "
+        f"{cal.get('generated_loo_flagged', 'n/a')} of {n_gen} above)"
+    )
+    return text
+
+
 def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) -> dict:
     """Fill COPY_COLUMNS of every evaluated row; return the run-level summary."""
     from rcmg.data.audio_io import resample
@@ -786,21 +845,22 @@ def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) 
         return load
 
     threshold, calibration = options.copy_threshold, "config (evaluation.copy_audit.threshold)"
+    record: dict = {}
     if options.copy_calibration is not None:
         cal = json.loads(Path(options.copy_calibration).read_text(encoding="utf-8"))
-        if cal.get("separated"):
+        record = {k: cal.get(k) for k in CALIBRATION_KEYS if k in cal}
+        if cal.get("threshold") is not None:
             threshold = float(cal["threshold"])
-            calibration = (
-                f"{options.copy_calibration}: planted copies of {len(cal.get('windows', []))} "
-                f"bank windows >= {cal['planted_min']:.3f}, unrelated <= {cal['unrelated_max']:.3f}"
-            )
+            calibration = calibration_text(options.copy_calibration, cal)
         else:
             calibration = (
-                f"config threshold kept: planted and unrelated scores on the bank do not "
-                f"separate ({options.copy_calibration}: {cal.get('reason') or cal})"
+                f"config threshold kept: the calibration has no threshold "
+                f"({options.copy_calibration}: {cal.get('reason') or cal})"
             )[:400]
     copy_options = copy_audit.CopyOptions(
-        max_semitones=options.copy_max_semitones, threshold=threshold
+        max_semitones=options.copy_max_semitones,
+        threshold=threshold,
+        max_flatness=options.copy_max_flatness,
     )
     audited = []
     for k, (row, (x, sr)) in enumerate(zip(ok_rows, clips, strict=True)):
@@ -823,8 +883,13 @@ def copy_audit_columns(rows, ok_rows, clips, style_audio, options: EvalOptions) 
         "enabled": True,
         "threshold": threshold,
         "calibration": calibration,
+        "calibration_numbers": record,
+        "max_flatness": options.copy_max_flatness,
         "n_audited": len(audited),
         "n_flagged": len(flagged),
+        "n_unscored": sum(not math.isfinite(a["copy_score"]) for a in audited),
+        "n_gated_patches": sum(a["copy_gated_patches"] for a in audited),
+        "n_patches": sum(a["copy_patches"] for a in audited),
         "flagged": [f"{a['item']}:{a['copy_source_row']}" for a in flagged],
         "missing_audio": sorted(set(missing)),
     }
