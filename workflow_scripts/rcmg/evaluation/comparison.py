@@ -648,9 +648,15 @@ def judge_rows(runs: list[dict]) -> list[dict]:
                 "generator_sha": (generator.get("sha256") or "n/a")[:12],
                 "shared": bool(record.get("shares_weights_with")),
                 "classifier": (summary.get("classifier") or {}).get("model") or "off",
+                "stand_ins": list(summary.get("stand_ins") or []),
             },
         )
     return list(rows.values())
+
+
+def stand_in_sentences(judges: list[dict]) -> list[str]:
+    """Every trained stand-in sentence of the judge rows, once each (the page says them)."""
+    return list(dict.fromkeys(s for row in judges for s in row.get("stand_ins", [])))
 
 
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
@@ -718,6 +724,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "declared": declared,
             "set_diffs": set_diffs,
             "judges": judge_rows(runs),
+            "stand_ins": stand_in_sentences(judge_rows(runs)),
             "reference": reference,
             "composition": report.composition_rows(reference["composition"]) if reference else [],
             "coverage": coverage_rows(options.coverage),
