@@ -69,6 +69,6 @@ def stand_in_sentence(role: str, model_id: str | Path) -> str | None:
         return None
     return (
         f"The {role} ({model_id}) is a demo stand-in trained on synthetic audio, not a "
-        f"released CLAP: {trained}. It separates the synthetic corpus' sound classes; its "
-        "similarities say nothing about real audio."
+        f"released CLAP: {trained}. It was trained to tell the synthetic corpus' sound "
+        "classes apart; its similarities say nothing about real audio."
     )

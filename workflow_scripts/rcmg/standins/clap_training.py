@@ -133,9 +133,9 @@ class TrainingOptions:
     """Every knob of the demo CLAP's training (recorded in the model's marker)."""
 
     steps: int = 600
-    clips_per_class: int = 8
-    min_seconds: float = 1.0
-    max_seconds: float = 3.5
+    clips_per_class: int = 14
+    min_seconds: float = 1.5
+    max_seconds: float = 5.0
     lr: float = 2e-3
     weight_decay: float = 0.01
     seed: int = 0
