@@ -704,6 +704,7 @@ def judge_rows(runs: list[dict]) -> list[dict]:
                 "generator_sha": (generator.get("sha256") or "n/a")[:12],
                 "shared": bool(record.get("shares_weights_with")),
                 "classifier": (summary.get("classifier") or {}).get("model") or "off",
+                "stand_ins": list(summary.get("stand_ins") or []),
             },
         )
     return list(rows.values())
@@ -839,6 +840,11 @@ def copy_rate_rows(runs: list[dict], records: list[dict], baseline: str) -> list
     return out
 
 
+def stand_in_sentences(judges: list[dict]) -> list[str]:
+    """Every trained stand-in sentence of the judge rows, once each (the page says them)."""
+    return list(dict.fromkeys(s for row in judges for s in row.get("stand_ins", [])))
+
+
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
@@ -910,6 +916,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "power_target": options.power_target,
             "set_diffs": set_diffs,
             "judges": judge_rows(runs),
+            "stand_ins": stand_in_sentences(judge_rows(runs)),
             "reference": reference,
             "composition": report.composition_rows(reference["composition"]) if reference else [],
             "coverage": coverage_rows(options.coverage),
