@@ -298,3 +298,25 @@ def test_style_guidance_extrapolates_the_weight_by_beta(loaded, tmp_path):
     assert [i["measures"]["mix_weight"] for i in request.infos] == pytest.approx(
         [0.6] * len(PROMPTS), abs=1e-4
     )
+
+
+def test_demo_config_registers_it_by_import_path_and_checks_its_prompt_file():
+    """config/demo.yaml's planted model passes the config checks (family, style space,
+    sweeps); a missing models.<m>.prompts file is named with its fix."""
+    import copy
+
+    import yaml
+    from rcmg.generation.config_checks import problems
+
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    cfg = {**base, **demo}
+    assert cfg["models"]["planted"]["family"] == FAMILY
+    assert cfg["models"]["planted"]["style_space"] == "bank"
+    assert problems(cfg, REPO) == []
+    broken = copy.deepcopy(cfg)
+    broken["models"]["planted"]["prompts"] = "config/prompts/nope.txt"
+    assert any(
+        p.startswith("models.planted.prompts: prompt file 'config/prompts/nope.txt'")
+        for p in problems(broken, REPO)
+    )
