@@ -245,7 +245,7 @@ def test_planted_model_runs_carry_their_known_weights_and_style_rises_with_stren
     for cond in points:
         base, values = parse_point(cond)
         if base == "retrieval_native" and values:
-            expected[cond] = dict(values)["alpha"]
+            expected[cond] = float(dict(values)["alpha"])
     assert len([c for c in expected if c.startswith("retrieval_native")]) >= 4
     style = {}
     for cond, w in expected.items():
