@@ -132,6 +132,17 @@ def benchmark_seconds(bench_root: Path, model, condition, seed) -> float:
     return float(np.mean(finite))
 
 
+def model_notes(runs: list[dict]) -> dict[str, str]:
+    """Each model's note from its runs' run_config.json (``model_note``, e.g. a known-answer
+    stand-in), in run order; models without one are left out."""
+    notes: dict[str, str] = {}
+    for run in runs:
+        note = run["config"].get("model_note")
+        if note:
+            notes.setdefault(str(run["config"].get("model")), str(note))
+    return notes
+
+
 def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> dict:
     """One row of the per-run table (metrics are CI dicts from summary.json)."""
     summary, config = run["summary"], run["config"]
@@ -904,6 +915,7 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "mode": "table",
             "title": "Run comparison",
             "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
+            "model_notes": model_notes(runs),
             "metric_names": names,
             "aggregates": aggregates,
             "records": records,
@@ -1023,6 +1035,7 @@ def compare_side_by_side(
             "mode": "side_by_side",
             "title": f"{records[0]['label']} vs {records[1]['label']}",
             "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
+            "model_notes": model_notes([run_a, run_b]),
             "metric_names": names,
             "records": records,
             "paired": paired,
