@@ -43,7 +43,7 @@ wildcard_constraints:
     seed=r"\d+",
     shard=r"\d+",
     demo_kind="|".join(DATASET_KINDS),
-    tiny_kind="|".join(DEMO_MODEL_KINDS),
+    tiny_kind="|".join(TINY_KINDS),
     arch_kind="|".join(MODEL_KINDS),
     space="|".join(map(re.escape, SPACES)) or "(?!)",
 

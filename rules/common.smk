@@ -17,12 +17,12 @@ from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.generation.config_checks import problems  # noqa: E402
 from rcmg.workflow.kinds import (  # noqa: E402
     DATASET_KINDS,
-    DEMO_MODEL_KINDS,
     MODEL_KINDS,
     STYLE_TYPES,
+    TINY_KINDS,
 )
 from rcmg.models.hf_loading import model_reference  # noqa: E402
-from rcmg.generation.families import family_class, is_import_path  # noqa: E402
+from rcmg.generation.families import family_class  # noqa: E402
 from rcmg.bank import spaces as style_spaces  # noqa: E402
 from rcmg.workflow import plan_cost, sweeps  # noqa: E402
 from rcmg.generation.prompt_count import prompt_count as count_prompts  # noqa: E402
@@ -104,13 +104,6 @@ PROMPTS = (
     else config["prompts"]
 )
 
-
-def model_prompts(model):
-    """The prompt set a model's runs read: ``models.<m>.prompts`` where given (e.g. a stand-in
-    that costs no diffusion gets more prompts), else the common set (PROMPTS)."""
-    return MODELS[model].get("prompts") or PROMPTS
-
-
 # Run points (rcmg.workflow.sweeps): every configured model x condition, plus the points
 # of config `sweeps` (condition part `base@knob=value,...`) and their matched baselines.
 # The {condition} wildcard of RUN is a run condition; base_condition() is its config key.
@@ -122,15 +115,8 @@ RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
 # group) and non-planning commands (--lint, --list-rules, ...) do not.
 if plan_cost.announces(workflow.is_main_process, sys.argv):
     _PROMPT_COUNT = count_prompts(config, PROMPTS)
-    _MODEL_PROMPTS = {
-        m: count_prompts({**config, "benchmark_prompts": None}, spec["prompts"]).n
-        for m, spec in MODELS.items()
-        if spec.get("prompts")
-    }
     print(
-        plan_cost.table(
-            config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source, _MODEL_PROMPTS
-        ),
+        plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
         plan_cost.power_table(config, PLAN, _PROMPT_COUNT.n),
         sep="\n",
         file=sys.stderr,
@@ -246,7 +232,7 @@ def produced_by_demo(path):
     """True when ``path`` is an asset the demo rules write (so it becomes a DAG input)."""
     if not config["demo"]["enabled"]:
         return False
-    demo_paths = {demo_model_dir(k) for k in DEMO_MODEL_KINDS} | {
+    demo_paths = {demo_model_dir(k) for k in TINY_KINDS} | {
         demo_raw_dir(k) for k in DATASET_KINDS
     }
     return is_one_of(path, demo_paths)

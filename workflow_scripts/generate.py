@@ -166,12 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="bank mapping .jsonl (default: BANK.jsonl beside the bank; none: rows have no tags)",
     )
     bank.add_argument("--index", default=None, help="FAISS index (default: exact, on the fly)")
-    bank.add_argument(
-        "--segments-root",
-        default=None,
-        help="the bank dataset's segment shards (families that condition on the retrieved "
-        "items' audio; default: <processed>/<dataset>/segments beside the bank)",
-    )
     bank.add_argument("--aug-topk", type=int, default=_d("aug_topk"))
     bank.add_argument("--aug-max-tags", type=int, default=_d("aug_max_tags"))
     bank.add_argument(*_f("--style-topk"), type=int, default=_d("style_topk"))

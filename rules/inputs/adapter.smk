@@ -46,7 +46,7 @@ def adapter_model_input(wildcards):
 def adapter_inputs(wildcards):
     files = space_files(model_space_name(wildcards.model))
     inputs = {
-        "prompts": model_prompts(wildcards.model),
+        "prompts": PROMPTS,
         "bank": files["npy"],
         "bank_mapping": BANK["mapping"],
         "index": files["index"],

@@ -93,7 +93,7 @@ def alignment_args(wildcards):
 
 
 def align_check_inputs(wildcards):
-    inputs = {"mapping": BANK["mapping"], "prompts": model_prompts(wildcards.model)}
+    inputs = {"mapping": BANK["mapping"], "prompts": PROMPTS}
     for i, path in enumerate(adapter_model_input(wildcards)):
         inputs[f"model{i}"] = path
     return inputs

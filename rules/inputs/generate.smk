@@ -37,30 +37,11 @@ def ranks_with_bank_clap(wildcards):
     return not own and n_candidates(wildcards) > 1
 
 
-def family_module(model):
-    """The module file of a family named by import path (its edits rerun the model's
-    generate jobs; the registered families are in generate's own code hash)."""
-    import inspect
-
-    if not is_import_path(MODELS[model]["family"]):
-        return []
-    return [os.path.relpath(inspect.getsourcefile(model_family(model)))]
-
-
-def conditions_on_bank_audio(wildcards):
-    """The family mixes the retrieved items' audio (reads the bank dataset's segments)."""
-    return model_family(wildcards.model).bank_audio and needs_bank(wildcards.condition)
-
-
 def generate_inputs(wildcards):
-    inputs = {"prompts": model_prompts(wildcards.model)}
+    inputs = {"prompts": PROMPTS}
     model = MODELS[wildcards.model]
     for i, path in enumerate(model_input(model["id"])):
         inputs[f"model{i}"] = path
-    for path in family_module(wildcards.model):
-        inputs["family_module"] = path
-    if conditions_on_bank_audio(wildcards):
-        inputs["segments"] = shard_dirs(BANK_DS)
     if ranks_with_bank_clap(wildcards) and not needs_bank(wildcards.condition):
         for i, path in enumerate(model_input(model_space(wildcards.model).model)):
             inputs[f"clap{i}"] = path
@@ -154,15 +135,9 @@ def generate_bank_flags(wildcards):
         return ""
     space = model_space_name(wildcards.model)
     files = space_files(space)
-    segments = (
-        f" --segments-root {os.path.dirname(shard_dir(BANK_DS, 0))}"
-        if conditions_on_bank_audio(wildcards)
-        else ""
-    )
     return (
         f"--bank {files['npy']} --bank-mapping {BANK['mapping']} --index {files['index']} "
         f"--style-space {shell_quote(space)} --space-record {' '.join(files['records'])}"
-        + segments
     )
 
 
@@ -233,7 +208,7 @@ def style_target_inputs(wildcards):
     model = MODELS[wildcards.model]
     files = space_files(model_space_name(wildcards.model))
     inputs = {
-        "prompts": model_prompts(wildcards.model),
+        "prompts": PROMPTS,
         "bank": files["npy"],
         "bank_mapping": BANK["mapping"],
         "index": files["index"],

@@ -151,10 +151,8 @@ def test_demo_config_plans_demo_assets(workdir):
         assert job("demo_dataset", demo_kind=kind) in jobs
     # text similarity preserved: the configured non-inferiority primaries reach compare
     primary = re.search(r"--primary (.*?) --fad-blocks", out).group(1).split()
-    real = "audioldm,audioldm2,audioldm2-music"  # the planted model's rows are exploratory
-    assert f"retrieval_native:prompt:clap_text_sim:{real}:ni=0.02" in primary
-    assert f"retrieval_native:prompt:clap_style_sim:{real}" in primary
-    assert job("demo_model", tiny_kind="planted") in jobs  # the planted model's folder
+    assert "retrieval_native:prompt:clap_text_sim:ni=0.02" in primary
+    assert "retrieval_native:prompt:clap_style_sim" in primary
     assert re.search(r"--n-flips 2000 ", out)
 
 

@@ -127,7 +127,7 @@ def bank(tmp_path_factory, tiny_model):
         out_bank=root / "bank.npy",
         out_mapping=root / "bank.jsonl",
         audit_dir=root / "audit",
-        dedupe_cosine=0.999999,  # only the planted duplicate (cosine 1) is dropped
+        dedupe_cosine=0.999999,  # the random-weight CLAP puts all clips at cosine ~0.99995
     )
     return {
         "root": root,

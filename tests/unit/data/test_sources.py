@@ -23,7 +23,6 @@ from rcmg.data.sources import (
     resolve_source_path,
     sources_table,
 )
-from rcmg.standins.demo_corpus import fsd_clips
 
 from tests.unit.bad_corpus import NON_UTF8_FOLDER, tree_digest, write_bad_corpus
 
@@ -76,7 +75,7 @@ def test_urmp_has_mix_and_separated_stems(demo_corpus):
 
 def test_fsd50k_rows_have_labels_and_splits(demo_corpus):
     rows, audits = index_sources("fsd50k", demo_corpus / "fsd50k")
-    assert audits == [] and len(rows) == len(fsd_clips())
+    assert audits == [] and len(rows) == 16
     assert {r["split"] for r in rows} == {"train", "val", "eval"}
     assert all(r["path"].startswith("FSD50K.eval_audio/") for r in rows if r["split"] == "eval")
     drum = next(r for r in rows if r["tags"][0] == "Drum")
@@ -419,22 +418,13 @@ def test_fsd50k_partial_download_one_summary_line_and_full_audit(demo_corpus, tm
     missing_lines = [line for line in result.stderr.splitlines() if "missing" in line]
     assert len(missing_lines) == 1
     [line] = missing_lines
-    listed = len(fsd_clips())
-    present = listed - 7
-    assert f"fsd50k: 7 of {listed} listed files missing (" in line and ", ..." in line
+    assert "fsd50k: 7 of 16 listed files missing (" in line and ", ..." in line
     assert sum(p in line for p in gone) == 5  # the first few, not all
     assert sorted(a["path"] for a in audits if a["reason"] == "missing file") == sorted(gone)
-    assert len(rows) == present
-    assert (cov["listed"], cov["present"], cov["missing"], cov["usable"]) == (
-        listed,
-        present,
-        7,
-        present,
-    )
-    assert cov["fraction_present"] == pytest.approx(present / listed)
-    assert f"{present} of {listed} listed files present ({100 * present / listed:.1f}%)" in (
-        result.stderr
-    )
+    assert len(rows) == 9
+    assert (cov["listed"], cov["present"], cov["missing"], cov["usable"]) == (16, 9, 7, 9)
+    assert cov["fraction_present"] == pytest.approx(9 / 16)
+    assert "9 of 16 listed files present (56.2%)" in result.stderr
 
 
 def test_fsd50k_keeps_mids_and_reads_clips_info(demo_corpus, tmp_path):
@@ -543,7 +533,7 @@ def test_dataset_with_only_unreadable_headers_fails(demo_corpus, tmp_path):
     assert result.returncode == 2
     [line] = _error_lines(result)
     assert "no usable fsd50k source" in line
-    assert f"{len(fsd_clips())} listed files present but none has a readable header" in line
+    assert "16 listed files present but none has a readable header" in line
 
 
 def test_segment_reads_the_urmp_download_folder_index(variants, tmp_path):

@@ -52,27 +52,6 @@ def test_hours_are_clips_times_fixed_plus_steps_times_rate():
     assert "3 points x 2 seed(s), 3 prompts" in text and "measured on: test" in text
 
 
-def test_a_model_with_its_own_prompt_set_is_costed_by_its_count():
-    """models.<m>.prompts (e.g. the demo's planted model): its runs count its own prompts."""
-    cfg = _config()
-    cfg["models"]["planted"] = copy.deepcopy(cfg["models"]["audioldm"])
-    cfg["models"]["planted"]["sampling"].update(steps=1, num_waveforms_per_prompt=1)
-    cfg["conditions"] = {"prompt": {"type": "prompt"}}
-    cfg["sweeps"] = {}
-    cfg["cost"]["generate_fixed_s"]["planted"] = 0.5
-    cfg["cost"]["generate_s_per_step"]["planted"] = 0.0
-    points = sweeps.plan(cfg)
-    gen, _ = plan_cost.estimate(cfg, points, n_prompts=3, model_prompts={"planted": 200})
-    clips = {"audioldm": 3 * 2 * 2, "planted": 200 * 1 * 2}  # prompts x waveforms x seeds
-    assert gen["clips"] == sum(clips.values())
-    seconds = clips["audioldm"] * (4 + 10 * 1.0) + clips["planted"] * 0.5
-    assert gen["hours"] == pytest.approx(seconds / 3600)
-    text = plan_cost.table(cfg, points, 3, model_prompts={"planted": 200})
-    assert "3 (planted: 200) prompts" in text
-    unknown = plan_cost.estimate(cfg, points, n_prompts=3, model_prompts={"planted": None})
-    assert unknown[0]["clips"] is None and unknown[0]["hours"] is None
-
-
 # ---------------------------------------------------------------- the prompt count
 
 MUSICCAPS = ("ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list")

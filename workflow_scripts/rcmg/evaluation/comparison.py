@@ -132,17 +132,6 @@ def benchmark_seconds(bench_root: Path, model, condition, seed) -> float:
     return float(np.mean(finite))
 
 
-def model_notes(runs: list[dict]) -> dict[str, str]:
-    """Each model's note from its runs' run_config.json (``model_note``, e.g. a known-answer
-    stand-in), in run order; models without one are left out."""
-    notes: dict[str, str] = {}
-    for run in runs:
-        note = run["config"].get("model_note")
-        if note:
-            notes.setdefault(str(run["config"].get("model")), str(note))
-    return notes
-
-
 def run_record(run: dict, out_dir: Path, bench_root: Path, min_n: int = 0) -> dict:
     """One row of the per-run table (metrics are CI dicts from summary.json)."""
     summary, config = run["summary"], run["config"]
@@ -715,7 +704,6 @@ def judge_rows(runs: list[dict]) -> list[dict]:
                 "generator_sha": (generator.get("sha256") or "n/a")[:12],
                 "shared": bool(record.get("shares_weights_with")),
                 "classifier": (summary.get("classifier") or {}).get("model") or "off",
-                "stand_ins": list(summary.get("stand_ins") or []),
             },
         )
     return list(rows.values())
@@ -851,11 +839,6 @@ def copy_rate_rows(runs: list[dict], records: list[dict], baseline: str) -> list
     return out
 
 
-def stand_in_sentences(judges: list[dict]) -> list[str]:
-    """Every trained stand-in sentence of the judge rows, once each (the page says them)."""
-    return list(dict.fromkeys(s for row in judges for s in row.get("stand_ins", [])))
-
-
 def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptions()) -> dict:
     """Table mode over all ``run_dirs``: pooled aggregates, declared and exploratory tests."""
     out_dir = Path(out_dir)
@@ -915,7 +898,6 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "mode": "table",
             "title": "Run comparison",
             "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
-            "model_notes": model_notes(runs),
             "metric_names": names,
             "aggregates": aggregates,
             "records": records,
@@ -928,7 +910,6 @@ def compare_runs(run_dirs, out_dir: Path, options: CompareOptions = CompareOptio
             "power_target": options.power_target,
             "set_diffs": set_diffs,
             "judges": judge_rows(runs),
-            "stand_ins": stand_in_sentences(judge_rows(runs)),
             "reference": reference,
             "composition": report.composition_rows(reference["composition"]) if reference else [],
             "coverage": coverage_rows(options.coverage),
@@ -1035,7 +1016,6 @@ def compare_side_by_side(
             "mode": "side_by_side",
             "title": f"{records[0]['label']} vs {records[1]['label']}",
             "any_pipeline_check": any(r["is_pipeline_check"] for r in records),
-            "model_notes": model_notes([run_a, run_b]),
             "metric_names": names,
             "records": records,
             "paired": paired,

@@ -301,21 +301,6 @@ def column(rows: list[dict], name: str) -> np.ndarray:
     return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
-def stand_in_sentences(judge_model: str, bank_model: str | None) -> list[str]:
-    """The report's sentences on trained stand-ins among the judge and the bank CLAP
-    (one sentence when both are the same folder, as in the demo)."""
-    from rcmg.models.random_weights import stand_in_sentence
-
-    if bank_model and str(bank_model) != str(judge_model):
-        roles = [
-            ("judge CLAP (evaluation.clap)", judge_model),
-            ("bank CLAP (clap.model)", bank_model),
-        ]
-    else:
-        roles = [("judge and bank CLAP" if bank_model else "judge CLAP", judge_model)]
-    return [s for s in (stand_in_sentence(role, model) for role, model in roles) if s]
-
-
 def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) -> dict:
     from rcmg.models.hf_loading import revision_records
     from rcmg.workflow.runinfo import determinism_settings
@@ -364,8 +349,6 @@ def summarise(rows, audio_emb, reference, config, run_dir, clap_model, options) 
         "bootstrap_seed": options.seed,
         "set_metric_options": dataclasses.asdict(options.set_metric_options()),
         "judge": judge.judge_record(clap_model, config.get("model_id")),
-        # trained stand-ins (the demo CLAP): one sentence per role, shown on the report
-        "stand_ins": stand_in_sentences(clap_model, options.style_clap_model),
         "model_revisions": revision_records(
             {
                 "judge": clap_model,

@@ -112,8 +112,6 @@ def batch_request(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], in
         targets=[p.target_deg for p in plans] if cfg.match_angles else None,
         infos=infos,
         negative_given=bool(cfg.negative_prompt),
-        retrieved=[p.retrieved for p in plans] if cfg.uses_style else None,
-        bank_audio=res.bank_audio,
     )
 
 

@@ -51,8 +51,6 @@ class GenerateConfig:
     bank: str | None = None
     bank_mapping: str | None = None
     index: str | None = None
-    # the bank dataset's segment shards (families with bank_audio; None: beside the bank)
-    segments_root: str | None = None
     aug_topk: int = option_default("aug_topk")
     aug_max_tags: int = option_default("aug_max_tags")
     style_topk: int = option_default("style_topk")
@@ -140,6 +138,3 @@ class Resources:
     adapter: object | None = None
     style_audio: dict = field(default_factory=dict)
     space: dict | None = None  # the verified style space (name, fingerprint), bank conditions
-    bank_audio: object | None = (
-        None  # rcmg.generation.bank_audio.BankAudio (families with bank_audio)
-    )

@@ -196,10 +196,6 @@ def conditioning_summary(rows: list[dict]) -> dict:
         out[f"angle_deg.{key}"] = _distribution([r["conditioning"]["angles_deg"][key] for r in ok])
     out["alpha"] = _distribution([r["conditioning"]["alpha"] for r in ok])
     out["prompt_style_cos"] = _distribution([r["conditioning"]["prompt_style_cos"] for r in ok])
-    # numbers a family records per item beyond the angles (conditioning ``measures``)
-    for key in ok[0]["conditioning"].get("measures") or {}:
-        values = [(r["conditioning"].get("measures") or {}).get(key) for r in ok]
-        out[f"measures.{key}"] = _distribution([v for v in values if v is not None])
     targeted = [r for r in ok if r["conditioning"].get("strength_reached") is not None]
     if targeted:  # a target angle (strength_deg, a control's matched angle): how often missed
         missed = [float(r["conditioning"]["strength_reached"] is False) for r in targeted]
@@ -260,7 +256,6 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=Non
         "started_at": started,
         "finished_at": now(),
         "is_pipeline_check": is_random_weight_model(cfg.model_id),
-        "model_note": cfg.model_family.model_note(loaded),
         # models as ID or ID@REVISION, with what they resolved to (issue 15 item 7)
         "model_revisions": revision_records(
             {"generator": cfg.model_id, "bank_clap": cfg.clap_model}

@@ -39,8 +39,6 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
     )
     if cfg.needs_bank:
         res.space = space
-        if family.bank_audio:  # conditions on the retrieved items' audio
-            res.bank_audio = _bank_audio(cfg, retriever)
         if conditions_in_own_clap(cfg):  # the conditioning CLAP itself embeds the queries
             res.clap = family.own_clap(loaded)
         else:
@@ -54,14 +52,6 @@ def load_resources(cfg: GenerateConfig, items: list[PromptItem]) -> Resources:
     if cfg.uses_style and cfg.adapter == "external":
         res.adapter = _load_external_adapter(cfg, loaded)
     return res
-
-
-def _bank_audio(cfg: GenerateConfig, retriever):
-    """The reader of the bank rows' segment windows (opened at the first read)."""
-    from rcmg.generation.bank_audio import BankAudio, default_segments_root
-
-    root = cfg.segments_root or default_segments_root(cfg.bank, retriever.mapping)
-    return BankAudio(retriever.mapping, root)
 
 
 def _bank_clap(cfg: GenerateConfig, device: str):

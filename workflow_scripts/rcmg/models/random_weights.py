@@ -51,24 +51,3 @@ def random_weight_info(model_id: str | Path) -> dict | None:
 def is_random_weight_model(model_id: str | Path) -> bool:
     """True for any random-weight model, tiny or published-architecture."""
     return random_weight_info(model_id) is not None
-
-
-def stand_in_training(model_id: str | Path) -> str | None:
-    """How a stand-in was trained (its marker's ``trained`` field, e.g. the demo CLAP's
-    contrastive training on the synthetic corpus), or None: random weights throughout,
-    or not a stand-in at all."""
-    info = random_weight_info(model_id)
-    trained = (info or {}).get("trained")
-    return str(trained) if trained else None
-
-
-def stand_in_sentence(role: str, model_id: str | Path) -> str | None:
-    """The reports' sentence about a trained stand-in used as ``role`` (None otherwise)."""
-    trained = stand_in_training(model_id)
-    if trained is None:
-        return None
-    return (
-        f"The {role} ({model_id}) is a demo stand-in trained on synthetic audio, not a "
-        f"released CLAP: {trained}. It was trained to tell the synthetic corpus' sound "
-        "classes apart; its similarities say nothing about real audio."
-    )

@@ -39,21 +39,17 @@ FSD_VOCABULARY = (
     ("Animal", "/m/0jbk"),
     ("Bell", "/m/0395lw"),
     ("Bird", "/m/015p6"),
-    ("Bowed_string_instrument", "/m/0l14_3"),
     ("Drum", "/m/026t6"),
     ("Guitar", "/m/0342h"),
     ("Human_voice", "/m/09l8g"),
-    ("Keyboard_(musical)", "/m/05148p4"),
     ("Music", "/m/04rlf"),
     ("Musical_instrument", "/m/04szw"),
     ("Percussion", "/m/0l14md"),
-    ("Piano", "/m/05r5c"),
     ("Plucked_string_instrument", "/m/0fx80y"),
     ("Rain", "/m/06mb1"),
     ("Speech", "/m/09x0r"),
     ("Water", "/m/0838f"),
     ("Wind", "/m/03m9d0z"),
-    ("Wind_instrument_and_woodwind_instrument", "/m/085jw"),
 )
 FSD_EVENT_LABELS = {
     "Rain": ("Rain", "Water"),
@@ -64,13 +60,6 @@ FSD_EVENT_LABELS = {
     "Speech": ("Speech", "Human_voice"),
     "Water": ("Water",),
     "Bird": ("Bird", "Animal"),
-    "Piano": ("Piano", "Keyboard_(musical)", "Musical_instrument", "Music"),
-    "Bowed_string_instrument": ("Bowed_string_instrument", "Musical_instrument", "Music"),
-    "Wind_instrument_and_woodwind_instrument": (
-        "Wind_instrument_and_woodwind_instrument",
-        "Musical_instrument",
-        "Music",
-    ),
 }
 
 
@@ -178,54 +167,22 @@ _FSD_FORMATS = (
     AudioFormat(16000, 1, "PCM_16"),
     AudioFormat(44100, 2, "FLOAT"),
 )
-# The first clips: the original eight events with lengths from 0.5 s (dropped by the bank
-# filter's 1-s floor) to 30 s (three windows), and the speech the filter excludes.
-_FSD_EVENTS = ("Rain", "Drum", "Bell", "Guitar", "Wind", "Speech", "Water", "Bird")
+_FSD_EVENTS = tuple(FSD_EVENT_LABELS)
 _FSD_SECONDS = (0.5, 2.0, 30.0, 4.5, 12.0, 1.0, 7.5, 3.0, 10.0, 6.0, 0.8, 15.0, 2.5, 9.0, 5.0, 1.5)
 _FSD_SPLITS = ("train",) * 9 + ("val",) * 3 + ("eval",) * 4
-# Then a style bank worth retrieving from: five short clips (one 10-s window each) of every
-# musical and non-speech event, the instruments the demo prompts name among them.
-_FSD_BANK_EVENTS = (
-    "Piano",
-    "Bowed_string_instrument",
-    "Wind_instrument_and_woodwind_instrument",
-    "Rain",
-    "Drum",
-    "Bell",
-    "Guitar",
-    "Wind",
-    "Water",
-    "Bird",
-)
-_FSD_BANK_CLIPS_PER_EVENT = 5
-_FSD_BANK_SECONDS = (2.0, 3.5, 5.0, 2.5, 4.0, 6.0, 3.0)
-_FSD_BANK_SPLITS = ("train", "train", "val", "eval", "train")
 
 
 def fsd_clips() -> tuple[FsdClip, ...]:
     """The demo FSD50K clips: every event at least twice, lengths 0.5 s to 30 s."""
-    first = [
-        (_FSD_EVENTS[i % len(_FSD_EVENTS)], _FSD_SPLITS[i], seconds)
-        for i, seconds in enumerate(_FSD_SECONDS)
-    ]
-    n_bank = _FSD_BANK_CLIPS_PER_EVENT * len(_FSD_BANK_EVENTS)
-    bank = [
-        (
-            _FSD_BANK_EVENTS[j % len(_FSD_BANK_EVENTS)],
-            _FSD_BANK_SPLITS[j % len(_FSD_BANK_SPLITS)],
-            _FSD_BANK_SECONDS[j % len(_FSD_BANK_SECONDS)],
-        )
-        for j in range(n_bank)
-    ]
     return tuple(
         FsdClip(
             fname=100_000 + 37 * i,
-            event=event,
-            split=split,
+            event=_FSD_EVENTS[i % len(_FSD_EVENTS)],
+            split=_FSD_SPLITS[i],
             seconds=seconds,
             fmt=_FSD_FORMATS[i % len(_FSD_FORMATS)],
         )
-        for i, (event, split, seconds) in enumerate([*first, *bank])
+        for i, seconds in enumerate(_FSD_SECONDS)
     )
 
 
@@ -368,8 +325,7 @@ def _event_guitar(rng, t, sr):
     harmonics = np.arange(1, 9, dtype=np.float64)
     bank = _ToneBank(harmonics, 1.0 / harmonics, 1.5)
     for onset in np.arange(0.0, t[-1] + 1e-9, 0.4):
-        pitch, tau = 40 + int(rng.integers(0, 24)), float(rng.uniform(0.25, 0.45))
-        tone = bank.note(pitch, sr, t[-1] - onset + 1.0 / sr, tau)
+        tone = bank.note(40 + int(rng.integers(0, 24)), sr, t[-1] - onset + 1.0 / sr, 0.35)
         _add_note(out, round(onset * sr), 0.4 * tone)
     return out
 
@@ -401,22 +357,7 @@ def _event_bird(rng, t, sr):
     return 0.5 * np.sin(phase) * (local < 0.15) * np.sin(np.pi * np.minimum(local / 0.15, 1.0))
 
 
-def _event_piano(rng, t, sr):
-    return piano_like(rng, t.size / sr, sr)
-
-
-def _event_strings(rng, t, sr):
-    return melody_like(rng, t.size / sr, sr, "strings")
-
-
-def _event_woodwinds(rng, t, sr):
-    return melody_like(rng, t.size / sr, sr, "winds")
-
-
 _EVENT_SYNTHS = {
-    "Piano": _event_piano,
-    "Bowed_string_instrument": _event_strings,
-    "Wind_instrument_and_woodwind_instrument": _event_woodwinds,
     "Rain": _event_rain,
     "Drum": _event_drum,
     "Bell": _event_bell,
@@ -548,9 +489,6 @@ _FSD_TITLES = {
     "Speech": ("counting in Spanish", "voice memo - hello"),
     "Water": ("stream bubbling close", "Dripping tap, kitchen"),
     "Bird": ("blackbird morning song", "sparrow chirps.wav"),
-    "Piano": ("upright piano, soft chords", "piano_improv_03.wav"),
-    "Bowed_string_instrument": ("violin and cello phrase", "string quartet rehearsal"),
-    "Wind_instrument_and_woodwind_instrument": ("flute melody, room", "clarinet scale.wav"),
 }
 
 

@@ -9,10 +9,7 @@ and clip lengths match the real checkpoints. Tokenizers are trained locally with
 ``tokenizers`` library on a small built-in English music vocabulary.
 
 The output is noise (near-silent audio), not music: every folder carries the
-random-weight marker (:mod:`rcmg.models.random_weights`) that says so. The CLAP alone is
-trained, for seconds, on the synthetic demo corpus (:mod:`rcmg.standins.clap_training`),
-so the demo's bank and judge space separate its sound classes; its marker's ``trained``
-field says so, and the reports show it.
+random-weight marker (:mod:`rcmg.models.random_weights`) that says so.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from rcmg.workflow.kinds import TINY_KINDS
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 5  # 5: the CLAP is trained contrastively on the synthetic corpus
+BUILDER_VERSION = 4
 KINDS = TINY_KINDS
 
 # Real geometry (kept): generation side.
@@ -98,8 +95,8 @@ def build_tiny_model(kind: str, out_dir: Path, seed: int = 0) -> Path:
         return out_dir
     log.info("building tiny %s model (seed %d) into %s", kind, seed, out_dir)
     with atomic_dir(out_dir) as tmp:
-        extra = _BUILDERS[kind](tmp, seed + _SEED_OFFSET[kind])
-        write_marker(tmp, "tiny", {**expected, **(extra or {})})
+        _BUILDERS[kind](tmp, seed + _SEED_OFFSET[kind])
+        write_marker(tmp, "tiny", expected)
     return out_dir
 
 
@@ -411,24 +408,17 @@ def _gpt2_language_model():
 # ---------------------------------------------------------------- builders
 
 
-def _build_clap(out: Path, seed: int) -> dict:
-    """The demo CLAP: random weights, then trained contrastively on the synthetic corpus'
-    sound classes (:mod:`rcmg.standins.clap_training`), so its space has meaning (distinct
-    prompts retrieve distinct bank items). The marker records how (``trained``)."""
+def _build_clap(out: Path, seed: int) -> None:
     import torch
     from transformers import ClapProcessor
 
-    from rcmg.standins.clap_training import TrainingOptions, train_clap, trained_note
-
     tokenizer = train_roberta_tokenizer()
-    features = clap_feature_extractor()
     torch.manual_seed(seed)
     model = _clap_model(len(tokenizer))
-    options = TrainingOptions(seed=seed)
-    record = train_clap(model, tokenizer, features, options)
     model.save_pretrained(out)
-    ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(out)
-    return {"trained": trained_note(options), "training": record}
+    ClapProcessor(feature_extractor=clap_feature_extractor(), tokenizer=tokenizer).save_pretrained(
+        out
+    )
 
 
 def _build_audioldm(out: Path, seed: int) -> None:

@@ -28,13 +28,6 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"prompts: prompt file '{config['prompts']}' does not exist; "
             "create it (one prompt per line) or point 'prompts' at an existing file"
         )
-    for key, model in config["models"].items():
-        own = model.get("prompts")
-        if own and not (workdir / own).is_file():
-            out.append(
-                f"models.{key}.prompts: prompt file '{own}' does not exist; create it (one "
-                "prompt per line) or remove the key (the model then reads 'prompts')"
-            )
     bank = config["bank"]["dataset"]
     if bank not in datasets:
         out.append(f"bank.dataset: '{bank}' is not a key of 'datasets' ({', '.join(datasets)})")

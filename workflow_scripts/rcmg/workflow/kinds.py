@@ -14,10 +14,6 @@ MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
 CLASSIFIER_KINDS = ("ast",)
 # Every kind the tiny-model builder writes (the demo's model folders).
 TINY_KINDS = MODEL_KINDS + CLASSIFIER_KINDS
-# Known-answer stand-in models (no weights: rcmg.standins.planted_family).
-STANDIN_KINDS = ("planted",)
-# Every model folder the demo_model rule writes.
-DEMO_MODEL_KINDS = TINY_KINDS + STANDIN_KINDS
 # Condition types a config condition can have (rcmg.generation.conditioning).
 CONDITION_TYPES = (
     "prompt",

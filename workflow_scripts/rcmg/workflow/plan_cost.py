@@ -64,30 +64,22 @@ def _rate(table: dict, model: str) -> float:
     return float(table.get(model, table["default"]))
 
 
-def estimate(
-    config: dict,
-    points: list[RunPoint],
-    n_prompts: int | None,
-    model_prompts: dict[str, int | None] | None = None,
-) -> list[dict]:
+def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> list[dict]:
     """Rows {rule, runs, clips, hours} for generate and evaluate over every planned run
     (all points x seeds, whether or not their outputs exist yet). ``n_prompts`` None (an
     unknown prompt count): clips and hours are None, runs are still counted. A run is one
-    point x seed (its generate work may be several prompt-shard jobs). ``model_prompts``:
-    the counts of the models with a prompt set of their own (``models.<m>.prompts``)."""
+    point x seed (its generate work may be several prompt-shard jobs)."""
     cost = config["cost"]
     seeds = len(config["seeds"])
     runs = len(points) * seeds
-    counts = {p.model: (model_prompts or {}).get(p.model, n_prompts) for p in points}
-    if None in counts.values():
+    if n_prompts is None:
         return [{"rule": r, "runs": runs, "clips": None, "hours": None} for r in RULES]
     gen_clips = gen_s = 0.0
     for p in points:
         settings = effective(config, p.model, p.condition)
         sampling = settings["sampling"]
         subset = settings["prompt_subset"]  # sweeps.prompts: a subset run's count
-        n_model = counts[p.model]
-        prompts = min(n_model, subset["n"]) if subset else n_model
+        prompts = min(n_prompts, subset["n"]) if subset else n_prompts
         clips = prompts * sampling["num_waveforms_per_prompt"] * seeds
         denoise = sampling["steps"] * _rate(cost["generate_s_per_step"], p.model)
         if settings["condition"].get("style_guidance"):
@@ -106,20 +98,12 @@ def _cell(value, width: int, spec: str = "") -> str:
 
 
 def table(
-    config: dict,
-    points: list[RunPoint],
-    n_prompts: int | None,
-    source: str | None = None,
-    model_prompts: dict[str, int | None] | None = None,
+    config: dict, points: list[RunPoint], n_prompts: int | None, source: str | None = None
 ) -> str:
     """The estimate as the few lines Snakemake prints while planning; ``source`` (where
-    the prompt count comes from, :func:`prompt_count`) is its last line; ``model_prompts``
-    the counts of models with their own prompt set (:func:`estimate`)."""
-    rows = estimate(config, points, n_prompts, model_prompts)
+    the prompt count comes from, :func:`prompt_count`) is its last line."""
+    rows = estimate(config, points, n_prompts)
     prompts = "an unknown number of" if n_prompts is None else n_prompts
-    if model_prompts:
-        own = ", ".join(f"{m}: {'?' if n is None else n}" for m, n in model_prompts.items())
-        prompts = f"{prompts} ({own})"
     lines = [
         f"planned runs: {len(points)} points x {len(config['seeds'])} seed(s), "
         f"{prompts} prompts; estimated device hours at config cost rates "
@@ -130,7 +114,7 @@ def table(
             f"  {r['rule']:<9} {r['runs']:>6} runs {_cell(r['clips'], 8)} clips "
             f"{_cell(r['hours'], 10, '.1f')} h"
         )
-    total = None if rows[0]["hours"] is None else sum(r["hours"] for r in rows)
+    total = None if n_prompts is None else sum(r["hours"] for r in rows)
     lines.append(f"  {'total':<9} {'':>6}      {'':>8}       {_cell(total, 10, '.1f')} h")
     if source:
         lines.append(f"  prompts: {source}")

@@ -16,8 +16,7 @@ Plan-time traits (class attributes, read while Snakemake parses: no model is loa
     CLAP), ``checks_alignment`` (does align_check compare the bank CLAP with the model's
     own text tower), ``style_only_baseline``, ``residual_mix``, ``style_adapters``,
     ``unsupported_knobs`` (sweep knobs that do nothing on it), ``adapter_target_space``,
-    ``ranked_by``, ``angle_sites``, ``bank_audio`` (it conditions on the retrieved items'
-    audio, not only their vectors: the generate job then reads the bank's segment shards).
+    ``ranked_by``, ``angle_sites``.
 
 Loading
     :meth:`load` (HF folder or hub id, dtype, device, scheduler; offline errors name the
@@ -67,12 +66,7 @@ class ConditioningRequest:
     :class:`~rcmg.generation.conditioning.ConditionOptions`; ``adapter``: the trained
     style adapter (``adapter: external``) or None; ``targets``: per item, the angle a
     control must turn by (None: ``options.strength_deg`` or the fixed alpha);
-    ``infos``: a list that receives one record per item (None: no records);
-    ``retrieved``: per item, the bank items its style was formed from (the hit records of
-    items.jsonl ``retrieved``: ``row``, ``segment_id``, ``score``, ``tags``; a control's
-    are its own, wrong, items); ``bank_audio``: a
-    :class:`~rcmg.generation.bank_audio.BankAudio` reading a bank row's 16 kHz segment
-    window (families with ``bank_audio`` only; None otherwise).
+    ``infos``: a list that receives one record per item (None: no records).
     """
 
     prompts: list[str]
@@ -84,8 +78,6 @@ class ConditioningRequest:
     targets: list | None = None
     infos: list | None = None
     negative_given: bool = False  # a --negative-prompt was given (not the empty default)
-    retrieved: list | None = None
-    bank_audio: object | None = None
 
 
 @dataclass
@@ -130,8 +122,6 @@ class ModelFamily:
     ranked_by: ClassVar[str] = "the bank CLAP (--clap-model)"
     # conditioning record's ``site`` -> the ``angles_deg`` key a control matches
     angle_sites: ClassVar[dict[str, str]] = {}
-    # conditions on the retrieved items' audio (request.bank_audio), not only their vectors
-    bank_audio: ClassVar[bool] = False
 
     # ---------------------------------------------------------------- loading
     def load(self, model_id: str, device: str, dtype: str, scheduler: str):
@@ -203,12 +193,6 @@ class ModelFamily:
     def matched_angle(self, info: dict) -> float:
         """The angle (degrees) of a conditioning record that a control run matches."""
         return float(info["angles_deg"][self.angle_sites[info["site"]]])
-
-    def model_note(self, loaded) -> str | None:
-        """What run_config.json (``model_note``) and the run and comparison pages must say
-        about this model's output beyond the random-weight marker (e.g. a known-answer
-        stand-in); None: nothing."""
-        return None
 
     # ---------------------------------------------------------------- ranking
     def ranking_clap(self, model_id, clap_model, clap_subfolder, clap_revision):
