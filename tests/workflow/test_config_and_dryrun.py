@@ -73,7 +73,8 @@ def test_dry_run_states_each_primarys_mde_from_the_pilots_power_csv(workdir):
     """evaluation.power.variance_from (the real config: the pilot's power.csv): the planner
     prints each planned primary's MDE at the real config's 1000 prompts; the compare rule
     gets the power settings as flags."""
-    from rcmg.evaluation import comparison, power
+    from rcmg.evaluation import comparison
+    from rcmg.workflow import power
 
     row = power.power_row(
         condition="retrieval_native",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rcmg.evaluation import comparison, hypotheses, power
+from rcmg.evaluation import comparison, hypotheses
+from rcmg.workflow import power
 
 from tests.unit import fake_runs
 

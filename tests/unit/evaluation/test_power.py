@@ -1,4 +1,4 @@
-"""rcmg.evaluation.power: the formulas against scipy, the round trips, and by simulation
+"""rcmg.workflow.power: the formulas against scipy, the round trips, and by simulation
 of the compare step's own primary test (the sign-flip test, Holm) at the pilot's N."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from rcmg.evaluation import hypotheses, power, signflip
+from rcmg.evaluation import hypotheses, signflip
 from rcmg.generation.prompts import read_prompt_file
-from rcmg.workflow import plan_cost, sweeps
+from rcmg.workflow import plan_cost, power, sweeps
 from scipy import stats
 
 REPO = Path(__file__).resolve().parents[3]

@@ -217,7 +217,8 @@ def test_benchmark_settings_are_the_importers_selection_with_its_defaults():
 
 def _power_csv(path: Path, rows: list[dict]) -> Path:
     """A finished comparison's power.csv, written by the compare step's own writer."""
-    from rcmg.evaluation import comparison, power
+    from rcmg.evaluation import comparison
+    from rcmg.workflow import power
 
     path.parent.mkdir(parents=True, exist_ok=True)
     full = [
@@ -233,7 +234,7 @@ def _power_csv(path: Path, rows: list[dict]) -> Path:
 def test_planner_states_each_primarys_mde_from_a_finished_runs_power_csv(tmp_path):
     """The real config's planned primaries (m = Holm family), the SD a pilot's power.csv
     has for a row, the MDE at the planned prompts; rows it lacks say so."""
-    from rcmg.evaluation import power
+    from rcmg.workflow import power
 
     cfg = copy.deepcopy(BASE)
     points = sweeps.plan(cfg)

@@ -3,7 +3,7 @@
 :func:`compare_runs` (table mode: all runs of the workflow) and
 :func:`compare_side_by_side` (any two run folders, item by item) write
 OUT/index.html, OUT/summary.csv, OUT/paired.csv and OUT/plots/; table mode also
-OUT/power.csv (each primary's minimum detectable effect, :mod:`rcmg.evaluation.power`). The CLI is
+OUT/power.csv (each primary's minimum detectable effect, :mod:`rcmg.workflow.power`). The CLI is
 workflow_scripts/compare.py.
 """
 
@@ -23,7 +23,6 @@ from rcmg.evaluation import (
     hypotheses,
     overview,
     plots,
-    power,
     report,
     set_metrics,
     stats,
@@ -32,7 +31,7 @@ from rcmg.evaluation import (
 from rcmg.evaluation import run_sections as run_tables
 from rcmg.evaluation.hypotheses import Hypothesis
 from rcmg.evaluation.set_metrics import SetMetricOptions
-from rcmg.workflow import tables
+from rcmg.workflow import power, tables
 from rcmg.workflow.atomic import atomic_dir, write_text
 from rcmg.workflow.runinfo import generate_benchmark_tsv, read_benchmark_tsv
 from rcmg.workflow.sweeps import SEP, matched_baseline, parse_point
@@ -594,7 +593,7 @@ def paired_csv(rows: list[dict]) -> str:
 
 def power_rows(paired: list[dict], records: list[dict], options: CompareOptions) -> list[dict]:
     """power.csv: per primary row, the MDE at its prompts and the prompts its configured
-    effect needs (:mod:`rcmg.evaluation.power`), from the SD of this comparison's own
+    effect needs (:mod:`rcmg.workflow.power`), from the SD of this comparison's own
     per-prompt differences; runs that are pipeline checks make that SD a stand-in."""
     effects = power.parse_effects(options.power_effects)
     checks = {(r["model"], r["condition"]) for r in records if r["is_pipeline_check"]}
@@ -633,7 +632,7 @@ def power_rows(paired: list[dict], records: list[dict], options: CompareOptions)
 
 
 def power_csv(rows: list[dict]) -> str:
-    """power.csv: :data:`rcmg.evaluation.power.FIELDS`; an infinite MDE or N needed (the
+    """power.csv: :data:`rcmg.workflow.power.FIELDS`; an infinite MDE or N needed (the
     test cannot reach the level) is written inf, not left empty."""
 
     def cell(value):

@@ -143,7 +143,7 @@ def mean_test(
     """Sign-flip test of the mean of ``means`` (one value per prompt) and its interval.
 
     Returns {mean_diff, sd (of the prompt means, n - 1 denominator: the power
-    calculation's input, rcmg.evaluation.power), ci_low, ci_high (two-sided 1 - alpha,
+    calculation's input, rcmg.workflow.power), ci_low, ci_high (two-sided 1 - alpha,
     the test inverted; +-inf when unbounded), test, margin, ni_lower (one-sided 1 - alpha lower bound, NI only),
     p_value, p_reason, min_p, p_method}.
     """

@@ -14,7 +14,7 @@ without planning.
 
 :func:`power_table` follows it: each planned primary hypothesis's minimum detectable
 effect at the planned prompts and the prompts its configured effect needs
-(config ``evaluation.power``, :mod:`rcmg.evaluation.power`), from the SD of the per-prompt
+(config ``evaluation.power``, :mod:`rcmg.workflow.power`), from the SD of the per-prompt
 differences in a finished run's ``power.csv`` (``evaluation.power.variance_from``; default
 this experiment's own last comparison), or a line saying none is available yet and which
 file it would read.
@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from rcmg.evaluation import power as power_maths  # standard library only
+from rcmg.workflow import power as power_maths  # standard library only
 from rcmg.workflow.sweeps import RunPoint, effective
 
 STYLE_GUIDANCE_FACTOR = 1.5  # UNet passes per step: 3 with style guidance vs 2 (CFG)
@@ -177,7 +177,7 @@ def _float(text) -> float:
 
 
 def power_estimates(config: dict, points: list[RunPoint], n_prompts: int | None) -> dict:
-    """{source, found, rows}: per planned primary, :func:`rcmg.evaluation.power.power_row`
+    """{source, found, rows}: per planned primary, :func:`rcmg.workflow.power.power_row`
     at ``n_prompts`` with the SD the source file has for it (None when it has none)."""
     settings = power_settings(config)
     source = Path(settings["variance_from"])
