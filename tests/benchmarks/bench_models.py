@@ -104,6 +104,12 @@ class Budget:
     def exhausted(self) -> bool:
         return self.remaining() <= 0
 
+    def minus(self, reserve: float) -> Budget:
+        """The same clock, ending ``reserve`` seconds earlier (what the last group keeps)."""
+        early = Budget(max(self.seconds - reserve, 1e-9) if self.seconds > 0 else 0)
+        early.start = self.start
+        return early
+
 
 class Report:
     """Rows printed as soon as they are measured; the JSON rewritten after each row."""

@@ -51,6 +51,10 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench_models import Budget
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -200,26 +204,6 @@ def install_wheels(wheels: Path, site: Path, python: str = sys.executable) -> di
 
 
 # ------------------------------------------------------------------------- reporting
-
-
-class Budget:
-    """Wall-clock budget: once spent, no new measurement starts."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def exhausted(self) -> bool:
-        return self.seconds > 0 and self.elapsed() >= self.seconds
-
-    def minus(self, reserve: float) -> Budget:
-        """The same clock, ending ``reserve`` seconds earlier (what the last group keeps)."""
-        early = Budget(max(self.seconds - reserve, 1e-9) if self.seconds > 0 else 0)
-        early.start = self.start
-        return early
 
 
 class Groups:
@@ -1027,6 +1011,8 @@ def main(argv=None) -> int:
     if not args.cpu_smoke and not device.startswith("cuda"):
         raise SystemExit("no CUDA device: run on the GPU machine, or pass --cpu-smoke")
     budget_s = args.time_budget if args.time_budget is not None else (0 if args.cpu_smoke else 270)
+    from bench_models import Budget  # the wall-clock budget of bench_models
+
     budget = Budget(budget_s)
     plan = Plan(args, device)
     env = environment(device)
