@@ -20,7 +20,7 @@ from rcmg.generation.adapter_training import (
     shuffle_record,
     uploader_derangement,
 )
-from rcmg.generation.families.base import AdapterContext
+from rcmg.generation.families.base import AdapterContext, ModelFamily
 from rcmg.generation.heldout_verdict import uses_given_item
 
 # ---------------------------------------------------------------- the derangement (pure)
@@ -127,7 +127,7 @@ class ToyScheduler:
         return a.sqrt() * z0 + (1 - a).sqrt() * noise
 
 
-class ToyFamily:
+class ToyFamily(ModelFamily):
     """The denoiser reads the clean latent off the conditioning, ``z0_hat = cond @ W``, and
     predicts the noise that would have produced ``z_t`` from it: its loss is small exactly
     when the conditioning tells it the item's latent."""

@@ -42,10 +42,6 @@ ADAPTER_FILE = "style_adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
-LOSS_DESCRIPTION = (
-    "mean((eps_pred - eps)^2) of the frozen UNet on the item's own latent "
-    "(z_t = scheduler.add_noise(z0, eps, t), t uniform); only the adapter trains"
-)
 
 
 @dataclass
@@ -211,7 +207,7 @@ def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_in
         "out_dim": out_dim,
         "target_space": family.adapter_target_space,
         "objective": objective_doc.strip(),
-        "loss": LOSS_DESCRIPTION,
+        "loss": family.adapter_loss_description,
         "mel_front_end": family.adapter_front_end(),
         "style": {
             "clap_model": cfg.clap_model,
@@ -313,9 +309,10 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
         part: build_context(pipe, family, cfg, getattr(split, part), bank)
         for part in ("train", "val", "heldout")
     }
-    n_t = int(pipe.scheduler.config.num_train_timesteps)
+    n_t = int(family.adapter_timesteps(pipe))
+    n_draws = cfg.eval_draws if family.adapter_loss_is_stochastic else 1
     draws = {
-        part: fixed_draws(getattr(split, part), ctx.latents, cfg.eval_draws, n_t, cfg.seed)
+        part: fixed_draws(getattr(split, part), ctx.latents, n_draws, n_t, cfg.seed)
         for part, ctx in contexts.items()
         if ctx is not None and part != "train"
     }

@@ -16,7 +16,10 @@ module documents its choices):
 * loss: ``mean((eps_pred - eps)^2)`` with ``z_t = scheduler.add_noise(z0, eps, t)``,
   ``t`` uniform over the scheduler's training timesteps, ``eps`` standard normal (the
   target is the velocity when the scheduler predicts ``v_prediction``); ``eps_pred``
-  is the family's ``denoiser_eps``.
+  is the family's ``denoiser_eps``. That is the default ``adapter_loss`` of a family;
+  a family without diffusion defines its own (its ``adapter_loss_description``, recorded
+  in adapter_config.json: e.g. a token decoder's cross-entropy on the item's codes),
+  where ``t`` and the noise are drawn and ignored.
 * conditioning, as generation uses the adapter's output: only its direction
   ``unit(adapter(x))``, placed by the family's ``adapter_conditioning`` where the model
   takes it (``adapter_target_space``: e.g. the class embedding, or the language-model
@@ -503,12 +506,6 @@ def baseline_conditioning(ctx, rows, arm: str, family):
     return family.baseline_conditioning(ctx, rows, arm)
 
 
-def unet_eps(pipe, family, noisy, t, cond, ctx, rows):
-    """The frozen denoiser's prediction under ``cond`` (the model's own call signature),
-    with the inputs cast to its dtype (the adapter and the latents stay float32)."""
-    return family.denoiser_eps(pipe, noisy, t, cond, ctx, rows)
-
-
 def denoising_target(scheduler, latents, noise, t):
     kind = getattr(scheduler.config, "prediction_type", "epsilon")
     if kind == "epsilon":
@@ -545,12 +542,12 @@ def fixed_draws(items, latents, n_draws: int, n_timesteps: int, seed: int):
 
 
 def item_losses(pipe, family, ctx, draws, arm: str, adapter=None, partner=None) -> list[float]:
-    """Mean denoising MSE per item under ``arm`` over its fixed draws (no grad).
+    """Mean loss per item under ``arm`` over its fixed draws (no grad): the family's
+    ``adapter_loss`` (the denoising MSE of the diffusion families).
 
     ``shuffled``: the adapter given item ``partner[r]``'s style vector for item r (its
     own latent, draws and placement)."""
     import torch
-    import torch.nn.functional as F
 
     if arm == "shuffled" and (partner is None or len(partner) != len(draws)):
         raise ValueError("the shuffled arm needs one partner per item (uploader_derangement)")
@@ -568,10 +565,8 @@ def item_losses(pipe, family, ctx, draws, arm: str, adapter=None, partner=None) 
             device = ctx.latents.device
             z0 = ctx.latents[r : r + 1].expand(k, *ctx.latents.shape[1:])
             t, noise = t.to(device), noise.to(device)
-            noisy = pipe.scheduler.add_noise(z0, noise, t)
-            eps = unet_eps(pipe, family, noisy, t, _repeat(cond, k), ctx, rows * k)
-            target = denoising_target(pipe.scheduler, z0, noise, t)
-            out.append(float(F.mse_loss(eps.float(), target.float())))
+            loss = family.adapter_loss(pipe, z0, noise, t, _repeat(cond, k), ctx, rows * k)
+            out.append(float(loss))
     return out
 
 
@@ -638,10 +633,9 @@ def seed_everything(seed: int) -> None:
 
 def _train_epoch(pipe, family, adapter, optimizer, ctx, cfg, generator) -> float:
     import torch
-    import torch.nn.functional as F
 
     adapter.train()
-    n_t = int(pipe.scheduler.config.num_train_timesteps)
+    n_t = int(family.adapter_timesteps(pipe))
     order = torch.randperm(len(ctx.latents), generator=generator).tolist()
     total, count = 0.0, 0
     for start in range(0, len(order), cfg.batch):
@@ -649,10 +643,8 @@ def _train_epoch(pipe, family, adapter, optimizer, ctx, cfg, generator) -> float
         z0 = ctx.latents[rows]
         t = torch.randint(0, n_t, (len(rows),), generator=generator).to(z0.device)
         noise = torch.randn(z0.shape, generator=generator).to(z0.device)
-        noisy = pipe.scheduler.add_noise(z0, noise, t)
         cond = adapter_conditioning(adapter, ctx, rows, family)
-        eps = unet_eps(pipe, family, noisy, t, cond, ctx, rows)
-        loss = F.mse_loss(eps.float(), denoising_target(pipe.scheduler, z0, noise, t).float())
+        loss = family.adapter_loss(pipe, z0, noise, t, cond, ctx, rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -704,7 +696,7 @@ def train_adapter(
     from rcmg.generation.adapter import build_adapter
 
     cfg.check()
-    for module in (pipe.unet, pipe.vae):
+    for module in family.adapter_frozen_modules(pipe):
         module.requires_grad_(False)
     seed_everything(cfg.seed)
     out_dim = target_dim(pipe, family)

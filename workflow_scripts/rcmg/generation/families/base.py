@@ -45,7 +45,13 @@ Style adapter
     :meth:`adapter_out_dim` (what the 512 -> H adapter maps to), :meth:`adapter_latents`
     (bank audio -> the denoiser's training latents), :meth:`adapter_context`,
     :meth:`adapter_conditioning`, :meth:`baseline_conditioning`, :meth:`denoiser_eps`
-    (the loss it trains by, through the frozen model), :meth:`adapter_front_end`.
+    (the denoiser's prediction through the frozen model), :meth:`adapter_loss` (the loss it
+    trains by: the denoising MSE by default; a family without diffusion overrides it,
+    with ``adapter_loss_description`` and ``adapter_loss_is_stochastic``),
+    :meth:`adapter_timesteps`, :meth:`adapter_frozen_modules`, :meth:`adapter_front_end`.
+
+Provenance
+    :meth:`weights_license` (the generator's weights licence, recorded per run).
 
 Every method gets the loaded pipeline (or :class:`~rcmg.models.pipelines.LoadedPipeline`)
 it works on; a family holds no state of its own.
@@ -122,6 +128,13 @@ class ModelFamily:
     ranked_by: ClassVar[str] = "the bank CLAP (--clap-model)"
     # conditioning record's ``site`` -> the ``angles_deg`` key a control matches
     angle_sites: ClassVar[dict[str, str]] = {}
+    # what adapter_config.json says the adapter is trained by (adapter_loss)
+    adapter_loss_description: ClassVar[str] = (
+        "mean((eps_pred - eps)^2) of the frozen UNet on the item's own latent "
+        "(z_t = scheduler.add_noise(z0, eps, t), t uniform); only the adapter trains"
+    )
+    # False: the loss draws no timestep or noise (one held-out draw per item is exact)
+    adapter_loss_is_stochastic: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- loading
     def load(self, model_id: str, device: str, dtype: str, scheduler: str):
@@ -190,6 +203,11 @@ class ModelFamily:
         eps_c)``, ``eps_s`` under ``style_kwargs`` (this batch's :meth:`conditioning`)."""
         raise NotImplementedError(f"style guidance is not available for {self.name}")
 
+    def weights_license(self, model_id: str) -> dict | None:
+        """The generator weights' licence (``license``, ``url``, ``source``, ``note``) as
+        run_config.json and ATTRIBUTION.md record it; None: not recorded by this family."""
+        return None
+
     def matched_angle(self, info: dict) -> float:
         """The angle (degrees) of a conditioning record that a control run matches."""
         return float(info["angles_deg"][self.angle_sites[info["site"]]])
@@ -247,3 +265,23 @@ class ModelFamily:
     def denoiser_eps(self, pipe, noisy, t, cond, ctx: AdapterContext, rows):
         """The frozen denoiser's prediction under ``cond`` (its training objective's)."""
         raise NotImplementedError(f"{self.name} has no style adapter")
+
+    def adapter_timesteps(self, pipe) -> int:
+        """How many training timesteps ``t`` is drawn from (the scheduler's)."""
+        return int(pipe.scheduler.config.num_train_timesteps)
+
+    def adapter_frozen_modules(self, pipe) -> list:
+        """The modules frozen while the adapter trains."""
+        return [pipe.unet, pipe.vae]
+
+    def adapter_loss(self, pipe, z0, noise, t, cond, ctx: AdapterContext, rows):
+        """The training loss of items ``rows`` under ``cond`` (a scalar tensor with grad):
+        by default the denoising MSE, ``z_t = scheduler.add_noise(z0, noise, t)`` and the
+        target ``noise`` (the velocity for ``v_prediction`` schedulers)."""
+        import torch.nn.functional as F
+
+        from rcmg.generation.adapter_training import denoising_target
+
+        noisy = pipe.scheduler.add_noise(z0, noise, t)
+        eps = self.denoiser_eps(pipe, noisy, t, cond, ctx, rows)
+        return F.mse_loss(eps.float(), denoising_target(pipe.scheduler, z0, noise, t).float())
