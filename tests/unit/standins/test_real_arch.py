@@ -210,3 +210,21 @@ def test_trained_tokenizers_stay_below_the_published_vocab_size(kind, tmp_path):
             tokenizer.decode(ids, skip_special_tokens=True)
             == "a calm piano melody with soft strings"
         )
+
+
+def test_musicgen_small_structure_is_the_converted_checkpoints():
+    """config/bench/musicgen-small: the decoder of convert_musicgen_transformers.py's
+    "small", EnCodec 32 kHz (4 codebooks at 50 frames/s) and the t5-base encoder."""
+    import torch
+
+    with torch.device("meta"):
+        decoder = real_arch.build_component("musicgen", "decoder")
+        codec = real_arch.build_component("musicgen", "audio_encoder")
+        t5 = real_arch.build_component("musicgen", "text_encoder")
+    assert (decoder.config.hidden_size, decoder.config.num_hidden_layers) == (1024, 24)
+    assert decoder.config.ffn_dim == 4096 and decoder.num_codebooks == 4
+    assert (codec.config.frame_rate, codec.config.num_quantizers) == (50, 4)
+    assert codec.config.sampling_rate == 32000 and codec.config.codebook_size == 2048
+    assert (t5.config.d_model, t5.config.num_layers) == (768, 12)
+    assert real_arch.count_parameters(t5) / 1e6 == pytest.approx(109.6, rel=0.005)  # t5-base enc.
+    assert real_arch.components_for("musicgen") == ["text_encoder", "audio_encoder", "decoder"]

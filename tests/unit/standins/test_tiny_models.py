@@ -160,7 +160,7 @@ def test_failed_build_leaves_no_folder(tmp_path, monkeypatch):
 
 def test_unknown_kind_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="audioldm2-music"):
-        build_tiny_model("musicgen", tmp_path / "x")
+        build_tiny_model("audioldm3", tmp_path / "x")
 
 
 def test_resolve_model_source(tmp_path, tiny_model):

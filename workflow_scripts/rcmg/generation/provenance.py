@@ -256,6 +256,8 @@ def run_config(cfg, loaded, prompt_file, rows, timings, unet, started, space=Non
         "started_at": started,
         "finished_at": now(),
         "is_pipeline_check": is_random_weight_model(cfg.model_id),
+        # the generator weights' licence, where its family records one
+        "model_license": cfg.model_family.weights_license(cfg.model_id),
         # models as ID or ID@REVISION, with what they resolved to (issue 15 item 7)
         "model_revisions": revision_records(
             {"generator": cfg.model_id, "bank_clap": cfg.clap_model}

@@ -1,8 +1,9 @@
 """Random-weight models with the published architectures, for benchmarks.
 
 The configs under ``config/bench/<kind>/`` are the published ``config.json`` files of
-``cvssp/audioldm``, ``cvssp/audioldm2``, ``cvssp/audioldm2-music`` and
-``laion/clap-htsat-unfused`` (sources in ``config/bench/SOURCES.md``). A model built
+``cvssp/audioldm``, ``cvssp/audioldm2``, ``cvssp/audioldm2-music``,
+``laion/clap-htsat-unfused`` and ``facebook/musicgen-small`` (sources in
+``config/bench/SOURCES.md``). A model built
 from them with random weights costs exactly what the real checkpoint costs per step.
 Tokenizers are trained locally (no hub access); their vocabulary is small, but the
 embedding matrices keep the published ``vocab_size``, so compute and memory match.
@@ -30,6 +31,7 @@ CONFIG_DIR_BY_KIND = {
     "audioldm2": "audioldm2",
     "audioldm2-music": "audioldm2-music",
     "clap": "clap-htsat-unfused",
+    "musicgen": "musicgen-small",
 }
 
 # Published parameter counts (millions) and where they come from; see SOURCES.md.
@@ -100,6 +102,8 @@ def build_component(kind: str, component: str):
         "language_model": _build_gpt2,
         "projection_model": _build_projection,
         "config": _build_clap,
+        "decoder": _build_musicgen_decoder,
+        "audio_encoder": _build_encodec,
     }
     if component not in builders:
         raise ValueError(f"no builder for component {component!r}")
@@ -129,6 +133,8 @@ def _build_vocoder(kind: str, cfg: dict):
 
 
 def _build_text_encoder(kind: str, cfg: dict):
+    if kind == "musicgen":
+        return _build_t5(kind, cfg)
     if kind == "audioldm":
         from transformers import ClapTextConfig, ClapTextModelWithProjection
 
@@ -157,6 +163,18 @@ def _build_gpt2(kind: str, cfg: dict):
     return GPT2LMHeadModel(GPT2Config(**_hf_config(cfg)))
 
 
+def _build_musicgen_decoder(kind: str, cfg: dict):
+    from transformers import MusicgenDecoderConfig, MusicgenForCausalLM
+
+    return MusicgenForCausalLM(MusicgenDecoderConfig(**_hf_config(cfg)))
+
+
+def _build_encodec(kind: str, cfg: dict):
+    from transformers import EncodecConfig, EncodecModel
+
+    return EncodecModel(EncodecConfig(**_hf_config(cfg)))
+
+
 def _build_projection(kind: str, cfg: dict):
     from diffusers import AudioLDM2ProjectionModel
 
@@ -169,6 +187,8 @@ def components_for(kind: str) -> list[str]:
         return ["config"]
     if kind == "audioldm":
         return ["text_encoder", "unet", "vae", "vocoder"]
+    if kind == "musicgen":
+        return ["text_encoder", "audio_encoder", "decoder"]
     return [
         "text_encoder",
         "text_encoder_2",
@@ -236,7 +256,7 @@ def train_tokenizers(kind: str, out_dir: Path) -> None:
             )
         vocab_size = min(entry["vocab_size"], TRAINED_VOCAB_CAP[entry["class"]])
         tokenizer = trainers[entry["class"]](vocab_size, entry["model_max_length"])
-        tokenizer.save_pretrained(out_dir if kind == "clap" else out_dir / name)
+        tokenizer.save_pretrained(out_dir if kind in ("clap", "musicgen") else out_dir / name)
 
 
 def _feature_extractor(kind: str):
@@ -251,6 +271,26 @@ def _scheduler(kind: str):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler.from_config(load_component_config(kind, "scheduler"))
+
+
+def _save_musicgen(modules: dict, tmp: Path) -> None:
+    """``MusicgenForConditionalGeneration`` of the components, its published generation
+    settings and the processor (EnCodec feature extractor + the trained T5 tokenizer)."""
+    from transformers import (
+        EncodecFeatureExtractor,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5TokenizerFast,
+    )
+
+    model = MusicgenForConditionalGeneration(**modules).eval()
+    for key, value in load_component_config("musicgen", "generation").items():
+        setattr(model.generation_config, key, value)
+    tokenizer = T5TokenizerFast.from_pretrained(tmp)
+    features = load_component_config("musicgen", "feature_extractor")
+    features = {k: v for k, v in features.items() if k != "feature_extractor_type"}
+    model.save_pretrained(tmp, safe_serialization=True)
+    MusicgenProcessor(EncodecFeatureExtractor(**features), tokenizer).save_pretrained(tmp)
 
 
 def _assemble_pipeline(kind: str, modules: dict, tmp: Path):
@@ -289,8 +329,11 @@ def _build_into(kind: str, tmp: Path, seed: int) -> dict[str, int]:
             LOG.info("building %s/%s (random weights)", kind, component)
             modules[component] = build_component(kind, component).eval()
             counts[component] = count_parameters(modules[component])
-        pipe = _assemble_pipeline(kind, modules, tmp)
-        pipe.save_pretrained(tmp, safe_serialization=True)
+        if kind == "musicgen":
+            _save_musicgen(modules, tmp)
+        else:
+            pipe = _assemble_pipeline(kind, modules, tmp)
+            pipe.save_pretrained(tmp, safe_serialization=True)
     counts["total"] = sum(counts.values())
     return counts
 

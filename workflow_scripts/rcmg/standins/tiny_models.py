@@ -505,6 +505,12 @@ def _build_ast(out: Path, seed: int) -> None:
     ).save_pretrained(out)
 
 
+def _build_musicgen(out: Path, seed: int) -> None:
+    from rcmg.standins.musicgen_models import build_tiny_musicgen
+
+    build_tiny_musicgen(out, seed)
+
+
 _BUILDERS = {
     "ast": _build_ast,
     "clap": _build_clap,
@@ -513,7 +519,17 @@ _BUILDERS = {
     # cvssp/audioldm2-music has the same component classes as cvssp/audioldm2 (CLAP,
     # T5 encoder, GPT-2, AudioLDM2 UNet); only the trained weights differ.
     "audioldm2-music": _build_audioldm2,
+    # MusicgenForConditionalGeneration with the published structure
+    # (rcmg.standins.musicgen_models: 4 codebooks, EnCodec 32 kHz, T5 encoder)
+    "musicgen": _build_musicgen,
 }
 # Offsets of the weight seed per kind: AudioLDM2 and AudioLDM2-Music share every class and
 # width, so without an offset their random weights (and demo audio) would be identical.
-_SEED_OFFSET = {"clap": 0, "audioldm": 0, "audioldm2": 0, "audioldm2-music": 1, "ast": 0}
+_SEED_OFFSET = {
+    "clap": 0,
+    "audioldm": 0,
+    "audioldm2": 0,
+    "audioldm2-music": 1,
+    "ast": 0,
+    "musicgen": 0,
+}

@@ -9,7 +9,7 @@ from __future__ import annotations
 # Datasets whose published layouts rcmg.data.sources reads.
 DATASET_KINDS = ("maestro", "urmp", "fsd50k")
 # Model folders the stand-in builders write (tiny and published-architecture).
-MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music")
+MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music", "musicgen")
 # Evaluation classifiers (evaluation.classifier): tiny stand-ins only (no bench build).
 CLASSIFIER_KINDS = ("ast",)
 # Every kind the tiny-model builder writes (the demo's model folders).

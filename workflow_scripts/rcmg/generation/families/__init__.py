@@ -27,6 +27,7 @@ from rcmg.workflow.cli import InputError
 REGISTERED = {
     "audioldm1": "rcmg.generation.families.audioldm1:AudioLDM1",
     "audioldm2": "rcmg.generation.families.audioldm2:AudioLDM2",
+    "musicgen": "rcmg.generation.families.musicgen:Musicgen",
 }
 
 

@@ -1,0 +1,141 @@
+"""MusicGen stand-ins: tiny random-weight ``MusicgenForConditionalGeneration`` folders with
+the published structure (demo, tests).
+
+What is kept from the published checkpoints (facebook/musicgen-small|medium|large, the
+transformers conversion scripts ``convert_musicgen_transformers.py`` and
+``convert_encodec_checkpoint_to_pytorch.py``; config/bench/SOURCES.md):
+
+* the decoder: ``MusicgenDecoderConfig`` with 4 codebooks of 2048 codes, pad = bos =
+  decoder start = 2048, the delay pattern (``build_delay_pattern_mask``), no tied
+  embeddings, sinusoidal positions (2048);
+* the audio encoder: EnCodec 32 kHz (facebook/encodec_32khz): upsampling ratios
+  (8, 5, 4, 4) (hop 640, 50 frames/s), target bandwidth 2.2 kbps (4 quantizers of 2048
+  codes), non-causal convolutions, no normalisation, no conv shortcut, mono;
+* the text encoder: a T5 encoder (t5-base in the real ones, relu feed-forward), its
+  tokenizer's ``model_max_length`` 512 (t5-base), and ``enc_to_dec_proj`` because the
+  T5 width differs from the decoder's, as in musicgen-small (768 vs 1024); the feature
+  extractor pads left (the conversion script's ``padding_side="left"``);
+* the generation config: ``do_sample``, ``guidance_scale`` 3.0, ``max_length`` 1500
+  (30 s at 50 frames/s), decoder start / pad 2048.
+
+Widths and depths are tiny. Tokenizers are trained locally
+(:func:`rcmg.standins.tiny_models.train_t5_tokenizer`). The output is noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Published structure (kept).
+SAMPLING_RATE = 32_000
+UPSAMPLING_RATIOS = (8, 5, 4, 4)  # hop 640: 50 frames per second at 32 kHz
+TARGET_BANDWIDTHS = (2.2,)  # kbps: 4 quantizers of 2048 codes (11 bits) at 50 frames/s
+CODEBOOK_SIZE = 2048
+NUM_CODEBOOKS = 4
+PAD_TOKEN_ID = 2048  # = bos = decoder_start_token_id (the conversion script's)
+MAX_POSITIONS = 2048
+T5_MAX_TOKENS = 512  # t5-base tokenizer model_max_length
+GENERATION_MAX_SECONDS = 30  # generation_config.max_length = 30 s x frame rate
+GUIDANCE_SCALE = 3.0
+# Tiny widths.
+TINY_T5_WIDTH = 24
+TINY_DECODER_WIDTH = 32
+TINY_ENCODEC_WIDTH = 16
+TINY_ENCODEC_FILTERS = 4
+
+
+def encodec_32khz_config(hidden_size: int, num_filters: int):
+    """The EnCodec 32 kHz configuration (published values) at the given widths."""
+    from transformers import EncodecConfig
+
+    return EncodecConfig(
+        sampling_rate=SAMPLING_RATE,
+        audio_channels=1,
+        upsampling_ratios=list(UPSAMPLING_RATIOS),
+        target_bandwidths=list(TARGET_BANDWIDTHS),
+        codebook_size=CODEBOOK_SIZE,
+        use_causal_conv=False,
+        normalize=False,
+        use_conv_shortcut=False,
+        hidden_size=hidden_size,
+        num_filters=num_filters,
+    )
+
+
+def decoder_config(hidden_size: int, layers: int, heads: int, **extra):
+    from transformers import MusicgenDecoderConfig
+
+    return MusicgenDecoderConfig(
+        vocab_size=CODEBOOK_SIZE,
+        hidden_size=hidden_size,
+        ffn_dim=4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_codebooks=NUM_CODEBOOKS,
+        max_position_embeddings=MAX_POSITIONS,
+        audio_channels=1,
+        pad_token_id=PAD_TOKEN_ID,
+        bos_token_id=PAD_TOKEN_ID,
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def set_generation_config(model, frame_rate: int) -> None:
+    """The published checkpoints' generation settings."""
+    gen = model.generation_config
+    gen.decoder_start_token_id = PAD_TOKEN_ID
+    gen.pad_token_id = PAD_TOKEN_ID
+    gen.bos_token_id = PAD_TOKEN_ID
+    gen.do_sample = True
+    gen.guidance_scale = GUIDANCE_SCALE
+    gen.max_length = GENERATION_MAX_SECONDS * frame_rate
+
+
+def _tiny_t5(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=TINY_T5_WIDTH,
+        d_kv=8,
+        d_ff=48,
+        num_layers=2,
+        num_heads=3,
+        feed_forward_proj="relu",  # t5-base (not the gated Flan-T5 variant)
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def processor(tokenizer):
+    """``MusicgenProcessor``: EnCodec feature extractor (32 kHz mono, left padding, as
+    published) and the T5 tokenizer."""
+    from transformers import EncodecFeatureExtractor, MusicgenProcessor
+
+    features = EncodecFeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLING_RATE, padding_side="left"
+    )
+    return MusicgenProcessor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def build_tiny_musicgen(out: Path, seed: int) -> None:
+    """A tiny ``MusicgenForConditionalGeneration`` (+ processor) saved into ``out``."""
+    import torch
+    from transformers import EncodecModel, MusicgenForCausalLM, MusicgenForConditionalGeneration
+
+    from rcmg.standins.tiny_models import train_t5_tokenizer
+
+    tokenizer = train_t5_tokenizer(max_length=T5_MAX_TOKENS)
+    torch.manual_seed(seed)
+    text_encoder = _tiny_t5(len(tokenizer))
+    audio_encoder = EncodecModel(encodec_32khz_config(TINY_ENCODEC_WIDTH, TINY_ENCODEC_FILTERS))
+    decoder = MusicgenForCausalLM(decoder_config(TINY_DECODER_WIDTH, 2, 2))
+    model = MusicgenForConditionalGeneration(
+        text_encoder=text_encoder, audio_encoder=audio_encoder.eval(), decoder=decoder.eval()
+    ).eval()
+    set_generation_config(model, int(audio_encoder.config.frame_rate))
+    model.save_pretrained(out)
+    processor(tokenizer).save_pretrained(out)
