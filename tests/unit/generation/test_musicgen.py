@@ -149,3 +149,31 @@ def test_refusals_name_the_fix(extra, expected, model_dir, tmp_path, capsys):
     assert generate_cli.main(argv) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "out" / "run_config.json").exists()
+
+
+def test_config_names_the_conditions_musicgen_cannot_take(repo_root):
+    """A native-path or style-guided condition on a musicgen model is a config error that
+    names the condition, the model and the fix; the adapter conditions pass."""
+    import yaml
+    from rcmg.generation.config_checks import condition_problems
+
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    assert condition_problems(config) == []  # the AudioLDM families take every condition
+    config["models"]["musicgen"] = {
+        **config["models"]["audioldm"],
+        "id": "facebook/musicgen-small",
+        "family": "musicgen",
+    }
+    found = condition_problems(config)
+    native = [p for p in found if p.startswith("conditions.retrieval_native:")]
+    assert native == [
+        "conditions.retrieval_native: adapter: native does not apply to musicgen: a 512-d "
+        "CLAP style has no native path into its T5 space; use adapter: external (style "
+        "tokens from a trained adapter) (model musicgen, family musicgen); set "
+        "conditions.retrieval_native.models to the models that take it, or change the condition"
+    ]
+    assert any(
+        p.startswith("conditions.retrieval_guided: style guidance is not supported on musicgen")
+        for p in found
+    )
+    assert not [p for p in found if p.startswith("conditions.retrieval_external")]

@@ -53,6 +53,29 @@ def family_problems(config: dict) -> list[str]:
                 f"(models {having or 'none configured'}); set 'models' to such models "
                 f"(not {other})"
             )
+    out += condition_problems(config)
+    return out
+
+
+def condition_problems(config: dict) -> list[str]:
+    """A condition a model's family cannot take (``ModelFamily.condition_problem``), named
+    with the model, so the config says where it runs (``conditions.<c>.models``)."""
+    from rcmg.generation.families import family_class, family_problem
+
+    models = config["models"]
+    out = []
+    for name, cond in config["conditions"].items():
+        for key in cond.get("models") or list(models):
+            if key not in models or family_problem(models[key]["family"]):
+                continue  # reported elsewhere (unknown model / family)
+            family = family_class(models[key]["family"])()
+            why = family.condition_problem(cond)
+            if why:
+                out.append(
+                    f"conditions.{name}: {why} (model {key}, family {family.name}); set "
+                    f"conditions.{name}.models to the models that take it, or change the "
+                    "condition"
+                )
     return out
 
 

@@ -42,6 +42,9 @@ TINY_T5_WIDTH = 24
 TINY_DECODER_WIDTH = 32
 TINY_ENCODEC_WIDTH = 16
 TINY_ENCODEC_FILTERS = 4
+# Weight std of the tiny decoder (the published 0.02 at width 32 gives near-uniform logits
+# that no conditioning moves): large enough that the memory changes what is sampled.
+TINY_DECODER_INIT_STD = 0.3
 
 
 def encodec_32khz_config(hidden_size: int, num_filters: int):
@@ -79,6 +82,23 @@ def decoder_config(hidden_size: int, layers: int, heads: int, **extra):
         tie_word_embeddings=False,
         **extra,
     )
+
+
+def randomize_codebooks(codec) -> None:
+    """Standard-normal code vectors in every quantizer codebook (under the torch seed).
+
+    transformers initialises EnCodec's codebooks (``embed`` buffers) to zeros: every code
+    would decode to the same audio and every clip would encode to code 0, so neither the
+    generated tokens nor the adapter's training targets would mean anything. A trained
+    codec has distinct code vectors; random ones keep that property."""
+    import torch
+
+    with torch.no_grad():
+        for layer in codec.quantizer.layers:
+            book = layer.codebook
+            book.embed.copy_(torch.randn_like(book.embed))
+            book.embed_avg.copy_(book.embed)
+            book.cluster_size.fill_(1.0)
 
 
 def set_generation_config(model, frame_rate: int) -> None:
@@ -132,7 +152,10 @@ def build_tiny_musicgen(out: Path, seed: int) -> None:
     torch.manual_seed(seed)
     text_encoder = _tiny_t5(len(tokenizer))
     audio_encoder = EncodecModel(encodec_32khz_config(TINY_ENCODEC_WIDTH, TINY_ENCODEC_FILTERS))
-    decoder = MusicgenForCausalLM(decoder_config(TINY_DECODER_WIDTH, 2, 2))
+    randomize_codebooks(audio_encoder)
+    decoder = MusicgenForCausalLM(
+        decoder_config(TINY_DECODER_WIDTH, 2, 2, initializer_factor=TINY_DECODER_INIT_STD)
+    )
     model = MusicgenForConditionalGeneration(
         text_encoder=text_encoder, audio_encoder=audio_encoder.eval(), decoder=decoder.eval()
     ).eval()

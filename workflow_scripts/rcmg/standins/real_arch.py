@@ -172,7 +172,12 @@ def _build_musicgen_decoder(kind: str, cfg: dict):
 def _build_encodec(kind: str, cfg: dict):
     from transformers import EncodecConfig, EncodecModel
 
-    return EncodecModel(EncodecConfig(**_hf_config(cfg)))
+    from rcmg.standins.musicgen_models import randomize_codebooks
+
+    codec = EncodecModel(EncodecConfig(**_hf_config(cfg)))
+    if codec.quantizer.layers[0].codebook.embed.device.type != "meta":
+        randomize_codebooks(codec)  # distinct code vectors (transformers inits zeros)
+    return codec
 
 
 def _build_projection(kind: str, cfg: dict):

@@ -27,7 +27,8 @@ Prompts and spaces
     :meth:`prompt_context` (the per-item context record, or None),
     :meth:`own_text_embeddings` (its own text space, for the alignment check),
     :meth:`own_clap` (its own CLAP as an embedder, families with ``own_clap_subfolder``),
-    :meth:`check_options` (condition options it cannot take, before loading).
+    :meth:`check_options` (condition options it cannot take, before loading),
+    :meth:`condition_problem` (the same for a config condition, while the config is read).
 
 Conditioning and audio
     :meth:`conditioning` (the generation call's conditioning for one batch under every
@@ -165,6 +166,11 @@ class ModelFamily:
     def own_text_embeddings(self, pipe, texts: list[str], device):
         """The model's own text embeddings ``[N, D]`` (the alignment check's second space)."""
         raise NotImplementedError(f"{self.name} has no text tower to check alignment against")
+
+    def condition_problem(self, condition: dict) -> str | None:
+        """Why this family cannot take the config condition ``condition`` (its
+        ``conditions.<c>`` mapping), or None: checked while the config is read."""
+        return None
 
     def check_options(self, opts) -> None:
         """Raise :class:`~rcmg.generation.conditioning.OptionError` for condition options

@@ -276,6 +276,25 @@ class Musicgen(ModelFamily):
         tok = pipe.tokenizer
         return [(tok, int(tok.model_max_length), f"{type(tok).__name__} max length")]
 
+    def condition_problem(self, condition: dict) -> str | None:
+        from rcmg.generation.conditioning import STYLE_TYPES, canonical_adapter
+
+        ctype = condition.get("type")
+        if condition.get("style_guidance"):
+            return (
+                "style guidance is not supported on musicgen (its sampling loop stacks two "
+                "branches, prompt and null, for classifier-free guidance)"
+            )
+        if ctype in STYLE_TYPES and ctype != "style_only":
+            adapter = canonical_adapter(condition.get("adapter", "none"))
+            if adapter != "external":
+                return (
+                    f"adapter: {adapter} does not apply to musicgen: a 512-d CLAP style has no "
+                    "native path into its T5 space; use adapter: external (style tokens from "
+                    "a trained adapter)"
+                )
+        return None
+
     # ---------------------------------------------------------------- conditioning, audio
     def conditioning(self, loaded, request: ConditioningRequest) -> dict:
         from rcmg.generation.conditioning import OptionError, adapt_style, per_item_options
