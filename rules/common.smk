@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from rcmg.workflow.codehash import step_code_hash  # noqa: E402
 from rcmg.generation.config_checks import problems  # noqa: E402
 from rcmg.workflow.kinds import (  # noqa: E402
+    AUDIO_PROMPT_TYPES,
     DATASET_KINDS,
     MODEL_KINDS,
     STYLE_TYPES,
@@ -288,7 +289,16 @@ def bank_conditions():
 
 
 def needs_bank(condition):
-    return CONDITIONS[base_condition(condition)]["type"] in ("prompt_aug", *STYLE_TYPES)
+    return CONDITIONS[base_condition(condition)]["type"] in (
+        "prompt_aug",
+        *STYLE_TYPES,
+        *AUDIO_PROMPT_TYPES,
+    )
+
+
+def uses_audio_prompt(condition):
+    """continuation / melody: the top retrieved item's audio (its segment shards) is an input."""
+    return CONDITIONS[base_condition(condition)]["type"] in AUDIO_PROMPT_TYPES
 
 
 def uses_external_adapter(condition):

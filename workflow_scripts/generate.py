@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcmg.bank.blend import BLEND_MODES  # noqa: E402
 from rcmg.generation.conditioning import (  # noqa: E402
     ADAPTERS,
+    AUDIO_PROMPT_TYPES,
     COND_MIXES,
     CONDITION_TYPES,
     STYLE_TYPES,
@@ -199,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_d("style_guidance"),
         help="eps_u + g(eps_c - eps_u) + beta(eps_s - eps_c); 0 = off",
     )
+    bank.add_argument(
+        "--prompt-seconds",
+        type=float,
+        default=_d("prompt_seconds"),
+        help="continuation / melody: seconds of the top retrieved item's audio given to the model",
+    )
+    bank.add_argument(
+        "--segments-root",
+        default=None,
+        help="continuation / melody: the bank dataset's segment shards (default: the "
+        "workflow layout beside --bank, <processed>/<dataset>/segments)",
+    )
     bank.add_argument("--alignment", default=None, help="align_check JSON of this model")
     bank.add_argument(
         "--min-alignment-cosine",
@@ -251,7 +264,7 @@ def config_from_args(args: argparse.Namespace, command: list[str]) -> GenerateCo
     )
     values = {k: v for k, v in vars(args).items() if k not in GENERATION_ONLY}
     values.update(identity)
-    if values["condition_type"] in ("prompt_aug", *STYLE_TYPES):
+    if values["condition_type"] in ("prompt_aug", *STYLE_TYPES, *AUDIO_PROMPT_TYPES):
         values["clap_model"] = values["clap_model"] or ORIGINAL_CLAP
         values["bank_mapping"] = values["bank_mapping"] or sibling_mapping(values["bank"])
     if (

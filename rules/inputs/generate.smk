@@ -55,6 +55,8 @@ def generate_inputs(wildcards):
         )
         for i, path in enumerate(model_input(model_space(wildcards.model).model)):
             inputs[f"clap{i}"] = path
+    if uses_audio_prompt(wildcards.condition):
+        inputs["segments"] = shard_dirs(BANK_DS)
     if uses_external_adapter(wildcards.condition):
         inputs["adapter"] = external_adapter(wildcards.model, wildcards.condition)
     for path in controlled_items(wildcards):
@@ -97,7 +99,11 @@ def generate_args(wildcards):
         args.append(
             f"--prompt-subset {subset['n']} --prompt-subset-seed {subset['seed']}"
         )
-    if cond["type"] in ("prompt_aug", *STYLE_TYPES) or ranks_with_bank_clap(wildcards):
+    if cond["type"] in (
+        "prompt_aug",
+        *STYLE_TYPES,
+        *AUDIO_PROMPT_TYPES,
+    ) or ranks_with_bank_clap(wildcards):
         args.append(clap_flags(model_space(wildcards.model)))
     if s["num_waveforms_per_prompt"] > 1:  # flagged when the ranking CLAP is the judge
         args.append(f"--judge-clap {shell_quote(JUDGE_REF)}")
@@ -106,6 +112,8 @@ def generate_args(wildcards):
             f"--aug-topk {cond.get('topk', 4)}",
             f"--aug-max-tags {cond.get('max_tags', 6)}",
         ]
+    if cond["type"] in AUDIO_PROMPT_TYPES:
+        args.append(f"--prompt-seconds {cond.get('prompt_seconds', 3.0)}")
     if cond["type"] in STYLE_TYPES:
         r = settings["retrieval"]
         args += [
@@ -135,9 +143,13 @@ def generate_bank_flags(wildcards):
         return ""
     space = model_space_name(wildcards.model)
     files = space_files(space)
+    segments = ""
+    if uses_audio_prompt(wildcards.condition):  # the bank dataset's segment shards
+        segments = f" --segments-root {os.path.dirname(shard_dirs(BANK_DS)[0])}"
     return (
         f"--bank {files['npy']} --bank-mapping {BANK['mapping']} --index {files['index']} "
         f"--style-space {shell_quote(space)} --space-record {' '.join(files['records'])}"
+        + segments
     )
 
 

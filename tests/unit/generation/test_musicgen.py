@@ -177,3 +177,32 @@ def test_config_names_the_conditions_musicgen_cannot_take(repo_root):
         for p in found
     )
     assert not [p for p in found if p.startswith("conditions.retrieval_external")]
+
+
+def test_config_checks_of_the_audio_prompt_conditions(repo_root):
+    """continuation is a kind with a schema entry; a family without it and a stray
+    prompt_seconds are named with the fix."""
+    import yaml
+    from rcmg.generation.config_checks import condition_problems
+    from rcmg.workflow import config_checks, kinds
+
+    schema = yaml.safe_load((repo_root / "config" / "schema.yaml").read_text())
+    conditions = schema["properties"]["conditions"]["additionalProperties"]["properties"]
+    assert set(kinds.AUDIO_PROMPT_TYPES) <= set(conditions["type"]["enum"])
+    assert "prompt_seconds" in conditions
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    config["models"]["musicgen"] = {**config["models"]["audioldm"], "family": "musicgen"}
+    config["conditions"] = {
+        "continuation": {"type": "continuation", "prompt_seconds": 2.0},
+        "prompt": {"type": "prompt", "prompt_seconds": 2.0},
+    }
+    found = condition_problems(config)
+    assert found[0].startswith(
+        "conditions.continuation: continuation (the retrieved item's audio as a prompt) is "
+        "not a condition of the audioldm1 family (it takes: none) (model audioldm"
+    )
+    assert not [p for p in found if "model musicgen" in p]
+    plumbing = config_checks.problems(config, repo_root)
+    assert any(p.startswith("conditions.prompt: 'prompt_seconds' only applies") for p in plumbing)
+    config["conditions"]["continuation"]["models"] = ["musicgen"]
+    assert condition_problems(config) == []

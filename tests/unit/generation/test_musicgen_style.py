@@ -9,7 +9,10 @@ no token (the prompt condition bit for bit); alpha > 0 appends K tokens at alpha
 prompt's token norm and changes the audio; ``--strength-deg`` reaches its pooled angle;
 the random control matched to a retrieval run turns each item's memory by that run's
 angle, the mismatched control runs at the same alpha and token norm; prompt_aug appends
-retrieved tags within the T5 limit; style guidance and a missing adapter are refused.
+retrieved tags within the T5 limit; continuation gives the top retrieved item's first
+seconds as the audio prompt and writes only what follows it, bit-equal to the plain
+``generate(**processor(audio=..., text=...))`` after the decoded prompt; style guidance,
+a missing adapter and an audio-prompt condition on a family without it are refused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.unit.generation.test_train_adapter import _cli_command, _load_cli
 
 PROMPTS = ["a calm solo piano melody", "fast jazz drums", "ambient pad with reverb"]
 SEED, SECONDS = 5, 0.3
+PROMPT_SECONDS = 0.25  # not a whole number of codec frames (hop 640 at 32 kHz)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +79,13 @@ def runs(setup):
         ),  # fmt: skip
         "mismatched": ("retrieval_mismatched", *adapter, "--alpha", "1"),
         "aug": ("prompt_aug", "--aug-topk", "2", "--aug-max-tags", "3"),
+        "continuation": (
+            "continuation",
+            "--prompt-seconds",
+            str(PROMPT_SECONDS),
+            "--segments-root",
+            str(setup["assets"]["segments"]),
+        ),  # fmt: skip
     }
     for name, (ctype, *extra) in plan.items():
         assert _generate(setup, name, ctype, *extra) == 0, name
@@ -183,3 +194,55 @@ def test_style_guidance_is_refused_with_the_reason(setup, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "style guidance is not supported on musicgen" in err and "two branches" in err
+
+
+def test_continuation_writes_only_what_follows_the_retrieved_audio_prompt(runs, setup):
+    import torch
+    from rcmg.data.audio_io import resample
+    from rcmg.generation.adapter_training import bank_items, load_segment_audio
+    from rcmg.generation.families import get_family
+
+    pipe = get_family("musicgen").load(str(setup["model"]), "cpu", "fp32", "default").pipe
+    mapping = read_jsonl(setup["assets"]["mapping"])
+    frames = int(np.ceil(PROMPT_SECONDS * 50))
+    for item, row in _rows(runs["continuation"]).items():
+        [hit] = row["retrieved"]
+        assert row["style_source"] == "bank_audio" and hit["segment_id"]
+        assert row["conditioning"]["kind"] == "continuation"
+        assert row["conditioning"]["prompt_frames"] == frames
+        bank_row = {**mapping[hit["row"]], "row": hit["row"]}
+        wave = load_segment_audio(
+            bank_items([bank_row]), setup["assets"]["segments"], PROMPT_SECONDS
+        )
+        audio = resample(wave[0], 16000, 32000)
+        torch.manual_seed(SEED + item)
+        plain = pipe.model.generate(
+            **pipe.processor(
+                audio=audio, sampling_rate=32000, text=[PROMPTS[item]], padding=True,
+                return_tensors="pt",
+            ),
+            do_sample=True,
+            guidance_scale=3.0,
+            max_new_tokens=int(np.ceil(SECONDS * 50)) + 3,
+        )[0, 0].numpy()  # fmt: skip
+        assert len(plain) == (frames + int(np.ceil(SECONDS * 50))) * 640  # prompt + new frames
+        written, rate = sf.read(runs["continuation"] / row["wav"], dtype="float32")
+        assert rate == 32000 and len(written) == int(SECONDS * 32000)
+        np.testing.assert_array_equal(written, plain[frames * 640 : frames * 640 + len(written)])
+    config = json.loads((runs["continuation"] / "run_config.json").read_text())
+    assert config["condition_params"]["prompt_seconds"] == PROMPT_SECONDS
+
+
+def test_audio_prompt_conditions_are_refused_where_the_family_has_none(setup, tiny_model, capsys):
+    argv = [
+        "--model-key", "audioldm", "--model-id", str(tiny_model("audioldm")), "--family",
+        "audioldm1", "--condition", "c", "--condition-type", "continuation", "--prompts",
+        str(setup["work"] / "prompts.txt"), "--seed", "0", "--seconds", "0.2",
+        "--bank", str(setup["assets"]["bank"]), "--clap-model", str(setup["clap"]),
+        "--out-dir", str(setup["work"] / "refused_continuation"),
+    ]  # fmt: skip
+    assert generate_cli.main(argv) == 2
+    assert (
+        "continuation (the retrieved item's audio as a prompt) is not a condition of the "
+        "audioldm1 family" in capsys.readouterr().err
+    )

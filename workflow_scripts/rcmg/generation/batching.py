@@ -112,6 +112,7 @@ def batch_request(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], in
         targets=[p.target_deg for p in plans] if cfg.match_angles else None,
         infos=infos,
         negative_given=bool(cfg.negative_prompt),
+        audio_prompts=[p.audio_prompt for p in plans] if cfg.uses_audio_prompt else None,
     )
 
 
@@ -123,6 +124,9 @@ def _run_batch(cfg, res, batch, hooks, timer):
     infos: list = []
     request = batch_request(cfg, res, batch, infos)
     kwargs = res.family.conditioning(res.loaded, request)
+    if cfg.uses_audio_prompt:
+        for plan, info in zip(batch, infos, strict=True):
+            plan.conditioning = info
     if cfg.uses_style:
         for plan, info in zip(batch, infos, strict=True):
             plan.conditioning = info

@@ -23,6 +23,7 @@ from rcmg.workflow.cli import InputError
 
 CONDITION_TYPES = kinds.CONDITION_TYPES
 STYLE_TYPES = kinds.STYLE_TYPES
+AUDIO_PROMPT_TYPES = kinds.AUDIO_PROMPT_TYPES
 ADAPTERS = ("none", "native", "external")
 # The original scripts' names for the same paths: ``--adapter mlp`` was the model's own
 # conditioning path (each family module says what that is); no MLP is trained on that
@@ -57,6 +58,8 @@ class ConditionOptions:
     aug_topk: int = 4
     aug_max_tags: int = 6
     strength_deg: float | None = None
+    # continuation / melody: seconds of the retrieved item's audio given to the model
+    prompt_seconds: float = 3.0
 
 
 def option_default(name: str):
@@ -113,6 +116,8 @@ def validate_options(opts: ConditionOptions) -> None:
             raise OptionError("--aug-topk must be >= 1 and --aug-max-tags >= 0")
     if opts.condition_type in STYLE_TYPES:
         _check_retrieval(opts)
+    if opts.condition_type in AUDIO_PROMPT_TYPES and not opts.prompt_seconds > 0:
+        raise OptionError(f"--prompt-seconds must be > 0, got {opts.prompt_seconds}")
     family.check_options(opts)
 
 

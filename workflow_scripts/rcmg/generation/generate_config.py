@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rcmg.generation.conditioning import (
+    AUDIO_PROMPT_TYPES,
     STYLE_TYPES,
     ConditionOptions,
     option_default,
@@ -62,6 +63,10 @@ class GenerateConfig:
     cond_mix: str = option_default("cond_mix")
     cond_mix_beta: float = option_default("cond_mix_beta")
     strength_deg: float | None = option_default("strength_deg")
+    # continuation / melody: seconds of the top retrieved item's audio (its 16 kHz segment
+    # from the bank dataset's shards under segments_root) given to the model
+    prompt_seconds: float = option_default("prompt_seconds")
+    segments_root: str | None = None
     # Controls: match each item's angle to the items.jsonl of the run they control.
     match_angles: str | None = None
     # style guidance beta (rcmg.generation.style_guidance); 0 = off.
@@ -86,11 +91,15 @@ class GenerateConfig:
 
     @property
     def needs_bank(self) -> bool:
-        return self.condition_type in ("prompt_aug", *STYLE_TYPES)
+        return self.condition_type in ("prompt_aug", *STYLE_TYPES, *AUDIO_PROMPT_TYPES)
 
     @property
     def uses_style(self) -> bool:
         return self.condition_type in STYLE_TYPES
+
+    @property
+    def uses_audio_prompt(self) -> bool:
+        return self.condition_type in AUDIO_PROMPT_TYPES
 
     @property
     def model_family(self):
@@ -123,6 +132,7 @@ class ItemPlan:
     rank_scores: list[float] | None = None  # num_waveforms_per_prompt > 1: own-CLAP scores
     query: np.ndarray | None = None  # the prompt's CLAP text embedding (bank conditions)
     target_deg: float | None = None  # controls: the angle of the run they control
+    audio_prompt: np.ndarray | None = None  # continuation / melody: 16 kHz [T]
 
     @property
     def item(self) -> int:

@@ -79,6 +79,8 @@ def plan_items(
         plans.append(plan)
     if cfg.condition_type == "prompt_aug":
         _plan_augmentation(cfg, [p for p in plans if p.skip_reason is None], res, limits, timer)
+    elif cfg.uses_audio_prompt:
+        _plan_audio_prompts(cfg, [p for p in plans if p.skip_reason is None], res, timer)
     elif cfg.uses_style:
         _plan_styles(cfg, [p for p in plans if p.skip_reason is None], res, timer)
         if cfg.condition_type == "retrieval_random":
@@ -121,6 +123,36 @@ def _plan_augmentation(cfg, plans, res, limits, timer) -> None:
             fits=lambda t: _fits(limits, t),
         )
         plan.retrieved = [hit_dict(h) for h in hits]
+
+
+def segments_root(cfg) -> Path:
+    """Where the bank items' 16 kHz segments are: ``--segments-root``, or the workflow
+    layout beside the bank (``<processed>/<dataset>/segments``)."""
+    from rcmg.generation.adapter_job import default_segments_root, read_mapping
+
+    if cfg.segments_root:
+        return Path(cfg.segments_root)
+    return default_segments_root(Path(cfg.bank), read_mapping(Path(cfg.bank_mapping)))
+
+
+def _plan_audio_prompts(cfg, plans, res, timer) -> None:
+    """The prompt's top bank hit and its first ``prompt_seconds`` of 16 kHz audio."""
+    from rcmg.generation.adapter_training import bank_items, load_segment_audio
+
+    root = segments_root(cfg)
+    queries = _text_queries(res, plans, timer)
+    for plan, query in zip(plans, queries, strict=True):
+        plan.style_source = "bank_audio"
+        if not usable(query):
+            plan.skip_reason = (
+                "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
+            )
+            continue
+        with timer.phase("retrieve"):
+            hit = res.retriever.search(query[None, :], 1)[0][0]
+            plan.retrieved = [hit_dict(hit)]
+            item = bank_items([{**res.retriever.mapping[int(hit.row)], "row": int(hit.row)}])
+            plan.audio_prompt = load_segment_audio(item, root, cfg.prompt_seconds)[0]
 
 
 def _plan_styles(cfg, plans, res, timer) -> None:

@@ -123,6 +123,8 @@ def _condition_params(cfg: GenerateConfig, space: dict | None = None) -> dict:
         )
     if cfg.condition_type == "prompt_aug":
         params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
+    if cfg.uses_audio_prompt:
+        params.update(prompt_seconds=cfg.prompt_seconds, segments_root=cfg.segments_root)
     if cfg.uses_style:
         opts = cfg.condition_options()
         params.update(
@@ -187,7 +189,9 @@ def conditioning_summary(rows: list[dict]) -> dict:
     ok = [
         r
         for r in rows
-        if r["status"] == "ok" and r.get("conditioning") and r["waveform_index"] == 0
+        if r["status"] == "ok"
+        and (r.get("conditioning") or {}).get("angles_deg") is not None
+        and r["waveform_index"] == 0
     ]
     if not ok:
         return {}

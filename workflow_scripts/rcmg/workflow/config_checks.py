@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rcmg.workflow.kinds import AUDIO_PROMPT_TYPES
+
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     workdir = Path(workdir)
@@ -84,6 +86,11 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
         for key in ("topk", "max_tags"):
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
+        if "prompt_seconds" in cond and cond["type"] not in AUDIO_PROMPT_TYPES:
+            out.append(
+                f"conditions.{name}: 'prompt_seconds' only applies to types "
+                f"{', '.join(AUDIO_PROMPT_TYPES)} (the retrieved item's audio as a prompt)"
+            )
     out += _revision_problems(config, workdir)
     return out
 

@@ -22,6 +22,11 @@ CONDITION_TYPES = (
     "retrieval_random",
     "retrieval_mismatched",
     "style_only",
+    "continuation",
+    "melody",
 )
 # Condition types that blend a style vector into the conditioning.
 STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
+# Condition types that give the model the top retrieved bank item's audio itself: its first
+# seconds to continue, or its chroma as the melody (families with ``audio_prompt_types``).
+AUDIO_PROMPT_TYPES = ("continuation", "melody")

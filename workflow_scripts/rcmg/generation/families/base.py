@@ -15,7 +15,8 @@ Plan-time traits (class attributes, read while Snakemake parses: no model is loa
     included, that the model conditions on; None: queries are embedded by the bank
     CLAP), ``checks_alignment`` (does align_check compare the bank CLAP with the model's
     own text tower), ``style_only_baseline``, ``residual_mix``, ``style_adapters``,
-    ``unsupported_knobs`` (sweep knobs that do nothing on it), ``adapter_target_space``,
+    ``unsupported_knobs`` (sweep knobs that do nothing on it), ``audio_prompt_types``
+    (continuation / melody: the retrieved item's audio as a prompt), ``adapter_target_space``,
     ``ranked_by``, ``angle_sites``.
 
 Loading
@@ -73,7 +74,8 @@ class ConditioningRequest:
     :class:`~rcmg.generation.conditioning.ConditionOptions`; ``adapter``: the trained
     style adapter (``adapter: external``) or None; ``targets``: per item, the angle a
     control must turn by (None: ``options.strength_deg`` or the fixed alpha);
-    ``infos``: a list that receives one record per item (None: no records).
+    ``infos``: a list that receives one record per item (None: no records);
+    ``audio_prompts``: continuation / melody, each item's audio prompt (16 kHz, ``[T]``).
     """
 
     prompts: list[str]
@@ -85,6 +87,8 @@ class ConditioningRequest:
     targets: list | None = None
     infos: list | None = None
     negative_given: bool = False  # a --negative-prompt was given (not the empty default)
+    # continuation / melody: per item the retrieved item's first seconds, 16 kHz mono
+    audio_prompts: list | None = None
 
 
 @dataclass
@@ -125,6 +129,8 @@ class ModelFamily:
     residual_mix: ClassVar[bool] = False
     style_adapters: ClassVar[tuple[str, ...]] = ("none", "native", "external")
     unsupported_knobs: ClassVar[tuple[str, ...]] = ()
+    # which of kinds.AUDIO_PROMPT_TYPES (the retrieved item's audio as a prompt) it takes
+    audio_prompt_types: ClassVar[tuple[str, ...]] = ()
     adapter_target_space: ClassVar[str] = ""
     ranked_by: ClassVar[str] = "the bank CLAP (--clap-model)"
     # conditioning record's ``site`` -> the ``angles_deg`` key a control matches
@@ -170,6 +176,17 @@ class ModelFamily:
     def condition_problem(self, condition: dict) -> str | None:
         """Why this family cannot take the config condition ``condition`` (its
         ``conditions.<c>`` mapping), or None: checked while the config is read."""
+        return self._audio_prompt_problem(condition.get("type"))
+
+    def _audio_prompt_problem(self, condition_type) -> str | None:
+        from rcmg.workflow.kinds import AUDIO_PROMPT_TYPES
+
+        if condition_type in AUDIO_PROMPT_TYPES and condition_type not in self.audio_prompt_types:
+            takes = ", ".join(self.audio_prompt_types) or "none"
+            return (
+                f"{condition_type} (the retrieved item's audio as a prompt) is not a condition "
+                f"of the {self.name} family (it takes: {takes})"
+            )
         return None
 
     def check_options(self, opts) -> None:
@@ -177,6 +194,9 @@ class ModelFamily:
         this family cannot take (checked before anything is loaded)."""
         from rcmg.generation.conditioning import STYLE_TYPES, OptionError
 
+        why = self._audio_prompt_problem(opts.condition_type)
+        if why:
+            raise OptionError(f"--condition-type {why}")
         if opts.condition_type == "style_only" and not self.style_only_baseline:
             raise OptionError(
                 "--condition-type style_only (the style vector alone as the conditioning) is "

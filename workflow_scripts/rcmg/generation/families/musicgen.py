@@ -34,6 +34,10 @@ T5 states and mask all zero, ``_prepare_text_encoder_kwargs_for_generation``).
   every prompt token as it is, so the per-token angle of the blend families has no
   analogue here. Controls (``retrieval_random``, ``retrieval_mismatched``) go the same
   path with their style vectors: same K, same alpha, or the matched ``pooled`` angle.
+* ``continuation``: the top retrieved bank item's first ``--prompt-seconds`` (16 kHz
+  segment resampled to 32 kHz) as the audio prompt, with the prompt text, through
+  ``processor(audio=..., text=[prompt])``; the decoded audio prompt is cut and only the
+  ``--seconds`` that follow it are written (and so evaluated).
 * style guidance: not supported. The upstream sampling loop stacks exactly two branches
   (conditional, null) for its ``ClassifierFreeGuidanceLogitsProcessor``; a third (style)
   branch needs its own decoding loop, which this family does not reimplement.
@@ -174,6 +178,40 @@ def memory_kwargs(inputs: dict, states, mask, do_cfg: bool) -> dict:
     }
 
 
+def continuation_items(pipe: MusicgenPipe, request) -> list[dict]:
+    """Per item: the prompt text and the retrieved item's first seconds (resampled to the
+    codec's rate) through the processor, as the plain ``processor(audio=..., text=...)``
+    call; ``prompt_samples`` (the decoded audio prompt's length, cut before writing)."""
+    import numpy as np
+
+    from rcmg.data.audio_io import resample
+    from rcmg.data.segmenting import SegmentConfig
+
+    rate = int(pipe.model.config.audio_encoder.sampling_rate)
+    hop = int(np.prod(pipe.model.config.audio_encoder.upsampling_ratios))
+    items = []
+    for prompt, wave in zip(request.prompts, request.audio_prompts, strict=True):
+        audio = resample(np.asarray(wave, np.float32), SegmentConfig.sr_gen, rate)
+        inputs = pipe.processor(
+            audio=audio, sampling_rate=rate, text=[prompt], padding=True, return_tensors="pt"
+        )
+        kwargs = {k: v.to(pipe.device) for k, v in inputs.items()}
+        frames = math.ceil(audio.shape[-1] / hop)
+        kwargs["prompt_samples"] = frames * hop
+        items.append(kwargs)
+        if request.infos is not None:
+            request.infos.append(
+                {
+                    "site": "audio_prompt",
+                    "kind": "continuation",
+                    "prompt_seconds": round(audio.shape[-1] / rate, 6),
+                    "prompt_frames": frames,
+                    "written": "the continuation only (the audio prompt's decoded frames cut)",
+                }
+            )
+    return items
+
+
 def style_item(pipe, prompt, style_tokens, opts, do_cfg, info=None) -> dict:
     """One prompt's generate kwargs with its style tokens appended at ``opts``' strength.
 
@@ -222,6 +260,7 @@ class Musicgen(ModelFamily):
     style_only_baseline = False
     residual_mix = False
     style_adapters = ("external",)
+    audio_prompt_types = ("continuation",)
     unsupported_knobs = ("steps", "scheduler", "cond_mix_beta", "style_guidance")
     adapter_target_space = "t5_style_tokens"
     ranked_by = "the bank CLAP (--clap-model; MusicGen has no CLAP)"
@@ -305,6 +344,8 @@ class Musicgen(ModelFamily):
                 "MusicGen's guidance contrasts the prompt with the null conditioning; it takes "
                 "no negative prompt: drop --negative-prompt (config sampling.negative_prompt)"
             )
+        if r.audio_prompts is not None:
+            return {"items": continuation_items(pipe, r)}
         if r.styles is None:
             return {"items": [text_inputs(pipe, p) for p in r.prompts]}
         if r.adapter is None:
@@ -338,6 +379,8 @@ class Musicgen(ModelFamily):
         cuda = [torch.device(pipe.device)] if str(pipe.device).startswith("cuda") else []
         out = []
         for i, kwargs in enumerate(conditioning["items"]):
+            kwargs = dict(kwargs)
+            start = kwargs.pop("prompt_samples", 0)  # continuation: keep only what follows
             seed = int(settings.generators[i * n].initial_seed())
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 torch.manual_seed(seed)
@@ -348,7 +391,7 @@ class Musicgen(ModelFamily):
                         guidance_scale=settings.guidance,
                         max_new_tokens=steps,
                     )
-                    out.append(audio[0, :, :samples].float().cpu().numpy())
+                    out.append(audio[0, :, start : start + samples].float().cpu().numpy())
         audio = np.stack(out)
         return audio[:, 0] if audio.shape[1] == 1 else audio
 
