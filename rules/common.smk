@@ -117,7 +117,13 @@ RUN_CONDITIONS = list(dict.fromkeys(p.condition for p in PLAN))
 if plan_cost.announces(workflow.is_main_process, sys.argv):
     _PROMPT_COUNT = count_prompts(config, PROMPTS)
     print(
-        plan_cost.table(config, PLAN, _PROMPT_COUNT.n, _PROMPT_COUNT.source),
+        plan_cost.table(
+            config,
+            PLAN,
+            _PROMPT_COUNT.n,
+            _PROMPT_COUNT.source,
+            steps_for=lambda m, sampling: model_family(m).planned_steps(sampling),
+        ),
         plan_cost.power_table(config, PLAN, _PROMPT_COUNT.n),
         sep="\n",
         file=sys.stderr,

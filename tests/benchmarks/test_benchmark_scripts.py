@@ -374,3 +374,24 @@ def test_gpu_bench_spent_budget_leaves_a_row_per_measurement_not_taken(tmp_path,
     }
     env_rows = json.loads((out / "env.json").read_text())["rows"]
     assert env_rows[-1]["variant"] == "end" and env_rows[-1]["failures"] == []
+
+
+def test_bench_musicgen_times_the_family_path_on_the_tiny_stand_in(tiny_model, tmp_path, repo_root):
+    """bench_musicgen.py: the family's own load and generate, decoder steps timed by hooks,
+    a 10-s clip extrapolated as fixed phases + 503 steps x the measured s/step."""
+    out_json = tmp_path / "musicgen.json"
+    proc = _run(
+        str(HERE / "bench_musicgen.py"), "--model-dir", str(tiny_model("musicgen")),
+        "--seconds", "0.2", "--repeats", "2", "--json", str(out_json), cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out_json.read_text())
+    assert data["decoder_steps"] == 10 + 3 and len(data["runs"]) == 2
+    for run in data["runs"]:
+        assert run["decoder_calls"] >= data["decoder_steps"] and run["s_per_decoder_step"] > 0
+        assert run["audio_samples"] == int(0.2 * 32000)
+    best = min(r["s_per_decoder_step"] for r in data["runs"])
+    ten = data["extrapolated_10s"]
+    assert ten["decoder_steps"] == 503
+    assert ten["s_per_clip"] == pytest.approx(ten["fixed_s"] + 503 * best, abs=0.02)
+    assert data["random_weights"] is True

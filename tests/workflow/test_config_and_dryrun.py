@@ -374,6 +374,24 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
     )
 
 
+def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
+    """config/musicgen.yaml (issue 27): the MusicGen checkpoints' runs (sharded), their
+    adapters and the continuation-length sweep plan without data or weights; each
+    continuation job gets its prompt length and the bank's segment shards."""
+    out = snakemake(workdir, "-n", "-p", "--configfile", "config/musicgen.yaml").stdout
+    jobs = planned_jobs(out)
+    counts = rule_counts(jobs)
+    assert counts["train_adapter"] == 6  # 3 AudioLDM + 3 MusicGen (adapter: external)
+    runs = {(dict(w)["model"], dict(w)["condition"]) for r, w in jobs if r == "gather_generate"}
+    assert ("musicgen-small", "continuation@prompt_seconds=1") in runs
+    assert ("musicgen-large", "retrieval_external_random") in runs
+    assert not {c for m, c in runs if m.startswith("musicgen") and "native" in c}
+    line = next(ln for ln in out.splitlines() if "--condition continuation@prompt_seconds=5 " in ln)
+    assert "--family musicgen" in line and "--prompt-seconds 5.0" in line
+    assert "--segments-root data/processed/fsd50k/segments" in line
+    assert "--scheduler default" in line
+
+
 def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir):
     """Two models naming one space (or spelling the same model/subfolder/revision): one
     space_embed job, one index, and both models' generate jobs read that bank."""

@@ -64,11 +64,21 @@ def _rate(table: dict, model: str) -> float:
     return float(table.get(model, table["default"]))
 
 
-def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> list[dict]:
+def configured_steps(model: str, sampling: dict) -> int:
+    """The denoising steps of a clip: ``sampling.steps`` (a family may plan its own:
+    ``ModelFamily.planned_steps``, passed in as ``steps_for``)."""
+    return int(sampling["steps"])
+
+
+def estimate(
+    config: dict, points: list[RunPoint], n_prompts: int | None, steps_for=configured_steps
+) -> list[dict]:
     """Rows {rule, runs, clips, hours} for generate and evaluate over every planned run
     (all points x seeds, whether or not their outputs exist yet). ``n_prompts`` None (an
     unknown prompt count): clips and hours are None, runs are still counted. A run is one
-    point x seed (its generate work may be several prompt-shard jobs)."""
+    point x seed (its generate work may be several prompt-shard jobs). ``steps_for(model,
+    sampling)``: the steps one clip costs (the Snakefile asks each model's family: a token
+    decoder's steps follow the clip's length, not ``sampling.steps``)."""
     cost = config["cost"]
     seeds = len(config["seeds"])
     runs = len(points) * seeds
@@ -81,7 +91,7 @@ def estimate(config: dict, points: list[RunPoint], n_prompts: int | None) -> lis
         subset = settings["prompt_subset"]  # sweeps.prompts: a subset run's count
         prompts = min(n_prompts, subset["n"]) if subset else n_prompts
         clips = prompts * sampling["num_waveforms_per_prompt"] * seeds
-        denoise = sampling["steps"] * _rate(cost["generate_s_per_step"], p.model)
+        denoise = steps_for(p.model, sampling) * _rate(cost["generate_s_per_step"], p.model)
         if settings["condition"].get("style_guidance"):
             denoise *= STYLE_GUIDANCE_FACTOR
         gen_clips += clips
@@ -98,11 +108,15 @@ def _cell(value, width: int, spec: str = "") -> str:
 
 
 def table(
-    config: dict, points: list[RunPoint], n_prompts: int | None, source: str | None = None
+    config: dict,
+    points: list[RunPoint],
+    n_prompts: int | None,
+    source: str | None = None,
+    steps_for=configured_steps,
 ) -> str:
     """The estimate as the few lines Snakemake prints while planning; ``source`` (where
     the prompt count comes from, :func:`prompt_count`) is its last line."""
-    rows = estimate(config, points, n_prompts)
+    rows = estimate(config, points, n_prompts, steps_for)
     prompts = "an unknown number of" if n_prompts is None else n_prompts
     lines = [
         f"planned runs: {len(points)} points x {len(config['seeds'])} seed(s), "

@@ -37,6 +37,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from rcmg.workflow.kinds import AUDIO_PROMPT_TYPES
+
 SEP = "@"  # base condition SEP knob=value,knob=value (condition keys never contain it)
 
 # knob -> (where the effective setting lives, value kind)
@@ -47,6 +49,8 @@ KNOBS: dict[str, tuple[str, str]] = {
     "alpha": ("condition", "unit"),
     "strength_deg": ("condition", "angle"),
     "style_guidance": ("condition", "float"),
+    # continuation / melody: seconds of the retrieved item's audio given to the model
+    "prompt_seconds": ("condition", "positive"),
     "cond_mix_beta": ("retrieval", "unit"),
     "style_topk": ("retrieval", "int"),
     "style_temp": ("retrieval", "positive"),
@@ -68,7 +72,8 @@ SUBSET_SEED = "prompts_seed"
 RESERVED = (SUBSET, SUBSET_SEED)
 NAME_KEYS = (*KNOBS, SUBSET)
 BASELINE_KNOBS = ("guidance", "steps", "scheduler")
-SCHEDULERS = ("ddim", "dpmpp", "pndm", "euler", "lms", "heun", "unipc")
+# "default": the checkpoint's own scheduler (the only choice of a family without one: MusicGen)
+SCHEDULERS = ("ddim", "dpmpp", "pndm", "euler", "lms", "heun", "unipc", "default")
 STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
 BLENDED_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched")
 
@@ -242,6 +247,10 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
         return f"cond_mix_beta applies to style conditions, not type '{ctype}'"
     if knob == "style_guidance" and ctype not in BLENDED_TYPES:
         return f"style_guidance applies to retrieval/control conditions, not '{ctype}'"
+    if knob == "prompt_seconds" and ctype not in AUDIO_PROMPT_TYPES:
+        return (
+            f"prompt_seconds applies to {', '.join(AUDIO_PROMPT_TYPES)} conditions, not '{ctype}'"
+        )
     return None
 
 

@@ -143,6 +143,13 @@ class ModelFamily:
     # False: the loss draws no timestep or noise (one held-out draw per item is exact)
     adapter_loss_is_stochastic: ClassVar[bool] = True
 
+    @classmethod
+    def planned_steps(cls, sampling: dict) -> int:
+        """Plan-time: the denoising steps one clip of ``sampling`` (a config
+        ``models.<m>.sampling``) costs; the cost planner multiplies them by
+        ``cost.generate_s_per_step``. Standard library only (Snakemake parses)."""
+        return int(sampling["steps"])
+
     # ---------------------------------------------------------------- loading
     def load(self, model_id: str, device: str, dtype: str, scheduler: str):
         """The loaded model as a :class:`~rcmg.models.pipelines.LoadedPipeline`."""

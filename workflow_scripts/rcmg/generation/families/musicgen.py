@@ -56,6 +56,10 @@ from dataclasses import dataclass
 
 from rcmg.generation.families.base import AdapterContext, ConditioningRequest, ModelFamily
 
+# The published checkpoints' codec (EnCodec 32 kHz: 50 frames/s, 4 codebooks), for the
+# cost planner (plan time: no model is loaded; a loaded model reads its own config).
+PUBLISHED_FRAME_RATE = 50
+PUBLISHED_CODEBOOKS = 4
 # Tokens the adapter maps a style vector to (adapter out_dim = STYLE_TOKENS x T5 d_model).
 STYLE_TOKENS = 4
 WEIGHTS_LICENSE = {
@@ -267,6 +271,13 @@ class Musicgen(ModelFamily):
     angle_sites = {"style_tokens": "pooled"}
     adapter_loss_description = LOSS_DESCRIPTION
     adapter_loss_is_stochastic = False
+
+    @classmethod
+    def planned_steps(cls, sampling: dict) -> int:
+        """Decoder steps of a clip: its length at the published 50 frames/s plus the delay
+        pattern's tail (``sampling.steps`` does nothing on MusicGen)."""
+        seconds = float(sampling["seconds"])
+        return math.ceil(seconds * PUBLISHED_FRAME_RATE - 1e-9) + PUBLISHED_CODEBOOKS - 1
 
     # ---------------------------------------------------------------- loading
     def load(self, model_id: str, device: str, dtype: str, scheduler: str):
