@@ -246,3 +246,22 @@ def test_audio_prompt_conditions_are_refused_where_the_family_has_none(setup, ti
         "continuation (the retrieved item's audio as a prompt) is not a condition of the "
         "audioldm1 family" in capsys.readouterr().err
     )
+
+
+def test_attribution_names_the_retrieved_clips_and_the_weights_licence(runs, setup, tmp_path):
+    """The evaluate step's provenance writer, given the run's items and run_config's
+    model_license: ATTRIBUTION.md lists the continued clips and the CC-BY-NC 4.0 weights."""
+    from rcmg.evaluation.provenance import write_provenance
+
+    run = runs["continuation"]
+    config = json.loads((run / "run_config.json").read_text())
+    items = list(read_jsonl(run / "items.jsonl"))
+    (tmp_path / "metrics").mkdir()
+    mapping = setup["assets"]["mapping"]
+    summary = write_provenance(tmp_path, "musicgen", items, mapping, config["model_license"])
+    text = (tmp_path / "ATTRIBUTION.md").read_text()
+    assert "## Generator weights" in text and "CC-BY-NC-4.0" in text
+    assert "https://creativecommons.org/licenses/by-nc/4.0/" in text
+    for row in items:
+        assert row["retrieved"][0]["segment_id"] in text
+    assert summary["n_outputs_using_bank"] == len(items)

@@ -220,8 +220,12 @@ def _line(text) -> str:
     return " ".join(str(text).split())
 
 
-def attribution_markdown(run_title: str, used_by_item: dict[str, list[dict]], warnings) -> str:
-    """ATTRIBUTION.md: every distinct source clip the run's outputs were conditioned on."""
+def attribution_markdown(
+    run_title: str, used_by_item: dict[str, list[dict]], warnings, model_license=None
+) -> str:
+    """ATTRIBUTION.md: every distinct source clip the run's outputs were conditioned on,
+    and the generator weights' licence where the run recorded one (run_config.json
+    ``model_license``)."""
     clips: dict[str, dict] = {}
     for item, used in used_by_item.items():
         for entry in used:
@@ -285,6 +289,16 @@ def attribution_markdown(run_title: str, used_by_item: dict[str, list[dict]], wa
                     f"{c['license_class']} {c['license_version']}; transformed."
                 )
         lines.append("")
+    if model_license:
+        lic = model_license
+        lines += [
+            "## Generator weights",
+            "",
+            f"The model that generated this audio is licensed {lic.get('license', 'unknown')} "
+            f"({lic.get('url') or 'no URL recorded'}; {_line(lic.get('source') or 'source not recorded')})"
+            + (f": {_line(lic['note'])}." if lic.get("note") else "."),
+            "",
+        ]
     if warnings:
         lines += ["## Metadata warnings", ""] + [f"- {_md(w)}" for w in warnings] + [""]
     return "\n".join(lines)

@@ -102,13 +102,19 @@ def provenance_summary(rows: list[dict], warnings: list[str]) -> dict:
     }
 
 
-def write_provenance(run_dir: Path, title: str, items: list[dict], mapping_path) -> dict:
-    """Write ATTRIBUTION.md and metrics/bank_items.jsonl; return the summary."""
+def write_provenance(
+    run_dir: Path, title: str, items: list[dict], mapping_path, model_license=None
+) -> dict:
+    """Write ATTRIBUTION.md and metrics/bank_items.jsonl; return the summary.
+    ``model_license``: the generator weights' licence (run_config.json), or None."""
     rows, warnings = run_provenance(items, mapping_path)
     for warning in warnings:
         LOG.warning("provenance: %s", warning)
     used_by_output = {output_key(r): r["bank_items"] for r in rows if r["bank_items"]}
-    write_text(run_dir / ATTRIBUTION_FILE, attribution_markdown(title, used_by_output, warnings))
+    write_text(
+        run_dir / ATTRIBUTION_FILE,
+        attribution_markdown(title, used_by_output, warnings, model_license),
+    )
     write_text(run_dir / BANK_ITEMS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     summary = provenance_summary(rows, warnings)
     summary["by_output"] = rows

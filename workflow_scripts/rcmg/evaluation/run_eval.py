@@ -568,7 +568,9 @@ def evaluate_run(
     summary["ranking_effect"] = ranking_effect(rows, items, options.n_boot, options.seed)
     summary["dataset_coverage"] = coverage_rows(options.coverage)
     title = f"{config.get('model')} / {config.get('condition')} / seed {config.get('seed')}"
-    used = provenance.write_provenance(run_dir, title, items, options.bank_mapping)
+    used = provenance.write_provenance(
+        run_dir, title, items, options.bank_mapping, config.get("model_license")
+    )
     summary["provenance"] = {k: v for k, v in used.items() if k != "by_output"}
     plot_list = write_visualizations(run_dir, rows, clips, options.mel_max_items)
     write_embeddings(run_dir, rows, audio_emb, clap_model, classifier_emb, options.classifier)
