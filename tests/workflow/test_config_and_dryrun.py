@@ -392,6 +392,22 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
     assert "--scheduler default" in line
 
 
+def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):
+    """config/musicgen_pilot.yaml: the pilot's native-path angle conditions stay on the
+    AudioLDM models; MusicGen gets style tokens at fixed pooled angles with controls."""
+    files = ("config/pilot.yaml", "config/musicgen.yaml", "config/musicgen_pilot.yaml")
+    out = snakemake(workdir, "-n", "--configfile", *files).stdout
+    runs = {
+        (dict(w)["model"], dict(w)["condition"]) for r, w in planned_jobs(out) if r == "generate"
+    }
+    for model in ("musicgen-small", "musicgen-medium", "musicgen-large"):
+        assert {(model, c) for c in ("tokens_deg2", "tokens_deg5", "tokens_deg5_random")} <= runs
+        assert (model, "retrieval_deg15") not in runs
+    assert ("audioldm2", "retrieval_deg15_random") in runs
+    assert "results/pilot/runs/musicgen-large/tokens_deg5_mismatched/seed42" in out
+    assert "100 prompts" in out
+
+
 def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir):
     """Two models naming one space (or spelling the same model/subfolder/revision): one
     space_embed job, one index, and both models' generate jobs read that bank."""
