@@ -57,6 +57,7 @@ rule train_adapter:
         segments_root=parent_of_first("segments"),
         exclude=config["adapter_training"]["exclude_cosine"],
         seed=config["adapter_training"]["seed"],
+        family_options=adapter_family_flags,
         out_dir=parent_of("checkpoint"),
         code=code("train_adapter"),
     shell:
@@ -70,7 +71,7 @@ rule train_adapter:
         "--exclude-cosine {params.exclude} --max-items {params.max_items} "
         "--max-eval-items {params.max_eval} "
         "--seconds {params.seconds} --eval-draws {params.draws} "
-        "--segments-root {params.segments_root} "
+        "--segments-root {params.segments_root} {params.family_options} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 

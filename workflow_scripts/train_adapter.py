@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_d("exclude_cosine"),
         help="drop training items whose label text is this close (CLAP text cosine) to a prompt",
     )
+    p.add_argument(
+        "--style-tokens",
+        type=int,
+        default=_d("style_tokens"),
+        help="style-token families (MusicGen): tokens K the adapter maps a style to "
+        "(0: the family's default)",
+    )
     p.add_argument("--seed", type=int, default=_d("seed"))
     p.add_argument("--device", default=_d("device"), help="auto, cpu or cuda[:N]")
     p.add_argument("--dtype", default=_d("dtype"), choices=("auto", "fp32", "fp16", "bf16"))

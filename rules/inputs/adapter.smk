@@ -23,6 +23,15 @@ def adapter_setting(key):
     return value
 
 
+def adapter_family_flags(wildcards):
+    """The family's own adapter settings (adapter_training.style_tokens: MusicGen's K), at
+    the job's adapter variant; "" when none is set (the family's default)."""
+    settings = sweeps.adapter_training(config, wildcards.variant)
+    if "style_tokens" in settings and model_family(wildcards.model).adapter_options:
+        return f"--style-tokens {settings['style_tokens']}"
+    return ""
+
+
 def converted_projector(pt_path):
     """Where convert_projector writes the safetensors adapter of an original ``.pt``."""
     return str(Path(pt_path).with_suffix("")) + ".projector.safetensors"

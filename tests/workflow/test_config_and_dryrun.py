@@ -381,7 +381,12 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
     out = snakemake(workdir, "-n", "-p", "--configfile", "config/musicgen.yaml").stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
-    assert counts["train_adapter"] == 6  # 3 AudioLDM + 3 MusicGen (adapter: external)
+    # 3 AudioLDM + 3 MusicGen (adapter: external) + musicgen-small at K = 2 and 8
+    assert counts["train_adapter"] == 8
+    trains = [ln for ln in out.splitlines() if "train_adapter.py" in ln]
+    k8 = next(ln for ln in trains if "adapters/musicgen-small@style_tokens=8 " in ln)
+    assert "--style-tokens 8" in k8
+    assert not [ln for ln in trains if "--model-key audioldm" in ln and "--style-tokens" in ln]
     runs = {(dict(w)["model"], dict(w)["condition"]) for r, w in jobs if r == "gather_generate"}
     assert ("musicgen-small", "continuation@prompt_seconds=1") in runs
     assert ("musicgen-large", "retrieval_external_random") in runs

@@ -61,7 +61,8 @@ def test_musicgen_runs_what_its_family_takes_and_audioldm_keeps_its_runs(configs
         "continuation",
     }
     assert _conditions(points, "musicgen-medium") == takes
-    assert _conditions(points, "musicgen-small") == takes | {
+    k_points = {f"{c}@adapter_style_tokens={k}" for c in takes if "external" in c for k in (2, 8)}
+    assert _conditions(points, "musicgen-small") == takes | k_points | {
         "continuation@prompt_seconds=1",
         "continuation@prompt_seconds=5",
     }
@@ -102,3 +103,26 @@ def test_a_prompt_seconds_sweep_on_another_condition_type_is_refused(configs):
     }  # fmt: skip
     with pytest.raises(sweeps.SweepError, match="prompt_seconds applies to continuation, melody"):
         sweeps.plan(bad)
+
+
+def test_k_sweep_trains_one_adapter_per_k_on_musicgen_only(configs, repo_root):
+    from rcmg.generation.config_checks import adapter_option_problems, sweep_knob_problems
+
+    base, merged = configs
+    assert sweeps.adapter_variant("retrieval_external@adapter_style_tokens=8") == "@style_tokens=8"
+    assert sweeps.adapter_training(merged, "@style_tokens=8")["style_tokens"] == 8
+    assert sweeps.adapter_training(merged, "")["style_tokens"] == 4
+    bad = copy.deepcopy(merged)
+    bad["sweeps"]["style_tokens"]["models"] = ["audioldm2"]
+    assert sweep_knob_problems(bad) == [
+        "sweeps.style_tokens: adapter_style_tokens does not apply to audioldm2 (family "
+        "audioldm2: its adapter has no style_tokens) (condition retrieval_external, model "
+        "audioldm2)"
+    ]
+    stray = copy.deepcopy(base)
+    stray["adapter_training"]["style_tokens"] = 4
+    assert adapter_option_problems(stray) == [
+        "adapter_training.style_tokens: no configured model's family has it (MusicGen's "
+        "style tokens); remove it"
+    ]
+    assert adapter_option_problems(merged) == []

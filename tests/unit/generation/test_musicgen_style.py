@@ -121,7 +121,7 @@ def test_adapter_is_trained_by_the_decoders_cross_entropy_with_the_held_out_repo
     config = json.loads((setup["work"] / "adapter" / "adapter_config.json").read_text())
     assert config["family"] == "musicgen" and config["target_space"] == "t5_style_tokens"
     assert config["out_dim"] == 4 * 24  # K style tokens x the T5 width of the stand-in
-    assert "cross-entropy" in config["loss"] and config["mel_front_end"]["style_tokens"] == 4
+    assert "cross-entropy" in config["loss"] and "family_options" not in config  # default K
     heldout = config["heldout"]
     assert set(heldout["mean"]) == {"adapter", "labels_text", "untrained", "shuffled"}
     assert heldout["n_items"] == config["data"]["n_heldout"] > 0
@@ -265,3 +265,26 @@ def test_attribution_names_the_retrieved_clips_and_the_weights_licence(runs, set
     for row in items:
         assert row["retrieved"][0]["segment_id"] in text
     assert summary["n_outputs_using_bank"] == len(items)
+
+
+def test_k_style_tokens_train_and_generate_through_the_clis(setup, repo_root, capsys):
+    """train_adapter --style-tokens 2: an adapter to 2 x the T5 width; generate reads K off
+    it and appends 2 tokens. --style-tokens on a family without tokens is refused."""
+    command = _cli_command(setup["model"], setup["clap"], setup["assets"], "musicgen",
+                           setup["work"] / "adapter_k2", **{"--style-tokens": "2"})  # fmt: skip
+    assert _load_cli(repo_root, "train_adapter").main(command[2:]) == 0
+    config = json.loads((setup["work"] / "adapter_k2" / "adapter_config.json").read_text())
+    assert config["out_dim"] == 2 * 24 and config["family_options"] == {"style_tokens": 2}
+    assert set(config["heldout"]["mean"]) == {"adapter", "labels_text", "untrained", "shuffled"}
+    checkpoint = str(setup["work"] / "adapter_k2" / "style_adapter.safetensors")
+    assert _generate(setup, "k2", "retrieval", "--adapter", "external",
+                     "--adapter-checkpoint", checkpoint, "--alpha", "1") == 0  # fmt: skip
+    for row in _rows(setup["work"] / "k2").values():
+        assert row["conditioning"]["style_tokens"] == 2
+    refused = _cli_command(setup["model"], setup["clap"], setup["assets"], "audioldm1",
+                           setup["work"] / "refused_k", **{"--style-tokens": "2"})  # fmt: skip
+    refused[refused.index("--model-id") + 1] = str(setup["work"] / "no-model-needed")
+    assert _load_cli(repo_root, "train_adapter").main(refused[2:]) == 2
+    assert "--style-tokens does not apply to the audioldm1 family's adapter" in (
+        capsys.readouterr().err
+    )

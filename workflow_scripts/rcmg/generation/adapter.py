@@ -161,6 +161,13 @@ def _config_from_header(path: Path, header: dict) -> dict:
     return json.loads(meta[METADATA_KEY])
 
 
+def adapter_file_config(path: str | Path) -> dict:
+    """The architecture record (in/out dims, hidden, ...) of a safetensors adapter file,
+    read from its header only."""
+    path = Path(path)
+    return _config_from_header(path, read_safetensors_header(path))
+
+
 def _expected_shapes(module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 

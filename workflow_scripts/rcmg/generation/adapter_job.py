@@ -79,6 +79,9 @@ class AdapterJobConfig:
     clap_subfolder: str = ""
     clap_revision: str | None = None
     exclude_cosine: float = 0.95
+    # the family's own adapter settings (ModelFamily.adapter_options), e.g. style_tokens;
+    # 0 / absent: the family's default
+    style_tokens: int = 0
     # The original trainer's generation-time options: accepted and recorded, not used.
     original_unused: dict = field(default_factory=dict)
     command: str = ""
@@ -167,6 +170,20 @@ def clap_text_embeddings(
     return queries
 
 
+def family_options(family, cfg: AdapterJobConfig) -> dict:
+    """The family's own adapter settings that were given (``ModelFamily.adapter_options``);
+    a setting given to a family without it is refused with the fix."""
+    given = {"style_tokens": cfg.style_tokens} if cfg.style_tokens else {}
+    unknown = sorted(set(given) - set(family.adapter_options))
+    if unknown:
+        raise TrainingDataError(
+            f"--{unknown[0].replace('_', '-')} does not apply to the {family.name} family's "
+            f"adapter; drop it (config adapter_training.{unknown[0]} / the "
+            f"adapter_{unknown[0]} sweep knob)"
+        )
+    return given
+
+
 def build_context(pipe, family, cfg: AdapterJobConfig, items, bank: np.ndarray):
     """The family's :class:`~rcmg.generation.families.base.AdapterContext` of ``items``."""
     import torch
@@ -185,7 +202,7 @@ def build_context(pipe, family, cfg: AdapterJobConfig, items, bank: np.ndarray):
         ]
     )
     x = torch.from_numpy(np.ascontiguousarray(bank[[i.row for i in items]], dtype=np.float32))
-    return item_context(pipe, family, items, latents, x)
+    return item_context(pipe, family, items, latents, x, family_options(family, cfg))
 
 
 def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_info: dict) -> dict:
@@ -209,6 +226,7 @@ def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_in
         "objective": objective_doc.strip(),
         "loss": family.adapter_loss_description,
         "mel_front_end": family.adapter_front_end(),
+        **({"family_options": opts} if (opts := family_options(family, cfg)) else {}),
         "style": {
             "clap_model": cfg.clap_model,
             "clap_subfolder": cfg.clap_subfolder,  # the model's style space (its own CLAP, if any)
@@ -270,6 +288,7 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
 
     started = time.perf_counter()
     train_cfg = cfg.train_config()
+    family_options(get_family(cfg.family), cfg)  # a setting the family has not: before loading
     check_inputs(cfg)
     prompts = [item.prompt for item in read_prompt_file(cfg.prompts).items]
     mapping = read_mapping(cfg.bank_mapping)
@@ -304,7 +323,8 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     family = get_family(cfg.family)
     loaded = family.load(cfg.model_id, device, cfg.dtype, "default")
     pipe = loaded.pipe
-    out_dim = target_dim(pipe, family)
+    options = family_options(family, cfg)
+    out_dim = target_dim(pipe, family, options)
     contexts = {
         part: build_context(pipe, family, cfg, getattr(split, part), bank)
         for part in ("train", "val", "heldout")
@@ -325,6 +345,7 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
         draws,
         train_cfg,
         split.heldout,
+        options,
     )
     data_info = {
         **split.summary(),

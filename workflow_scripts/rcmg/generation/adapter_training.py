@@ -480,15 +480,17 @@ def load_segment_audio(items: Sequence[BankItem], segments_root: str | Path, sec
 # ---------------------------------------------------------------- conditioning
 
 
-def target_dim(pipe, family) -> int:
-    """H: the width of the conditioning space the adapter maps into, read from the pipeline."""
-    return int(family.adapter_out_dim(pipe))
+def target_dim(pipe, family, options: dict | None = None) -> int:
+    """H: the width of the conditioning space the adapter maps into, read from the pipeline
+    (``options``: the family's own adapter settings, ``ModelFamily.adapter_options``)."""
+    return int(family.adapter_out_dim(pipe, **(options or {})))
 
 
-def item_context(pipe, family, items, latents, x):
+def item_context(pipe, family, items, latents, x, options: dict | None = None):
     """Latents plus both baselines' conditioning (and what else the family's denoiser
     needs) per item: the family's :class:`~rcmg.generation.families.base.AdapterContext`."""
-    return family.adapter_context(pipe, [i.caption for i in items], latents, x.to(pipe.device))
+    captions = [i.caption for i in items]
+    return family.adapter_context(pipe, captions, latents, x.to(pipe.device), **(options or {}))
 
 
 def adapter_conditioning(adapter, ctx, rows, family, x_rows=None):
@@ -682,6 +684,7 @@ def train_adapter(
     draws: dict,
     cfg: TrainConfig,
     heldout_items: Sequence[BankItem],
+    options: dict | None = None,
 ) -> TrainingResult:
     """Train the adapter through the frozen UNet; choose the epoch by validation loss.
 
@@ -699,7 +702,7 @@ def train_adapter(
     for module in family.adapter_frozen_modules(pipe):
         module.requires_grad_(False)
     seed_everything(cfg.seed)
-    out_dim = target_dim(pipe, family)
+    out_dim = target_dim(pipe, family, options)
     adapter = build_adapter(STYLE_DIM, out_dim, cfg.hidden, "mlp", seed=cfg.seed)
     adapter = adapter.to(pipe.device)
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

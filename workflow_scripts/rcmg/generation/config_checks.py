@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# sweep knobs of a family's own adapter settings (ModelFamily.adapter_options)
+FAMILY_ADAPTER_KNOBS = ("adapter_style_tokens",)
+
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
     from rcmg.bank.spaces import space_problems
@@ -54,6 +57,30 @@ def family_problems(config: dict) -> list[str]:
                 f"(not {other})"
             )
     out += condition_problems(config)
+    out += adapter_option_problems(config)
+    return out
+
+
+def adapter_option_problems(config: dict) -> list[str]:
+    """``adapter_training.<key>`` of a family's own adapter settings (``style_tokens``)
+    when no configured model's family has it."""
+    from rcmg.generation.families import family_class, family_problem
+
+    out = []
+    for key in ("style_tokens",):
+        if key not in config.get("adapter_training", {}):
+            continue
+        having = [
+            m
+            for m, model in config["models"].items()
+            if not family_problem(model["family"])
+            and key in family_class(model["family"]).adapter_options
+        ]
+        if not having:
+            out.append(
+                f"adapter_training.{key}: no configured model's family has it (MusicGen's "
+                "style tokens); remove it"
+            )
     return out
 
 
@@ -90,6 +117,13 @@ def sweep_knob_problems(config: dict) -> list[str]:
         family = family_class(config["models"][point.model]["family"])
         for name, swept in point.sweeps:
             for knob, _ in swept:
+                own = knob.removeprefix("adapter_")
+                if knob in FAMILY_ADAPTER_KNOBS and own not in family.adapter_options:
+                    return [
+                        f"sweeps.{name}: {knob} does not apply to {point.model} (family "
+                        f"{family.name}: its adapter has no {own}) (condition {point.base}, "
+                        f"model {point.model})"
+                    ]
                 if knob in family.unsupported_knobs:
                     return [
                         f"sweeps.{name}: {knob} does not apply to {point.model} (family "

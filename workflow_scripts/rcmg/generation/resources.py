@@ -145,9 +145,10 @@ def verify_style_space(cfg: GenerateConfig, segment_ids: list) -> dict:
 
 
 def _load_external_adapter(cfg: GenerateConfig, loaded):
-    from rcmg.generation.adapter import load_adapter
+    from rcmg.generation.adapter import adapter_file_config, load_adapter
 
-    out_dim = cfg.model_family.adapter_out_dim(loaded.pipe)
+    found = int(adapter_file_config(cfg.adapter_checkpoint).get("out_dim", -1))
+    out_dim = cfg.model_family.generation_adapter_dim(loaded.pipe, found)
     return load_adapter(
         cfg.adapter_checkpoint, expected_in=CLAP_DIM, expected_out=out_dim, device=loaded.device
     )

@@ -59,6 +59,8 @@ KNOBS: dict[str, tuple[str, str]] = {
     "adapter_lr": ("adapter", "positive"),
     "adapter_hidden": ("adapter", "int"),
     "adapter_epochs": ("adapter", "int"),
+    # a family's own adapter setting (ModelFamily.adapter_options): MusicGen's K tokens
+    "adapter_style_tokens": ("adapter", "int"),
 }
 ADAPTER_KNOBS = tuple(k for k, (where, _) in KNOBS.items() if where == "adapter")
 ADAPTER_PREFIX = "adapter_"  # adapter_lr -> adapter_training.lr

@@ -44,7 +44,8 @@ Ranking
     CLAP, ``clap``), :meth:`ranking_clap` (which CLAP that is).
 
 Style adapter
-    :meth:`adapter_out_dim` (what the 512 -> H adapter maps to), :meth:`adapter_latents`
+    ``adapter_options`` (its own adapter_training keys, given to the next two as keyword
+    arguments), :meth:`adapter_out_dim` (what the 512 -> H adapter maps to), :meth:`adapter_latents`
     (bank audio -> the denoiser's training latents), :meth:`adapter_context`,
     :meth:`adapter_conditioning`, :meth:`baseline_conditioning`, :meth:`denoiser_eps`
     (the denoiser's prediction through the frozen model), :meth:`adapter_loss` (the loss it
@@ -129,6 +130,9 @@ class ModelFamily:
     residual_mix: ClassVar[bool] = False
     style_adapters: ClassVar[tuple[str, ...]] = ("none", "native", "external")
     unsupported_knobs: ClassVar[tuple[str, ...]] = ()
+    # adapter_training keys beyond the generic ones that shape its adapter (e.g. MusicGen's
+    # style_tokens); passed to adapter_out_dim / adapter_context as keyword arguments
+    adapter_options: ClassVar[tuple[str, ...]] = ()
     # which of kinds.AUDIO_PROMPT_TYPES (the retrieved item's audio as a prompt) it takes
     audio_prompt_types: ClassVar[tuple[str, ...]] = ()
     adapter_target_space: ClassVar[str] = ""
@@ -277,6 +281,12 @@ class ModelFamily:
     # ---------------------------------------------------------------- style adapter
     def adapter_out_dim(self, pipe) -> int:
         raise NotImplementedError(f"{self.name} has no style adapter")
+
+    def generation_adapter_dim(self, pipe, found: int) -> int:
+        """The out_dim a trained adapter must have for generation, given the checkpoint's
+        (``found``); by default :meth:`adapter_out_dim` with the family's defaults (a
+        family whose adapter shape is an option, MusicGen's K tokens, accepts each)."""
+        return int(self.adapter_out_dim(pipe))
 
     def adapter_front_end(self) -> dict:
         """What turns bank audio into training latents (recorded in adapter_config.json)."""

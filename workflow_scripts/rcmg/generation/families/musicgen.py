@@ -41,6 +41,9 @@ T5 states and mask all zero, ``_prepare_text_encoder_kwargs_for_generation``).
 * style guidance: not supported. The upstream sampling loop stacks exactly two branches
   (conditional, null) for its ``ClassifierFreeGuidanceLogitsProcessor``; a third (style)
   branch needs its own decoding loop, which this family does not reimplement.
+* K: ``adapter_training.style_tokens`` (``train_adapter --style-tokens``, default 4;
+  the ``adapter_style_tokens`` sweep knob trains one adapter per K); generation reads K
+  off the adapter's out_dim.
 * style adapter: trained by the decoder's own cross-entropy on the EnCodec tokens of the
   bank item's audio (delay pattern applied, teacher forcing through the frozen model),
   the item's label-text T5 states in every arm plus the arm's tokens: ``adapter`` K
@@ -60,7 +63,7 @@ from rcmg.generation.families.base import AdapterContext, ConditioningRequest, M
 # cost planner (plan time: no model is loaded; a loaded model reads its own config).
 PUBLISHED_FRAME_RATE = 50
 PUBLISHED_CODEBOOKS = 4
-# Tokens the adapter maps a style vector to (adapter out_dim = STYLE_TOKENS x T5 d_model).
+# Tokens the adapter maps a style vector to by default (out_dim = K x T5 d_model).
 STYLE_TOKENS = 4
 WEIGHTS_LICENSE = {
     "license": "CC-BY-NC-4.0",
@@ -270,6 +273,7 @@ class Musicgen(ModelFamily):
     ranked_by = "the bank CLAP (--clap-model; MusicGen has no CLAP)"
     angle_sites = {"style_tokens": "pooled"}
     adapter_loss_description = LOSS_DESCRIPTION
+    adapter_options = ("style_tokens",)
     adapter_loss_is_stochastic = False
 
     @classmethod
@@ -416,14 +420,23 @@ class Musicgen(ModelFamily):
         )
 
     # ---------------------------------------------------------------- style adapter
-    def adapter_out_dim(self, pipe) -> int:
-        return STYLE_TOKENS * pipe.t5_width
+    def adapter_out_dim(self, pipe, style_tokens: int = STYLE_TOKENS) -> int:
+        if style_tokens < 1:
+            from rcmg.generation.adapter_training import TrainingDataError
+
+            raise TrainingDataError(f"--style-tokens must be >= 1, got {style_tokens}")
+        return int(style_tokens) * pipe.t5_width
+
+    def generation_adapter_dim(self, pipe, found: int) -> int:
+        """Any K: an adapter to K x the T5 width (else the default K's, to name the fix)."""
+        width = pipe.t5_width
+        return found if found >= width and found % width == 0 else self.adapter_out_dim(pipe)
 
     def adapter_front_end(self) -> dict:
         return {
             "source": "the model's own EnCodec (audio_encoder.encode) on the item's audio "
             "resampled 16 kHz -> the codec's rate; tokens, not a mel spectrogram",
-            "style_tokens": STYLE_TOKENS,
+            "style_tokens": f"out_dim / the T5 width (default {STYLE_TOKENS}; family_options)",
         }
 
     def adapter_frozen_modules(self, pipe) -> list:
@@ -455,7 +468,9 @@ class Musicgen(ModelFamily):
                 out.append(codes.audio_codes[0, :, : pipe.num_codebooks, :frames].long())
         return torch.cat(out)
 
-    def adapter_context(self, pipe, captions, latents, x) -> AdapterContext:
+    def adapter_context(
+        self, pipe, captions, latents, x, style_tokens: int = STYLE_TOKENS
+    ) -> AdapterContext:
         import torch
         import torch.nn.functional as F
 
@@ -468,7 +483,7 @@ class Musicgen(ModelFamily):
             norms.append(mean_token_norm(h, inputs["attention_mask"]))
         width = pipe.t5_width
         padded = F.pad(F.normalize(x.float(), dim=-1), (0, max(width - x.shape[-1], 0)))
-        untrained = padded[:, None, :width].repeat(1, STYLE_TOKENS, 1)
+        untrained = padded[:, None, :width].repeat(1, int(style_tokens), 1)
         none = torch.zeros((len(captions), 0, width), device=x.device)
         return AdapterContext(
             latents.to(pipe.device),
@@ -485,7 +500,9 @@ class Musicgen(ModelFamily):
     def baseline_conditioning(self, ctx, rows, arm: str):
         if arm == "labels_text":
             return ctx.labels[rows]
-        return scaled_tokens(ctx.untrained[rows], STYLE_TOKENS, ctx.extra["norms"][rows])
+        tokens = ctx.untrained[rows]
+        flat = tokens.reshape(tokens.shape[0], -1)
+        return scaled_tokens(flat, tokens.shape[1], ctx.extra["norms"][rows])
 
     def adapter_loss(self, pipe, z0, noise, t, cond, ctx, rows):
         """Cross-entropy of the frozen decoder on the items' codes under ``cond`` tokens."""
