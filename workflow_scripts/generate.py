@@ -63,7 +63,7 @@ from rcmg.generation.original_flags import (  # noqa: E402
     sibling_mapping,
 )
 from rcmg.models.device import DTYPES  # noqa: E402
-from rcmg.models.pipelines import SCHEDULERS  # noqa: E402
+from rcmg.models.pipelines import SCHEDULER_CHOICES  # noqa: E402
 from rcmg.workflow import cli  # noqa: E402
 
 log = logging.getLogger("generate")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seconds", type=float, default=_d("seconds"))
     run.add_argument("--batch", type=int, default=_d("batch"))
     run.add_argument("--dtype", default=_d("dtype"), choices=DTYPES, help="fp32 forced on CPU")
-    run.add_argument("--scheduler", default=_d("scheduler"), choices=sorted(SCHEDULERS))
+    run.add_argument("--scheduler", default=_d("scheduler"), choices=SCHEDULER_CHOICES)
     run.add_argument("--negative-prompt", default=_d("negative_prompt"))
     run.add_argument("--num-waveforms-per-prompt", type=int, default=_d("num_waveforms_per_prompt"))
     run.add_argument("--device", default=_d("device"), help="auto | cpu | cuda | cuda:N")
@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="blend each item to this angle (degrees) instead of a fixed --alpha",
     )
     bank.add_argument(
+        "--init-noise-level",
+        type=float,
+        default=_d("init_noise_level"),
+        help="init-audio route: the retrieved item's audio as the initial audio, denoised "
+        "from this noise level (sigma); families with the route (stable_audio)",
+    )
+    bank.add_argument(
         "--style-guidance",
         type=float,
         default=_d("style_guidance"),
@@ -209,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument(
         "--segments-root",
         default=None,
-        help="continuation / melody: the bank dataset's segment shards (default: the "
-        "workflow layout beside --bank, <processed>/<dataset>/segments)",
+        help="continuation / melody and the init-audio route: the bank dataset's segment "
+        "shards (default: the workflow layout beside --bank, <processed>/<dataset>/segments)",
     )
     bank.add_argument("--alignment", default=None, help="align_check JSON of this model")
     bank.add_argument(

@@ -24,7 +24,7 @@ def adapter_setting(key):
 
 
 def adapter_family_flags(wildcards):
-    """The family's own adapter settings (adapter_training.style_tokens: MusicGen's K), at
+    """The family's own adapter settings (adapter_training.style_tokens: MusicGen's and Stable Audio's K), at
     the job's adapter variant; "" when none is set (the family's default)."""
     settings = sweeps.adapter_training(config, wildcards.variant)
     if "style_tokens" in settings and model_family(wildcards.model).adapter_options:

@@ -1,6 +1,6 @@
 """A small style bank that train_adapter can train on: bank rows, a mapping in the
 build_bank layout (split, uploader, tags, shard/shard_row, dataset) and the bank
-dataset's segment shards (audio_16k.npy) at the workflow's default location
+dataset's segment shards (audio_16k.npy, audio_48k.npy) at the workflow's default location
 ``<root>/<dataset>/segments/shardN`` for a bank at ``<root>/bank/style_bank.npy``.
 
 Items (FSD50K's split values: dev = train/val, eval = eval):
@@ -62,6 +62,7 @@ def _clip(i: int, rng: np.random.Generator) -> np.ndarray:
 def write_trainable_bank(root: Path, n_shards: int = 2) -> dict:
     """Write the bank, mapping, flat index, shards and prompt file under ``root``."""
     from rcmg.bank.retrieval import build_index, save_index
+    from rcmg.data.audio_io import resample
     from rcmg.workflow.atomic import write_jsonl
 
     rng = np.random.default_rng(7)
@@ -90,6 +91,9 @@ def write_trainable_bank(root: Path, n_shards: int = 2) -> dict:
     for shard, clips in shard_rows.items():
         (segments / f"shard{shard}").mkdir(parents=True, exist_ok=True)
         np.save(segments / f"shard{shard}" / "audio_16k.npy", np.stack(clips).astype(np.float16))
+        # the 48 kHz CLAP-side array segment writes beside it (Stable Audio trains from it)
+        wide = np.stack([resample(c, SR, 48_000) for c in clips]).astype(np.float16)
+        np.save(segments / f"shard{shard}" / "audio_48k.npy", wide)
     bank_dir = root / "bank"
     bank_dir.mkdir(parents=True, exist_ok=True)
     paths = {

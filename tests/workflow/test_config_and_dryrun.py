@@ -397,6 +397,32 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
     assert "--scheduler default" in line
 
 
+def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(workdir):
+    """config/stable_audio.yaml (issue 26): stable-audio-open's runs (sharded) with the
+    published scheduler, its adapters at K = 8 (configured), 2 and 4, and no native-path or
+    style-guidance condition on it, planned without data or weights."""
+    out = snakemake(workdir, "-n", "-p", "--configfile", "config/stable_audio.yaml").stdout
+    jobs = planned_jobs(out)
+    counts = rule_counts(jobs)
+    assert counts["train_adapter"] == 6  # 3 AudioLDM + stable-audio-open at K = 8, 2, 4
+    trains = [ln for ln in out.splitlines() if "train_adapter.py" in ln]
+    for k, variant in ((8, "stable-audio-open "), (2, "stable-audio-open@style_tokens=2 ")):
+        line = next(ln for ln in trains if f"adapters/{variant}" in ln)
+        assert f"--style-tokens {k}" in line and "--family stable_audio" in line
+    assert not [ln for ln in trains if "--model-key audioldm" in ln and "--style-tokens" in ln]
+    runs = {(dict(w)["model"], dict(w)["condition"]) for r, w in jobs if r == "gather_generate"}
+    sao = {c for m, c in runs if m == "stable-audio-open"}
+    assert {"prompt", "prompt_aug", "retrieval_external_mismatched"} <= sao
+    assert "retrieval_external_random@adapter_style_tokens=2" in sao
+    assert not {c for c in sao if "native" in c or "guided" in c or c == "style_only"}
+    line = next(
+        ln
+        for ln in out.splitlines()
+        if "--model-key stable-audio-open" in ln and "generate.py" in ln
+    )
+    assert "--scheduler default" in line and "--steps 100" in line and "--guidance 7.0" in line
+
+
 def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):
     """config/musicgen_pilot.yaml: the pilot's native-path angle conditions stay on the
     AudioLDM models; MusicGen gets style tokens at fixed pooled angles with controls."""

@@ -65,14 +65,17 @@ def is_silent(x, threshold_dbfs: float = SILENCE_DBFS) -> bool:
 def integrated_loudness(x, sr: int, floor_lufs: float = LUFS_FLOOR) -> float:
     """ITU-R BS.1770 integrated loudness (LUFS) via pyloudnorm.
 
-    Audio shorter than one 400 ms gating block, or so quiet that every block is gated
-    out, returns ``floor_lufs`` instead of -inf/NaN.
+    ``x`` is mono ``[T]`` or multichannel ``[T, C]``: BS.1770 sums the channels'
+    K-weighted mean squares (weight 1 for the front channels, so stereo L and R count
+    alike), never a downmix. Audio shorter than one 400 ms gating block, or so quiet that
+    every block is gated out, returns ``floor_lufs`` instead of -inf/NaN.
     """
     import pyloudnorm
 
-    samples = _as_float64(x)
+    samples = np.asarray(x, dtype=np.float64)
+    samples = samples if samples.ndim == 2 and samples.shape[1] > 1 else samples.reshape(-1)
     block_s = 0.4
-    if samples.size < int(np.ceil(block_s * sr)) + 1:
+    if samples.shape[0] < int(np.ceil(block_s * sr)) + 1:
         return float(floor_lufs)
     meter = pyloudnorm.Meter(sr, block_size=block_s)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():

@@ -111,10 +111,23 @@ def write_provenance(
     for warning in warnings:
         LOG.warning("provenance: %s", warning)
     used_by_output = {output_key(r): r["bank_items"] for r in rows if r["bank_items"]}
-    write_text(
-        run_dir / ATTRIBUTION_FILE,
-        attribution_markdown(title, used_by_output, warnings, model_license),
+    text = attribution_markdown(title, used_by_output, warnings, model_license)
+    init = sorted(
+        {
+            (entry["conditioning"].get("init_noise_level"))
+            for entry in items
+            if (entry.get("conditioning") or {}).get("site") == "init_audio"
+        }
     )
+    if init:
+        text += (
+            "\n## Init-audio route\n\nEach output's denoising started from the audio of its "
+            "best-scored source window above (its VAE latent plus noise at sigma "
+            f"{', '.join(f'{s:g}' for s in init)}): the source audio is an input of the "
+            "generation, not only a conditioning signal; the copy audit measures how much "
+            "of it survives.\n"
+        )
+    write_text(run_dir / ATTRIBUTION_FILE, text)
     write_text(run_dir / BANK_ITEMS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     summary = provenance_summary(rows, warnings)
     summary["by_output"] = rows

@@ -164,6 +164,37 @@ def load_reference(path: Path, clap_model: str) -> dict:
     return reference
 
 
+DOWNMIX = (
+    "multichannel clips (e.g. Stable Audio's 44.1 kHz stereo) are downmixed to mono, the "
+    "mean of the channels ((L + R) / 2), before resampling to the CLAP judge's 48 kHz, the "
+    "AudioSet classifier's 16 kHz and the mel plots; RMS, peak and clipping are over every "
+    "sample of every channel, loudness is ITU-R BS.1770 integrated over all channels"
+)
+
+
+def read_channels(run_dir: Path, ok_rows: list[dict]) -> list[np.ndarray | None]:
+    """Each clip's samples ``[T, C]`` when its file has more than one channel (None for
+    mono files: their level metrics use the mono clip itself)."""
+    import soundfile as sf
+
+    out = []
+    for row in ok_rows:
+        path = run_dir / row["wav"]
+        if sf.info(str(path)).channels > 1:
+            out.append(sf.read(str(path), dtype="float32", always_2d=True)[0])
+        else:
+            out.append(None)
+    return out
+
+
+def channel_record(channels: list[np.ndarray | None]) -> dict | None:
+    """summary.json's ``audio_channels`` (None for a run of mono clips)."""
+    counts = sorted({int(c.shape[1]) for c in channels if c is not None})
+    if not counts:
+        return None
+    return {"channels": counts, "downmix": DOWNMIX}
+
+
 def read_clips(run_dir: Path, ok_rows: list[dict]) -> list[tuple[np.ndarray, int]]:
     clips = []
     for row in ok_rows:
@@ -273,8 +304,10 @@ def mel_name(row: dict) -> str:
     return f"visualizations/mel/{Path(row['wav']).stem}.png"
 
 
-def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[dict]:
-    """One CSV row per items.jsonl entry (skipped entries keep empty metric cells)."""
+def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float, channels=None) -> list[dict]:
+    """One CSV row per items.jsonl entry (skipped entries keep empty metric cells).
+    ``channels``: per clip its ``[T, C]`` samples for a multichannel file (level metrics
+    over every channel, :data:`DOWNMIX`), None for a mono one."""
     by_key = {(r["item"], r.get("waveform_index", 0)): i for i, r in enumerate(ok_rows)}
     rows = []
     for entry in items:
@@ -284,7 +317,8 @@ def item_rows(items, ok_rows, clips, sims: dict, silence_dbfs: float) -> list[di
         index = by_key.get((entry["item"], entry.get("waveform_index", 0)))
         if index is not None:
             x, sr = clips[index]
-            row.update(metrics.level_metrics(x, sr, silence_dbfs), duration_s=x.size / sr)
+            levels = channels[index] if channels and channels[index] is not None else x
+            row.update(metrics.level_metrics(levels, sr, silence_dbfs), duration_s=x.size / sr)
             row.update({name: float(values[index]) for name, values in sims.items()})
             row["mel"] = mel_name(entry)
         rows.append(row)
@@ -505,6 +539,7 @@ def evaluate_run(
         if entry.get("status") != "ok":
             LOG.warning("item %s skipped: %s", entry.get("item"), entry.get("skip_reason"))
     clips = read_clips(run_dir, ok_rows)
+    channels = read_channels(run_dir, ok_rows)
     embedder = embedder_factory()
     audio_emb = embed_audio_batches(embedder, clips, options.batch)
     prompt_emb = embed_texts(embedder, [r["prompt"] for r in ok_rows])
@@ -548,11 +583,13 @@ def evaluate_run(
         "clap_style_sim_bankspace": style_sims,
         "clap_style_sim_carried": carried,
     }
-    rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs)
+    rows = item_rows(items, ok_rows, clips, sims, options.silence_dbfs, channels)
     by_key = {(r["item"], r.get("waveform_index") or 0): i for i, r in enumerate(ok_rows)}
     fill_item_columns(rows, by_key, {"style_sim_source": style_sources, **target_columns}, "")
     summary = summarise(rows, audio_emb, reference, config, run_dir, clap_model, options)
     summary["style_similarity"] = style_record
+    if channel_record(channels):
+        summary["audio_channels"] = channel_record(channels)
     summary["text_calibration"] = reference.get("calibration") or {}
     summary["classifier"], classifier_emb = classifier_view(
         rows, ok_rows, clips, reference, options, classifier_factory, summary["metrics"]

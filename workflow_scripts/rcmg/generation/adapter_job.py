@@ -195,14 +195,18 @@ def build_context(pipe, family, cfg: AdapterJobConfig, items, bank: np.ndarray):
         [
             family.adapter_latents(
                 pipe,
-                load_segment_audio(items[i : i + chunk], cfg.segments_root, cfg.seconds),
+                load_segment_audio(
+                    items[i : i + chunk], cfg.segments_root, cfg.seconds, family.adapter_audio_rate
+                ),
                 cfg.seconds,
             )
             for i in range(0, len(items), chunk)
         ]
     )
     x = torch.from_numpy(np.ascontiguousarray(bank[[i.row for i in items]], dtype=np.float32))
-    return item_context(pipe, family, items, latents, x, family_options(family, cfg))
+    ctx = item_context(pipe, family, items, latents, x, family_options(family, cfg))
+    ctx.extra.setdefault("seconds", cfg.seconds)  # the training audio's duration
+    return ctx
 
 
 def adapter_config(cfg, train_cfg, result, data_info: dict, out_dim: int, run_info: dict) -> dict:
@@ -321,7 +325,7 @@ def run_adapter_training(cfg: AdapterJobConfig) -> dict:
     )
     check_split(split)
     family = get_family(cfg.family)
-    loaded = family.load(cfg.model_id, device, cfg.dtype, "default")
+    loaded = family.load(cfg.model_id, device, cfg.dtype, family.adapter_scheduler)
     pipe = loaded.pipe
     options = family_options(family, cfg)
     out_dim = target_dim(pipe, family, options)

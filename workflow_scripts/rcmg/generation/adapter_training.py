@@ -455,17 +455,27 @@ def shuffle_record(items: Sequence[BankItem], seed: int) -> dict:
 # ---------------------------------------------------------------- audio -> latents
 
 
-def load_segment_audio(items: Sequence[BankItem], segments_root: str | Path, seconds: float):
-    """The first ``seconds`` of each item's 16 kHz window ``[N, samples]`` (zero-padded)."""
-    from rcmg.data.segmenting import SegmentConfig
+def load_segment_audio(
+    items: Sequence[BankItem], segments_root: str | Path, seconds: float, rate: int = 16_000
+):
+    """The first ``seconds`` of each item's window ``[N, samples]`` (zero-padded), from the
+    segment shard's 16 kHz array (or its 48 kHz one: ``rate`` 48000)."""
+    from rcmg.data.segmenting import ARRAY_16K, ARRAY_48K, SegmentConfig
 
+    arrays_by_rate = {SegmentConfig.sr_gen: ARRAY_16K, SegmentConfig.sr_clap: ARRAY_48K}
+    if rate not in arrays_by_rate:
+        raise TrainingDataError(
+            f"segments are stored at {sorted(arrays_by_rate)} Hz, not {rate} Hz; set the "
+            "family's adapter_audio_rate to one of them"
+        )
+    name = arrays_by_rate[rate]
     root = Path(segments_root)
-    samples = int(round(seconds * SegmentConfig.sr_gen))
+    samples = int(round(seconds * rate))
     arrays: dict[str, np.ndarray] = {}
     out = np.zeros((len(items), samples), dtype=np.float32)
     for n, item in enumerate(items):
         if item.shard not in arrays:
-            path = root / item.shard / "audio_16k.npy"
+            path = root / item.shard / name
             if not path.is_file():
                 raise TrainingDataError(
                     f"{path} does not exist (bank item {item.segment_id}); pass --segments-root "

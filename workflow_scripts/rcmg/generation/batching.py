@@ -93,6 +93,40 @@ def shard_info(cfg: GenerateConfig, n_items: int) -> dict | None:
     return {"index": cfg.prompt_shard, "of": cfg.prompt_shards, "items": list(found)}
 
 
+def init_waveform(cfg: GenerateConfig, res: Resources, plan: ItemPlan) -> dict:
+    """The init-audio route's waveform of ``plan``: its best-scored retrieved bank item's
+    48 kHz segment window (the retrieval's top hit; a control's own random or donated
+    item), read from ``--segments-root`` (or the workflow layout beside the bank)."""
+    from rcmg.data.segmenting import ARRAY_48K, SegmentConfig
+    from rcmg.generation.conditioning import OptionError
+    from rcmg.generation.planning import segments_root
+
+    hits = [h for h in plan.retrieved if h.get("row") is not None]
+    if not hits:
+        raise OptionError(f"item {plan.item} retrieved no bank item to take the audio of")
+    hit = max(hits, key=lambda h: float(h["score"]) if h.get("score") is not None else -2.0)
+    row = res.retriever.mapping[int(hit["row"])]
+    if row.get("shard") is None or row.get("shard_row") is None:
+        raise OptionError(
+            f"bank mapping row {hit['row']} has no shard/shard_row: rebuild the bank with "
+            "build_bank (the init-audio route reads the item's segment audio)"
+        )
+    path = segments_root(cfg) / str(row["shard"]) / ARRAY_48K
+    if not path.is_file():
+        raise OptionError(
+            f"{path} does not exist (bank item {hit.get('segment_id')}); pass --segments-root "
+            "the folder holding the bank dataset's segment shards"
+        )
+    wave = np.asarray(np.load(path, mmap_mode="r")[int(row["shard_row"])], dtype=np.float32)
+    return {
+        "wave": wave,
+        "rate": SegmentConfig.sr_clap,
+        "row": int(hit["row"]),
+        "segment_id": hit.get("segment_id"),
+        "score": hit.get("score"),
+    }
+
+
 def batch_request(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], infos=None):
     """One batch's :class:`~rcmg.generation.families.base.ConditioningRequest`."""
     import torch
@@ -102,7 +136,11 @@ def batch_request(cfg: GenerateConfig, res: Resources, plans: list[ItemPlan], in
         styles = torch.from_numpy(np.stack([p.style for p in plans]).astype(np.float32)).to(
             res.loaded.device
         )
+    init_audio = None
+    if cfg.init_noise_level is not None:
+        init_audio = [init_waveform(cfg, res, p) for p in plans]
     return ConditioningRequest(
+        init_audio=init_audio,
         prompts=[p.prompt_used for p in plans],
         negatives=[cfg.negative_prompt] * len(plans),
         do_cfg=cfg.guidance > 1.0,

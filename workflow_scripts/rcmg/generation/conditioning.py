@@ -60,6 +60,9 @@ class ConditionOptions:
     strength_deg: float | None = None
     # continuation / melody: seconds of the retrieved item's audio given to the model
     prompt_seconds: float = 3.0
+    # the init-audio route (families with ``init_audio_route``): the retrieved item's audio
+    # as the initial audio, denoised from this noise level (sigma); None: off
+    init_noise_level: float | None = None
 
 
 def option_default(name: str):
@@ -98,6 +101,8 @@ def _check_retrieval(opts: ConditionOptions) -> None:
         raise OptionError(f"--style-temp must be > 0, got {opts.style_temp}")
     if opts.strength_deg is not None and not 0.0 < float(opts.strength_deg) < 90.0:
         raise OptionError(f"--strength-deg must be in (0, 90) degrees, got {opts.strength_deg}")
+    if opts.init_noise_level is not None and not float(opts.init_noise_level) > 0:
+        raise OptionError(f"--init-noise-level must be > 0 (a sigma), got {opts.init_noise_level}")
     if opts.adapter == "external" and not opts.adapter_checkpoint:
         raise OptionError("--adapter external needs --adapter-checkpoint FILE.safetensors")
 

@@ -66,6 +66,8 @@ class GenerateConfig:
     # continuation / melody: seconds of the top retrieved item's audio (its 16 kHz segment
     # from the bank dataset's shards under segments_root) given to the model
     prompt_seconds: float = option_default("prompt_seconds")
+    init_noise_level: float | None = option_default("init_noise_level")
+    # the bank dataset's segment shards (the init-audio route reads the retrieved items' audio)
     segments_root: str | None = None
     # Controls: match each item's angle to the items.jsonl of the run they control.
     match_angles: str | None = None

@@ -111,6 +111,27 @@ def validate_config(cfg: GenerateConfig) -> None:
     validate_options(cfg.condition_options())
     if cfg.needs_bank:
         _check_bank_files(cfg)
+    if cfg.init_noise_level is not None:
+        if cfg.condition_type not in STYLE_TYPES:
+            raise OptionError(
+                "--init-noise-level takes the retrieved item's audio: use it with the "
+                "retrieval conditions (retrieval, retrieval_random, retrieval_mismatched)"
+            )
+        from rcmg.generation.planning import segments_root
+
+        root = segments_root(cfg)
+        if not root.is_dir():
+            raise OptionError(
+                f"--init-noise-level reads the retrieved items' audio from {root} (--segments-"
+                "root, default the workflow layout beside --bank), which is not a folder; pass "
+                "--segments-root the bank dataset's segments folder "
+                "(data/processed/<dataset>/segments)"
+            )
+        if cfg.match_angles:
+            raise OptionError(
+                "--match-angles matches a style blend's angle; the init-audio route's "
+                "controls take the same --init-noise-level instead: drop --match-angles"
+            )
     for record in cfg.space_records:
         if not Path(record).is_file():
             raise OptionError(

@@ -139,6 +139,8 @@ def _condition_params(cfg: GenerateConfig, space: dict | None = None) -> dict:
             cond_mix=cfg.cond_mix,
             cond_mix_beta=cfg.cond_mix_beta,
             strength_deg=cfg.strength_deg,
+            init_noise_level=cfg.init_noise_level,
+            segments_root=cfg.segments_root if cfg.init_noise_level is not None else None,
             alignment=alignment_summary(cfg),
         )
     return params

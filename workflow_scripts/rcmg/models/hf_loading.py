@@ -70,10 +70,48 @@ def resolve_model_source(name_or_path: str) -> str:
     return text
 
 
+GATED_MARKERS = ("gated", "401 client error")
+
+
+def is_gated_refusal(exc: BaseException) -> bool:
+    """The hub refused a gated (licence-accepting) or private repository: a
+    ``GatedRepoError``, an HTTP 401/403, or a loader's error wrapping one (anywhere in
+    the exception's cause chain)."""
+    try:
+        from huggingface_hub.errors import GatedRepoError
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        GatedRepoError = ()  # noqa: N806
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if GatedRepoError and isinstance(exc, GatedRepoError):
+            return True
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            return True
+        if any(m in str(exc).lower() for m in GATED_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def gated_message(source: str) -> str:
+    """The fix for a gated model: accept its licence on the model page and log in."""
+    return (
+        f"model {source!r} is gated on the Hugging Face hub and this machine is not allowed "
+        f"to download it. Accept the licence on https://huggingface.co/{source} (logged in), "
+        "then authenticate here: `huggingface-cli login` or set HF_TOKEN to a read token "
+        "of that account (or pre-fetch it where you can log in with `huggingface-cli "
+        f"download {source}` and copy HF_HOME)."
+    )
+
+
 def load_error_message(name: str, exc: BaseException) -> str:
     """One message for a failed load: which id/folder, why, and how to make it available."""
     source = str(name)
     reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if not Path(os.path.expanduser(source)).is_dir() and is_gated_refusal(exc):
+        return f"{gated_message(source)} ({reason})"
     if Path(os.path.expanduser(source)).is_dir():
         return (
             f"could not load the model in local folder {source!r} ({reason}). The folder must "

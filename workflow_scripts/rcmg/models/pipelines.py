@@ -32,6 +32,10 @@ SCHEDULERS = {
     "heun": "HeunDiscreteScheduler",
     "lms": "LMSDiscreteScheduler",
 }
+# Schedulers a family builds itself (the ``schedulers`` of the families that take them);
+# the generic swap refuses them.
+FAMILY_SCHEDULERS = ("cosine_ode",)
+SCHEDULER_CHOICES = tuple(sorted({*SCHEDULERS, *FAMILY_SCHEDULERS}))
 
 
 @dataclass
@@ -60,6 +64,12 @@ def _check_family(source: str, family: str, wanted: str) -> None:
 
 def swap_scheduler(pipe, name: str) -> str:
     """Replace ``pipe.scheduler`` by the named one, built from the current scheduler's config."""
+    if name in FAMILY_SCHEDULERS:
+        raise ValueError(
+            f"scheduler {name!r} is built by the model families that take it (their "
+            "'schedulers'); this model's family does not: choose one of "
+            f"{sorted(SCHEDULERS)}"
+        )
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     class_name = SCHEDULERS[name]
@@ -78,18 +88,23 @@ def load_pipeline(
     device: str = "auto",
     dtype: str = "auto",
     scheduler: str = "default",
+    components: dict | None = None,
 ) -> LoadedPipeline:
     """Load the pipeline once as diffusers ``pipeline_class`` (the family ``family``'s),
-    move it to ``device`` in the resolved dtype, set the scheduler."""
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    move it to ``device`` in the resolved dtype, set the scheduler. ``components``: built
+    components passed to ``from_pretrained`` instead of loading them (e.g. a family's own
+    scheduler)."""
+    if scheduler not in SCHEDULERS or scheduler in FAMILY_SCHEDULERS:
+        swap_scheduler(None, scheduler)  # raises, naming the choices
     import diffusers
 
     device = resolve_device(device)
     used_dtype = resolve_dtype(dtype, device)
     _check_family(resolve_model_source(model_id), family, pipeline_class)
     cls = getattr(diffusers, pipeline_class)
-    pipe = load_pretrained(cls.from_pretrained, model_id, dtype=torch_dtype(used_dtype))
+    pipe = load_pretrained(
+        cls.from_pretrained, model_id, dtype=torch_dtype(used_dtype), **(components or {})
+    )
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     scheduler_name = swap_scheduler(pipe, scheduler)

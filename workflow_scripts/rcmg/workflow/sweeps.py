@@ -59,7 +59,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     "adapter_lr": ("adapter", "positive"),
     "adapter_hidden": ("adapter", "int"),
     "adapter_epochs": ("adapter", "int"),
-    # a family's own adapter setting (ModelFamily.adapter_options): MusicGen's K tokens
+    # a family's own adapter setting (ModelFamily.adapter_options): MusicGen's and Stable Audio's K tokens
     "adapter_style_tokens": ("adapter", "int"),
 }
 ADAPTER_KNOBS = tuple(k for k, (where, _) in KNOBS.items() if where == "adapter")

@@ -16,8 +16,14 @@ Plan-time traits (class attributes, read while Snakemake parses: no model is loa
     CLAP), ``checks_alignment`` (does align_check compare the bank CLAP with the model's
     own text tower), ``style_only_baseline``, ``residual_mix``, ``style_adapters``,
     ``unsupported_knobs`` (sweep knobs that do nothing on it), ``audio_prompt_types``
-    (continuation / melody: the retrieved item's audio as a prompt), ``adapter_target_space``,
-    ``ranked_by``, ``angle_sites``.
+    (continuation / melody: the retrieved item's audio as a prompt), ``init_audio_route``
+    (it takes a retrieval condition's top retrieved item's audio as the initial audio the
+    denoising starts from, ``--init-noise-level``: a modifier of the retrieval conditions
+    and their controls, not a condition type of its own), ``schedulers`` (the
+    ``--scheduler`` names it takes; None: every generic one), ``adapter_target_space``,
+    ``ranked_by``, ``angle_sites``, ``adapter_audio_rate`` (which segment array adapter
+    training reads, 16 or 48 kHz), ``adapter_scheduler`` (the ``--scheduler`` adapter
+    training loads: only its config is used, nothing is sampled).
 
 Loading
     :meth:`load` (HF folder or hub id, dtype, device, scheduler; offline errors name the
@@ -52,6 +58,12 @@ Style adapter
     trains by: the denoising MSE by default; a family without diffusion overrides it,
     with ``adapter_loss_description`` and ``adapter_loss_is_stochastic``),
     :meth:`adapter_timesteps`, :meth:`adapter_frozen_modules`, :meth:`adapter_front_end`.
+    Every family's adapter is compared on the same held-out arms
+    (``adapter_training.ARMS``): :meth:`baseline_conditioning` answers ``labels_text``
+    (the model's own text path on the item's label text) and ``untrained`` (the path
+    without a trained adapter: the native projection where the model has one; for the
+    style-token families, MusicGen and Stable Audio, the unit style vector zero-padded to
+    the token width in each token, placed at the adapter's scale).
 
 Provenance
     :meth:`weights_license` (the generator's weights licence, recorded per run).
@@ -76,7 +88,9 @@ class ConditioningRequest:
     style adapter (``adapter: external``) or None; ``targets``: per item, the angle a
     control must turn by (None: ``options.strength_deg`` or the fixed alpha);
     ``infos``: a list that receives one record per item (None: no records);
-    ``audio_prompts``: continuation / melody, each item's audio prompt (16 kHz, ``[T]``).
+    ``audio_prompts``: continuation / melody, each item's audio prompt (16 kHz, ``[T]``);
+    ``init_audio``: the init-audio route (``init_audio_route`` families, a retrieval
+    condition with ``--init-noise-level``), each item's retrieved window (None: off).
     """
 
     prompts: list[str]
@@ -90,6 +104,8 @@ class ConditioningRequest:
     negative_given: bool = False  # a --negative-prompt was given (not the empty default)
     # continuation / melody: per item the retrieved item's first seconds, 16 kHz mono
     audio_prompts: list | None = None
+    # the init-audio route: per item {"wave" [T] float32, "rate", "row", "segment_id", "score"}
+    init_audio: list | None = None
 
 
 @dataclass
@@ -146,6 +162,10 @@ class ModelFamily:
     )
     # False: the loss draws no timestep or noise (one held-out draw per item is exact)
     adapter_loss_is_stochastic: ClassVar[bool] = True
+    schedulers: ClassVar[tuple[str, ...] | None] = None  # None: the generic --scheduler names
+    init_audio_route: ClassVar[bool] = False  # takes --init-noise-level (retrieved audio)
+    adapter_audio_rate: ClassVar[int] = 16_000  # segment array adapter training reads
+    adapter_scheduler: ClassVar[str] = "default"  # --scheduler training loads (never samples)
 
     @classmethod
     def planned_steps(cls, sampling: dict) -> int:
@@ -213,6 +233,11 @@ class ModelFamily:
                 "--condition-type style_only (the style vector alone as the conditioning) is "
                 f"not a baseline of the {self.name} family; run it on a family that has it "
                 "(style_only_baseline)"
+            )
+        if getattr(opts, "init_noise_level", None) is not None and not self.init_audio_route:
+            raise OptionError(
+                f"--init-noise-level (the retrieved audio as initial audio) is not a route of "
+                f"the {self.name} family; drop it"
             )
         if opts.condition_type in STYLE_TYPES:
             if opts.adapter not in self.style_adapters:
