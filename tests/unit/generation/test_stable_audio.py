@@ -425,18 +425,19 @@ def test_train_adapter_trains_style_tokens_through_the_frozen_dit(sao, trained):
     assert (trained / "style_adapter.safetensors").is_file()
 
 
-def bank_flags(bank_assets, tiny_model, trained) -> list[str]:
+def retrieval_flags(bank_assets, tiny_model, adapter: str) -> list[str]:
+    """The bank, its index and the bank CLAP every retrieval run here reads."""
     a = bank_assets
     return [
-        *(
-            "--bank",
-            str(a["bank"]),
-            "--bank-mapping",
-            str(a["mapping"]),
-            "--index",
-            str(a["index"]),
-        ),
-        *("--clap-model", str(tiny_model("clap")), "--adapter", "external"),
+        *("--bank", str(a["bank"]), "--bank-mapping", str(a["mapping"])),
+        *("--index", str(a["index"]), "--clap-model", str(tiny_model("clap"))),
+        *("--adapter", adapter),
+    ]
+
+
+def bank_flags(bank_assets, tiny_model, trained) -> list[str]:
+    return [
+        *retrieval_flags(bank_assets, tiny_model, "external"),
         *("--adapter-checkpoint", str(trained / "style_adapter.safetensors")),
     ]
 
@@ -498,18 +499,9 @@ def test_controls_reach_the_retrieval_runs_strength(style_runs, control):
 
 
 def init_flags(bank_assets, tiny_model, sigma: str) -> list[str]:
-    a = bank_assets
     return [
-        *(
-            "--bank",
-            str(a["bank"]),
-            "--bank-mapping",
-            str(a["mapping"]),
-            "--index",
-            str(a["index"]),
-        ),
-        *("--clap-model", str(tiny_model("clap")), "--adapter", "none"),
-        *("--init-noise-level", sigma, "--segments-root", str(a["segments"])),
+        *retrieval_flags(bank_assets, tiny_model, "none"),
+        *("--init-noise-level", sigma, "--segments-root", str(bank_assets["segments"])),
     ]
 
 
