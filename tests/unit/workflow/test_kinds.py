@@ -81,6 +81,6 @@ def test_every_list_of_kinds_is_the_one_definition():
     ) == set(kinds.DATASET_KINDS)
     assert real_arch.KINDS is kinds.MODEL_KINDS
     assert tiny_models.KINDS is kinds.TINY_KINDS
-    assert kinds.TINY_KINDS == kinds.MODEL_KINDS + kinds.CLASSIFIER_KINDS
+    assert kinds.TINY_KINDS == kinds.MODEL_KINDS + kinds.TINY_ONLY_KINDS + kinds.CLASSIFIER_KINDS
     assert CONDITION_TYPES is kinds.CONDITION_TYPES
     assert STYLE_TYPES is kinds.STYLE_TYPES and set(STYLE_TYPES) <= set(CONDITION_TYPES)

@@ -162,3 +162,94 @@ def build_tiny_musicgen(out: Path, seed: int) -> None:
     set_generation_config(model, int(audio_encoder.config.frame_rate))
     model.save_pretrained(out)
     processor(tokenizer).save_pretrained(out)
+
+
+# MusicGen-melody (facebook/musicgen-melody; transformers
+# convert_musicgen_melody_transformers.py and MusicgenMelodyConfig, config/bench/SOURCES.md):
+# the same 4 x 2048 codebooks, delay pattern, EnCodec 32 kHz and t5-base, plus the chroma.
+NUM_CHROMA = 12  # MusicgenMelodyConfig.num_chroma
+CHROMA_LENGTH = 235  # MusicgenMelodyConfig.chroma_length (frames of 4096 at 32 kHz, ~30 s)
+# MusicgenMelodyFeatureExtractor's published parameters (its preprocessor_config.json)
+CHROMA_FEATURES = {
+    "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+    "processor_class": "MusicgenMelodyProcessor",
+    "feature_size": NUM_CHROMA,
+    "num_chroma": NUM_CHROMA,
+    "sampling_rate": SAMPLING_RATE,
+    "hop_length": 4096,
+    "n_fft": 16384,
+    "chunk_length": 30,
+    "padding_value": 0.0,
+    "padding_side": "right",
+    "return_attention_mask": False,
+    "stem_indices": [3, 2],
+}
+
+
+def melody_decoder_config(hidden_size: int, layers: int, heads: int, **extra):
+    """``MusicgenMelodyDecoderConfig`` as the conversion script builds it (4 codebooks,
+    mono, ffn 4 x hidden) with the MusicGen decoder's token ids."""
+    from transformers import MusicgenMelodyDecoderConfig
+
+    return MusicgenMelodyDecoderConfig(
+        vocab_size=CODEBOOK_SIZE,
+        hidden_size=hidden_size,
+        ffn_dim=4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_codebooks=NUM_CODEBOOKS,
+        max_position_embeddings=MAX_POSITIONS,
+        audio_channels=1,
+        pad_token_id=PAD_TOKEN_ID,
+        bos_token_id=PAD_TOKEN_ID,
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def build_tiny_musicgen_melody(out: Path, seed: int) -> None:
+    """A tiny ``MusicgenMelodyForConditionalGeneration`` (+ T5 tokenizer and the chroma
+    feature extractor's ``preprocessor_config.json``) saved into ``out``.
+
+    The feature extractor's config is written as its published JSON: transformers'
+    ``MusicgenMelodyFeatureExtractor`` cannot be built without torchaudio (the family
+    reads the file as a dict; rcmg.models.chroma computes the chroma)."""
+    import json
+
+    import torch
+    from transformers import (
+        EncodecModel,
+        MusicgenMelodyConfig,
+        MusicgenMelodyForCausalLM,
+        MusicgenMelodyForConditionalGeneration,
+    )
+
+    from rcmg.standins.tiny_models import train_t5_tokenizer
+
+    tokenizer = train_t5_tokenizer(max_length=T5_MAX_TOKENS)
+    torch.manual_seed(seed)
+    text_encoder = _tiny_t5(len(tokenizer))
+    audio_encoder = EncodecModel(encodec_32khz_config(TINY_ENCODEC_WIDTH, TINY_ENCODEC_FILTERS))
+    randomize_codebooks(audio_encoder)
+    decoder = MusicgenMelodyForCausalLM(
+        melody_decoder_config(TINY_DECODER_WIDTH, 2, 2, initializer_factor=TINY_DECODER_INIT_STD)
+    )
+    config = MusicgenMelodyConfig(
+        text_encoder=text_encoder.config.to_dict(),
+        audio_encoder=audio_encoder.config.to_dict(),
+        decoder=decoder.config.to_dict(),
+        num_chroma=NUM_CHROMA,
+        chroma_length=CHROMA_LENGTH,
+    )
+    model = MusicgenMelodyForConditionalGeneration(
+        config=config,
+        text_encoder=text_encoder,
+        audio_encoder=audio_encoder.eval(),
+        decoder=decoder.eval(),
+    ).eval()
+    with torch.no_grad():  # the chroma projection at the decoder's init scale (post_init: 0.02)
+        model.audio_enc_to_dec_proj.weight.normal_(0.0, TINY_DECODER_INIT_STD)
+    set_generation_config(model, int(audio_encoder.config.frame_rate))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (Path(out) / "preprocessor_config.json").write_text(json.dumps(CHROMA_FEATURES, indent=2))

@@ -511,6 +511,12 @@ def _build_musicgen(out: Path, seed: int) -> None:
     build_tiny_musicgen(out, seed)
 
 
+def _build_musicgen_melody(out: Path, seed: int) -> None:
+    from rcmg.standins.musicgen_models import build_tiny_musicgen_melody
+
+    build_tiny_musicgen_melody(out, seed)
+
+
 _BUILDERS = {
     "ast": _build_ast,
     "clap": _build_clap,
@@ -522,6 +528,9 @@ _BUILDERS = {
     # MusicgenForConditionalGeneration with the published structure
     # (rcmg.standins.musicgen_models: 4 codebooks, EnCodec 32 kHz, T5 encoder)
     "musicgen": _build_musicgen,
+    # MusicgenMelodyForConditionalGeneration: the same codec, codebooks and T5, plus the
+    # prepended 12-bin chroma (rcmg.standins.musicgen_models)
+    "musicgen-melody": _build_musicgen_melody,
 }
 # Offsets of the weight seed per kind: AudioLDM2 and AudioLDM2-Music share every class and
 # width, so without an offset their random weights (and demo audio) would be identical.
@@ -532,4 +541,5 @@ _SEED_OFFSET = {
     "audioldm2-music": 1,
     "ast": 0,
     "musicgen": 0,
+    "musicgen-melody": 2,
 }

@@ -10,10 +10,13 @@ from __future__ import annotations
 DATASET_KINDS = ("maestro", "urmp", "fsd50k")
 # Model folders the stand-in builders write (tiny and published-architecture).
 MODEL_KINDS = ("clap", "audioldm", "audioldm2", "audioldm2-music", "musicgen")
+# Model folders built only as tiny stand-ins (no published-architecture bench build:
+# musicgen-melody's 1.5B decoder is measured through musicgen-small's rates instead).
+TINY_ONLY_KINDS = ("musicgen-melody",)
 # Evaluation classifiers (evaluation.classifier): tiny stand-ins only (no bench build).
 CLASSIFIER_KINDS = ("ast",)
 # Every kind the tiny-model builder writes (the demo's model folders).
-TINY_KINDS = MODEL_KINDS + CLASSIFIER_KINDS
+TINY_KINDS = MODEL_KINDS + TINY_ONLY_KINDS + CLASSIFIER_KINDS
 # Condition types a config condition can have (rcmg.generation.conditioning).
 CONDITION_TYPES = (
     "prompt",
@@ -27,6 +30,9 @@ CONDITION_TYPES = (
 )
 # Condition types that blend a style vector into the conditioning.
 STYLE_TYPES = ("retrieval", "retrieval_random", "retrieval_mismatched", "style_only")
+# Which bank item an audio-prompt condition gives the model: the prompt's top hit, or the
+# controls' seeded random item / the top hit of the prompt half the set away.
+AUDIO_PROMPT_SOURCES = ("top", "random", "mismatched")
 # Condition types that give the model the top retrieved bank item's audio itself: its first
 # seconds to continue, or its chroma as the melody (families with ``audio_prompt_types``).
 AUDIO_PROMPT_TYPES = ("continuation", "melody")

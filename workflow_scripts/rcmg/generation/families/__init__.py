@@ -28,6 +28,7 @@ REGISTERED = {
     "audioldm1": "rcmg.generation.families.audioldm1:AudioLDM1",
     "audioldm2": "rcmg.generation.families.audioldm2:AudioLDM2",
     "musicgen": "rcmg.generation.families.musicgen:Musicgen",
+    "musicgen_melody": "rcmg.generation.families.musicgen_melody:MusicgenMelody",
     "stable_audio": "rcmg.generation.families.stable_audio:StableAudio",
 }
 

@@ -103,6 +103,11 @@ class MusicgenPipe:
     def t5_width(self) -> int:
         return int(self.model.text_encoder.config.d_model)
 
+    @property
+    def prefix_positions(self) -> int:
+        """Decoder positions taken before the audio tokens (MusicGen cross-attends: none)."""
+        return 0
+
 
 def decoder_steps(pipe: MusicgenPipe, seconds: float) -> int:
     """``max_new_tokens`` for ``seconds`` of audio (frames plus the delay pattern's tail)."""
@@ -112,13 +117,14 @@ def decoder_steps(pipe: MusicgenPipe, seconds: float) -> int:
 def check_length(pipe: MusicgenPipe, seconds: float) -> None:
     from rcmg.generation.conditioning import OptionError
 
-    limit = int(pipe.model.decoder.config.max_position_embeddings)
+    limit = int(pipe.model.decoder.config.max_position_embeddings) - pipe.prefix_positions
     steps = decoder_steps(pipe, seconds)
     if steps + 1 > limit:
         most = (limit - pipe.num_codebooks) / pipe.frame_rate
         raise OptionError(
             f"--seconds {seconds} needs {steps} decoder steps; the decoder has "
-            f"{limit} positions (config max_position_embeddings): at most {most:.2f} s"
+            f"{limit} positions (config max_position_embeddings, less "
+            f"{pipe.prefix_positions} prepended): at most {most:.2f} s"
         )
 
 
@@ -334,6 +340,11 @@ class Musicgen(ModelFamily):
         from rcmg.generation.conditioning import STYLE_TYPES, canonical_adapter
 
         ctype = condition.get("type")
+        if ctype == "melody":
+            return (
+                "melody (the retrieved item's chroma) needs MusicGen-melody: a model with "
+                "family musicgen_melody (facebook/musicgen-melody); musicgen takes continuation"
+            )
         if condition.get("style_guidance"):
             return (
                 "style guidance is not supported on musicgen (its sampling loop stacks two "
