@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcmg.bank.blend import BLEND_MODES  # noqa: E402
 from rcmg.generation.conditioning import (  # noqa: E402
     ADAPTERS,
+    AUDIO_PROMPT_SOURCES,
     AUDIO_PROMPT_TYPES,
     COND_MIXES,
     CONDITION_TYPES,
@@ -211,7 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-seconds",
         type=float,
         default=_d("prompt_seconds"),
-        help="continuation / melody: seconds of the top retrieved item's audio given to the model",
+        help="continuation / melody: seconds of the bank item's audio given to the model",
+    )
+    bank.add_argument(
+        "--audio-prompt-source",
+        choices=AUDIO_PROMPT_SOURCES,
+        default=_d("audio_prompt_source"),
+        help="continuation / melody: whose audio: top (the prompt's top hit); the controls "
+        "random (a seeded random bank item), mismatched (the top hit of the prompt half the "
+        "set away)",
     )
     bank.add_argument(
         "--segments-root",

@@ -114,6 +114,7 @@ def generate_args(wildcards):
         ]
     if cond["type"] in AUDIO_PROMPT_TYPES:
         args.append(f"--prompt-seconds {cond.get('prompt_seconds', 3.0)}")
+        args.append(f"--audio-prompt-source {cond.get('audio_prompt_source', 'top')}")
     if cond["type"] in STYLE_TYPES:
         r = settings["retrieval"]
         args += [

@@ -377,7 +377,8 @@ def test_pilot_config_plans_all_models_with_controls_and_angle_sweep(workdir):
 def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
     """config/musicgen.yaml (issue 27): the MusicGen checkpoints' runs (sharded), their
     adapters and the continuation-length sweep plan without data or weights; each
-    continuation job gets its prompt length and the bank's segment shards."""
+    continuation job gets its prompt length and the bank's segment shards; MusicGen-melody
+    plans melody and its two controls (audio_prompt_source) and no adapter."""
     out = snakemake(workdir, "-n", "-p", "--configfile", "config/musicgen.yaml").stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
@@ -395,6 +396,14 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
     assert "--family musicgen" in line and "--prompt-seconds 5.0" in line
     assert "--segments-root data/processed/fsd50k/segments" in line
     assert "--scheduler default" in line
+    melody = {c for m, c in runs if m == "musicgen-melody"}
+    assert melody == {"prompt", "prompt_aug", "melody", "melody_random", "melody_mismatched"}
+    assert not [ln for ln in trains if "--model-key musicgen-melody" in ln]
+    for condition, source in (("melody", "top"), ("melody_random", "random")):
+        line = next(ln for ln in out.splitlines() if f"--condition {condition} " in ln)
+        assert "--family musicgen_melody" in line and "--condition-type melody" in line
+        assert f"--audio-prompt-source {source}" in line and "--prompt-seconds 10.0" in line
+        assert "--segments-root data/processed/fsd50k/segments" in line
 
 
 def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(workdir):

@@ -3,8 +3,10 @@ config/config.yaml, merged as Snakemake merges ``--configfile``.
 
 What is checked: the merged config passes the schema and every cross-key check; the
 MusicGen models plan exactly the conditions their family takes (prompt, prompt_aug, the
-trained-adapter retrieval and its controls, continuation and its length sweep), the
-AudioLDM models keep their runs; the cost planner prices a MusicGen clip by its decoder
+trained-adapter retrieval and its controls, continuation and its length sweep;
+MusicGen-melody prompt, prompt_aug, melody and its random / mismatched controls at the
+same prompt_seconds), the AudioLDM models keep their runs; an audio_prompt_source on a
+condition without an audio prompt is named, a style condition on MusicGen-melody too; the cost planner prices a MusicGen clip by its decoder
 steps (503 for 10 s), not sampling.steps; a prompt_seconds sweep on another condition
 type is refused.
 """
@@ -12,6 +14,7 @@ type is refused.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -47,6 +50,51 @@ def test_merged_config_is_valid_and_checks_clean(configs, repo_root):
     for key in MUSICGEN:
         assert merged["models"][key]["family"] == "musicgen"
         assert merged["models"][key]["id"] == f"facebook/{key}"
+    melody = merged["models"]["musicgen-melody"]
+    assert (melody["id"], melody["family"]) == ("facebook/musicgen-melody", "musicgen_melody")
+
+
+def test_musicgen_melody_runs_melody_and_its_controls_only(configs):
+    from rcmg.generation.config_checks import condition_problems
+
+    _, merged = configs
+    points = sweeps.plan(merged)
+    assert _conditions(points, "musicgen-melody") == {
+        "prompt",
+        "prompt_aug",
+        "melody",
+        "melody_random",
+        "melody_mismatched",
+    }
+    conditions = merged["conditions"]
+    sources = {
+        c: conditions[c].get("audio_prompt_source", "top") for c in conditions if "melody" in c
+    }
+    assert sources == {
+        "melody": "top",
+        "melody_random": "random",
+        "melody_mismatched": "mismatched",
+    }
+    assert {conditions[c]["prompt_seconds"] for c in sources} == {10.0}  # same length
+    # every MusicGen-melody step is priced by its decoder steps like MusicGen's
+    assert (
+        family_class("musicgen_melody").planned_steps(
+            merged["models"]["musicgen-melody"]["sampling"]
+        )
+        == 503
+    )
+    bad = copy.deepcopy(merged)
+    bad["conditions"]["retrieval_external"]["models"].append("musicgen-melody")
+    bad["conditions"]["prompt_aug"]["audio_prompt_source"] = "random"
+    found = condition_problems(bad)
+    assert any(
+        p.startswith("conditions.retrieval_external: retrieval (a style vector in the "
+                     "conditioning) is not a condition of musicgen_melody") for p in found
+    ), found  # fmt: skip
+    assert (
+        "conditions.prompt_aug: 'audio_prompt_source' only applies to types continuation, "
+        "melody (the retrieved item's audio as a prompt)"
+    ) in problems(bad, Path("."))
 
 
 def test_musicgen_runs_what_its_family_takes_and_audioldm_keeps_its_runs(configs):
@@ -60,7 +108,7 @@ def test_musicgen_runs_what_its_family_takes_and_audioldm_keeps_its_runs(configs
         "retrieval_external_mismatched",
         "continuation",
     }
-    assert _conditions(points, "musicgen-medium") == takes
+    assert _conditions(points, "musicgen-medium") == takes == _conditions(points, "musicgen-large")
     k_points = {f"{c}@adapter_style_tokens={k}" for c in takes if "external" in c for k in (2, 8)}
     assert _conditions(points, "musicgen-small") == takes | k_points | {
         "continuation@prompt_seconds=1",

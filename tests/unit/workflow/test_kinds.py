@@ -47,6 +47,16 @@ def _enum(*path: str) -> list[str]:
             CONDITION_TYPES,
         ),
         (("properties", "conditions", "additionalProperties", "properties", "blend"), BLEND_MODES),
+        (
+            (
+                "properties",
+                "conditions",
+                "additionalProperties",
+                "properties",
+                "audio_prompt_source",
+            ),
+            kinds.AUDIO_PROMPT_SOURCES,
+        ),
         (  # an alias (the original scripts' mlp) is known: config_checks names its new spelling
             ("properties", "conditions", "additionalProperties", "properties", "adapter"),
             (*ADAPTERS, *ADAPTER_ALIASES),

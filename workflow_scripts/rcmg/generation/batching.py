@@ -164,7 +164,7 @@ def _run_batch(cfg, res, batch, hooks, timer):
     kwargs = res.family.conditioning(res.loaded, request)
     if cfg.uses_audio_prompt:
         for plan, info in zip(batch, infos, strict=True):
-            plan.conditioning = info
+            plan.conditioning = {**info, "audio_prompt_item": plan.audio_prompt_item}
     if cfg.uses_style:
         for plan, info in zip(batch, infos, strict=True):
             plan.conditioning = info

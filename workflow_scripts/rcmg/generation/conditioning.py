@@ -24,6 +24,7 @@ from rcmg.workflow.cli import InputError
 CONDITION_TYPES = kinds.CONDITION_TYPES
 STYLE_TYPES = kinds.STYLE_TYPES
 AUDIO_PROMPT_TYPES = kinds.AUDIO_PROMPT_TYPES
+AUDIO_PROMPT_SOURCES = kinds.AUDIO_PROMPT_SOURCES
 ADAPTERS = ("none", "native", "external")
 # The original scripts' names for the same paths: ``--adapter mlp`` was the model's own
 # conditioning path (each family module says what that is); no MLP is trained on that
@@ -60,6 +61,9 @@ class ConditionOptions:
     strength_deg: float | None = None
     # continuation / melody: seconds of the retrieved item's audio given to the model
     prompt_seconds: float = 3.0
+    # continuation / melody: whose audio: the prompt's top hit, or the controls' seeded
+    # random bank item / the top hit of the prompt half the set away (rcmg.generation.controls)
+    audio_prompt_source: str = "top"
     # the init-audio route (families with ``init_audio_route``): the retrieved item's audio
     # as the initial audio, denoised from this noise level (sigma); None: off
     init_noise_level: float | None = None
@@ -121,8 +125,15 @@ def validate_options(opts: ConditionOptions) -> None:
             raise OptionError("--aug-topk must be >= 1 and --aug-max-tags >= 0")
     if opts.condition_type in STYLE_TYPES:
         _check_retrieval(opts)
-    if opts.condition_type in AUDIO_PROMPT_TYPES and not opts.prompt_seconds > 0:
-        raise OptionError(f"--prompt-seconds must be > 0, got {opts.prompt_seconds}")
+    if opts.condition_type in AUDIO_PROMPT_TYPES:
+        if not opts.prompt_seconds > 0:
+            raise OptionError(f"--prompt-seconds must be > 0, got {opts.prompt_seconds}")
+        _check_choice("--audio-prompt-source", opts.audio_prompt_source, AUDIO_PROMPT_SOURCES)
+    elif opts.audio_prompt_source != "top":
+        raise OptionError(
+            f"--audio-prompt-source {opts.audio_prompt_source} only applies to "
+            f"{', '.join(AUDIO_PROMPT_TYPES)} (the retrieved item's audio as a prompt); drop it"
+        )
     family.check_options(opts)
 
 

@@ -66,6 +66,8 @@ class GenerateConfig:
     # continuation / melody: seconds of the top retrieved item's audio (its 16 kHz segment
     # from the bank dataset's shards under segments_root) given to the model
     prompt_seconds: float = option_default("prompt_seconds")
+    # ... whose audio: top (the prompt's top hit), random, mismatched (the controls)
+    audio_prompt_source: str = option_default("audio_prompt_source")
     init_noise_level: float | None = option_default("init_noise_level")
     # the bank dataset's segment shards (the init-audio route reads the retrieved items' audio)
     segments_root: str | None = None
@@ -135,6 +137,9 @@ class ItemPlan:
     query: np.ndarray | None = None  # the prompt's CLAP text embedding (bank conditions)
     target_deg: float | None = None  # controls: the angle of the run they control
     audio_prompt: np.ndarray | None = None  # continuation / melody: 16 kHz [T]
+    # ... and which bank item it is: source (top / random / mismatched), row, segment_id
+    # (mismatched: the donor item), recorded in the item's conditioning
+    audio_prompt_item: dict | None = None
 
     @property
     def item(self) -> int:

@@ -14,7 +14,9 @@ import numpy as np
 from rcmg.generation.conditioning import OptionError
 from rcmg.generation.controls import (
     plan_matched_angles,
+    plan_mismatched_audio_prompts,
     plan_mismatched_styles,
+    plan_random_audio_prompts,
     plan_random_styles,
 )
 from rcmg.generation.generate_config import CLAP_DIM, GenerateConfig, ItemPlan, Resources
@@ -136,13 +138,16 @@ def segments_root(cfg) -> Path:
 
 
 def _plan_audio_prompts(cfg, plans, res, timer) -> None:
-    """The prompt's top bank hit and its first ``prompt_seconds`` of 16 kHz audio."""
+    """Each prompt's audio prompt: the first ``prompt_seconds`` of 16 kHz audio of its top
+    bank hit, or (``audio_prompt_source``, the controls) of a seeded random bank item or
+    of the top hit of the prompt half the set away (:mod:`rcmg.generation.controls`)."""
     from rcmg.generation.adapter_training import bank_items, load_segment_audio
 
     root = segments_root(cfg)
     queries = _text_queries(res, plans, timer)
     for plan, query in zip(plans, queries, strict=True):
         plan.style_source = "bank_audio"
+        plan.query = query
         if not usable(query):
             plan.skip_reason = (
                 "CLAP text embedding of the prompt is zero/NaN; cannot query the bank"
@@ -151,7 +156,25 @@ def _plan_audio_prompts(cfg, plans, res, timer) -> None:
         with timer.phase("retrieve"):
             hit = res.retriever.search(query[None, :], 1)[0][0]
             plan.retrieved = [hit_dict(hit)]
-            item = bank_items([{**res.retriever.mapping[int(hit.row)], "row": int(hit.row)}])
+    # whose top hit each item's audio prompt is (random: none, a seeded draw)
+    hit_of = {p.item: p.item for p in plans}
+    if cfg.audio_prompt_source == "random":
+        plan_random_audio_prompts(cfg, plans, res)
+        hit_of = {}
+    elif cfg.audio_prompt_source == "mismatched":
+        hit_of = plan_mismatched_audio_prompts(plans)
+    for plan in plans:
+        if plan.skip_reason is not None:
+            continue
+        row = int(plan.retrieved[0]["row"])
+        plan.audio_prompt_item = {
+            "source": cfg.audio_prompt_source,
+            "row": row,
+            "segment_id": plan.retrieved[0]["segment_id"],
+            "top_hit_of_item": hit_of.get(plan.item),
+        }
+        with timer.phase("retrieve"):
+            item = bank_items([{**res.retriever.mapping[row], "row": row}])
             plan.audio_prompt = load_segment_audio(item, root, cfg.prompt_seconds)[0]
 
 

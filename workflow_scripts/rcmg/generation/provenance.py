@@ -124,7 +124,11 @@ def _condition_params(cfg: GenerateConfig, space: dict | None = None) -> dict:
     if cfg.condition_type == "prompt_aug":
         params.update(aug_topk=cfg.aug_topk, aug_max_tags=cfg.aug_max_tags)
     if cfg.uses_audio_prompt:
-        params.update(prompt_seconds=cfg.prompt_seconds, segments_root=cfg.segments_root)
+        params.update(
+            prompt_seconds=cfg.prompt_seconds,
+            audio_prompt_source=cfg.audio_prompt_source,
+            segments_root=cfg.segments_root,
+        )
     if cfg.uses_style:
         opts = cfg.condition_options()
         params.update(

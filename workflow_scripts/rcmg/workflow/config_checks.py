@@ -86,11 +86,12 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
         for key in ("topk", "max_tags"):
             if key in cond and cond["type"] != "prompt_aug":
                 out.append(f"conditions.{name}: '{key}' only applies to type 'prompt_aug'")
-        if "prompt_seconds" in cond and cond["type"] not in AUDIO_PROMPT_TYPES:
-            out.append(
-                f"conditions.{name}: 'prompt_seconds' only applies to types "
-                f"{', '.join(AUDIO_PROMPT_TYPES)} (the retrieved item's audio as a prompt)"
-            )
+        for key in ("prompt_seconds", "audio_prompt_source"):
+            if key in cond and cond["type"] not in AUDIO_PROMPT_TYPES:
+                out.append(
+                    f"conditions.{name}: '{key}' only applies to types "
+                    f"{', '.join(AUDIO_PROMPT_TYPES)} (the retrieved item's audio as a prompt)"
+                )
     out += _revision_problems(config, workdir)
     return out
 

@@ -336,15 +336,21 @@ class Musicgen(ModelFamily):
         tok = pipe.tokenizer
         return [(tok, int(tok.model_max_length), f"{type(tok).__name__} max length")]
 
-    def condition_problem(self, condition: dict) -> str | None:
-        from rcmg.generation.conditioning import STYLE_TYPES, canonical_adapter
-
-        ctype = condition.get("type")
-        if ctype == "melody":
+    def _audio_prompt_problem(self, condition_type) -> str | None:
+        if condition_type == "melody" and "melody" not in self.audio_prompt_types:
             return (
                 "melody (the retrieved item's chroma) needs MusicGen-melody: a model with "
                 "family musicgen_melody (facebook/musicgen-melody); musicgen takes continuation"
             )
+        return super()._audio_prompt_problem(condition_type)
+
+    def condition_problem(self, condition: dict) -> str | None:
+        from rcmg.generation.conditioning import STYLE_TYPES, canonical_adapter
+
+        ctype = condition.get("type")
+        why = self._audio_prompt_problem(ctype)
+        if why:
+            return why
         if condition.get("style_guidance"):
             return (
                 "style guidance is not supported on musicgen (its sampling loop stacks two "
