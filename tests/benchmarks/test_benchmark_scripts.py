@@ -395,3 +395,42 @@ def test_bench_musicgen_times_the_family_path_on_the_tiny_stand_in(tiny_model, t
     assert ten["decoder_steps"] == 503
     assert ten["s_per_clip"] == pytest.approx(ten["fixed_s"] + 503 * best, abs=0.02)
     assert data["random_weights"] is True
+    assert (data["kind"], data["prefix_positions"]) == ("musicgen", 0)
+
+
+def test_bench_musicgen_times_the_melody_condition_on_the_tiny_melody_stand_in(
+    tiny_model, tmp_path, repo_root
+):
+    """bench_musicgen.py --kind musicgen-melody: MusicGen-melody's own load and its melody
+    condition (a 10-s chroma as input_features, 235 prepended positions), same accounting."""
+    out_json = tmp_path / "melody.json"
+    proc = _run(
+        str(HERE / "bench_musicgen.py"), "--kind", "musicgen-melody", "--model-dir",
+        str(tiny_model("musicgen-melody")), "--seconds", "0.2", "--json", str(out_json),
+        cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out_json.read_text())
+    assert (data["kind"], data["condition"]) == ("musicgen-melody", "melody (10-s chroma)")
+    assert data["prefix_positions"] == 235 and data["decoder_steps"] == 13
+    [run] = data["runs"]
+    assert run["decoder_calls"] >= 13 and run["audio_samples"] == int(0.2 * 32000)
+    ten = data["extrapolated_10s"]
+    assert ten["s_per_clip"] == pytest.approx(
+        ten["fixed_s"] + 503 * run["s_per_decoder_step"], abs=0.02
+    )
+
+
+def test_melody_wave_is_the_note_sequence_its_chroma_shows():
+    """The benchmark's melody: D, F#, A, B for half a second each, as the chroma reads it."""
+    import importlib.util
+
+    from rcmg.models.chroma import melody_chroma, pitch_classes
+
+    spec = importlib.util.spec_from_file_location("bench_musicgen", HERE / "bench_musicgen.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    wave = bench.melody_wave(2.0)
+    assert wave.shape == (32000,)
+    names = pitch_classes(melody_chroma(wave, 16000)[0])
+    assert {"D", "F#", "A", "B"} <= set(names) and set(names) <= {"D", "F#", "A", "B", "C"}

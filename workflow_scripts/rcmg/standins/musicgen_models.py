@@ -253,3 +253,66 @@ def build_tiny_musicgen_melody(out: Path, seed: int) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (Path(out) / "preprocessor_config.json").write_text(json.dumps(CHROMA_FEATURES, indent=2))
+
+
+# facebook/musicgen-melody's decoder (decoder_config_from_checkpoint in
+# convert_musicgen_melody_transformers.py; config/bench/SOURCES.md)
+PUBLISHED_MELODY_DECODER = {"hidden_size": 1536, "layers": 48, "heads": 24}
+
+
+def build_published_musicgen_melody(out: Path, seed: int) -> dict[str, int]:
+    """``MusicgenMelodyForConditionalGeneration`` with facebook/musicgen-melody's published
+    architecture and random weights (the CPU benchmark's, tests/benchmarks/bench_musicgen.py):
+    the 48-layer 1536-wide decoder, and musicgen-small's published T5-base encoder, EnCodec
+    32 kHz and generation settings (config/bench/musicgen-small: the conversion script
+    loads the same t5-base and facebook/encodec_32khz). Returns parameter counts."""
+    import json
+
+    import torch
+    from transformers import (
+        MusicgenMelodyConfig,
+        MusicgenMelodyForCausalLM,
+        MusicgenMelodyForConditionalGeneration,
+    )
+
+    from rcmg.standins.real_arch import (
+        build_component,
+        count_parameters,
+        load_component_config,
+        train_tokenizers,
+    )
+
+    out = Path(out)
+    if (out / "model.safetensors.index.json").is_file() or (out / "model.safetensors").is_file():
+        return json.loads((out / "parameters.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    train_tokenizers("musicgen", out)
+    text_encoder = build_component("musicgen", "text_encoder").eval()
+    audio_encoder = build_component("musicgen", "audio_encoder").eval()
+    d = PUBLISHED_MELODY_DECODER
+    decoder = MusicgenMelodyForCausalLM(
+        melody_decoder_config(d["hidden_size"], d["layers"], d["heads"])
+    ).eval()
+    config = MusicgenMelodyConfig(
+        text_encoder=text_encoder.config.to_dict(),
+        audio_encoder=audio_encoder.config.to_dict(),
+        decoder=decoder.config.to_dict(),
+        num_chroma=NUM_CHROMA,
+        chroma_length=CHROMA_LENGTH,
+    )
+    model = MusicgenMelodyForConditionalGeneration(
+        config=config, text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder
+    ).eval()
+    for key, value in load_component_config("musicgen", "generation").items():
+        setattr(model.generation_config, key, value)
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "preprocessor_config.json").write_text(json.dumps(CHROMA_FEATURES, indent=2))
+    counts = {
+        "text_encoder": count_parameters(text_encoder),
+        "audio_encoder": count_parameters(audio_encoder),
+        "decoder": count_parameters(decoder),
+        "total": count_parameters(model),
+    }
+    (out / "parameters.json").write_text(json.dumps(counts, indent=2))
+    return counts
