@@ -400,7 +400,9 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
 def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(workdir):
     """config/stable_audio.yaml (issue 26): stable-audio-open's runs (sharded) with the
     published scheduler, its adapters at K = 8 (configured), 2 and 4, and no native-path or
-    style-guidance condition on it, planned without data or weights."""
+    style-guidance condition on it, planned without data or weights; the init-audio runs
+    and their controls get --init-noise-level (the configured 10 and each swept level),
+    --adapter none and the bank's segment shards, and no --match-angles."""
     out = snakemake(workdir, "-n", "-p", "--configfile", "config/stable_audio.yaml").stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
@@ -421,6 +423,25 @@ def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(wo
         if "--model-key stable-audio-open" in ln and "generate.py" in ln
     )
     assert "--scheduler default" in line and "--steps 100" in line and "--guidance 7.0" in line
+    generate = [ln for ln in out.splitlines() if "generate.py" in ln]
+
+    def command(condition: str) -> str:
+        return next(ln for ln in generate if f"--condition {condition} " in ln)
+
+    for condition, level in (
+        ("init_audio", "10.0"),
+        ("init_audio_random", "10.0"),
+        ("init_audio_mismatched@init_noise_level=3", "3.0"),
+        ("init_audio_random@init_noise_level=30", "30.0"),
+    ):
+        line = command(condition)
+        assert f"--init-noise-level {level} " in line and "--adapter none " in line
+        assert "--segments-root data/processed/fsd50k/segments " in line
+        assert "--match-angles" not in line and "--adapter-checkpoint" not in line
+    assert ("stable-audio-open", "init_audio@init_noise_level=1") in runs
+    # the style-token control still matches its run's angles; no other run reads init audio
+    assert "--match-angles" in command("retrieval_external_random")
+    assert not [ln for ln in generate if "--init-noise-level" in ln and "init_audio" not in ln]
 
 
 def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):

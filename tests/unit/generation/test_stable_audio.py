@@ -508,9 +508,13 @@ def test_controls_reach_the_retrieval_runs_strength(style_runs, control):
 
 
 def init_flags(bank_assets, tiny_model, sigma: str) -> list[str]:
+    """The init-audio route's flags as the generate rule writes them for an init_audio
+    condition (config/stable_audio.yaml): the model's retrieval blend and alpha are passed
+    too, and have no effect on this route (the runs equal the plain call without them)."""
     return [
         *retrieval_flags(bank_assets, tiny_model, "none"),
         *("--init-noise-level", sigma, "--segments-root", str(bank_assets["segments"])),
+        *("--blend", "orth", "--alpha", "1.0"),
     ]
 
 
