@@ -460,6 +460,32 @@ def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):
     assert "100 prompts" in out
 
 
+def test_stable_audio_pilot_layers_on_the_pilot_and_the_stable_audio_overlay(workdir):
+    """config/stable_audio_pilot.yaml: the pilot's native-path angle conditions stay on the
+    AudioLDM models; Stable Audio gets style tokens at fixed sequence angles with controls
+    matching their run's angles, and the overlay's init-audio levels, all on the pilot's 100
+    prompts in one job per run."""
+    files = ("config/pilot.yaml", "config/stable_audio.yaml", "config/stable_audio_pilot.yaml")
+    out = snakemake(workdir, "-n", "-p", "--configfile", *files).stdout
+    runs = {
+        (dict(w)["model"], dict(w)["condition"]) for r, w in planned_jobs(out) if r == "generate"
+    }
+    sao = {c for m, c in runs if m == "stable-audio-open"}
+    assert {"sao_tokens_deg15", "sao_tokens_deg30", "sao_tokens_deg30_random"} <= sao
+    assert {"init_audio", "init_audio_mismatched@init_noise_level=1"} <= sao
+    assert "retrieval_external_random@adapter_style_tokens=2" in sao
+    assert not {c for c in sao if c.startswith("retrieval_deg") or "native" in c}
+    assert ("audioldm2", "retrieval_deg15_random") in runs
+    assert not {c for m, c in runs if m != "stable-audio-open" and c.startswith("sao_")}
+    assert "gather_generate" not in rule_counts(planned_jobs(out))  # prompt_shards: 1
+    generate = [ln for ln in out.splitlines() if "generate.py" in ln]
+    control = next(ln for ln in generate if "--condition sao_tokens_deg30_random " in ln)
+    assert "--match-angles results/pilot/runs/stable-audio-open/sao_tokens_deg30/seed42/" in control
+    deg15 = next(ln for ln in generate if "--condition sao_tokens_deg15 " in ln)
+    assert "--strength-deg 15" in deg15 and "--prompts config/prompts/pilot_prompts.txt" in deg15
+    assert "100 prompts" in out
+
+
 def test_a_space_shared_by_two_models_is_embedded_once_and_used_by_both(workdir):
     """Two models naming one space (or spelling the same model/subfolder/revision): one
     space_embed job, one index, and both models' generate jobs read that bank."""
