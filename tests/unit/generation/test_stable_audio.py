@@ -674,3 +674,67 @@ def test_sharded_stereo_runs_gather_into_the_unsharded_run(sao, work, prompt_run
     keep = ("item", "wav", "prompt_used", "status")
     rows = [{k: r[k] for k in keep} for r in read_jsonl(out / "items.jsonl")]
     assert rows == [{k: r[k] for k in keep} for r in read_jsonl(prompt_run / "items.jsonl")]
+
+
+def test_a_hub_id_run_records_the_resolved_snapshot_commit(sao, work, tmp_path):
+    """config/stable_audio.yaml leaves ``revision: null`` (the gated repo's commit is not
+    known offline): a run of the hub id from the offline Hugging Face cache records the
+    commit its snapshot resolved to (run_config ``model_revisions.generator``), and a pinned
+    ``ID@COMMIT`` (``models.<m>.revision``) loads that snapshot and says it is pinned."""
+    import os
+
+    from tests.unit.models.test_revisions import SHA, fake_hub_cache
+
+    repo = "stabilityai/stable-audio-open-1.0"
+    cache = fake_hub_cache(tmp_path / "hub", repo, sao)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "one.txt").write_text(PROMPTS[0] + "\n")
+    runs = {"main": repo, "pinned": f"{repo}@{SHA}"}
+    argvs = [
+        [
+            "--model-key",
+            "sao",
+            "--model-id",
+            model_id,
+            "--family",
+            "stable_audio",
+            "--condition",
+            "prompt",
+            "--condition-type",
+            "prompt",
+            "--prompts",
+            str(tmp_path / "one.txt"),
+            "--steps",
+            "1",
+            "--seconds",
+            "0.5",
+            "--scheduler",
+            "cosine_ode",
+            "--device",
+            "cpu",
+            "--out-dir",
+            str(tmp_path / name),
+        ]  # fmt: skip
+        for name, model_id in runs.items()
+    ]
+    # one interpreter for both runs (the cache location is read when huggingface_hub loads)
+    code = "import sys, generate\n" + "".join(
+        f"assert generate.main({argv!r}) == 0\n" for argv in argvs
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO / "workflow_scripts",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {
+        name: json.loads((tmp_path / name / "run_config.json").read_text())["model_revisions"]
+        for name in runs
+    }
+    for name, pinned in (("main", False), ("pinned", True)):
+        generator = records[name]["generator"]
+        assert generator["kind"] == "hub" and generator["id"] == repo
+        assert generator["resolved_revision"] == SHA and generator["pinned"] is pinned
