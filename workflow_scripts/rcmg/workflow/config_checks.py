@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rcmg.workflow.kinds import AUDIO_PROMPT_TYPES
+from rcmg.workflow.sweeps import BLENDED_TYPES
 
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
@@ -69,9 +70,8 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"({', '.join(config['conditions'])})"
         )
     conditions = config["conditions"]
-    blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
     for name, cond in conditions.items():
-        if cond["type"] in blended and "adapter" not in cond:
+        if cond["type"] in BLENDED_TYPES and "adapter" not in cond:
             out.append(
                 f"conditions.{name}: a {cond['type']} condition needs 'adapter: native' or "
                 "'adapter: external' (or 'adapter: none' with init_noise_level: the init-audio "
@@ -83,7 +83,7 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
                 f"conditions.{name}: 'adapter: mlp' is now 'adapter: native' (the model's own "
                 "conditioning path; no MLP is trained on it); write 'adapter: native'"
             )
-        if cond["type"] not in (*blended, "style_only") and "adapter" in cond:
+        if cond["type"] not in (*BLENDED_TYPES, "style_only") and "adapter" in cond:
             out.append(f"conditions.{name}: 'adapter' only applies to retrieval types")
         out += _control_problems(name, cond, conditions, config["models"])
         for key in ("topk", "max_tags"):
@@ -102,7 +102,6 @@ def _init_audio_problems(name: str, cond: dict, conditions: dict) -> list[str]:
     """``init_noise_level`` (the init-audio route) on retrieval types with ``adapter: none``
     only, and the reverse; a control of such a run takes its level (the route's strength)
     and matches no angle. Whether the model's family has the route: the family checks."""
-    blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
     key = f"conditions.{name}"
     level = cond.get("init_noise_level")
     if level is None:
@@ -112,7 +111,7 @@ def _init_audio_problems(name: str, cond: dict, conditions: dict) -> list[str]:
                 "sigma denoising starts from) or another adapter"
             ]
         return []
-    if cond["type"] not in blended:
+    if cond["type"] not in BLENDED_TYPES:
         return [f"{key}.init_noise_level: retrieval types only (not {cond['type']})"]
     out = []
     if cond.get("adapter") != "none":
