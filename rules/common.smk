@@ -307,6 +307,17 @@ def uses_audio_prompt(condition):
     return CONDITIONS[base_condition(condition)]["type"] in AUDIO_PROMPT_TYPES
 
 
+def uses_init_audio(condition):
+    """The init-audio route (conditions.<c>.init_noise_level): the top retrieved item's
+    audio (its segment shards) starts the denoising; no angle to match."""
+    return CONDITIONS[base_condition(condition)].get("init_noise_level") is not None
+
+
+def uses_bank_audio(condition):
+    """The generate job reads bank items' audio: continuation / melody or init audio."""
+    return uses_audio_prompt(condition) or uses_init_audio(condition)
+
+
 def uses_external_adapter(condition):
     cond = CONDITIONS[base_condition(condition)]
     return cond["type"] in STYLE_TYPES and cond.get("adapter") == "external"

@@ -17,7 +17,7 @@ def controlled_items(wildcards):
     """
     base, settings = sweeps.parse_point(wildcards.condition)
     target = CONDITIONS[base].get("control_of")
-    if not target:
+    if not target or uses_init_audio(wildcards.condition):  # init audio: the same level
         return []
     same_point = sweeps.point_name(target, settings)
     if (wildcards.model, same_point) in POINTS:
@@ -55,7 +55,7 @@ def generate_inputs(wildcards):
         )
         for i, path in enumerate(model_input(model_space(wildcards.model).model)):
             inputs[f"clap{i}"] = path
-    if uses_audio_prompt(wildcards.condition):
+    if uses_bank_audio(wildcards.condition):
         inputs["segments"] = shard_dirs(BANK_DS)
     if uses_external_adapter(wildcards.condition):
         inputs["adapter"] = external_adapter(wildcards.model, wildcards.condition)
@@ -126,6 +126,8 @@ def generate_args(wildcards):
         ]
         if "strength_deg" in cond:
             args.append(f"--strength-deg {cond['strength_deg']}")
+        if "init_noise_level" in cond:  # the init-audio route (a sweep point's value)
+            args.append(f"--init-noise-level {cond['init_noise_level']}")
         if "style_guidance" in cond:
             args.append(f"--style-guidance {cond['style_guidance']}")
         args += [f"--match-angles {path}" for path in controlled_items(wildcards)]
@@ -145,7 +147,7 @@ def generate_bank_flags(wildcards):
     space = model_space_name(wildcards.model)
     files = space_files(space)
     segments = ""
-    if uses_audio_prompt(wildcards.condition):  # the bank dataset's segment shards
+    if uses_bank_audio(wildcards.condition):  # the bank dataset's segment shards
         segments = f" --segments-root {os.path.dirname(shard_dirs(BANK_DS)[0])}"
     return (
         f"--bank {files['npy']} --bank-mapping {BANK['mapping']} --index {files['index']} "

@@ -409,7 +409,9 @@ def test_musicgen_overlay_plans_its_models_beside_audioldm(workdir):
 def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(workdir):
     """config/stable_audio.yaml (issue 26): stable-audio-open's runs (sharded) with the
     published scheduler, its adapters at K = 8 (configured), 2 and 4, and no native-path or
-    style-guidance condition on it, planned without data or weights."""
+    style-guidance condition on it, planned without data or weights; the init-audio runs
+    and their controls get --init-noise-level (the configured 10 and each swept level),
+    --adapter none and the bank's segment shards, and no --match-angles."""
     out = snakemake(workdir, "-n", "-p", "--configfile", "config/stable_audio.yaml").stdout
     jobs = planned_jobs(out)
     counts = rule_counts(jobs)
@@ -430,6 +432,25 @@ def test_stable_audio_overlay_plans_its_model_and_the_k_sweep_beside_audioldm(wo
         if "--model-key stable-audio-open" in ln and "generate.py" in ln
     )
     assert "--scheduler default" in line and "--steps 100" in line and "--guidance 7.0" in line
+    generate = [ln for ln in out.splitlines() if "generate.py" in ln]
+
+    def command(condition: str) -> str:
+        return next(ln for ln in generate if f"--condition {condition} " in ln)
+
+    for condition, level in (
+        ("init_audio", "10.0"),
+        ("init_audio_random", "10.0"),
+        ("init_audio_mismatched@init_noise_level=3", "3.0"),
+        ("init_audio_random@init_noise_level=30", "30.0"),
+    ):
+        line = command(condition)
+        assert f"--init-noise-level {level} " in line and "--adapter none " in line
+        assert "--segments-root data/processed/fsd50k/segments " in line
+        assert "--match-angles" not in line and "--adapter-checkpoint" not in line
+    assert ("stable-audio-open", "init_audio@init_noise_level=1") in runs
+    # the style-token control still matches its run's angles; no other run reads init audio
+    assert "--match-angles" in command("retrieval_external_random")
+    assert not [ln for ln in generate if "--init-noise-level" in ln and "init_audio" not in ln]
 
 
 def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):
@@ -445,6 +466,32 @@ def test_musicgen_pilot_layers_on_the_pilot_and_the_musicgen_overlay(workdir):
         assert (model, "retrieval_deg15") not in runs
     assert ("audioldm2", "retrieval_deg15_random") in runs
     assert "results/pilot/runs/musicgen-large/tokens_deg5_mismatched/seed42" in out
+    assert "100 prompts" in out
+
+
+def test_stable_audio_pilot_layers_on_the_pilot_and_the_stable_audio_overlay(workdir):
+    """config/stable_audio_pilot.yaml: the pilot's native-path angle conditions stay on the
+    AudioLDM models; Stable Audio gets style tokens at fixed sequence angles with controls
+    matching their run's angles, and the overlay's init-audio levels, all on the pilot's 100
+    prompts in one job per run."""
+    files = ("config/pilot.yaml", "config/stable_audio.yaml", "config/stable_audio_pilot.yaml")
+    out = snakemake(workdir, "-n", "-p", "--configfile", *files).stdout
+    runs = {
+        (dict(w)["model"], dict(w)["condition"]) for r, w in planned_jobs(out) if r == "generate"
+    }
+    sao = {c for m, c in runs if m == "stable-audio-open"}
+    assert {"sao_tokens_deg15", "sao_tokens_deg30", "sao_tokens_deg30_random"} <= sao
+    assert {"init_audio", "init_audio_mismatched@init_noise_level=1"} <= sao
+    assert "retrieval_external_random@adapter_style_tokens=2" in sao
+    assert not {c for c in sao if c.startswith("retrieval_deg") or "native" in c}
+    assert ("audioldm2", "retrieval_deg15_random") in runs
+    assert not {c for m, c in runs if m != "stable-audio-open" and c.startswith("sao_")}
+    assert "gather_generate" not in rule_counts(planned_jobs(out))  # prompt_shards: 1
+    generate = [ln for ln in out.splitlines() if "generate.py" in ln]
+    control = next(ln for ln in generate if "--condition sao_tokens_deg30_random " in ln)
+    assert "--match-angles results/pilot/runs/stable-audio-open/sao_tokens_deg30/seed42/" in control
+    deg15 = next(ln for ln in generate if "--condition sao_tokens_deg15 " in ln)
+    assert "--strength-deg 15" in deg15 and "--prompts config/prompts/pilot_prompts.txt" in deg15
     assert "100 prompts" in out
 
 

@@ -1,7 +1,14 @@
 """Stable Audio Open as a model family (issue 26): the tiny stand-in with the published
 structure, loaded by the family's real ``load``; the prompt condition through the generate
 CLI equals the plain ``StableAudioPipeline.__call__``; 44.1 kHz stereo output; the T5
-limit from the tokenizer; the gated-model and torchsde refusals as one named message."""
+limit from the tokenizer; the gated-model and torchsde refusals as one named message.
+
+Cost (CI): the stand-in here is the tiny build with the DiT's ``sample_size`` cut to
+:data:`FRAMES` latent frames (the builder's default is the published 1024, asserted
+below): the pipeline always denoises and decodes the DiT's full length, so the VAE passes,
+the runs' main cost, scale with it. One run (the prompt run) goes through the generate CLI
+as a subprocess, as the workflow runs it; the others call the same ``main`` in this
+process, which keeps the interpreter's torch / diffusers imports (about 6 s a run)."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from rcmg.workflow.atomic import read_jsonl
 
 REPO = Path(__file__).resolve().parents[3]
 SEED, STEPS, GUIDANCE, SECONDS = 5, 2, 3.0, 1.5
+FRAMES = 96  # the DiT's latent frames here: 96 x 2048 / 44.1 kHz = 4.46 s (published 1024)
 LONG = " ".join(["soft piano chords and gentle strings"] * 30)  # > 120 T5 tokens
 PROMPTS = ["a calm piano melody", LONG]
 pytestmark = pytest.mark.xdist_group("stable_audio")
@@ -27,7 +35,9 @@ pytestmark = pytest.mark.xdist_group("stable_audio")
 def sao(tmp_path_factory) -> Path:
     from rcmg.standins.stable_audio import build_stable_audio
 
-    return build_stable_audio(tmp_path_factory.mktemp("sao") / "tiny", "tiny", seed=0)
+    return build_stable_audio(
+        tmp_path_factory.mktemp("sao") / "tiny", "tiny", seed=0, frames=FRAMES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +47,26 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
-def generate(model: Path, work: Path, name: str, condition_type: str, *extra: str) -> Path:
-    """One run through the generate CLI (a subprocess, as the workflow runs it)."""
+def generate(
+    model: Path, work: Path, name: str, condition_type: str, *extra: str, subprocess_run=False
+) -> Path:
+    """One run through the generate CLI: its ``main`` in this process, or with
+    ``subprocess_run`` a subprocess, as the workflow runs it."""
+    import generate as generate_cli
+
     out = work / name
-    command = [
-        sys.executable, "workflow_scripts/generate.py", "--model-key", "sao",
+    argv = [
+        "--model-key", "sao",
         "--model-id", str(model), "--family", "stable_audio", "--condition", name,
         "--condition-type", condition_type, "--prompts", str(work / "prompts.txt"),
         "--seed", str(SEED), "--steps", str(STEPS), "--guidance", str(GUIDANCE),
         "--seconds", str(SECONDS), "--batch", "2", "--scheduler", "cosine_ode",
         "--device", "cpu", "--out-dir", str(out), *extra,
     ]  # fmt: skip
+    if not subprocess_run:
+        assert generate_cli.main(argv) == 0, f"generate {name} failed (its log is above)"
+        return out
+    command = [sys.executable, "workflow_scripts/generate.py", *argv]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
@@ -64,14 +83,14 @@ def audio(run: Path) -> dict[int, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def prompt_run(sao, work) -> Path:
-    return generate(sao, work, "prompt", "prompt")
+    return generate(sao, work, "prompt", "prompt", subprocess_run=True)
 
 
 def test_stand_in_has_the_published_structure_and_loads_through_the_family(sao):
     import diffusers
     import transformers
     from diffusers import StableAudioPipeline
-    from rcmg.standins.stable_audio import CONFIG_DIR, published_config
+    from rcmg.standins.stable_audio import CONFIG_DIR, component_configs, published_config
 
     def classes(path: Path) -> dict:
         """Component -> class (transformers 5 spells T5TokenizerFast as T5Tokenizer)."""
@@ -92,13 +111,22 @@ def test_stand_in_has_the_published_structure_and_loads_through_the_family(sao):
     loaded = family.load(str(sao), "cpu", "fp32", "cosine_ode")
     pipe = loaded.pipe
     assert isinstance(pipe, StableAudioPipeline) and loaded.scheduler == "cosine_ode"
-    # the published geometry: 44.1 kHz stereo, hop 2048, 1024 latent frames
+    # the published geometry: 44.1 kHz stereo, hop 2048, 1024 latent frames (the builder's
+    # default; this folder is the same build with the DiT's sample_size cut to FRAMES)
     assert (family.sample_rate(pipe), family.channels(pipe)) == (44_100, 2)
     assert pipe.vae.hop_length == 2048
+    tiny = component_configs("tiny")
+    assert tiny["transformer"]["sample_size"] == published_config("transformer")["sample_size"]
+    assert tiny["transformer"]["sample_size"] == 1024
+    dit_here = {k: pipe.transformer.config[k] for k in tiny["transformer"]}
+    assert dit_here == {**tiny["transformer"], "sample_size": FRAMES}
+    for component in ("vae", "projection_model"):
+        here = getattr(pipe, component).config
+        assert {k: here[k] for k in tiny[component]} == tiny[component]
     latent = pipe.vae.config.decoder_input_channels  # the published tie (64 there)
     assert pipe.vae.config.encoder_hidden_size == 2 * latent
     assert pipe.transformer.config.in_channels == pipe.transformer.config.out_channels == latent
-    assert family.max_seconds(pipe) == pytest.approx(1024 * 2048 / 44_100)
+    assert family.max_seconds(pipe) == pytest.approx(FRAMES * 2048 / 44_100)
     assert pipe.tokenizer.model_max_length == 128
     dit = pipe.transformer.config
     assert dit.cross_attention_dim == dit.num_key_value_attention_heads * dit.attention_head_dim
@@ -264,6 +292,7 @@ def test_evaluate_downmixes_stereo_and_measures_loudness_over_both_channels(
 
     import evaluate as evaluate_cli
     import pyloudnorm
+    import reference_stats
 
     from tests.unit import fake_runs
 
@@ -271,33 +300,12 @@ def test_evaluate_downmixes_stereo_and_measures_loudness_over_both_channels(
     clap = tiny_model("clap")
     shards = [fake_runs.write_fake_shard(root / f"s{i}", n_segments=6, seed=i) for i in range(2)]
     ref = root / "ref_stats.npz"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "workflow_scripts/reference_stats.py",
-            "--shards",
-            f"maestro={shards[0]}",
-            f"urmp={shards[1]}",
-            "--clap-model",
-            str(clap),
-            "--composition",
-            "maestro=weight:0.5",
-            "urmp=weight:0.5",
-            "--max-items",
-            "8",
-            "--device",
-            "cpu",
-            "--batch",
-            "4",
-            "--out",
-            str(ref),
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    argv = [
+        "--shards", f"maestro={shards[0]}", f"urmp={shards[1]}", "--clap-model", str(clap),
+        "--composition", "maestro=weight:0.5", "urmp=weight:0.5", "--max-items", "8",
+        "--device", "cpu", "--batch", "4", "--out", str(ref),
+    ]  # fmt: skip
+    assert reference_stats.main(argv) == 0
     run = root / "run"
     shutil.copytree(prompt_run, run)
     argv = ["--run-dir", str(run), "--clap-model", str(clap), "--reference-stats", str(ref)]
@@ -336,10 +344,12 @@ def bank_assets(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(sao, bank_assets, tiny_model, tmp_path_factory) -> Path:
     """The style adapter trained through the train_adapter CLI on the bank items."""
+    import train_adapter
+
     out = tmp_path_factory.mktemp("sao_adapter") / "adapter"
     a = bank_assets
-    command = [
-        sys.executable, "workflow_scripts/train_adapter.py", "--model-key", "sao",
+    argv = [
+        "--model-key", "sao",
         "--model-id", str(sao), "--family", "stable_audio", "--prompts", str(a["prompts"]),
         "--clap-model", str(tiny_model("clap")), "--bank", str(a["bank"]),
         "--bank-mapping", str(a["mapping"]), "--index", str(a["index"]),
@@ -348,8 +358,7 @@ def trained(sao, bank_assets, tiny_model, tmp_path_factory) -> Path:
         "--max-items", "3", "--max-eval-items", "3", "--seed", "0", "--exclude-cosine", "1.0",
         "--device", "cpu", "--out-dir", str(out),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert train_adapter.main(argv) == 0, "train_adapter failed (its log is above)"
     return out
 
 
@@ -499,9 +508,13 @@ def test_controls_reach_the_retrieval_runs_strength(style_runs, control):
 
 
 def init_flags(bank_assets, tiny_model, sigma: str) -> list[str]:
+    """The init-audio route's flags as the generate rule writes them for an init_audio
+    condition (config/stable_audio.yaml): the model's retrieval blend and alpha are passed
+    too, and have no effect on this route (the runs equal the plain call without them)."""
     return [
         *retrieval_flags(bank_assets, tiny_model, "none"),
         *("--init-noise-level", sigma, "--segments-root", str(bank_assets["segments"])),
+        *("--blend", "orth", "--alpha", "1.0"),
     ]
 
 
@@ -623,16 +636,18 @@ def test_other_families_refuse_the_init_audio_route():
 
 def test_a_duration_beyond_the_dits_length_is_refused_with_the_limit(sao, work, tmp_path, capsys):
     """Durations other than 10 s are the model's own (the tests run 1.5 s); beyond the DiT's
-    1024 latent frames (47.55 s) the run stops with one message naming the limit."""
+    latent frames (1024 = 47.55 s published, FRAMES = 4.46 s here) the run stops with one
+    message naming the limit."""
     code, err = _generate_in_process(
         capsys,
         *("--model-key", "sao", "--model-id", str(sao), "--family", "stable_audio"),
         *("--condition", "prompt", "--condition-type", "prompt", "--device", "cpu"),
         *("--prompts", str(work / "prompts.txt"), "--out-dir", str(tmp_path / "run")),
-        *("--seconds", "50", "--steps", "1", "--scheduler", "cosine_ode"),
+        *("--seconds", "5", "--steps", "1", "--scheduler", "cosine_ode"),
     )
     assert code == 2 and "Traceback" not in err
-    assert "47.5" in err and not (tmp_path / "run").exists()
+    limit = FRAMES * 2048 / 44_100
+    assert f"{limit:.4f}" in err and not (tmp_path / "run").exists()
 
 
 def test_sharded_stereo_runs_gather_into_the_unsharded_run(sao, work, prompt_run):
@@ -659,3 +674,67 @@ def test_sharded_stereo_runs_gather_into_the_unsharded_run(sao, work, prompt_run
     keep = ("item", "wav", "prompt_used", "status")
     rows = [{k: r[k] for k in keep} for r in read_jsonl(out / "items.jsonl")]
     assert rows == [{k: r[k] for k in keep} for r in read_jsonl(prompt_run / "items.jsonl")]
+
+
+def test_a_hub_id_run_records_the_resolved_snapshot_commit(sao, work, tmp_path):
+    """config/stable_audio.yaml leaves ``revision: null`` (the gated repo's commit is not
+    known offline): a run of the hub id from the offline Hugging Face cache records the
+    commit its snapshot resolved to (run_config ``model_revisions.generator``), and a pinned
+    ``ID@COMMIT`` (``models.<m>.revision``) loads that snapshot and says it is pinned."""
+    import os
+
+    from tests.unit.models.test_revisions import SHA, fake_hub_cache
+
+    repo = "stabilityai/stable-audio-open-1.0"
+    cache = fake_hub_cache(tmp_path / "hub", repo, sao)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "one.txt").write_text(PROMPTS[0] + "\n")
+    runs = {"main": repo, "pinned": f"{repo}@{SHA}"}
+    argvs = [
+        [
+            "--model-key",
+            "sao",
+            "--model-id",
+            model_id,
+            "--family",
+            "stable_audio",
+            "--condition",
+            "prompt",
+            "--condition-type",
+            "prompt",
+            "--prompts",
+            str(tmp_path / "one.txt"),
+            "--steps",
+            "1",
+            "--seconds",
+            "0.5",
+            "--scheduler",
+            "cosine_ode",
+            "--device",
+            "cpu",
+            "--out-dir",
+            str(tmp_path / name),
+        ]  # fmt: skip
+        for name, model_id in runs.items()
+    ]
+    # one interpreter for both runs (the cache location is read when huggingface_hub loads)
+    code = "import sys, generate\n" + "".join(
+        f"assert generate.main({argv!r}) == 0\n" for argv in argvs
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO / "workflow_scripts",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {
+        name: json.loads((tmp_path / name / "run_config.json").read_text())["model_revisions"]
+        for name in runs
+    }
+    for name, pinned in (("main", False), ("pinned", True)):
+        generator = records[name]["generator"]
+        assert generator["kind"] == "hub" and generator["id"] == repo
+        assert generator["resolved_revision"] == SHA and generator["pinned"] is pinned

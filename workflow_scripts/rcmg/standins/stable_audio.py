@@ -11,7 +11,10 @@ loads them:
   published), T5 prompt states projected by the identity as in the published
   projection model (text width = conditioning width), timing conditioning on [0, 512] s,
   the published cosine v-prediction scheduler verbatim, a T5 tokenizer capped at 128
-  tokens); only widths and depths are tiny.
+  tokens); only widths and depths are tiny. ``frames`` shortens the DiT's
+  ``sample_size`` (the latent frames every call denoises and the VAE decodes; the
+  family reads it from the config everywhere): the unit tests' short build, whose VAE
+  passes cost a tenth of the published length's. The default is the published 1024.
 * ``published``: every width and depth as published (random weights; for step timing).
 
 Tokenizers are trained locally (:func:`rcmg.standins.tiny_models.train_t5_tokenizer`).
@@ -29,7 +32,7 @@ from rcmg.workflow.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 2  # a marker without "frames" is the default (published) length
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "config" / "bench" / "stable-audio-open"
 BUILDS = ("tiny", "published")
@@ -59,12 +62,17 @@ def published_config(component: str) -> dict:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def component_configs(build: str) -> dict[str, dict]:
-    """The constructor arguments of every component for ``build`` (tiny or published)."""
+def component_configs(build: str, frames: int | None = None) -> dict[str, dict]:
+    """The constructor arguments of every component for ``build`` (tiny or published);
+    ``frames``: the DiT's ``sample_size`` (default the published 1024)."""
     if build not in BUILDS:
         raise ValueError(f"unknown Stable Audio build {build!r}; choose one of {BUILDS}")
     dit = published_config("transformer")
     dit["sample_size"] = int(dit["sample_size"])  # the hub file writes 1024.0
+    if frames is not None:
+        if not 1 <= int(frames) <= dit["sample_size"]:
+            raise ValueError(f"frames must be in 1..{dit['sample_size']}, got {frames}")
+        dit["sample_size"] = int(frames)
     vae = published_config("vae")
     projection = published_config("projection_model")
     t5 = {
@@ -109,8 +117,11 @@ def component_configs(build: str) -> dict[str, dict]:
     }
 
 
-def build_stable_audio(out_dir: str | Path, build: str = "tiny", seed: int = 0) -> Path:
-    """Build (once) the ``build`` stand-in into ``out_dir`` and return it.
+def build_stable_audio(
+    out_dir: str | Path, build: str = "tiny", seed: int = 0, frames: int | None = None
+) -> Path:
+    """Build (once) the ``build`` stand-in into ``out_dir`` and return it (``frames``: the
+    DiT's latent frames, :func:`component_configs`).
 
     Idempotent (a folder whose marker records the same build, seed and builder version
     is returned untouched) and atomic (built in a temporary sibling, moved in complete).
@@ -121,13 +132,14 @@ def build_stable_audio(out_dir: str | Path, build: str = "tiny", seed: int = 0) 
         "size": build,
         "seed": seed,
         "builder_version": BUILDER_VERSION,
+        "frames": frames,
     }
     found = random_weight_info(out_dir) or {}
     if all(found.get(k) == v for k, v in expected.items()):
         return out_dir
     log.info("building the %s Stable Audio Open stand-in (seed %d) into %s", build, seed, out_dir)
     with atomic_dir(out_dir) as tmp:
-        _save(tmp, component_configs(build), seed)
+        _save(tmp, component_configs(build, frames), seed)
         write_marker(tmp, "tiny" if build == "tiny" else "published-architecture", expected)
     return out_dir
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rcmg.workflow.kinds import AUDIO_PROMPT_TYPES
+from rcmg.workflow.sweeps import BLENDED_TYPES
 
 
 def problems(config: dict, workdir: str | Path = ".") -> list[str]:
@@ -69,18 +70,20 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"({', '.join(config['conditions'])})"
         )
     conditions = config["conditions"]
-    blended = ("retrieval", "retrieval_random", "retrieval_mismatched")
     for name, cond in conditions.items():
-        if cond["type"] in blended and "adapter" not in cond:
+        if cond["type"] in BLENDED_TYPES and "adapter" not in cond:
             out.append(
-                f"conditions.{name}: a {cond['type']} condition needs 'adapter: native' or 'adapter: external'"
+                f"conditions.{name}: a {cond['type']} condition needs 'adapter: native' or "
+                "'adapter: external' (or 'adapter: none' with init_noise_level: the init-audio "
+                "route)"
             )
+        out += _init_audio_problems(name, cond, conditions)
         if cond.get("adapter") == "mlp":
             out.append(
                 f"conditions.{name}: 'adapter: mlp' is now 'adapter: native' (the model's own "
                 "conditioning path; no MLP is trained on it); write 'adapter: native'"
             )
-        if cond["type"] not in (*blended, "style_only") and "adapter" in cond:
+        if cond["type"] not in (*BLENDED_TYPES, "style_only") and "adapter" in cond:
             out.append(f"conditions.{name}: 'adapter' only applies to retrieval types")
         out += _control_problems(name, cond, conditions, config["models"])
         for key in ("topk", "max_tags"):
@@ -93,6 +96,40 @@ def problems(config: dict, workdir: str | Path = ".") -> list[str]:
                     f"{', '.join(AUDIO_PROMPT_TYPES)} (the retrieved item's audio as a prompt)"
                 )
     out += _revision_problems(config, workdir)
+    return out
+
+
+def _init_audio_problems(name: str, cond: dict, conditions: dict) -> list[str]:
+    """``init_noise_level`` (the init-audio route) on retrieval types with ``adapter: none``
+    only, and the reverse; a control of such a run takes its level (the route's strength)
+    and matches no angle. Whether the model's family has the route: the family checks."""
+    key = f"conditions.{name}"
+    level = cond.get("init_noise_level")
+    if level is None:
+        if cond.get("adapter") == "none":
+            return [
+                f"{key}: 'adapter: none' is the init-audio route; give init_noise_level (the "
+                "sigma denoising starts from) or another adapter"
+            ]
+        return []
+    if cond["type"] not in BLENDED_TYPES:
+        return [f"{key}.init_noise_level: retrieval types only (not {cond['type']})"]
+    out = []
+    if cond.get("adapter") != "none":
+        out.append(
+            f"{key}: the init-audio route (init_noise_level) conditions on the retrieved audio, "
+            f"not on a style vector: set 'adapter: none' (not {cond.get('adapter')!r})"
+        )
+    for other in ("alpha", "strength_deg", "style_guidance", "blend"):
+        if other in cond:
+            out.append(f"{key}.{other}: has no effect on the init-audio route; remove it")
+    target = conditions.get(cond.get("control_of") or "")
+    if target is not None and target.get("init_noise_level") != level:
+        out.append(
+            f"{key}.init_noise_level: {level} differs from its control_of "
+            f"'{cond['control_of']}' ({target.get('init_noise_level')}): a control keeps the "
+            "run's strength"
+        )
     return out
 
 

@@ -51,6 +51,8 @@ KNOBS: dict[str, tuple[str, str]] = {
     "style_guidance": ("condition", "float"),
     # continuation / melody: seconds of the retrieved item's audio given to the model
     "prompt_seconds": ("condition", "positive"),
+    # the init-audio route (conditions.<c>.init_noise_level): the sigma denoising starts from
+    "init_noise_level": ("condition", "positive"),
     "cond_mix_beta": ("retrieval", "unit"),
     "style_topk": ("retrieval", "int"),
     "style_temp": ("retrieval", "positive"),
@@ -249,6 +251,13 @@ def knob_problem(knob: str, model: str, cond_name: str, config: dict) -> str | N
         return f"cond_mix_beta applies to style conditions, not type '{ctype}'"
     if knob == "style_guidance" and ctype not in BLENDED_TYPES:
         return f"style_guidance applies to retrieval/control conditions, not '{ctype}'"
+    if knob == "init_noise_level" and "init_noise_level" not in cond:
+        return (
+            f"init_noise_level applies to init-audio conditions (conditions.<c>.init_noise_level "
+            f"with adapter: none), not '{cond_name}'"
+        )
+    if knob in ("alpha", "strength_deg", "style_guidance") and "init_noise_level" in cond:
+        return f"{knob} has no effect on the init-audio route (sweep init_noise_level)"
     if knob == "prompt_seconds" and ctype not in AUDIO_PROMPT_TYPES:
         return (
             f"prompt_seconds applies to {', '.join(AUDIO_PROMPT_TYPES)} conditions, not '{ctype}'"

@@ -207,6 +207,12 @@ class ModelFamily:
     def condition_problem(self, condition: dict) -> str | None:
         """Why this family cannot take the config condition ``condition`` (its
         ``conditions.<c>`` mapping), or None: checked while the config is read."""
+        if condition.get("init_noise_level") is not None and not self.init_audio_route:
+            return (
+                "init_noise_level (the retrieved item's audio as the pipeline's initial audio) "
+                f"is not a route of the {self.name} family; remove it or run the condition on "
+                "a family with it (Stable Audio)"
+            )
         return self._audio_prompt_problem(condition.get("type"))
 
     def _audio_prompt_problem(self, condition_type) -> str | None:

@@ -347,6 +347,9 @@ class Musicgen(ModelFamily):
     def condition_problem(self, condition: dict) -> str | None:
         from rcmg.generation.conditioning import STYLE_TYPES, canonical_adapter
 
+        why = super().condition_problem(condition)  # continuation / melody, init audio
+        if why:
+            return why
         ctype = condition.get("type")
         why = self._audio_prompt_problem(ctype)
         if why:
