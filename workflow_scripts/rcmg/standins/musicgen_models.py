@@ -65,10 +65,10 @@ def encodec_32khz_config(hidden_size: int, num_filters: int):
     )
 
 
-def decoder_config(hidden_size: int, layers: int, heads: int, **extra):
-    from transformers import MusicgenDecoderConfig
-
-    return MusicgenDecoderConfig(
+def _decoder_fields(hidden_size: int, layers: int, heads: int) -> dict:
+    """The decoder fields MusicGen and MusicGen-melody share (the conversion scripts'):
+    4 codebooks, mono, ffn 4 x hidden, the MusicGen token ids."""
+    return dict(
         vocab_size=CODEBOOK_SIZE,
         hidden_size=hidden_size,
         ffn_dim=4 * hidden_size,
@@ -80,8 +80,13 @@ def decoder_config(hidden_size: int, layers: int, heads: int, **extra):
         pad_token_id=PAD_TOKEN_ID,
         bos_token_id=PAD_TOKEN_ID,
         tie_word_embeddings=False,
-        **extra,
     )
+
+
+def decoder_config(hidden_size: int, layers: int, heads: int, **extra):
+    from transformers import MusicgenDecoderConfig
+
+    return MusicgenDecoderConfig(**_decoder_fields(hidden_size, layers, heads), **extra)
 
 
 def randomize_codebooks(codec) -> None:
@@ -191,20 +196,7 @@ def melody_decoder_config(hidden_size: int, layers: int, heads: int, **extra):
     mono, ffn 4 x hidden) with the MusicGen decoder's token ids."""
     from transformers import MusicgenMelodyDecoderConfig
 
-    return MusicgenMelodyDecoderConfig(
-        vocab_size=CODEBOOK_SIZE,
-        hidden_size=hidden_size,
-        ffn_dim=4 * hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_codebooks=NUM_CODEBOOKS,
-        max_position_embeddings=MAX_POSITIONS,
-        audio_channels=1,
-        pad_token_id=PAD_TOKEN_ID,
-        bos_token_id=PAD_TOKEN_ID,
-        tie_word_embeddings=False,
-        **extra,
-    )
+    return MusicgenMelodyDecoderConfig(**_decoder_fields(hidden_size, layers, heads), **extra)
 
 
 def build_tiny_musicgen_melody(out: Path, seed: int) -> None:
